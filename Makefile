@@ -1,0 +1,32 @@
+# Two entry points (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+# torch 2.13.0 (CPU) lies on disk on our machines; naming it keeps pip from fetching a CUDA build
+TORCH  ?= torch==2.13.0
+
+.PHONY: demo test install install-test clean
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.core
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e '.[dev,export]'
+	touch $@
+
+install: $(VENV)/.core
+install-test: $(VENV)/.test
+
+demo: $(VENV)/.core
+	$(VENV)/bin/onnx2mcu simulate --example cnn
+
+test: $(VENV)/.test
+	$(PY) -m pytest -n 2 -q tests
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

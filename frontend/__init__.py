@@ -1,0 +1,4 @@
+"""frontend: ONNX -> IR (see convert.load)."""
+from onnx2mcu.frontend.convert import load
+
+__all__ = ["load"]

@@ -1,0 +1,1 @@
+"""graph_opt stage of onnx2mcu."""

@@ -1,0 +1,115 @@
+"""Where every operator is defined, once.
+
+An `OpDef` gathers everything the pipeline needs to know about one op type:
+its numpy reference (the simulator), how it uses memory (alias, in-place,
+scratch), its cost, which dtypes it accepts, and (later) its C kernel call.
+Standard ONNX ops take their shape rule from ONNX shape inference; ops of
+our own domain give `infer`.  Adding an op is one `register(...)` call in the
+module of its family under `onnx2mcu/ops/`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from onnx2mcu.ir import DType, Graph, Node, Tensor
+
+Reference = Callable[[Node, list], list]
+"""(node, input arrays with None for omitted inputs) -> output arrays."""
+
+FLOAT = frozenset({DType.FLOAT32})
+INDEX = frozenset({DType.INT64, DType.INT32})
+ANY_SUPPORTED = frozenset({DType.FLOAT32, DType.INT64, DType.INT32, DType.BOOL, DType.INT8, DType.UINT8})
+
+
+def _zero(node: Node, graph: Graph) -> int:
+    return 0
+
+
+def _output_elements(node: Node, graph: Graph) -> int:
+    return sum(graph.tensors[o].numel for o in node.outputs if o)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One operator type.
+
+    `inplace_inputs`: indices of inputs whose bytes the (first) output may
+    take over when that input dies at this op and has the output's size.
+    `alias`: the output is the input's bytes reinterpreted (Reshape & co.);
+    it costs no memory and no work.
+    `dtypes`: per input position the accepted element types; positions past
+    the tuple reuse its last entry.  Used to decide what we can run.
+    """
+
+    op_type: str
+    reference: Reference
+    domain: str = ""
+    dtypes: tuple[frozenset, ...] = (FLOAT,)
+    alias: bool = False
+    inplace_inputs: tuple[int, ...] = ()
+    scratch_bytes: Callable[[Node, Graph], int] = _zero
+    macs: Callable[[Node, Graph], int] = _output_elements
+    infer: Callable[[Node, list[Tensor]], list[tuple[tuple[int, ...], DType]]] | None = None
+    check: Callable[[Node, Graph], str | None] | None = None
+    """Returns why this particular node cannot run (unsupported attribute...), or None."""
+    extra: dict = field(default_factory=dict)
+
+    def accepts(self, position: int, dtype: DType) -> bool:
+        allowed = self.dtypes[min(position, len(self.dtypes) - 1)]
+        return dtype in allowed
+
+
+_REGISTRY: dict[tuple[str, str], OpDef] = {}
+
+
+def register(op_type: str, reference: Reference, **kwargs) -> OpDef:
+    op = OpDef(op_type=op_type, reference=reference, **kwargs)
+    key = (op.domain, op.op_type)
+    if key in _REGISTRY:
+        raise ValueError(f"op {op_type} registered twice")
+    _REGISTRY[key] = op
+    return op
+
+
+def lookup(op_type: str, domain: str = "") -> OpDef | None:
+    _load_families()
+    if domain == "ai.onnx":
+        domain = ""
+    return _REGISTRY.get((domain, op_type))
+
+
+def all_ops() -> list[OpDef]:
+    _load_families()
+    return sorted(_REGISTRY.values(), key=lambda o: (o.domain, o.op_type))
+
+
+def unsupported_reason(node: Node, graph: Graph) -> str | None:
+    """Why `node` cannot run here, or None when it can."""
+    op = lookup(node.op_type, node.domain)
+    if op is None:
+        return "op not supported"
+    for position, name in enumerate(node.inputs):
+        if name and not op.accepts(position, graph.tensors[name].dtype):
+            return f"input {position} has dtype {graph.tensors[name].dtype.value}, not supported"
+    if op.check is not None:
+        return op.check(node, graph)
+    return None
+
+
+_loaded = False
+
+
+def _load_families() -> None:
+    """Import the op family modules once; each registers its ops at import."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from onnx2mcu.ops import families  # noqa: F401
+
+
+def broadcast_inputs(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return list(np.broadcast_arrays(*arrays))

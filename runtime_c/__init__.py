@@ -1,0 +1,1 @@
+"""runtime_c stage of onnx2mcu."""

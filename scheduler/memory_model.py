@@ -1,0 +1,132 @@
+"""The memory model: what is live at each step of a given order (DESIGN §3).
+
+A *buffer* is a run of arena bytes shared by tensors: an alias op's output
+shares its input's buffer (Reshape & co. cost nothing), and an in-place op's
+output takes over an input buffer that dies at that op.  Whether an op can
+go in place depends on the order (the input must die there), so buffers are
+built per order.  Steps are positions in the order; a buffer is live over
+[first, last] inclusive.  Graph inputs are live from step 0, graph outputs
+to the last step, and an op's scratch is live during its own step only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from onnx2mcu.ir import Graph, Node
+from onnx2mcu.ops import lookup
+
+
+@dataclass
+class Buffer:
+    index: int
+    nbytes: int
+    first: int
+    last: int
+    tensors: list[str] = field(default_factory=list)
+    scratch_of: str | None = None  # node name, for scratch buffers
+
+    @property
+    def label(self) -> str:
+        return f"scratch:{self.scratch_of}" if self.scratch_of else self.tensors[0]
+
+    def overlaps_in_time(self, other: "Buffer") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass
+class MemoryProfile:
+    order: list[Node]
+    buffers: list[Buffer]
+    buffer_of: dict[str, int]  # tensor name -> buffer index
+    live_bytes: list[int]  # per step
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(self.live_bytes, default=0)
+
+    @property
+    def peak_step(self) -> int:
+        return max(range(len(self.live_bytes)), key=self.live_bytes.__getitem__, default=0)
+
+    def live_at(self, step: int) -> list[Buffer]:
+        return [b for b in self.buffers if b.first <= step <= b.last]
+
+
+def profile(graph: Graph, order: Sequence[Node] | None = None, inplace: bool = True) -> MemoryProfile:
+    """Buffers and live bytes per step for `order` (default: the graph's own order)."""
+    order = list(graph.nodes if order is None else order)
+    n_steps = max(len(order), 1)
+    last_use: dict[str, int] = {}
+    for step, node in enumerate(order):
+        for name in node.inputs:
+            if name:
+                last_use[name] = step
+    outputs = set(graph.outputs)
+
+    buffers: list[Buffer] = []
+    buffer_of: dict[str, int] = {}
+
+    def new_buffer(tensor: str, first: int) -> None:
+        buffer_of[tensor] = len(buffers)
+        buffers.append(Buffer(len(buffers), graph.tensors[tensor].nbytes, first, first, [tensor]))
+
+    def extend(tensor: str, into: int) -> None:
+        buffer_of[tensor] = into
+        buffers[into].tensors.append(tensor)
+
+    for name in graph.inputs:
+        new_buffer(name, 0)
+    for step, node in enumerate(order):
+        op = lookup(node.op_type, node.domain)
+        act_inputs = [n for n in node.inputs if n and not graph.tensors[n].is_const]
+        for index, out in enumerate(node.outputs):
+            if not out or out in buffer_of or graph.tensors[out].is_const:
+                continue
+            target = None
+            if op is not None and index == 0 and op.alias and act_inputs:
+                target = buffer_of[act_inputs[0]]
+            elif op is not None and index == 0 and inplace:
+                target = _inplace_target(graph, node, op.inplace_inputs, buffer_of, buffers,
+                                         last_use, outputs, step, out)
+            if target is not None:
+                extend(out, target)
+            else:
+                new_buffer(out, step)
+    # lifetimes: a buffer lives until the last use of any tensor it holds
+    for buffer in buffers:
+        if buffer.scratch_of:
+            continue
+        for tensor in buffer.tensors:
+            buffer.last = max(buffer.last, last_use.get(tensor, buffer.first))
+            if tensor in outputs:
+                buffer.last = n_steps - 1
+    for step, node in enumerate(order):
+        op = lookup(node.op_type, node.domain)
+        scratch = op.scratch_bytes(node, graph) if op is not None else 0
+        if scratch > 0:
+            buffers.append(Buffer(len(buffers), scratch, step, step, [], scratch_of=node.name))
+    live = [0] * len(order)
+    for buffer in buffers:
+        for step in range(buffer.first, min(buffer.last, len(order) - 1) + 1):
+            live[step] += buffer.nbytes
+    return MemoryProfile(order, buffers, buffer_of, live)
+
+
+def _inplace_target(graph: Graph, node: Node, candidates: tuple[int, ...], buffer_of: dict[str, int],
+                    buffers: list[Buffer], last_use: dict[str, int], outputs: set[str], step: int,
+                    out: str) -> int | None:
+    """An input buffer the output may overwrite: same size, and nothing reads it after this step."""
+    out_bytes = graph.tensors[out].nbytes
+    for position in candidates:
+        if position >= len(node.inputs) or not node.inputs[position]:
+            continue
+        name = node.inputs[position]
+        tensor = graph.tensors[name]
+        if tensor.is_const or tensor.nbytes != out_bytes or tensor.dtype != graph.tensors[out].dtype:
+            continue
+        buffer = buffers[buffer_of[name]]
+        if any(t in outputs or last_use.get(t, -1) > step for t in buffer.tensors):
+            continue
+        return buffer.index
+    return None

@@ -1,0 +1,110 @@
+"""Inputs for a run, and the comparison of our outputs with onnxruntime's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+from onnx2mcu.errors import UserError
+from onnx2mcu.ir import DType, Graph
+
+
+def seeded_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs: normal floats; valid indices for inputs that index a table; ones otherwise."""
+    rng = np.random.default_rng(seed)
+    consumers = graph.consumers()
+    values: dict[str, np.ndarray] = {}
+    for name in graph.inputs:
+        tensor = graph.tensors[name]
+        if tensor.dtype is DType.FLOAT32:
+            values[name] = rng.standard_normal(tensor.shape).astype(np.float32)
+        elif tensor.dtype is DType.BOOL:
+            values[name] = rng.random(tensor.shape) < 0.5
+        else:
+            high = _index_range(graph, name, consumers)
+            if high is None:
+                values[name] = np.ones(tensor.shape, dtype=tensor.dtype.numpy)
+            else:
+                values[name] = rng.integers(0, high, tensor.shape).astype(tensor.dtype.numpy)
+    return values
+
+
+def _index_range(graph: Graph, name: str, consumers) -> int | None:
+    for node in consumers.get(name, []):
+        if node.op_type == "Gather" and len(node.inputs) > 1 and node.inputs[1] == name:
+            table = graph.tensors[node.inputs[0]]
+            axis = node.attr("axis", 0)
+            return table.shape[axis]
+    return None
+
+
+def load_npz(path: str, graph: Graph) -> dict[str, np.ndarray]:
+    """Read inputs from an .npz; names and shapes must match the model's inputs."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            values = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UserError(f"{path}: inputs file not found") from None
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+    missing = [n for n in graph.inputs if n not in values]
+    extra = [k for k in values if k not in graph.inputs]
+    if missing or extra:
+        raise UserError(f"{path}: inputs do not match the model: missing {missing or 'none'}, "
+                        f"unknown {extra or 'none'}; the model's inputs are {graph.inputs}")
+    for name in graph.inputs:
+        tensor = graph.tensors[name]
+        if tuple(values[name].shape) != tensor.shape:
+            raise UserError(f"{path}: input '{name}' has shape {list(values[name].shape)}, "
+                            f"the model expects {list(tensor.shape)} (bind dims with --input-shape)")
+        if values[name].dtype != tensor.dtype.numpy:
+            kind = np.dtype(values[name].dtype).kind
+            if kind not in "fiub" or (tensor.dtype is DType.FLOAT32) != (kind == "f"):
+                raise UserError(f"{path}: input '{name}' has dtype {values[name].dtype}, "
+                                f"the model expects {tensor.dtype.value}")
+            values[name] = values[name].astype(tensor.dtype.numpy)
+    return values
+
+
+def run_onnxruntime(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray],
+                    output_names: list[str]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    feed = {i.name: inputs[i.name] for i in session.get_inputs()}
+    values = session.run(output_names, feed)
+    return dict(zip(output_names, values))
+
+
+@dataclass
+class Agreement:
+    max_abs_err: float
+    max_rel_err: float
+    per_output: dict[str, tuple[float, float]]
+
+
+def compare(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray]) -> Agreement:
+    """max |ours - theirs| and that over max |theirs|, over all outputs."""
+    per_output = {}
+    worst_abs, worst_ref = 0.0, 0.0
+    for name, expected in theirs.items():
+        got = np.asarray(ours[name])
+        expected = np.asarray(expected)
+        if got.shape != expected.shape:
+            raise AssertionError(f"output {name}: shape {got.shape} vs onnxruntime {expected.shape}")
+        if expected.dtype == np.bool_ or got.dtype == np.bool_:
+            diff = float(np.count_nonzero(got != expected))
+            scale = 1.0
+        else:
+            diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)), initial=0.0))
+            scale = float(np.max(np.abs(expected.astype(np.float64)), initial=0.0))
+        per_output[name] = (diff, diff / scale if scale else diff)
+        worst_abs = max(worst_abs, diff)
+        worst_ref = max(worst_ref, scale)
+    rel = max((r for _, r in per_output.values()), default=0.0)
+    return Agreement(worst_abs, rel, per_output)
