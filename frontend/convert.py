@@ -10,9 +10,10 @@ from onnx import helper, numpy_helper
 
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph, Node, Tensor
-from onnx2mcu.ops import unsupported_reason
+from onnx2mcu.ops import lookup, unsupported_reason
 from onnx2mcu.frontend.fold import constants_to_initializers, fold_once, infer_shapes, static_shapes
 from onnx2mcu.frontend.load import read_model
+from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
 _DTYPES = {
     onnx.TensorProto.FLOAT: DType.FLOAT32,
@@ -35,14 +36,17 @@ def load(model: str | os.PathLike | onnx.ModelProto,
     proto, label = read_model(model)
     proto = _copy(proto)
     notes = _bind_inputs(proto, dict(input_shapes or {}), label)
-    del proto.graph.value_info[:]
+    _forget_output_shapes(proto)
     constants_to_initializers(proto)
+    remove_dead_nodes(proto)
     for _ in range(MAX_FOLD_ROUNDS):
         proto = infer_shapes(proto, label)
-        if not fold_once(proto):
+        if not (fold_once(proto) or simplify_once(proto)):
             break
     _drop_no_ops(proto)
-    graph = _to_ir(proto, label, notes)
+    if check:
+        _check_op_types(proto, label)
+    graph = _to_ir(proto, label, notes, strict=check)
     if check:
         _check_supported(graph, label)
     return graph
@@ -98,6 +102,13 @@ def _bind_inputs(proto: onnx.ModelProto, given: dict[str, Sequence[int]], label:
     return notes
 
 
+def _forget_output_shapes(proto: onnx.ModelProto) -> None:
+    """Graph outputs keep their dtype; their (often symbolic) dims come from inference."""
+    for info in proto.graph.output:
+        if info.type.HasField("tensor_type"):
+            info.type.tensor_type.ClearField("shape")
+
+
 def _set_shape(info: onnx.ValueInfoProto, shape: Sequence[int]) -> None:
     tensor_type = info.type.tensor_type
     tensor_type.shape.ClearField("dim")
@@ -115,9 +126,12 @@ def _drop_no_ops(proto: onnx.ModelProto) -> None:
         if node.op_type not in NO_OPS or node.domain not in ("", "ai.onnx"):
             keep.append(node)
             continue
-        if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
-            if any(node.output[1] in n.input for n in graph.node) or node.output[1] in outputs:
-                keep.append(node)
+        if node.op_type == "Dropout":
+            mask_used = len(node.output) > 1 and node.output[1] and (
+                any(node.output[1] in n.input for n in graph.node) or node.output[1] in outputs)
+            training = len(node.input) > 2 and node.input[2] and not _is_false(proto, node.input[2])
+            if mask_used or training:
+                keep.append(node)  # not a no-op: reported as unsupported
                 continue
         src, dst = node.input[0], node.output[0]
         if dst in outputs:
@@ -129,6 +143,13 @@ def _drop_no_ops(proto: onnx.ModelProto) -> None:
             _rename(graph, dst, src)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+def _is_false(proto: onnx.ModelProto, name: str) -> bool:
+    for init in proto.graph.initializer:
+        if init.name == name:
+            return not bool(np.any(numpy_helper.to_array(init)))
+    return False
 
 
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -144,7 +165,25 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
             info.name = new
 
 
-def _to_ir(proto: onnx.ModelProto, label: str, notes: list[str]) -> Graph:
+def _check_op_types(proto: onnx.ModelProto, label: str) -> None:
+    """All nodes whose op we do not know, in one message (before shapes are needed)."""
+    missing: dict[str, list[str]] = {}
+    for index, node in enumerate(proto.graph.node):
+        if lookup(node.op_type, node.domain) is None:
+            op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+            missing.setdefault(op, []).append(node.name or node.output[0] or f"node{index}")
+    if missing:
+        count = sum(len(v) for v in missing.values())
+        parts = []
+        for op, names in sorted(missing.items()):
+            shown = ", ".join(f"'{n}'" for n in names[:5]) + (f" and {len(names) - 5} more"
+                                                               if len(names) > 5 else "")
+            parts.append(f"{op} (node{'s' if len(names) > 1 else ''} {shown})")
+        raise UserError(f"{label}: {count} node(s) use ops onnx2mcu does not support: "
+                        + "; ".join(parts) + "; replace these ops before export or open an issue")
+
+
+def _to_ir(proto: onnx.ModelProto, label: str, notes: list[str], strict: bool = True) -> Graph:
     graph = proto.graph
     shapes = static_shapes(proto)
     elem_types: dict[str, int] = {}
@@ -164,7 +203,7 @@ def _to_ir(proto: onnx.ModelProto, label: str, notes: list[str]) -> Graph:
         data = numpy_helper.to_array(init)
         dtype = dtype_of(init.name, init.data_type)
         if dtype is not None:
-            tensors[init.name] = Tensor(init.name, tuple(data.shape), dtype, np.ascontiguousarray(data))
+            tensors[init.name] = Tensor(init.name, tuple(data.shape), dtype, np.array(data, order="C", copy=True))
     for info in runtime_inputs(proto):
         dtype = dtype_of(info.name, info.type.tensor_type.elem_type)
         if dtype is not None:
@@ -193,9 +232,16 @@ def _to_ir(proto: onnx.ModelProto, label: str, notes: list[str]) -> Graph:
             if not out or out in tensors:
                 continue
             if out not in shapes:
-                problems.append(f"output '{out}' of node '{name}' ({n.op_type}) has no static shape")
-                continue
-            dtype = dtype_of(out, elem_types.get(out, 0))
+                if strict:
+                    problems.append(f"output '{out}' of node '{name}' ({n.op_type}) has no static shape")
+                    continue
+                # inspect only: keep going with a placeholder, say so
+                notes.append(f"shape of '{out}' (node '{name}', {n.op_type}) is unknown")
+                shapes[out] = ()
+            if strict or elem_types.get(out, 0) in _DTYPES:
+                dtype = dtype_of(out, elem_types.get(out, 0))
+            else:
+                dtype = DType.FLOAT32
             if dtype is not None:
                 tensors[out] = Tensor(out, shapes[out], dtype)
         nodes.append(Node(name, n.op_type, list(n.input), list(n.output), attrs, n.domain))

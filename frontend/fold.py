@@ -35,6 +35,8 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 
 def infer_shapes(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    """Shapes and dtypes of every value, from scratch (stale value_info would mask folded constants)."""
+    del model.graph.value_info[:]
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True,
                                                  data_prop=True)
@@ -49,15 +51,30 @@ def constants_to_initializers(model: onnx.ModelProto) -> None:
     graph = model.graph
     keep = []
     for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            from onnx.reference import ReferenceEvaluator
-
-            value = ReferenceEvaluator(_single_node_model(model, node, [])).run(None, {})[0]
-            graph.initializer.append(numpy_helper.from_array(np.asarray(value), node.output[0]))
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output[0]:
+            value = _constant_value(model, node)
+            graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
         else:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+def _constant_value(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
+    attr = node.attribute[0] if len(node.attribute) == 1 else None
+    if attr is not None:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name == "value_float":
+            return np.array(attr.f, dtype=np.float32)
+        if attr.name == "value_floats":
+            return np.array(list(attr.floats), dtype=np.float32)
+        if attr.name == "value_int":
+            return np.array(attr.i, dtype=np.int64)
+        if attr.name == "value_ints":
+            return np.array(list(attr.ints), dtype=np.int64)
+    # sparse values, strings: let the reference evaluator decide
+    return np.asarray(_evaluate(model, [node], {})[node.output[0]])
 
 
 def fold_once(model: onnx.ModelProto) -> bool:
@@ -105,29 +122,76 @@ def fold_once(model: onnx.ModelProto) -> bool:
 
 def _evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto],
               known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from onnx.reference import ReferenceEvaluator
+    """Values of the outputs of `nodes` (all of whose inputs are constants).
 
-    produced = {o for n in nodes for o in n.output if o}
-    needed = {i for n in nodes for i in n.input if i and i not in produced}
-    inits = [init for init in model.graph.initializer if init.name in needed]
-    inits += [numpy_helper.from_array(np.asarray(v), k) for k, v in known.items() if k in needed]
-    outputs = [helper.make_empty_tensor_value_info(name) for name in sorted(produced)]
-    sub = helper.make_graph(list(nodes), "fold", [], outputs, initializer=inits)
+    onnxruntime runs the whole batch at once (fast, and exact for the ops
+    exporters use); if it refuses, the nodes go one by one through
+    onnxruntime, then onnx's reference evaluator, so that one odd node does
+    not stop the rest and the error names the node that failed.
+    """
+    inits = {init.name: init for init in model.graph.initializer}
+    try:
+        return _run_onnxruntime(model, nodes, known, inits)
+    except Exception:
+        pass
+    values = dict(known)
+    result: dict[str, np.ndarray] = {}
+    for node in nodes:
+        errors = []
+        for runner in (_run_onnxruntime, _run_reference):
+            try:
+                out = runner(model, [node], values, inits)
+                break
+            except Exception as exc:  # each runner has its own exception types
+                errors.append(_first_line(exc))
+        else:
+            label = node.name or node.output[0]
+            raise UserError(f"could not fold node '{label}' ({node.op_type}), whose inputs are all "
+                            f"constant: {errors[-1]}")
+        values.update(out)
+        result.update(out)
+    return result
+
+
+def _sub_model(model: onnx.ModelProto, nodes: list[onnx.NodeProto], known: dict[str, np.ndarray],
+               inits: dict[str, onnx.TensorProto]) -> tuple[onnx.ModelProto, list[str]]:
+    produced = [o for n in nodes for o in n.output if o]
+    produced_set = set(produced)
+    needed = {i for n in nodes for i in n.input if i and i not in produced_set}
+    tensors = [numpy_helper.from_array(np.asarray(known[k]), k) for k in sorted(needed) if k in known]
+    tensors += [inits[k] for k in sorted(needed) if k not in known]
+    outputs = [helper.make_empty_tensor_value_info(name) for name in produced]
+    sub = helper.make_graph(list(nodes), "fold", [], outputs, initializer=tensors)
     sub_model = helper.make_model(sub, opset_imports=list(model.opset_import),
                                   ir_version=model.ir_version)
-    try:
-        values = ReferenceEvaluator(sub_model).run(None, {})
-    except Exception as exc:
-        first = nodes[0]
-        raise UserError(f"could not fold the constant subgraph starting at node "
-                        f"'{first.name or first.output[0]}' ({first.op_type}): {exc}") from None
-    return {o.name: np.asarray(v) for o, v in zip(outputs, values)}
+    sub_model.functions.extend(model.functions)
+    return sub_model, produced
 
 
-def _single_node_model(model: onnx.ModelProto, node: onnx.NodeProto, inits) -> onnx.ModelProto:
-    outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
-    graph = helper.make_graph([node], "one", [], outputs, initializer=inits)
-    return helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+def _run_onnxruntime(model, nodes, known, inits) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    sub_model, names = _sub_model(model, nodes, known, inits)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4
+    session = ort.InferenceSession(sub_model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    values = session.run(names, {})
+    return {name: np.asarray(v) for name, v in zip(names, values)}
+
+
+def _run_reference(model, nodes, known, inits) -> dict[str, np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+
+    sub_model, names = _sub_model(model, nodes, known, inits)
+    values = ReferenceEvaluator(sub_model).run(names, {})
+    return {name: np.asarray(v) for name, v in zip(names, values)}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

@@ -192,6 +192,107 @@ def _progress(total: int, label: str, quiet: bool = False):
     return _Progress(total, label)
 
 
+# ----- compile / run / check ---------------------------------------------------
+def cmd_compile(args: argparse.Namespace) -> int:
+    from onnx2mcu.build import compile_model
+    from onnx2mcu.frontend import load
+    from onnx2mcu.simulator.compare import load_npz
+
+    model = resolve_model(args)
+    graph = load(model, parse_input_shapes(args.input_shape))
+    inputs = load_npz(args.inputs, graph) if args.inputs else None
+    result = compile_model(model, args.output, board=args.board, inputs=inputs, graph=graph,
+                           scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
+                           prefix=args.prefix, seed=args.seed)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.report.items() if k not in ("tensors",)}))
+        return 0
+    r = result.report
+    print(f"wrote      {result.out_dir}  (board {result.board.name})")
+    print(f"ops        {r['ops']}")
+    print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
+          f"at step {r['peak_step']}: {r['peak_node']})")
+    print(f"weights    {human_bytes(r['weights_bytes'])} ({r['weights_bytes']} B, flash)")
+    hint = "make -C " + str(args.output)
+    print(f"build      {hint}" + ("   # then: onnx2mcu run " + str(args.output) + " --qemu"
+                                   if result.board.qemu_machine else ""))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from onnx2mcu.runner import run_project_dir
+
+    mode = "qemu" if args.qemu else "host"
+    data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout)
+    data.pop("outputs")
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    print(format_run(data))
+    return 0
+
+
+def format_run(data: dict) -> str:
+    lines = [f"{data['mode']:<5} max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}"]
+    if data.get("instructions") is not None:
+        lines.append(f"      instructions {data['instructions']:,} (inference "
+                     f"{(data.get('inference_instructions') or 0):,})")
+    if data.get("flash_bytes") is not None:
+        lines.append(f"      ELF flash {data['flash_bytes']} B  RAM {data['ram_bytes']} B")
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from onnx2mcu import api
+    from onnx2mcu.build import compile_model
+    from onnx2mcu.frontend import load
+    from onnx2mcu.runner import run_project_dir
+    from onnx2mcu.simulator.compare import load_npz
+    from onnx2mcu.simulator.run_c import have_tool
+
+    model = resolve_model(args)
+    graph = load(model, parse_input_shapes(args.input_shape))
+    inputs = load_npz(args.inputs, graph) if args.inputs else None
+    sim = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
+                       time_limit=args.time_limit, seed=args.seed)
+    out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
+    compile_model(model, out_dir, board=args.board, inputs=sim.inputs, graph=graph,
+                  scheduler=args.scheduler, time_limit=args.time_limit, force=args.force)
+    sim_data = sim.to_dict()
+    data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
+                  "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
+                                                         "peak_step", "max_abs_err", "max_rel_err")}}
+    data["host"] = _strip(run_project_dir(out_dir, "host"))
+    if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
+        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout))
+        data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
+    else:
+        data["qemu"] = None
+        data["elf"] = None
+        data["skipped"] = ("qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
+                           "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    s, h, q = data["simulate"], data["host"], data["qemu"]
+    print(f"model {data['model']}  board {args.board}  project {out_dir}")
+    print("| stage | max_rel_err | peak/arena B | flash B | RAM B | instructions |")
+    print("|---|---|---|---|---|---|")
+    print(f"| simulate | {s['max_rel_err']:.3g} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
+    print(f"| host | {h['max_rel_err']:.3g} | - / {h['arena_bytes']} | - | - | - |")
+    if q:
+        print(f"| qemu {args.board} | {q['max_rel_err']:.3g} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
+              f"{q['ram_bytes']} | {q['instructions']:,} |")
+    else:
+        print(f"qemu skipped: {data['skipped']}")
+    return 0
+
+
+def _strip(data: dict) -> dict:
+    data.pop("outputs", None)
+    return data
+
+
 # ----- parser ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from onnx2mcu import __version__
@@ -221,7 +322,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="draw live bytes per step to this PNG")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     p.set_defaults(func=cmd_simulate)
+
+    def compile_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--board", default="host", help="target board (see `onnx2mcu boards`)")
+        p.add_argument("--inputs", help=".npz test inputs compiled into the harness (default: seeded random)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
+        p.add_argument("--time-limit", type=float, default=60.0)
+        p.add_argument("--force", action="store_true", help="emit even if the model does not fit the board")
+
+    p = sub.add_parser("compile", help="write C sources, kernels and a board project")
+    model_args(p)
+    compile_args(p)
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--prefix", default="model", help="C name prefix (model_run, MODEL_ARENA_BYTES)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="build a compiled folder, run it on the host or under QEMU, compare")
+    p.add_argument("dir")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", action="store_true")
+    where.add_argument("--qemu", action="store_true")
+    p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="compile + simulate + run on host + run under QEMU, one table")
+    model_args(p)
+    compile_args(p)
+    p.add_argument("-o", "--output", help="project folder (default: a temporary one)")
+    p.add_argument("--timeout", type=float, default=None)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("boards", help="list the supported boards")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_boards)
     return parser
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from onnx2mcu.targets import BOARDS
+
+    rows = [b.summary() for b in BOARDS.values()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'board':<16} {'core':<14} {'flash':>10} {'RAM':>10}  qemu")
+    for r in rows:
+        print(f"{r['name']:<16} {r['core']:<14} {human_bytes(r['flash_bytes']):>10} "
+              f"{human_bytes(r['ram_bytes']):>10}  {r['qemu_machine'] or '-'}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

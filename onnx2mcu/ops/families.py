@@ -1,3 +1,9 @@
 """Imports every op family module so that each registers its ops."""
+from onnx2mcu.ops import conv  # noqa: F401
 from onnx2mcu.ops import elementwise  # noqa: F401
 from onnx2mcu.ops import linalg  # noqa: F401
+from onnx2mcu.ops import norm  # noqa: F401
+from onnx2mcu.ops import pool  # noqa: F401
+from onnx2mcu.ops import quant  # noqa: F401
+from onnx2mcu.ops import reduce  # noqa: F401
+from onnx2mcu.ops import shape  # noqa: F401

@@ -22,6 +22,10 @@ Reference = Callable[[Node, list], list]
 FLOAT = frozenset({DType.FLOAT32})
 INDEX = frozenset({DType.INT64, DType.INT32})
 ANY_SUPPORTED = frozenset({DType.FLOAT32, DType.INT64, DType.INT32, DType.BOOL, DType.INT8, DType.UINT8})
+BOOL = frozenset({DType.BOOL})
+QUANT = frozenset({DType.INT8, DType.UINT8})
+INTEGER = INDEX | QUANT
+NUMERIC = FLOAT | INTEGER
 
 
 def _zero(node: Node, graph: Graph) -> int:
@@ -55,6 +59,8 @@ class OpDef:
     infer: Callable[[Node, list[Tensor]], list[tuple[tuple[int, ...], DType]]] | None = None
     check: Callable[[Node, Graph], str | None] | None = None
     """Returns why this particular node cannot run (unsupported attribute...), or None."""
+    emit_c: Callable[[Node, "object"], "str | list[str]"] | None = None
+    """(node, codegen.context.CContext) -> the C statements of one step."""
     extra: dict = field(default_factory=dict)
 
     def accepts(self, position: int, dtype: DType) -> bool:
@@ -109,6 +115,15 @@ def _load_families() -> None:
         return
     _loaded = True
     from onnx2mcu.ops import families  # noqa: F401
+
+
+def shape_inputs(*positions: int) -> dict:
+    """`extra` for an op whose output shape depends on the values of these inputs.
+
+    The IR has static shapes, so such inputs must be constants at compile
+    time (e.g. Reshape's `shape`, Slice's `starts`...).
+    """
+    return {"shape_inputs": tuple(positions)}
 
 
 def broadcast_inputs(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -1,0 +1,76 @@
+"""QuantizeLinear / DequantizeLinear, per tensor or per axis, int8/uint8 (and
+int32 for dequantizing biases).  Arithmetic in float32, as runtimes do, with
+round-half-to-even and saturation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from onnx2mcu.ir import DType, Graph, Node
+from onnx2mcu.ops._util import input_or_none, norm_axis
+from onnx2mcu.ops.registry import FLOAT, QUANT, register
+
+INT32 = frozenset({DType.INT32})
+
+
+def _per_axis(node: Node, param: np.ndarray, rank: int) -> np.ndarray:
+    """Scale or zero point shaped to broadcast against a rank-`rank` tensor."""
+    param = np.asarray(param)
+    if param.ndim == 0 or param.size == 1 and rank == 0:
+        return param.reshape(())
+    axis = norm_axis(node.attr("axis", 1), rank)
+    shape = [1] * rank
+    shape[axis] = param.size
+    return param.reshape(shape)
+
+
+def _output_dtype(node: Node, zero_point) -> np.dtype:
+    from onnx import TensorProto
+
+    if zero_point is not None:
+        return zero_point.dtype
+    table = {0: np.uint8, TensorProto.UINT8: np.uint8, TensorProto.INT8: np.int8}
+    return np.dtype(table[node.attr("output_dtype", 0)])
+
+
+def _quantize(node: Node, inputs: list) -> list:
+    x, scale, zero_point = inputs[0], inputs[1], input_or_none(inputs, 2)
+    dtype = _output_dtype(node, zero_point)
+    info = np.iinfo(dtype)
+    scale = _per_axis(node, scale, x.ndim).astype(np.float32)
+    with np.errstate(all="ignore"):
+        y = np.rint(x.astype(np.float32) / scale)
+    if zero_point is not None:
+        y = y + _per_axis(node, zero_point, x.ndim).astype(np.float32)
+    return [np.clip(y, info.min, info.max).astype(dtype)]
+
+
+def _dequantize(node: Node, inputs: list) -> list:
+    x, scale, zero_point = inputs[0], inputs[1], input_or_none(inputs, 2)
+    scale = _per_axis(node, scale, x.ndim).astype(np.float32)
+    centred = x.astype(np.int64)
+    if zero_point is not None:
+        centred = centred - _per_axis(node, zero_point, x.ndim).astype(np.int64)
+    return [(centred.astype(np.float32) * scale).astype(np.float32)]
+
+
+def _check(node: Node, graph: Graph) -> str | None:
+    from onnx import TensorProto
+
+    if node.attr("block_size", 0):
+        return f"{node.op_type} blocked quantization (block_size) not supported"
+    if node.attr("output_dtype", 0) not in (0, TensorProto.INT8, TensorProto.UINT8):
+        return f"{node.op_type} output_dtype {node.attr('output_dtype')} not supported"
+    scale = graph.tensors[node.inputs[1]]
+    x = graph.tensors[node.inputs[0]]
+    if len(scale.shape) > 1:
+        return f"{node.op_type} scale of rank {len(scale.shape)} not supported"
+    if scale.numel > 1 and (not x.shape or
+                            scale.numel != x.shape[norm_axis(node.attr('axis', 1), len(x.shape))]):
+        return f"{node.op_type} per-axis scale does not match the axis"
+    return None
+
+
+register("QuantizeLinear", _quantize, dtypes=(FLOAT | INT32, FLOAT, QUANT),
+         check=_check)
+register("DequantizeLinear", _dequantize, dtypes=(QUANT | INT32, FLOAT, QUANT | INT32), check=_check)

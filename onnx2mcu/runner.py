@@ -1,0 +1,122 @@
+"""`run` and `check`: build a compiled project, run it on the host or under QEMU, compare.
+
+Outputs come back bit-exactly (hex of the float bits) and are compared with
+onnxruntime on the same inputs; board builds also report flash and RAM bytes
+from the ELF, and QEMU runs the exact number of executed instructions.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+from onnx2mcu.build import SOURCE_MODEL, TEST_INPUTS
+from onnx2mcu.codegen.board_project import write_board_files
+from onnx2mcu.codegen.generate import dump_json, render_harness
+from onnx2mcu.errors import UserError
+from onnx2mcu.simulator.compare import compare, run_onnxruntime
+from onnx2mcu.simulator.elf import elf_sizes
+from onnx2mcu.simulator.run_c import build, run_host, run_qemu
+from onnx2mcu.targets import get_board
+
+HOST_DIR = ".host-build"
+
+
+def read_report(project: Path) -> dict:
+    path = project / "report.json"
+    if not path.exists():
+        raise UserError(f"{project}: no report.json; is this a folder written by `onnx2mcu compile`?")
+    return json.loads(path.read_text())
+
+
+def load_project_inputs(project: Path, report: dict, npz: str | None) -> dict[str, np.ndarray]:
+    path = Path(npz) if npz else project / TEST_INPUTS
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            values = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UserError(f"{path}: inputs file not found") from None
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+    expected = report["inputs"]
+    if set(values) != set(expected):
+        raise UserError(f"{path}: inputs do not match the model: got {sorted(values)}, "
+                        f"the model's inputs are {sorted(expected)}")
+    for name, info in expected.items():
+        if list(values[name].shape) != info["shape"]:
+            raise UserError(f"{path}: input '{name}' has shape {list(values[name].shape)}, "
+                            f"the model expects {info['shape']}")
+        values[name] = values[name].astype(info["dtype"])
+    return values
+
+
+def _prepare(project: Path, report: dict, values: Mapping[str, np.ndarray], host: bool) -> Path:
+    """The folder to build in: the project itself (board), or a host copy beside it."""
+    harness = render_harness(report["prefix"], report["c_io"]["inputs"], report["c_io"]["outputs"], values)
+    if not host:
+        main = project / "main.c"
+        if main.read_text() != harness:
+            main.write_text(harness)
+        return project
+    build_dir = project / HOST_DIR
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir()
+    sources = []
+    for item in sorted(project.iterdir()):
+        if item.suffix in (".c", ".h") and item.name not in ("startup.c", "o2m_io.c", "o2m_io.h"):
+            shutil.copy2(item, build_dir / item.name)
+            if item.suffix == ".c":
+                sources.append(item.name)
+    (build_dir / "main.c").write_text(harness)
+    write_board_files("host", build_dir, sources)
+    return build_dir
+
+
+def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
+                    count_instructions: bool = True, timeout: float | None = None) -> dict:
+    """Build + run + read back + compare; mode is 'host' or 'qemu'."""
+    project = Path(project_dir)
+    if not project.is_dir():
+        raise UserError(f"{project}: no such folder; create it with `onnx2mcu compile MODEL -o {project}`")
+    report = read_report(project)
+    board = get_board(report["board"]["name"])
+    if mode == "qemu" and board.qemu_machine is None:
+        raise UserError(f"{project}: built for {board.name}, which QEMU does not emulate; "
+                        "compile with --board mps2-an386 or mps2-an500, or run with --host")
+    values = load_project_inputs(project, report, npz)
+    build_dir = _prepare(project, report, values, host=(mode == "host"))
+    product = build(build_dir, "host" if mode == "host" else board)
+    kwargs = {"timeout": timeout} if timeout else {}
+    if mode == "host":
+        result = run_host(build_dir, **kwargs)
+    else:
+        result = run_qemu(build_dir, board, count_instructions=count_instructions, **kwargs)
+    if result.exit_code != 0:
+        raise UserError(f"{product} exited with code {result.exit_code}: "
+                        f"{(result.stderr or result.stdout).strip()[-400:]}")
+    wire = {o["wire_name"]: o["name"] for o in report["c_io"]["outputs"]}
+    outputs = {wire[k]: v for k, v in result.outputs().items()}
+    for name, info in report["outputs"].items():
+        outputs[name] = outputs[name].reshape(info["shape"])
+    proto = onnx.load(str(project / SOURCE_MODEL))
+    expected = run_onnxruntime(proto, values, list(report["outputs"]))
+    agreement = compare(outputs, expected)
+    data = {"mode": mode, "board": board.name if mode == "qemu" else "host",
+            "max_abs_err": agreement.max_abs_err, "max_rel_err": agreement.max_rel_err,
+            "arena_bytes": report["arena_bytes"], "weights_bytes": report["weights_bytes"],
+            "run_seconds": round(result.seconds, 3)}
+    if mode == "qemu":
+        data["instructions"] = result.instructions
+        data["inference_instructions"] = result.region_instructions
+        sizes = elf_sizes(product)
+        data["flash_bytes"] = sizes["flash_bytes"]
+        data["ram_bytes"] = sizes["ram_bytes"]
+        report.update(flash_bytes=sizes["flash_bytes"], ram_bytes=sizes["ram_bytes"])
+        (project / "report.json").write_text(dump_json(report))
+    data["outputs"] = outputs
+    return data

@@ -1,0 +1,226 @@
+"""Board registry: what a target is (core, compiler flags, memory map, emulator).
+
+A `Board` is pure data; codegen/board_project.py turns it into a startup file,
+a linker script and a Makefile, and simulator/run_c.py builds and runs it.
+
+Memory figures are the *usable contiguous* region the linker script gets:
+    flash_origin/flash_bytes  -> MEMORY FLASH (rx): vectors, code, rodata, weights, .data image
+    ram_origin/ram_bytes      -> MEMORY RAM  (rwx): .data, .bss (the arena), heap reservation, stack
+The `host` pseudo-target has no memory map (None) and is built with the
+host's gcc.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from onnx2mcu.errors import UserError
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    core: str  # "cortex-m4", "cortex-m7", "cortex-m0plus", or "host"
+    cpu_flags: tuple[str, ...]  # gcc flags selecting core, instruction set and float ABI
+    fpu: bool  # has a hardware FPU that the code uses (CPACR is enabled at reset)
+    float_abi: str  # "hard" | "soft" | "host"
+    flash_bytes: int | None
+    ram_bytes: int | None
+    qemu_machine: str | None  # `qemu-system-arm -M` name when the board is emulated
+    description: str
+    flash_origin: int | None = None
+    ram_origin: int | None = None
+    clock_hz: int | None = None  # nominal core clock, for turning instruction counts into rough times
+    fpu_double: bool = False  # the FPU also does float64 in hardware (fpv5-d16)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_host(self) -> bool:
+        return self.core == "host"
+
+    @property
+    def emulated(self) -> bool:
+        return self.qemu_machine is not None
+
+    def summary(self) -> dict:
+        """JSON-friendly description (for report.json and `onnx2mcu boards`)."""
+        return {
+            "name": self.name,
+            "core": self.core,
+            "cpu_flags": list(self.cpu_flags),
+            "fpu": self.fpu,
+            "float_abi": self.float_abi,
+            "flash_bytes": self.flash_bytes,
+            "ram_bytes": self.ram_bytes,
+            "flash_origin": None if self.flash_origin is None else hex(self.flash_origin),
+            "ram_origin": None if self.ram_origin is None else hex(self.ram_origin),
+            "qemu_machine": self.qemu_machine,
+            "clock_hz": self.clock_hz,
+            "description": self.description,
+        }
+
+
+_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+_M7_DP = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16")
+_M7_SP = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16")
+_M0P = ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft")
+
+_BOARDS: tuple[Board, ...] = (
+    Board(
+        name="mps2-an386",
+        core="cortex-m4",
+        cpu_flags=_M4F,
+        fpu=True,
+        float_abi="hard",
+        flash_bytes=4 * MIB,
+        ram_bytes=4 * MIB,
+        flash_origin=0x0000_0000,
+        ram_origin=0x2000_0000,
+        qemu_machine="mps2-an386",
+        clock_hz=25_000_000,
+        description=(
+            "Arm MPS2 FPGA image AN386 (Cortex-M4F), emulated by QEMU. Flash = ZBT SSRAM1, 4 MiB at 0x0; "
+            "RAM = ZBT SSRAM2&3, 4 MiB at 0x20000000 (QEMU `info mtree`)."
+        ),
+    ),
+    Board(
+        name="mps2-an500",
+        core="cortex-m7",
+        cpu_flags=_M7_DP,
+        fpu=True,
+        fpu_double=True,
+        float_abi="hard",
+        flash_bytes=4 * MIB,
+        ram_bytes=4 * MIB,
+        flash_origin=0x0000_0000,
+        ram_origin=0x2000_0000,
+        qemu_machine="mps2-an500",
+        clock_hz=25_000_000,
+        description=(
+            "Arm MPS2 FPGA image AN500 (Cortex-M7, FPv5-D16), emulated by QEMU. Flash = ZBT SSRAM1, 4 MiB at 0x0; "
+            "RAM = ZBT SSRAM2&3, 4 MiB at 0x20000000 (QEMU `info mtree`)."
+        ),
+    ),
+    Board(
+        name="nucleo-f746zg",
+        core="cortex-m7",
+        cpu_flags=_M7_SP,
+        fpu=True,
+        float_abi="hard",
+        flash_bytes=1 * MIB,
+        ram_bytes=320 * KIB,
+        flash_origin=0x0800_0000,
+        ram_origin=0x2000_0000,
+        qemu_machine=None,
+        clock_hz=216_000_000,
+        description=(
+            "ST NUCLEO-F746ZG: STM32F746ZG, Cortex-M7 with single-precision FPv5 at 216 MHz; 1 MiB flash at "
+            "0x08000000; 320 KiB SRAM at 0x20000000 (DTCM 64K + SRAM1 240K + SRAM2 16K, contiguous)."
+        ),
+    ),
+    Board(
+        name="nucleo-f767zi",
+        core="cortex-m7",
+        cpu_flags=_M7_DP,
+        fpu=True,
+        fpu_double=True,
+        float_abi="hard",
+        flash_bytes=2 * MIB,
+        ram_bytes=512 * KIB,
+        flash_origin=0x0800_0000,
+        ram_origin=0x2000_0000,
+        qemu_machine=None,
+        clock_hz=216_000_000,
+        description=(
+            "ST NUCLEO-F767ZI: STM32F767ZI, Cortex-M7 with double-precision FPv5 at 216 MHz; 2 MiB flash at "
+            "0x08000000; 512 KiB SRAM at 0x20000000 (DTCM 128K + SRAM1 368K + SRAM2 16K, contiguous)."
+        ),
+    ),
+    Board(
+        name="nucleo-h743zi",
+        core="cortex-m7",
+        cpu_flags=_M7_DP,
+        fpu=True,
+        fpu_double=True,
+        float_abi="hard",
+        flash_bytes=2 * MIB,
+        ram_bytes=512 * KIB,
+        flash_origin=0x0800_0000,
+        ram_origin=0x2400_0000,
+        qemu_machine=None,
+        clock_hz=480_000_000,
+        description=(
+            "ST NUCLEO-H743ZI: STM32H743ZI, Cortex-M7 with double-precision FPv5 at up to 480 MHz; 2 MiB flash "
+            "at 0x08000000. RAM = the 512 KiB AXI SRAM at 0x24000000 (the largest contiguous block, on by "
+            "default after reset); the 128 KiB DTCM at 0x20000000 and the D2/D3 SRAMs are not used."
+        ),
+        notes=("The DTCM (128 KiB at 0x20000000) is faster but smaller; a future multi-region planner could "
+               "place the stack and hot tensors there.",),
+    ),
+    Board(
+        name="nrf52840dk",
+        core="cortex-m4",
+        cpu_flags=_M4F,
+        fpu=True,
+        float_abi="hard",
+        flash_bytes=1 * MIB,
+        ram_bytes=256 * KIB,
+        flash_origin=0x0000_0000,
+        ram_origin=0x2000_0000,
+        qemu_machine=None,
+        clock_hz=64_000_000,
+        description=(
+            "Nordic nRF52840 DK: nRF52840, Cortex-M4F at 64 MHz; 1 MiB flash at 0x0; 256 KiB RAM at 0x20000000 "
+            "(no SoftDevice: the whole flash and RAM are the application's)."
+        ),
+    ),
+    Board(
+        name="rp2040",
+        core="cortex-m0plus",
+        cpu_flags=_M0P,
+        fpu=False,
+        float_abi="soft",
+        flash_bytes=2 * MIB,
+        ram_bytes=264 * KIB,
+        flash_origin=0x1000_0000,
+        ram_origin=0x2000_0000,
+        qemu_machine=None,
+        clock_hz=133_000_000,
+        description=(
+            "Raspberry Pi RP2040 (e.g. Pico): dual Cortex-M0+ (one used) at 133 MHz, no FPU (soft float); 2 MiB "
+            "external QSPI flash, execute-in-place at 0x10000000; 264 KiB SRAM at 0x20000000. The second-stage "
+            "bootloader (boot2, the first 256 bytes of flash) is NOT provided: the image links and sizes are "
+            "exact, but to boot it on hardware prepend a boot2 (e.g. from the Pico SDK) or load it with a debugger."
+        ),
+    ),
+    Board(
+        name="host",
+        core="host",
+        cpu_flags=(),
+        fpu=True,
+        float_abi="host",
+        flash_bytes=None,
+        ram_bytes=None,
+        qemu_machine=None,
+        description="The machine running onnx2mcu: plain gcc, no memory limits; for checking generated C quickly.",
+    ),
+)
+
+BOARDS: dict[str, Board] = {b.name: b for b in _BOARDS}
+
+
+def board_names() -> list[str]:
+    return list(BOARDS)
+
+
+def get_board(name: "str | Board") -> Board:
+    """The board called `name` (case-insensitive, '_' accepted for '-'); UserError lists the valid names."""
+    if isinstance(name, Board):
+        return name
+    key = str(name).strip().lower().replace("_", "-")
+    try:
+        return BOARDS[key]
+    except KeyError:
+        raise UserError(f"unknown board '{name}'; valid boards: {', '.join(BOARDS)}") from None

@@ -1,0 +1,484 @@
+/*
+ * o2m_conv.c - 2-D convolution and pooling, float32, NCHW.  See o2m_conv.h.
+ *
+ * Every output value is accumulated in the same order (ic, kh, kw ascending,
+ * starting from 0, bias added last), whatever path or tile computes it.
+ * Windows are split once per row into border columns (taps checked against
+ * the input) and interior columns (all taps inside), where the register
+ * tiles run without any bounds check.
+ */
+#include "o2m_conv.h"
+#include "o2m_internal.h"
+
+/* Geometry shared by the helpers below. */
+typedef struct {
+    int32_t cin_g;   /* input channels per group */
+    int32_t h, w;    /* input plane */
+    int32_t kh, kw;  /* kernel */
+    int32_t dh, dw;  /* dilation */
+    int32_t sw;      /* column stride */
+} conv_geom;
+
+/* Output columns [*lo, *hi) whose windows lie entirely inside the input row. */
+static void interior_cols(int32_t pad_left, int32_t w_in, int32_t w_out, int32_t k_w, int32_t stride,
+                          int32_t dil, int32_t *lo, int32_t *hi)
+{
+    const int32_t last_start = w_in - 1 - (k_w - 1) * dil + pad_left; /* largest ow*stride */
+    int32_t a = (pad_left + stride - 1) / stride;
+    int32_t b = last_start < 0 ? 0 : last_start / stride + 1;
+    if (a > w_out) {
+        a = w_out;
+    }
+    if (b > w_out) {
+        b = w_out;
+    }
+    if (b < a) {
+        b = a;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* One output value (without bias): taps kh in [kh_lo, kh_hi), kw in [kw_lo, kw_hi). */
+static float conv_point(const conv_geom *g, const float *restrict xg, const float *restrict wo,
+                        int32_t ih0, int32_t iw0, int32_t kh_lo, int32_t kh_hi, int32_t kw_lo,
+                        int32_t kw_hi)
+{
+    const int32_t plane = g->h * g->w;
+    const int32_t ksize = g->kh * g->kw;
+    float acc = 0.0f;
+    int32_t ic, kh, kw;
+    for (ic = 0; ic < g->cin_g; ++ic) {
+        const float *xc = xg + (size_t)ic * plane;
+        const float *wc = wo + (size_t)ic * ksize;
+        for (kh = kh_lo; kh < kh_hi; ++kh) {
+            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w;
+            const float *wr = wc + kh * g->kw;
+            for (kw = kw_lo; kw < kw_hi; ++kw) {
+                acc += xr[iw0 + kw * g->dw] * wr[kw];
+            }
+        }
+    }
+    return acc;
+}
+
+/* Two output columns (iw0 and iw0 + sw) of one output channel, interior. */
+static void conv_tile_1x2(const conv_geom *g, const float *restrict xg, const float *restrict wo,
+                          int32_t ih0, int32_t iw0, int32_t kh_lo, int32_t kh_hi, float *acc)
+{
+    const int32_t plane = g->h * g->w;
+    const int32_t ksize = g->kh * g->kw;
+    const int32_t sw = g->sw;
+    float a0 = 0.0f, a1 = 0.0f;
+    int32_t ic, kh, kw;
+    for (ic = 0; ic < g->cin_g; ++ic) {
+        const float *xc = xg + (size_t)ic * plane;
+        const float *wc = wo + (size_t)ic * ksize;
+        for (kh = kh_lo; kh < kh_hi; ++kh) {
+            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w + iw0;
+            const float *wr = wc + kh * g->kw;
+            for (kw = 0; kw < g->kw; ++kw) {
+                const float *xp = xr + kw * g->dw;
+                const float wv = wr[kw];
+                a0 += xp[0] * wv;
+                a1 += xp[sw] * wv;
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* 2 output channels x 2 output columns, interior. acc = {c0x0, c0x1, c1x0, c1x1}. */
+static void conv_tile_2x2(const conv_geom *g, const float *restrict xg, const float *restrict w0,
+                          const float *restrict w1, int32_t ih0, int32_t iw0, int32_t kh_lo,
+                          int32_t kh_hi, float *acc)
+{
+    const int32_t plane = g->h * g->w;
+    const int32_t ksize = g->kh * g->kw;
+    const int32_t sw = g->sw;
+    float a00 = 0.0f, a01 = 0.0f, a10 = 0.0f, a11 = 0.0f;
+    int32_t ic, kh, kw;
+    for (ic = 0; ic < g->cin_g; ++ic) {
+        const float *xc = xg + (size_t)ic * plane;
+        const float *wc0 = w0 + (size_t)ic * ksize;
+        const float *wc1 = w1 + (size_t)ic * ksize;
+        for (kh = kh_lo; kh < kh_hi; ++kh) {
+            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w + iw0;
+            const float *wr0 = wc0 + kh * g->kw;
+            const float *wr1 = wc1 + kh * g->kw;
+            for (kw = 0; kw < g->kw; ++kw) {
+                const float *xp = xr + kw * g->dw;
+                const float xa = xp[0];
+                const float xb = xp[sw];
+                const float wa = wr0[kw];
+                const float wb = wr1[kw];
+                a00 += xa * wa;
+                a01 += xb * wa;
+                a10 += xa * wb;
+                a11 += xb * wb;
+            }
+        }
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+static void conv_general(const o2m_conv2d_params *p, const float *restrict x,
+                         const float *restrict w, const float *restrict bias, float *restrict y)
+{
+    const int32_t OH = p->h_out, OW = p->w_out;
+    const int32_t cin_g = p->c_in / p->groups;
+    const int32_t cout_g = p->c_out / p->groups;
+    const int32_t in_plane = p->h_in * p->w_in;
+    const int32_t out_plane = OH * OW;
+    const int32_t w_per_oc = cin_g * p->k_h * p->k_w;
+    conv_geom geo;
+    int32_t ow_lo, ow_hi;
+    float lo, hi;
+    int32_t n, grp, oc, oh, ow;
+
+    geo.cin_g = cin_g;
+    geo.h = p->h_in;
+    geo.w = p->w_in;
+    geo.kh = p->k_h;
+    geo.kw = p->k_w;
+    geo.dh = p->dil_h;
+    geo.dw = p->dil_w;
+    geo.sw = p->stride_w;
+    o2m__act_bounds(&p->act, &lo, &hi);
+    interior_cols(p->pad_left, p->w_in, OW, p->k_w, p->stride_w, p->dil_w, &ow_lo, &ow_hi);
+
+    for (n = 0; n < p->n; ++n) {
+        for (grp = 0; grp < p->groups; ++grp) {
+            const float *xg = x + ((size_t)n * p->c_in + (size_t)grp * cin_g) * in_plane;
+            const int32_t oc_end = (grp + 1) * cout_g;
+            for (oc = grp * cout_g; oc < oc_end; oc += 2) {
+                const int32_t pair = oc + 1 < oc_end;
+                const float *w0 = w + (size_t)oc * w_per_oc;
+                const float *w1 = pair ? w0 + w_per_oc : w0;
+                const float b0 = bias ? bias[oc] : 0.0f;
+                const float b1 = (bias && pair) ? bias[oc + 1] : 0.0f;
+                float *y0 = y + ((size_t)n * p->c_out + oc) * out_plane;
+                float *y1 = y0 + out_plane;
+                for (oh = 0; oh < OH; ++oh) {
+                    const int32_t ih0 = oh * p->stride_h - p->pad_top;
+                    int32_t kh_lo, kh_hi;
+                    float *r0 = y0 + (size_t)oh * OW;
+                    float *r1 = y1 + (size_t)oh * OW;
+                    o2m__tap_range(ih0, p->h_in, p->k_h, p->dil_h, &kh_lo, &kh_hi);
+                    ow = 0;
+                    while (ow < OW) {
+                        const int32_t iw0 = ow * p->stride_w - p->pad_left;
+                        if (ow >= ow_lo && ow + 1 < ow_hi) {
+                            float acc[4];
+                            if (pair) {
+                                conv_tile_2x2(&geo, xg, w0, w1, ih0, iw0, kh_lo, kh_hi, acc);
+                                r1[ow] = o2m__clamp(acc[2] + b1, lo, hi);
+                                r1[ow + 1] = o2m__clamp(acc[3] + b1, lo, hi);
+                            } else {
+                                conv_tile_1x2(&geo, xg, w0, ih0, iw0, kh_lo, kh_hi, acc);
+                            }
+                            r0[ow] = o2m__clamp(acc[0] + b0, lo, hi);
+                            r0[ow + 1] = o2m__clamp(acc[1] + b0, lo, hi);
+                            ow += 2;
+                        } else {
+                            int32_t kw_lo, kw_hi;
+                            o2m__tap_range(iw0, p->w_in, p->k_w, p->dil_w, &kw_lo, &kw_hi);
+                            r0[ow] = o2m__clamp(
+                                conv_point(&geo, xg, w0, ih0, iw0, kh_lo, kh_hi, kw_lo, kw_hi) + b0,
+                                lo, hi);
+                            if (pair) {
+                                r1[ow] = o2m__clamp(
+                                    conv_point(&geo, xg, w1, ih0, iw0, kh_lo, kh_hi, kw_lo, kw_hi) +
+                                        b1,
+                                    lo, hi);
+                            }
+                            ow += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void o2m_conv2d_depthwise_f32(const o2m_conv2d_params *p, const float *restrict x,
+                              const float *restrict w, const float *restrict bias,
+                              float *restrict y)
+{
+    const int32_t OH = p->h_out, OW = p->w_out;
+    const int32_t W = p->w_in;
+    const int32_t KW = p->k_w;
+    const int32_t SW = p->stride_w, DW = p->dil_w;
+    const int32_t mult = p->c_out / p->c_in;
+    const int32_t in_plane = p->h_in * W;
+    const int32_t out_plane = OH * OW;
+    const int32_t ksize = p->k_h * KW;
+    conv_geom geo;
+    int32_t ow_lo, ow_hi;
+    float lo, hi;
+    int32_t n, oc, oh, ow, kh, kw;
+
+    geo.cin_g = 1;
+    geo.h = p->h_in;
+    geo.w = W;
+    geo.kh = p->k_h;
+    geo.kw = KW;
+    geo.dh = p->dil_h;
+    geo.dw = DW;
+    geo.sw = SW;
+    o2m__act_bounds(&p->act, &lo, &hi);
+    interior_cols(p->pad_left, W, OW, KW, SW, DW, &ow_lo, &ow_hi);
+
+    for (n = 0; n < p->n; ++n) {
+        for (oc = 0; oc < p->c_out; ++oc) {
+            const float *xc = x + ((size_t)n * p->c_in + oc / mult) * in_plane;
+            const float *wk = w + (size_t)oc * ksize;
+            const float b = bias ? bias[oc] : 0.0f;
+            float *yc = y + ((size_t)n * p->c_out + oc) * out_plane;
+            for (oh = 0; oh < OH; ++oh) {
+                const int32_t ih0 = oh * p->stride_h - p->pad_top;
+                int32_t kh_lo, kh_hi;
+                float *yr = yc + (size_t)oh * OW;
+                o2m__tap_range(ih0, p->h_in, p->k_h, p->dil_h, &kh_lo, &kh_hi);
+                ow = 0;
+                while (ow < OW) {
+                    const int32_t iw0 = ow * SW - p->pad_left;
+                    if (ow >= ow_lo && ow + 3 < ow_hi) {
+                        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+                        for (kh = kh_lo; kh < kh_hi; ++kh) {
+                            const float *xr = xc + (size_t)(ih0 + kh * p->dil_h) * W + iw0;
+                            const float *wr = wk + kh * KW;
+                            for (kw = 0; kw < KW; ++kw) {
+                                const float *xp = xr + kw * DW;
+                                const float wv = wr[kw];
+                                a0 += xp[0] * wv;
+                                a1 += xp[SW] * wv;
+                                a2 += xp[2 * SW] * wv;
+                                a3 += xp[3 * SW] * wv;
+                            }
+                        }
+                        yr[ow] = o2m__clamp(a0 + b, lo, hi);
+                        yr[ow + 1] = o2m__clamp(a1 + b, lo, hi);
+                        yr[ow + 2] = o2m__clamp(a2 + b, lo, hi);
+                        yr[ow + 3] = o2m__clamp(a3 + b, lo, hi);
+                        ow += 4;
+                    } else {
+                        int32_t kw_lo, kw_hi;
+                        o2m__tap_range(iw0, W, KW, DW, &kw_lo, &kw_hi);
+                        yr[ow] = o2m__clamp(
+                            conv_point(&geo, xc, wk, ih0, iw0, kh_lo, kh_hi, kw_lo, kw_hi) + b, lo,
+                            hi);
+                        ow += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void o2m_conv2d_1x1_f32(const o2m_conv2d_params *p, const float *restrict x,
+                        const float *restrict w, const float *restrict bias, float *restrict y)
+{
+    const int32_t C = p->c_in;
+    const int32_t K = p->c_out;
+    const int32_t HW = p->h_in * p->w_in;
+    float lo, hi;
+    int32_t n, oc, px, ic;
+
+    o2m__act_bounds(&p->act, &lo, &hi);
+    for (n = 0; n < p->n; ++n) {
+        const float *xn = x + (size_t)n * C * HW;
+        float *yn = y + (size_t)n * K * HW;
+        for (oc = 0; oc + 1 < K; oc += 2) {
+            const float *w0 = w + (size_t)oc * C;
+            const float *w1 = w0 + C;
+            const float b0 = bias ? bias[oc] : 0.0f;
+            const float b1 = bias ? bias[oc + 1] : 0.0f;
+            float *y0 = yn + (size_t)oc * HW;
+            float *y1 = y0 + HW;
+            for (px = 0; px + 3 < HW; px += 4) {
+                float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+                float c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f;
+                const float *xp = xn + px;
+                for (ic = 0; ic < C; ++ic) {
+                    const float wa = w0[ic];
+                    const float wb = w1[ic];
+                    const float x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
+                    a0 += x0 * wa;
+                    a1 += x1 * wa;
+                    a2 += x2 * wa;
+                    a3 += x3 * wa;
+                    c0 += x0 * wb;
+                    c1 += x1 * wb;
+                    c2 += x2 * wb;
+                    c3 += x3 * wb;
+                    xp += HW;
+                }
+                y0[px] = o2m__clamp(a0 + b0, lo, hi);
+                y0[px + 1] = o2m__clamp(a1 + b0, lo, hi);
+                y0[px + 2] = o2m__clamp(a2 + b0, lo, hi);
+                y0[px + 3] = o2m__clamp(a3 + b0, lo, hi);
+                y1[px] = o2m__clamp(c0 + b1, lo, hi);
+                y1[px + 1] = o2m__clamp(c1 + b1, lo, hi);
+                y1[px + 2] = o2m__clamp(c2 + b1, lo, hi);
+                y1[px + 3] = o2m__clamp(c3 + b1, lo, hi);
+            }
+            for (; px < HW; ++px) {
+                float a0 = 0.0f, c0 = 0.0f;
+                const float *xp = xn + px;
+                for (ic = 0; ic < C; ++ic) {
+                    a0 += xp[0] * w0[ic];
+                    c0 += xp[0] * w1[ic];
+                    xp += HW;
+                }
+                y0[px] = o2m__clamp(a0 + b0, lo, hi);
+                y1[px] = o2m__clamp(c0 + b1, lo, hi);
+            }
+        }
+        if (oc < K) { /* odd number of output channels: the last one alone */
+            const float *w0 = w + (size_t)oc * C;
+            const float b0 = bias ? bias[oc] : 0.0f;
+            float *y0 = yn + (size_t)oc * HW;
+            for (px = 0; px + 3 < HW; px += 4) {
+                float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+                const float *xp = xn + px;
+                for (ic = 0; ic < C; ++ic) {
+                    const float wa = w0[ic];
+                    a0 += xp[0] * wa;
+                    a1 += xp[1] * wa;
+                    a2 += xp[2] * wa;
+                    a3 += xp[3] * wa;
+                    xp += HW;
+                }
+                y0[px] = o2m__clamp(a0 + b0, lo, hi);
+                y0[px + 1] = o2m__clamp(a1 + b0, lo, hi);
+                y0[px + 2] = o2m__clamp(a2 + b0, lo, hi);
+                y0[px + 3] = o2m__clamp(a3 + b0, lo, hi);
+            }
+            for (; px < HW; ++px) {
+                float a0 = 0.0f;
+                const float *xp = xn + px;
+                for (ic = 0; ic < C; ++ic) {
+                    a0 += xp[0] * w0[ic];
+                    xp += HW;
+                }
+                y0[px] = o2m__clamp(a0 + b0, lo, hi);
+            }
+        }
+    }
+}
+
+void o2m_conv2d_f32(const o2m_conv2d_params *p, const float *restrict x, const float *restrict w,
+                    const float *restrict bias, float *restrict y)
+{
+    if (p->groups == p->c_in && p->groups > 0 && p->c_out % p->c_in == 0) {
+        o2m_conv2d_depthwise_f32(p, x, w, bias, y);
+    } else if (p->groups == 1 && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 &&
+               p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->h_out == p->h_in &&
+               p->w_out == p->w_in) {
+        o2m_conv2d_1x1_f32(p, x, w, bias, y);
+    } else {
+        conv_general(p, x, w, bias, y);
+    }
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+void o2m_maxpool2d_f32(const o2m_pool2d_params *p, const float *restrict x, float *restrict y)
+{
+    const int32_t in_plane = p->h_in * p->w_in;
+    const int32_t planes = p->n * p->c;
+    int32_t pl, oh, ow, kh, kw;
+    for (pl = 0; pl < planes; ++pl) {
+        const float *xc = x + (size_t)pl * in_plane;
+        float *yc = y + (size_t)pl * p->h_out * p->w_out;
+        for (oh = 0; oh < p->h_out; ++oh) {
+            const int32_t ih0 = oh * p->stride_h - p->pad_top;
+            int32_t kh_lo, kh_hi;
+            o2m__tap_range(ih0, p->h_in, p->k_h, p->dil_h, &kh_lo, &kh_hi);
+            for (ow = 0; ow < p->w_out; ++ow) {
+                const int32_t iw0 = ow * p->stride_w - p->pad_left;
+                int32_t kw_lo, kw_hi;
+                float m = -INFINITY;
+                o2m__tap_range(iw0, p->w_in, p->k_w, p->dil_w, &kw_lo, &kw_hi);
+                for (kh = kh_lo; kh < kh_hi; ++kh) {
+                    const float *xr = xc + (size_t)(ih0 + kh * p->dil_h) * p->w_in;
+                    for (kw = kw_lo; kw < kw_hi; ++kw) {
+                        const float v = xr[iw0 + kw * p->dil_w];
+                        m = (v > m || v != v) ? v : m;
+                    }
+                }
+                yc[(size_t)oh * p->w_out + ow] = m;
+            }
+        }
+    }
+}
+
+void o2m_avgpool2d_f32(const o2m_pool2d_params *p, const float *restrict x, float *restrict y)
+{
+    const int32_t in_plane = p->h_in * p->w_in;
+    const int32_t planes = p->n * p->c;
+    int32_t pl, oh, ow, kh, kw;
+    for (pl = 0; pl < planes; ++pl) {
+        const float *xc = x + (size_t)pl * in_plane;
+        float *yc = y + (size_t)pl * p->h_out * p->w_out;
+        for (oh = 0; oh < p->h_out; ++oh) {
+            const int32_t ih0 = oh * p->stride_h - p->pad_top;
+            int32_t kh_lo, kh_hi, ph_lo, ph_hi;
+            o2m__tap_range(ih0, p->h_in, p->k_h, p->dil_h, &kh_lo, &kh_hi);
+            o2m__tap_range(ih0 + p->pad_top, p->h_in + p->pad_top + p->pad_bottom, p->k_h,
+                           p->dil_h, &ph_lo, &ph_hi);
+            for (ow = 0; ow < p->w_out; ++ow) {
+                const int32_t iw0 = ow * p->stride_w - p->pad_left;
+                int32_t kw_lo, kw_hi, pw_lo, pw_hi, count;
+                float s = 0.0f;
+                o2m__tap_range(iw0, p->w_in, p->k_w, p->dil_w, &kw_lo, &kw_hi);
+                for (kh = kh_lo; kh < kh_hi; ++kh) {
+                    const float *xr = xc + (size_t)(ih0 + kh * p->dil_h) * p->w_in;
+                    for (kw = kw_lo; kw < kw_hi; ++kw) {
+                        s += xr[iw0 + kw * p->dil_w];
+                    }
+                }
+                if (p->count_include_pad) {
+                    o2m__tap_range(iw0 + p->pad_left, p->w_in + p->pad_left + p->pad_right,
+                                   p->k_w, p->dil_w, &pw_lo, &pw_hi);
+                    count = (ph_hi > ph_lo ? ph_hi - ph_lo : 0) * (pw_hi > pw_lo ? pw_hi - pw_lo : 0);
+                } else {
+                    count = (kh_hi > kh_lo ? kh_hi - kh_lo : 0) * (kw_hi > kw_lo ? kw_hi - kw_lo : 0);
+                }
+                yc[(size_t)oh * p->w_out + ow] = s / (float)count;
+            }
+        }
+    }
+}
+
+void o2m_global_avgpool_f32(int32_t nc, int32_t hw, const float *restrict x, float *restrict y)
+{
+    int32_t c, i;
+    for (c = 0; c < nc; ++c) {
+        const float *xc = x + (size_t)c * hw;
+        float s = 0.0f;
+        for (i = 0; i < hw; ++i) {
+            s += xc[i];
+        }
+        y[c] = s / (float)hw;
+    }
+}
+
+void o2m_global_maxpool_f32(int32_t nc, int32_t hw, const float *restrict x, float *restrict y)
+{
+    int32_t c, i;
+    for (c = 0; c < nc; ++c) {
+        const float *xc = x + (size_t)c * hw;
+        float m = -INFINITY;
+        for (i = 0; i < hw; ++i) {
+            const float v = xc[i];
+            m = (v > m || v != v) ? v : m;
+        }
+        y[c] = m;
+    }
+}

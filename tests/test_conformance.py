@@ -1,0 +1,150 @@
+"""ONNX backend node conformance: run every case we support through the
+frontend, the scheduler and the arena simulator, and compare with the
+expected outputs shipped with the case.
+
+A case is *selected* when
+  * every graph input and output has a dtype the IR holds,
+  * every node's (domain, op_type) is registered (Constant nodes become
+    initializers in the frontend, so they need no op),
+  * after loading, no node is rejected by its op's `check` or dtypes.
+An exception while loading a case whose ops are all registered is a failure
+of that case, not a deselection; the one exception is a UserError naming an
+intermediate tensor of a dtype the IR does not hold (float16, double...).
+
+Run `python tests/test_conformance.py` to list why the other cases are not selected.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from onnx2mcu.errors import UserError
+from onnx2mcu.frontend import load
+from onnx2mcu.ops import lookup, unsupported_reason
+from onnx2mcu.scheduler import schedule
+from onnx2mcu.simulator.execute import simulate
+
+NODE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "onnx-node-tests" / "node"
+MIN_SELECTED = 300
+
+SUPPORTED_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8, onnx.TensorProto.INT8,
+                        onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL}
+FRONTEND_HANDLED = {("", "Constant")}  # turned into initializers before anything runs
+
+# Cases whose ops are all supported but which cannot match, each with its reason.
+KNOWN_BAD: dict[str, str] = {}
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@dataclass
+class Case:
+    name: str
+    folder: Path
+    selected: bool
+    reason: str = ""  # why not selected
+    graph: object = None
+    inputs: dict | None = None
+    error: BaseException | None = None  # load failure of a selected case
+
+
+def _read_pb(path: Path) -> np.ndarray:
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(path.read_bytes())
+    return numpy_helper.to_array(tensor)
+
+
+def _data_files(folder: Path, kind: str) -> list[Path]:
+    files = list((folder / "test_data_set_0").glob(f"{kind}_*.pb"))
+    return sorted(files, key=lambda p: int(p.stem.split("_")[1]))
+
+
+def _examine(folder: Path) -> Case:
+    name = folder.name
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    inits = {init.name for init in model.graph.initializer}
+    runtime_inputs = [i for i in model.graph.input if i.name not in inits]
+    for info in list(runtime_inputs) + list(model.graph.output):
+        if not info.type.HasField("tensor_type"):
+            return Case(name, folder, False, f"'{info.name}' is not a tensor")
+        elem = info.type.tensor_type.elem_type
+        if elem not in SUPPORTED_ELEM_TYPES:
+            return Case(name, folder, False,
+                        f"dtype {onnx.TensorProto.DataType.Name(elem)} of '{info.name}'")
+    missing = sorted({n.op_type for n in model.graph.node
+                      if (n.domain if n.domain != "ai.onnx" else "", n.op_type) not in FRONTEND_HANDLED
+                      and lookup(n.op_type, n.domain) is None})
+    if missing:
+        return Case(name, folder, False, "ops not registered: " + ",".join(missing))
+    if name in KNOWN_BAD:
+        return Case(name, folder, False, KNOWN_BAD[name])
+    arrays = [_read_pb(p) for p in _data_files(folder, "input")]
+    names = [i.name for i in runtime_inputs]
+    inputs = dict(zip(names, arrays))
+    try:
+        graph = load(model, input_shapes={k: v.shape for k, v in inputs.items()}, check=False)
+    except UserError as exc:
+        if "has dtype" in str(exc):
+            return Case(name, folder, False, f"intermediate dtype: {exc}")
+        return Case(name, folder, True, inputs=inputs, error=exc)
+    except Exception as exc:  # noqa: BLE001 - reported as the case's failure
+        return Case(name, folder, True, inputs=inputs, error=exc)
+    for node in graph.nodes:
+        reason = unsupported_reason(node, graph)
+        if reason is not None:
+            return Case(name, folder, False, f"{node.op_type}: {reason}")
+    return Case(name, folder, True, graph=graph, inputs=inputs)
+
+
+def discover() -> list[Case]:
+    if not NODE_DIR.is_dir():
+        return []
+    return [_examine(folder) for folder in sorted(NODE_DIR.iterdir())
+            if (folder / "model.onnx").is_file()]
+
+
+CASES = discover()
+SELECTED = [case for case in CASES if case.selected]
+
+pytestmark = pytest.mark.skipif(not NODE_DIR.is_dir(),
+                                reason=f"ONNX node conformance cases not found at {NODE_DIR}")
+
+
+def test_enough_cases_selected():
+    assert len(SELECTED) >= MIN_SELECTED, f"only {len(SELECTED)} conformance cases selected"
+
+
+@pytest.mark.parametrize("case", SELECTED, ids=[case.name for case in SELECTED])
+def test_conformance_case(case: Case):
+    if case.error is not None:
+        raise case.error
+    graph = case.graph
+    sched = schedule(graph)
+    result = simulate(graph, sched, case.inputs)
+    expected = [_read_pb(p) for p in _data_files(case.folder, "output")]
+    assert len(expected) == len(graph.outputs)
+    for name, want in zip(graph.outputs, expected):
+        got = result.outputs[name]
+        assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape}"
+        assert got.dtype == want.dtype, f"{name}: dtype {got.dtype}, expected {want.dtype}"
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+if __name__ == "__main__":
+    reasons = collections.Counter()
+    for case in CASES:
+        if not case.selected:
+            print(f"{case.name}: {case.reason}")
+            reasons[case.reason.split(":")[0]] += 1
+    print(f"\n{len(SELECTED)} selected of {len(CASES)}")
+    for reason, count in reasons.most_common():
+        print(f"{count:5d}  {reason}")

@@ -1,0 +1,117 @@
+"""Real models end to end: `onnx2mcu simulate MODEL --json` agrees with onnxruntime.
+
+The MLPerf Tiny and MCUNet models live in ../shared/models next to the
+repository; the built-in examples need nothing.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onnx2mcu.cli import main
+from onnx2mcu.examples import EXAMPLES
+from onnx2mcu.ops import lookup
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+MODELS_DIR = SHARED / "models"
+MAX_REL_ERR = 1e-4
+KEYS = ("peak_bytes", "arena_bytes", "weights_bytes", "peak_step", "max_abs_err", "max_rel_err",
+        "schedule")
+
+FLOAT_MODELS = [
+    "mlperf_tiny/ad01_fp32.onnx",
+    "mlperf_tiny/kws_ref_model_float32.onnx",
+    "mlperf_tiny/pretrainedResnet.onnx",
+    "mlperf_tiny/vww_96_float.onnx",
+    "mcunet/mcunet_vww_deq.onnx",
+]
+QDQ_MODELS = ["mlperf_tiny/kws_ref_model.onnx", "mcunet/mcunet_vww_qdq.onnx"]
+QDQ_SUPPORTED = lookup("QuantizeLinear") is not None and lookup("DequantizeLinear") is not None
+
+
+def shared_model(relative: str) -> Path:
+    path = MODELS_DIR / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared/ folder next to the repository holds the models)")
+    return path
+
+
+def simulate_json(argv: list[str], capsys) -> dict:
+    capsys.readouterr()
+    code = main(["simulate", *argv, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def check_report(data: dict) -> None:
+    for key in KEYS:
+        assert key in data, f"--json lacks '{key}'"
+    assert data["max_rel_err"] is not None and data["max_rel_err"] <= MAX_REL_ERR, data["max_rel_err"]
+    assert 0 <= data["max_abs_err"] < float("inf")
+    assert data["arena_bytes"] >= data["peak_bytes"] > 0
+    assert data["weights_bytes"] > 0
+    schedule = data["schedule"]
+    assert isinstance(schedule, list) and len(schedule) == data["ops"] > 0
+    assert all(set(entry) >= {"node", "op"} for entry in schedule)
+    assert len({entry["node"] for entry in schedule}) == len(schedule), "node names repeat"
+    assert 0 <= data["peak_step"] < len(schedule)
+    if "live_bytes" in data:
+        assert max(data["live_bytes"]) == data["peak_bytes"]
+        assert data["live_bytes"][data["peak_step"]] == data["peak_bytes"]
+
+
+@pytest.mark.parametrize("relative", FLOAT_MODELS)
+def test_float_model(relative, capsys):
+    data = simulate_json([str(shared_model(relative))], capsys)
+    check_report(data)
+    # tf2onnx leaves the batch dim dynamic: the frontend binds it and says so
+    assert any("bound to 1" in note for note in data["notes"]) or "mcunet" in relative
+
+
+@pytest.mark.skipif(not QDQ_SUPPORTED, reason="QuantizeLinear/DequantizeLinear are not registered")
+@pytest.mark.parametrize("relative", QDQ_MODELS)
+def test_qdq_model(relative, capsys):
+    check_report(simulate_json([str(shared_model(relative))], capsys))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example(name, capsys):
+    data = simulate_json(["--example", name], capsys)
+    check_report(data)
+    assert data["model"] == name
+
+
+def test_example_outputs():
+    """The examples have the documented interfaces."""
+    from onnx2mcu.frontend import load
+    from onnx2mcu.examples import build_example
+
+    bert = load(build_example("bert-tiny"))
+    assert {n: bert.tensors[n].shape for n in bert.inputs} == {"input_ids": (1, 128),
+                                                               "attention_mask": (1, 128)}
+    assert {n: bert.tensors[n].shape for n in bert.outputs} == {"last_hidden_state": (1, 128, 128),
+                                                                "pooler_output": (1, 128)}
+    cnn = load(build_example("cnn"))
+    assert cnn.tensors[cnn.inputs[0]].shape == (1, 3, 32, 32)
+    assert {node.op_type for node in cnn.nodes} >= {"Conv", "GlobalAveragePool", "Gemm", "Softmax"}
+    assert build_example("cnn").SerializeToString() == build_example("cnn").SerializeToString()
+
+
+def test_unknown_example(capsys):
+    assert main(["simulate", "--example", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("onnx2mcu: error:") and "bert-tiny" in err and "cnn" in err
+
+
+def test_simulate_as_a_command():
+    """The installed entry point, in a fresh process: one JSON object on stdout."""
+    path = shared_model(FLOAT_MODELS[0])
+    proc = subprocess.run([sys.executable, "-m", "onnx2mcu.cli", "simulate", str(path), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    check_report(json.loads(proc.stdout))
