@@ -1,4 +1,10 @@
-"""ONNX model -> IR: bind dims, infer shapes, fold constants, drop no-ops, check support."""
+"""ONNX model -> IR: bind dims, infer shapes, fold constants, simplify, drop no-ops, check support.
+
+    read (load.py: file errors, opset lifting) -> bind input dims -> Constant
+    nodes to initializers -> repeat {shape inference, fold (fold.py), exact
+    rewrites (simplify.py)} until nothing changes -> drop Identity/Dropout ->
+    every unknown op in one error -> IR -> per-node checks.
+"""
 from __future__ import annotations
 
 import os
@@ -6,12 +12,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph, Node, Tensor
 from onnx2mcu.ops import lookup, unsupported_reason
-from onnx2mcu.frontend.fold import constants_to_initializers, fold_once, infer_shapes, static_shapes
+from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_shapes, node_attrs,
+                                    shape_inference_error, static_shapes)
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
@@ -39,17 +46,37 @@ def load(model: str | os.PathLike | onnx.ModelProto,
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
+    inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):
-        proto = infer_shapes(proto, label)
+        del inference_errors[:]
+        proto = infer_shapes(proto, label, inference_errors)
         if not (fold_once(proto) or simplify_once(proto)):
             break
     _drop_no_ops(proto)
     if check:
         _check_op_types(proto, label)
+    if inference_errors and _unknown_shapes(proto):
+        if check or not _unknown_shapes(proto) <= _unsupported_outputs(proto):
+            raise shape_inference_error(label, inference_errors[0])
     graph = _to_ir(proto, label, notes, strict=check)
     if check:
         _check_supported(graph, label)
+        _check_reshapes(graph, label)
     return graph
+
+
+def _unknown_shapes(proto: onnx.ModelProto) -> set[str]:
+    shapes = static_shapes(proto)
+    return {o for n in proto.graph.node for o in n.output if o and o not in shapes}
+
+
+def _unsupported_outputs(proto: onnx.ModelProto) -> set[str]:
+    """Outputs of unknown ops and everything downstream of them (inspect tolerates these)."""
+    tainted: set[str] = set()
+    for node in proto.graph.node:
+        if lookup(node.op_type, node.domain) is None or any(i in tainted for i in node.input):
+            tainted.update(o for o in node.output if o)
+    return tainted
 
 
 def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -64,6 +91,9 @@ def runtime_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def _bind_inputs(proto: onnx.ModelProto, given: dict[str, Sequence[int]], label: str) -> list[str]:
+    """Give every runtime input a static shape: --input-shape first, then dims that share a
+    symbolic name with a given one, then a dynamic leading (batch) dim becomes 1.  Inputs still
+    dynamic after that are all named in one error."""
     notes: list[str] = []
     inputs = runtime_inputs(proto)
     names = {i.name for i in inputs}
@@ -71,35 +101,77 @@ def _bind_inputs(proto: onnx.ModelProto, given: dict[str, Sequence[int]], label:
         if name not in names:
             raise UserError(f"{label}: --input-shape names '{name}', which is not an input; "
                             f"inputs are: {', '.join(sorted(names))}")
+    symbols: dict[str, tuple[int, str]] = {}  # dim_param -> (value, input that fixed it)
     for info in inputs:
-        dims = info.type.tensor_type.shape.dim
-        if info.name in given:
-            shape = [int(d) for d in given[info.name]]
-            if len(shape) != len(dims) and len(dims) > 0:
-                raise UserError(f"{label}: input '{info.name}' has rank {len(dims)}, "
-                                f"--input-shape gives {len(shape)} dims")
-            for axis, (dim, value) in enumerate(zip(dims, shape)):
-                if dim.HasField("dim_value") and dim.dim_value != value:
-                    raise UserError(f"{label}: input '{info.name}' dim {axis} is fixed to "
-                                    f"{dim.dim_value}, --input-shape gives {value}")
-            if any(v <= 0 for v in shape):
-                raise UserError(f"{label}: --input-shape for '{info.name}' must be positive")
-            _set_shape(info, shape)
+        if info.name not in given:
             continue
-        shape = []
-        for axis, dim in enumerate(dims):
+        tensor_type = info.type.tensor_type
+        dims = tensor_type.shape.dim
+        shape = [int(d) for d in given[info.name]]
+        if tensor_type.HasField("shape") and len(shape) != len(dims):
+            raise UserError(f"{label}: input '{info.name}' has rank {len(dims)}, "
+                            f"--input-shape gives {len(shape)} dims")
+        if any(v <= 0 for v in shape):
+            raise UserError(f"{label}: --input-shape for '{info.name}' must be positive, got "
+                            f"{','.join(map(str, shape))}")
+        for axis, (dim, value) in enumerate(zip(dims, shape)):
+            if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != value:
+                raise UserError(f"{label}: input '{info.name}' dim {axis} is fixed to "
+                                f"{dim.dim_value}, --input-shape gives {value}")
+            if dim.dim_param:
+                symbols.setdefault(dim.dim_param, (value, info.name))
+        _set_shape(info, shape)
+    dynamic: list[tuple[onnx.ValueInfoProto, list[str]]] = []
+    for info in inputs:
+        if info.name in given:
+            continue
+        tensor_type = info.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            dynamic.append((info, []))
+            continue
+        shape, unknown = [], False
+        for axis, dim in enumerate(tensor_type.shape.dim):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 shape.append(dim.dim_value)
+            elif dim.dim_param in symbols:
+                value, source = symbols[dim.dim_param]
+                shape.append(value)
+                notes.append(f"input '{info.name}' dim {axis} ('{dim.dim_param}') bound to {value} "
+                             f"as in '{source}'")
             elif axis == 0:
                 shape.append(1)
                 notes.append(f"input '{info.name}' dim 0 ('{dim.dim_param or '?'}') bound to 1")
             else:
-                example = ",".join(str(d.dim_value) if d.HasField("dim_value") else "N" for d in dims)
-                raise UserError(f"{label}: input '{info.name}' dim {axis} "
-                                f"('{dim.dim_param or '?'}') is dynamic; give it with "
-                                f"--input-shape {info.name}={example.replace('N', '1', 1) if axis else example}")
-        _set_shape(info, shape)
+                shape.append(None)
+                unknown = True
+        if unknown:
+            dynamic.append((info, [str(d) if d else f"<{_dim_label(info, i)}>" for i, d in enumerate(shape)]))
+        else:
+            _set_shape(info, shape)
+    if dynamic:
+        what = []
+        fixes = []
+        covered: set[str] = set()  # a dim name given once binds every input that shares it
+        for info, dims in dynamic:
+            if not dims:
+                what.append(f"'{info.name}' has no shape in the model")
+                fixes.append(f"--input-shape {info.name}=D0,D1,...")
+                continue
+            axes = [i for i, d in enumerate(dims) if d.startswith("<")]
+            symbols_here = {dims[i] for i in axes}
+            what.append(f"'{info.name}' dim{'s' if len(axes) > 1 else ''} {', '.join(map(str, axes))} "
+                        f"({', '.join(dims[i][1:-1] for i in axes)})")
+            if not symbols_here <= covered or any(d.startswith("<dim") for d in symbols_here):
+                fixes.append(f"--input-shape {info.name}={','.join(dims)}")
+            covered |= symbols_here
+        raise UserError(f"{label}: dynamic input dims need a size: {'; '.join(what)}; give "
+                        f"{'it' if len(fixes) == 1 else 'them'} with {' '.join(fixes)}")
     return notes
+
+
+def _dim_label(info: onnx.ValueInfoProto, axis: int) -> str:
+    dim = info.type.tensor_type.shape.dim[axis]
+    return dim.dim_param or f"dim{axis}"
 
 
 def _forget_output_shapes(proto: onnx.ModelProto) -> None:
@@ -217,17 +289,9 @@ def _to_ir(proto: onnx.ModelProto, label: str, notes: list[str], strict: bool = 
             suffix += 1
             name = f"{base}_{suffix}"
         used_names.add(name)
-        attrs = {}
-        for attr in n.attribute:
-            if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                problems.append(f"node '{name}' ({n.op_type}) has a subgraph")
-                continue
-            value = helper.get_attribute_value(attr)
-            if isinstance(value, bytes):
-                value = value.decode()
-            elif isinstance(value, onnx.TensorProto):
-                value = numpy_helper.to_array(value)
-            attrs[attr.name] = value
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
+            problems.append(f"node '{name}' ({n.op_type}) has a subgraph")
+        attrs = node_attrs(n)
         for out in n.output:
             if not out or out in tensors:
                 continue
@@ -253,6 +317,21 @@ def _to_ir(proto: onnx.ModelProto, label: str, notes: list[str], strict: bool = 
                outputs=[o.name for o in graph.output], notes=notes, source=label)
     ir.validate()
     return ir
+
+
+RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def _check_reshapes(graph: Graph, label: str) -> None:
+    """ONNX shape inference lets a Reshape change the element count; that means wrong input shapes."""
+    for node in graph.nodes:
+        if node.op_type not in RESHAPES or not node.inputs or not node.outputs:
+            continue
+        src, dst = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+        if src.numel != dst.numel:
+            raise UserError(f"{label}: node '{node.name}' ({node.op_type}) turns shape {list(src.shape)} "
+                            f"({src.numel} elements) into {list(dst.shape)} ({dst.numel} elements); "
+                            "check the input shapes given with --input-shape")
 
 
 def _check_supported(graph: Graph, label: str) -> None:

@@ -1,10 +1,12 @@
 """Folding of everything that depends only on constants and static shapes.
 
 Rather than one hand-written rule per op, the constant part of the graph is
-cut out and evaluated by onnx's reference evaluator; Shape and Size become
-constants as soon as their input's shape is static.  Shape inference and
-folding alternate until neither changes anything, which resolves the
-Shape -> Gather -> Concat -> Reshape chains that exporters emit.
+cut out and evaluated by onnxruntime (onnx's reference evaluator for what
+onnxruntime refuses); Shape and Size become constants as soon as their
+input's shape is static.  Shape inference and folding alternate until
+neither changes anything, which resolves the Shape -> Gather -> Concat ->
+Reshape chains that exporters emit and turns DequantizeLinear of constant
+weights into float constants.
 """
 from __future__ import annotations
 
@@ -34,16 +36,116 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def infer_shapes(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
-    """Shapes and dtypes of every value, from scratch (stale value_info would mask folded constants)."""
+def infer_shapes(model: onnx.ModelProto, label: str, errors: list[str] | None = None
+                 ) -> onnx.ModelProto:
+    """Shapes and dtypes of every value, from scratch (stale value_info would mask folded constants).
+
+    ONNX shape inference first; where it leaves an output unknown and the op's
+    definition gives its own rule (OpDef.infer), that rule fills it in and
+    ONNX inference runs again from there.  When strict inference fails, the
+    lenient run's partial result is used and the failure is appended to
+    `errors` (or raised when `errors` is None): the caller reports it if a
+    shape is still missing in the end.
+    """
     del model.graph.value_info[:]
+    model = _onnx_infer(model, label, errors)
+    for _ in range(len(model.graph.node)):
+        if not _infer_with_opdefs(model):
+            break
+        model = _onnx_infer(model, label, errors)
+    return model
+
+
+def shape_inference_error(label: str, message: str) -> UserError:
+    return UserError(f"{label}: shape inference failed: {message}; "
+                     "check the input shapes given with --input-shape")
+
+
+def _onnx_infer(model: onnx.ModelProto, label: str, errors: list[str] | None) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=True,
                                                  data_prop=True)
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{label}: shape inference failed: {msg}; "
-                        "check the input shapes given with --input-shape") from None
+        msg = _first_line(exc)
+        if errors is None:
+            raise shape_inference_error(label, msg) from None
+        errors.append(msg)
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
+                                                 data_prop=True)
+    except Exception as exc:
+        raise shape_inference_error(label, _first_line(exc)) from None
+
+
+def node_attrs(node: onnx.NodeProto) -> dict:
+    """Attributes as plain Python / numpy values (subgraph attributes are left out)."""
+    attrs = {}
+    for attr in node.attribute:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            continue
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        attrs[attr.name] = value
+    return attrs
+
+
+def _infer_with_opdefs(model: onnx.ModelProto) -> bool:
+    """Fill unknown output shapes from OpDef.infer; returns whether any was added."""
+    from onnx2mcu.ir import DType, Node, Tensor
+    from onnx2mcu.ops import lookup
+
+    graph = model.graph
+    shapes = static_shapes(model)
+    elem: dict[str, int] = {}
+    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+        elem[info.name] = info.type.tensor_type.elem_type
+    inits = {init.name: init for init in graph.initializer}
+    for init in graph.initializer:
+        elem[init.name] = init.data_type
+    outputs = {info.name: info for info in graph.output}
+    added = False
+    for node in graph.node:
+        if all(o in shapes for o in node.output if o):
+            continue
+        op = lookup(node.op_type, node.domain)
+        if op is None or op.infer is None:
+            continue
+        tensors: list[Tensor | None] = []
+        for name in node.input:
+            if not name:
+                tensors.append(None)
+                continue
+            if name not in shapes or not elem.get(name):
+                break
+            try:
+                dtype = DType.from_numpy(helper.tensor_dtype_to_np_dtype(elem[name]))
+            except (KeyError, TypeError, ValueError):
+                break
+            data = numpy_helper.to_array(inits[name]) if name in inits else None
+            tensors.append(Tensor(name, shapes[name], dtype, data))
+        else:
+            ir_node = Node(node.name, node.op_type, list(node.input), list(node.output),
+                           node_attrs(node), node.domain)
+            try:
+                results = op.infer(ir_node, tensors)
+            except Exception:  # a rule that cannot handle this node leaves it to the error path
+                continue
+            for out, (shape, dtype) in zip(node.output, results):
+                if not out or out in shapes:
+                    continue
+                info = helper.make_tensor_value_info(
+                    out, helper.np_dtype_to_tensor_dtype(dtype.numpy), [int(d) for d in shape])
+                if out in outputs:
+                    outputs[out].CopyFrom(info)
+                else:
+                    graph.value_info.append(info)
+                shapes[out] = tuple(int(d) for d in shape)
+                elem[out] = info.type.tensor_type.elem_type
+                added = True
+    return added
 
 
 def constants_to_initializers(model: onnx.ModelProto) -> None:

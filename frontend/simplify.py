@@ -28,7 +28,7 @@ from onnx import helper, numpy_helper
 from onnx2mcu.frontend.fold import static_shapes
 
 BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "And", "Or", "Xor", "Equal", "Less",
-                "Greater", "LessOrEqual", "GreaterOrEqual", "Max", "Min", "Mod", "PRelu"}
+                "Greater", "LessOrEqual", "GreaterOrEqual", "Max", "Min", "Mod"}
 UNARY = {"Cast", "Not", "Neg", "Abs", "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal",
          "Erf", "IsNaN", "IsInf", "Sign", "Floor", "Ceil", "Round"}
 RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}

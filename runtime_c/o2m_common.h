@@ -7,7 +7,7 @@
  *   - Tensors are dense, row-major (C order) unless a kernel takes strides.
  *     Sizes, counts and strides are int32_t and count ELEMENTS, not bytes,
  *     except `elem_size`, which is the size of one element in bytes.
- *   - Pointers marked `restrict` must not overlap any other argument.
+ *   - Unless a contract says otherwise, an output must not overlap any input.
  *     Kernels documented as "in-place: yes" accept an output pointer equal to
  *     the named input pointer (exactly equal, not a partial overlap).
  *   - bool tensors are uint8_t holding 0 or 1 (like numpy's bool).

@@ -126,8 +126,9 @@ static void conv_tile_2x2(const conv_geom *g, const float *restrict xg, const fl
     acc[3] = a11;
 }
 
-static void conv_general(const o2m_conv2d_params *p, const float *restrict x,
-                         const float *restrict w, const float *restrict bias, float *restrict y)
+void o2m_conv2d_generic_f32(const o2m_conv2d_params *p, const float *restrict x,
+                            const float *restrict w, const float *restrict bias,
+                            float *restrict y)
 {
     const int32_t OH = p->h_out, OW = p->w_out;
     const int32_t cin_g = p->c_in / p->groups;
@@ -382,7 +383,7 @@ void o2m_conv2d_f32(const o2m_conv2d_params *p, const float *restrict x, const f
                p->w_out == p->w_in) {
         o2m_conv2d_1x1_f32(p, x, w, bias, y);
     } else {
-        conv_general(p, x, w, bias, y);
+        o2m_conv2d_generic_f32(p, x, w, bias, y);
     }
 }
 

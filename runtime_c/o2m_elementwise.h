@@ -13,6 +13,10 @@
 
 #include "o2m_common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ------------------------------------------------------------------ unary
  * y[i] = f(x[i]) for i in [0, n).  In-place: yes (y == x).
  */
@@ -23,12 +27,13 @@ void o2m_sigmoid_f32(int32_t n, const float *x, float *y);  /* 1 / (1 + e^-x), n
 void o2m_tanh_f32(int32_t n, const float *x, float *y);
 void o2m_erf_f32(int32_t n, const float *x, float *y);
 void o2m_gelu_f32(int32_t n, const float *x, float *y);      /* 0.5 x (1 + erf(x / sqrt 2)) */
-void o2m_gelu_tanh_f32(int32_t n, const float *x, float *y); /* 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
+/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+void o2m_gelu_tanh_f32(int32_t n, const float *x, float *y);
 /* y = clamp(alpha x + beta, 0, 1)   (ONNX defaults 0.2, 0.5) */
 void o2m_hardsigmoid_f32(int32_t n, const float *x, float *y, float alpha, float beta);
 void o2m_hardswish_f32(int32_t n, const float *x, float *y); /* x clamp(x/6 + 1/2, 0, 1) */
 void o2m_leakyrelu_f32(int32_t n, const float *x, float *y, float alpha); /* x < 0: alpha x */
-void o2m_elu_f32(int32_t n, const float *x, float *y, float alpha);      /* x < 0: alpha (e^x - 1) */
+void o2m_elu_f32(int32_t n, const float *x, float *y, float alpha); /* x < 0: alpha (e^x - 1) */
 /* x > 0: gamma x, else gamma alpha (e^x - 1)  (ONNX defaults 1.67326, 1.0507) */
 void o2m_selu_f32(int32_t n, const float *x, float *y, float alpha, float gamma);
 void o2m_softplus_f32(int32_t n, const float *x, float *y); /* log(1 + e^x), no overflow */
@@ -75,9 +80,9 @@ void o2m_not_u8(int32_t n, const uint8_t *x, uint8_t *y);
  *
  * Comparisons equal, less, greater, less_equal, greater_equal exist in the
  * same three forms for T = f32, i64, i32 (equal also for u8) and write
- * uint8_t 0/1 (U instead of T for y); logical_and, logical_or, logical_xor
- * exist for u8.  In-place is not possible for comparisons of f32/i32/i64 (the output
- * type differs).
+ * uint8_t 0/1 to y; logical_and, logical_or, logical_xor exist for u8.
+ * Comparisons of f32 / i64 / i32 cannot run in place (the output type
+ * differs); the u8 ones can.
  */
 #define O2M_DECLARE_BINARY(NAME, T, TS, U)                                                         \
     void o2m_##NAME##_##TS(int32_t n, const T *a, const T *b, U *y);                               \
@@ -154,5 +159,9 @@ void o2m_prelu_bc_f32(int32_t outer, int32_t mid, int32_t inner, const float *x,
 /* x, y dense with shape dims; slope_strides per dim (0 where broadcast) */
 void o2m_prelu_nd_f32(int32_t rank, const int32_t *dims, const int32_t *slope_strides,
                       const float *x, const float *slope, float *y);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* O2M_ELEMENTWISE_H */

@@ -10,6 +10,10 @@
 
 #include "o2m_common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     int32_t m, n, k; /* each batch: [m, k] x [k, n] -> [m, n] */
     /* Broadcast batch dimensions of the OUTPUT (outermost first; 0..4 of
@@ -29,8 +33,8 @@ typedef struct {
  * `bias` ([n]) may be NULL (then no addition at all).  1-D operands are the
  * caller's business (m = 1 or n = 1 views).
  */
-void o2m_matmul_f32(const o2m_matmul_params *p, const float *restrict a, const float *restrict b,
-                    const float *restrict bias, float *restrict y);
+void o2m_matmul_f32(const o2m_matmul_params *p, const float *a, const float *b,
+                    const float *bias, float *y);
 
 typedef struct {
     int32_t m, n, k;
@@ -47,7 +51,11 @@ typedef struct {
  * ONNX Gemm:  y[i][j] = act( alpha * sum_k A[i][k] * B[k][j] + beta * C[i][j] )
  * `c` may be NULL (no C term).  y is dense [m, n].
  */
-void o2m_gemm_f32(const o2m_gemm_params *p, const float *restrict a, const float *restrict b,
-                  const float *restrict c, float *restrict y);
+void o2m_gemm_f32(const o2m_gemm_params *p, const float *a, const float *b,
+                  const float *c, float *y);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* O2M_LINALG_H */

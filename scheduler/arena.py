@@ -1,17 +1,31 @@
 """Arena planning: a byte offset for every buffer of a memory profile.
 
-Buffers that are live at the same time must not overlap.  This module holds
-the classic greedy-by-size planner (largest first, lowest offset that fits,
-as TFLite Micro does); the scheduler issue adds more strategies behind the
-same `plan_arena` entry point.
+Buffers that are live at the same time must not overlap.  Offsets are
+multiples of `ALIGNMENT`, so a buffer effectively takes its size rounded up;
+the *aligned peak* (max over steps of the rounded sizes of the live buffers)
+is therefore a lower bound on any arena, and equals the peak when sizes are
+multiples of the alignment.
+
+`plan_arena` tries several greedy strategies (each places buffers one by one
+in a priority order, into the best-fitting gap among the time-overlapping
+buffers already placed), then randomised priorities, and keeps the smallest
+arena; if a gap to the aligned peak remains and the problem is small, an
+exact offset ILP closes it (or proves the greedy optimal for the offsets).
+`greedy_by_size` alone is the classic planner (TFLite Micro's, Pisarchyk &
+Lee's greedy by size), kept as the baseline.
 """
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from onnx2mcu.scheduler.memory_model import Buffer, MemoryProfile
 
 ALIGNMENT = 16
+EXACT_MAX_PAIRS = 400  # offset ILP only for this many overlapping buffer pairs
 
 
 def align(value: int, alignment: int = ALIGNMENT) -> int:
@@ -23,14 +37,140 @@ class ArenaPlan:
     offsets: dict[int, int]  # buffer index -> byte offset
     arena_bytes: int
     method: str
+    lower_bound: int = 0  # aligned peak: no plan can be smaller
 
 
-def plan_arena(profile: MemoryProfile, alignment: int = ALIGNMENT) -> ArenaPlan:
-    return greedy_by_size(profile.buffers, alignment)
+def aligned_peak(buffers: list[Buffer], alignment: int = ALIGNMENT) -> int:
+    if not buffers:
+        return 0
+    steps = max(b.last for b in buffers) + 2
+    diff = [0] * (steps + 1)
+    for b in buffers:
+        if b.nbytes > 0:
+            diff[b.first] += align(b.nbytes, alignment)
+            diff[b.last + 1] -= align(b.nbytes, alignment)
+    best = acc = 0
+    for d in diff:
+        acc += d
+        best = max(best, acc)
+    return best
+
+
+def plan_arena(profile: MemoryProfile, alignment: int = ALIGNMENT, time_limit: float = 5.0,
+               exact: bool = True, seed: int = 0) -> ArenaPlan:
+    """The best plan over several strategies; exact offset search when small."""
+    deadline = time.perf_counter() + time_limit
+    buffers = profile.buffers
+    target = aligned_peak(buffers, alignment)
+    planner = _Placer(buffers, alignment)
+    best: ArenaPlan | None = None
+    for name, key in _strategies(buffers, alignment):
+        plan = planner.place(sorted(range(len(buffers)), key=key), name)
+        if best is None or plan.arena_bytes < best.arena_bytes:
+            best = plan
+        if best.arena_bytes <= target:
+            break
+    rng = random.Random(seed)
+    sizes = [align(b.nbytes, alignment) for b in buffers]
+    tries = 0
+    while best.arena_bytes > target and time.perf_counter() < deadline and tries < 300:
+        tries += 1
+        noise = [s * (1 + 0.3 * rng.random()) for s in sizes]
+        order = sorted(range(len(buffers)), key=lambda i: -noise[i])
+        plan = planner.place(order, "randomised greedy")
+        if plan.arena_bytes < best.arena_bytes:
+            best = plan
+    if exact and best.arena_bytes > target and time.perf_counter() < deadline:
+        plan = _exact_offsets(buffers, alignment, best, target, deadline - time.perf_counter())
+        if plan is not None and plan.arena_bytes <= best.arena_bytes:
+            best = plan
+    best.lower_bound = target
+    return best
+
+
+def _strategies(buffers: list[Buffer], alignment: int):
+    size = [align(b.nbytes, alignment) for b in buffers]
+    length = [b.last - b.first + 1 for b in buffers]
+    if buffers:
+        steps = max(b.last for b in buffers) + 1
+        live = np.zeros(steps + 1, dtype=np.int64)
+        for b, s in zip(buffers, size):
+            live[b.first] += s
+            live[b.last + 1] -= s
+        live = np.cumsum(live)[:steps]
+        breadth = [int(live[b.first:b.last + 1].max()) for b in buffers]
+        conflict = _conflicts(buffers, size)
+    else:
+        breadth = conflict = []
+    yield "greedy-by-size", lambda i: (-size[i], buffers[i].first, i)
+    yield "greedy-by-breadth", lambda i: (-breadth[i], -size[i], buffers[i].first, i)
+    yield "greedy-by-size-lifetime", lambda i: (-size[i], -length[i], i)
+    yield "greedy-by-conflicts", lambda i: (-conflict[i], -size[i], i)
+    yield "greedy-by-area", lambda i: (-size[i] * length[i], i)
+    yield "greedy-by-lifetime", lambda i: (-length[i], -size[i], i)
+    yield "first-fit-by-start", lambda i: (buffers[i].first, -size[i], i)
+
+
+def _conflicts(buffers: list[Buffer], size: list[int]) -> list[int]:
+    first = np.array([b.first for b in buffers])
+    last = np.array([b.last for b in buffers])
+    sz = np.array(size)
+    out = []
+    for b in buffers:
+        mask = (first <= b.last) & (last >= b.first)
+        out.append(int(sz[mask].sum()))
+    return out
+
+
+class _Placer:
+    """Places buffers in a given priority order, each at the best-fitting free gap."""
+
+    def __init__(self, buffers: list[Buffer], alignment: int):
+        self.buffers = buffers
+        self.alignment = alignment
+        self.first = np.array([b.first for b in buffers], dtype=np.int64)
+        self.last = np.array([b.last for b in buffers], dtype=np.int64)
+        self.size = np.array([align(b.nbytes, alignment) for b in buffers], dtype=np.int64)
+
+    def place(self, priority: list[int], name: str) -> ArenaPlan:
+        n = len(self.buffers)
+        offset = np.zeros(n, dtype=np.int64)
+        placed = np.zeros(n, dtype=bool)
+        arena = 0
+        first, last, size = self.first, self.last, self.size
+        for i in priority:
+            s = int(size[i])
+            if s == 0:
+                placed[i] = True
+                continue
+            mask = placed & (first <= last[i]) & (last >= first[i])
+            idx = np.flatnonzero(mask)
+            chosen = None
+            if len(idx):
+                starts = offset[idx]
+                ends = starts + size[idx]
+                order = np.argsort(starts, kind="stable")
+                cursor = 0
+                best_gap = None
+                for k in order:
+                    st = int(starts[k])
+                    if st - cursor >= s and (best_gap is None or st - cursor < best_gap):
+                        best_gap = st - cursor
+                        chosen = cursor
+                    cursor = max(cursor, int(ends[k]))
+                if chosen is None:
+                    chosen = cursor
+            else:
+                chosen = 0
+            offset[i] = chosen
+            placed[i] = True
+            arena = max(arena, chosen + s)
+        offsets = {self.buffers[i].index: int(offset[i]) for i in range(n)}
+        return ArenaPlan(offsets, int(arena), name)
 
 
 def greedy_by_size(buffers: list[Buffer], alignment: int = ALIGNMENT) -> ArenaPlan:
-    """Largest buffer first; each goes into the lowest gap among already placed, time-overlapping buffers."""
+    """Largest buffer first; each goes into the lowest-waste gap among already placed, time-overlapping buffers."""
     placed: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer)
     offsets: dict[int, int] = {}
     for buffer in sorted(buffers, key=lambda b: (-b.nbytes, b.first, b.index)):
@@ -49,7 +189,61 @@ def greedy_by_size(buffers: list[Buffer], alignment: int = ALIGNMENT) -> ArenaPl
         offsets[buffer.index] = chosen
         placed.append((chosen, chosen + size, buffer))
     arena = max((end for _, end, _ in placed), default=0)
-    return ArenaPlan(offsets, arena, "greedy-by-size")
+    return ArenaPlan(offsets, arena, "greedy-by-size", aligned_peak(buffers, alignment))
+
+
+def _exact_offsets(buffers: list[Buffer], alignment: int, start: ArenaPlan, target: int,
+                   time_limit: float) -> ArenaPlan | None:
+    """Offset ILP: o_b + size_b <= o_c or o_c + size_c <= o_b for buffers live together."""
+    import pulp
+
+    from onnx2mcu.scheduler.ilp import _HiGHS, _quiet_stdout
+
+    live = [b for b in buffers if b.nbytes > 0]
+    pairs = [(a, b) for i, a in enumerate(live) for b in live[i + 1:] if a.overlaps_in_time(b)]
+    if len(pairs) > EXACT_MAX_PAIRS or time_limit < 0.05:
+        return None
+    unit = alignment
+    cap = start.arena_bytes // unit
+    lp = pulp.LpProblem("offsets", pulp.LpMinimize)
+    A = pulp.LpVariable("A", lowBound=target // unit, upBound=cap)
+    lp += A
+    o = {}
+    values = {A: float(cap)}
+    for b in live:
+        s = align(b.nbytes, alignment) // unit
+        o[b.index] = pulp.LpVariable(f"o_{b.index}", lowBound=0, upBound=cap - s, cat="Integer")
+        lp += o[b.index] + s <= A
+        values[o[b.index]] = float(start.offsets[b.index] // unit)
+    for a, b in pairs:
+        sa, sb = align(a.nbytes, alignment) // unit, align(b.nbytes, alignment) // unit
+        z = pulp.LpVariable(f"z_{a.index}_{b.index}", cat="Binary")
+        lp += o[a.index] + sa <= o[b.index] + cap * (1 - z)
+        lp += o[b.index] + sb <= o[a.index] + cap * z
+        values[z] = 1.0 if start.offsets[a.index] < start.offsets[b.index] else 0.0
+    sol = _HiGHS(start=values, msg=False, timeLimit=max(time_limit, 0.05), mip_rel_gap=0.0)
+    with _quiet_stdout():
+        lp.solve(sol)
+    if any(v.varValue is None for v in o.values()):
+        return None
+    offsets = dict(start.offsets)
+    for b in live:
+        offsets[b.index] = int(round(o[b.index].varValue)) * unit
+    arena = max((offsets[b.index] + align(b.nbytes, alignment) for b in live), default=0)
+    plan = ArenaPlan(offsets, arena, "exact offsets (ILP)")
+    try:
+        _check(live, plan)
+    except AssertionError:
+        return None
+    return plan
+
+
+def _check(buffers: list[Buffer], plan: ArenaPlan) -> None:
+    for i, a in enumerate(buffers):
+        for b in buffers[i + 1:]:
+            if a.overlaps_in_time(b):
+                oa, ob = plan.offsets[a.index], plan.offsets[b.index]
+                assert oa + a.nbytes <= ob or ob + b.nbytes <= oa
 
 
 def check_plan(profile: MemoryProfile, plan: ArenaPlan) -> None:

@@ -79,13 +79,12 @@ def profile(graph: Graph, order: Sequence[Node] | None = None, inplace: bool = T
         new_buffer(name, 0)
     for step, node in enumerate(order):
         op = lookup(node.op_type, node.domain)
-        act_inputs = [n for n in node.inputs if n and not graph.tensors[n].is_const]
         for index, out in enumerate(node.outputs):
             if not out or out in buffer_of or graph.tensors[out].is_const:
                 continue
             target = None
-            if op is not None and index == 0 and op.alias and act_inputs:
-                target = buffer_of[act_inputs[0]]
+            if op is not None and index == 0 and op.alias and node.inputs[0] in buffer_of:
+                target = buffer_of[node.inputs[0]]
             elif op is not None and index == 0 and inplace:
                 target = _inplace_target(graph, node, op.inplace_inputs, buffer_of, buffers,
                                          last_use, outputs, step, out)

@@ -1,4 +1,17 @@
-"""Choosing an execution order.  Entry point for every consumer of the scheduler."""
+"""Choosing an execution order.  Entry point for every consumer of the scheduler.
+
+Methods:
+* ``ilp`` (default): iterative graph fusion, heuristic warm start, then
+  time-indexed ILPs (HiGHS through PuLP) on the fused graph's segments and
+  around its peak; proven optimal when the peak meets the lower bound.
+* ``greedy``: fusion plus the best of several list-scheduling heuristics and
+  local search, no ILP.
+* ``file-order``: the order of the model file (what TFLite Micro does).
+
+Whatever the method, the reported peak is `memory_model.profile` of the
+returned order, and "ilp"/"greedy" never return an order worse than the file
+order.
+"""
 from __future__ import annotations
 
 import time
@@ -9,7 +22,7 @@ from onnx2mcu.ir import Graph, Node
 from onnx2mcu.scheduler.arena import ArenaPlan, check_plan, plan_arena
 from onnx2mcu.scheduler.memory_model import MemoryProfile, profile
 
-METHODS = ("file-order",)
+METHODS = ("ilp", "greedy", "file-order")
 
 
 @dataclass
@@ -31,19 +44,41 @@ class Schedule:
     def arena_bytes(self) -> int:
         return self.plan.arena_bytes
 
+    @property
+    def gap(self) -> float | None:
+        """Relative distance of the peak to the lower bound (0.0 when proven optimal)."""
+        if self.lower_bound is None or self.peak_bytes == 0:
+            return None
+        return (self.peak_bytes - self.lower_bound) / self.peak_bytes
+
     def report(self) -> dict:
         return {"method": self.method, "seconds": round(self.seconds, 4), "optimal": self.optimal,
-                "lower_bound": self.lower_bound, "arena_method": self.plan.method, **self.stats}
+                "lower_bound": self.lower_bound, "peak_bytes": self.peak_bytes,
+                "arena_bytes": self.arena_bytes, "arena_method": self.plan.method,
+                "arena_lower_bound": self.plan.lower_bound, **self.stats}
 
 
-def schedule(graph: Graph, method: str = "file-order", time_limit: float = 60.0) -> Schedule:
+def schedule(graph: Graph, method: str = METHODS[0], time_limit: float = 60.0,
+             solver: str = "highs") -> Schedule:
     """Order the graph's nodes, profile memory for that order and plan the arena."""
     if method not in METHODS:
         raise UserError(f"unknown scheduler '{method}'; choose one of {', '.join(METHODS)}")
     start = time.perf_counter()
-    order = list(graph.nodes)
+    if method == "file-order":
+        order = list(graph.nodes)
+        stats = {"ops_before_fusion": len(order), "ops_after_fusion": len(order)}
+        optimal, lower = False, None
+    else:
+        from onnx2mcu.scheduler.optimize import optimize
+        arena_share = min(5.0, 0.1 * time_limit)
+        outcome = optimize(graph, method, max(time_limit - arena_share, 0.1) * 0.95, solver=solver)
+        order, optimal, lower, stats = outcome.order, outcome.optimal, outcome.lower_bound, outcome.stats
+    stats = dict(stats)
+    stats["schedule_seconds"] = round(time.perf_counter() - start, 4)
     prof = profile(graph, order)
-    plan = plan_arena(prof)
+    remaining = max(time_limit - (time.perf_counter() - start), 0.2)
+    plan = plan_arena(prof, time_limit=min(5.0, remaining))
     check_plan(prof, plan)
-    return Schedule(order, prof, plan, method, time.perf_counter() - start,
-                    stats={"ops": len(graph.nodes)})
+    if lower is not None:
+        lower = min(lower, prof.peak_bytes)
+    return Schedule(order, prof, plan, method, time.perf_counter() - start, optimal, lower, stats)

@@ -7,8 +7,10 @@ CONFORMANCE_TEST = "test_conformance.py::test_conformance_case["
 _SELECTED_KEY = pytest.StashKey[int]()
 
 
-def pytest_collection_modifyitems(session, config, items):
-    config.stash[_SELECTED_KEY] = sum(CONFORMANCE_TEST in item.nodeid for item in items)
+def pytest_collection_finish(session):
+    """Count the conformance cases that will run (after -k / --deselect)."""
+    session.config.stash[_SELECTED_KEY] = sum(CONFORMANCE_TEST in item.nodeid
+                                              for item in session.items)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

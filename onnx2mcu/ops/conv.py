@@ -86,12 +86,31 @@ def pad_spatial(x: np.ndarray, win: Window, value) -> np.ndarray:
     return out
 
 
-def window_check(node: Node, graph: Graph) -> str | None:
+def _pads_check(node: Node) -> str | None:
     auto_pad = node.attr("auto_pad", "NOTSET")
     if auto_pad not in AUTO_PADS:
         return f"auto_pad '{auto_pad}' not supported"
     if any(p < 0 for p in node.attr("pads") or ()):
         return "negative pads not supported"
+    return None
+
+
+def window_check(node: Node, graph: Graph) -> str | None:
+    """Conv and pooling: supported padding, and our window rule gives inference's shape."""
+    reason = _pads_check(node)
+    if reason:
+        return reason
+    x = graph.tensors[node.inputs[0]]
+    out = graph.tensors[node.outputs[0]]
+    kernel = graph.tensors[node.inputs[1]].shape[2:] if node.op_type == "Conv" else None
+    if len(x.shape) < 3 or (kernel is None and not node.attr("kernel_shape")):
+        return f"{node.op_type} needs an (N, C, spatial...) input and a kernel shape"
+    win = window(node, tuple(x.shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0)))
+    if tuple(out.shape[2:]) != win.out:
+        # onnx shape inference (1.23) keeps a ceil_mode window that would start in
+        # the end padding; onnxruntime and the ONNX reference drop it
+        return (f"output spatial shape {list(out.shape[2:])} from shape inference differs from "
+                f"the window rule's {list(win.out)} (ceil_mode window starting in the end pad)")
     return None
 
 
@@ -176,7 +195,7 @@ def _conv_transpose(node: Node, inputs: list) -> list:
 
 
 def _conv_transpose_check(node: Node, graph: Graph) -> str | None:
-    reason = window_check(node, graph)
+    reason = _pads_check(node)
     if reason:
         return reason
     x = graph.tensors[node.inputs[0]]
@@ -184,6 +203,9 @@ def _conv_transpose_check(node: Node, graph: Graph) -> str | None:
     _, _, begin, out = _transpose_geometry(node, x.shape[2:], w.shape[2:])
     if any(b < 0 for b in begin):
         return "ConvTranspose output_shape larger than the full output is not supported"
+    if tuple(graph.tensors[node.outputs[0]].shape[2:]) != out:
+        return (f"output spatial shape {list(graph.tensors[node.outputs[0]].shape[2:])} from shape "
+                f"inference differs from the ConvTranspose rule's {list(out)}")
     return None
 
 

@@ -6,4 +6,5 @@ from onnx2mcu.ops import norm  # noqa: F401
 from onnx2mcu.ops import pool  # noqa: F401
 from onnx2mcu.ops import quant  # noqa: F401
 from onnx2mcu.ops import reduce  # noqa: F401
+from onnx2mcu.ops import resize  # noqa: F401
 from onnx2mcu.ops import shape  # noqa: F401

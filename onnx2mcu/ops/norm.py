@@ -21,7 +21,8 @@ def _batch_norm(node: Node, inputs: list) -> list:
     shape = _channel_shape(x)
     eps = node.attr("epsilon", 1e-5)
     inv = 1.0 / np.sqrt(f64(var).reshape(shape) + eps)
-    y = (f64(x) - f64(mean).reshape(shape)) * inv * f64(scale).reshape(shape) + f64(bias).reshape(shape)
+    y = (f64(x) - f64(mean).reshape(shape)) * inv * f64(scale).reshape(shape)
+    y = y + f64(bias).reshape(shape)
     return [y.astype(x.dtype)]
 
 
@@ -97,7 +98,15 @@ def _group_norm(node: Node, inputs: list) -> list:
 
 
 register("InstanceNormalization", _instance_norm, dtypes=(FLOAT,), inplace_inputs=(0,))
-register("GroupNormalization", _group_norm, dtypes=(FLOAT,), inplace_inputs=(0,))
+
+
+def _same_as_input(node: Node, inputs: list) -> list:
+    return [(inputs[0].shape, inputs[0].dtype)]
+
+
+# onnx's shape inference has no rule for GroupNormalization-21: give our own
+register("GroupNormalization", _group_norm, dtypes=(FLOAT,), inplace_inputs=(0,),
+         infer=_same_as_input)
 
 
 # ----- LpNormalization / MeanVarianceNormalization / LRN -----------------

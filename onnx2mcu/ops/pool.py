@@ -81,7 +81,8 @@ def _count_grid(win, spatial, include_pad: bool) -> np.ndarray:
     count_include_pad; never the ceil_mode overhang past the end pad.
     """
     lo = [0 if include_pad else b for b in win.pads_begin]
-    hi = [b + s + (e if include_pad else 0) for b, s, e in zip(win.pads_begin, spatial, win.pads_end)]
+    hi = [b + s + (e if include_pad else 0)
+          for b, s, e in zip(win.pads_begin, spatial, win.pads_end)]
     shape = tuple(max(h, p) for h, p in zip(hi, win.padded))
     grid = np.zeros((1, 1) + shape)
     grid[(0, 0) + tuple(slice(a, b) for a, b in zip(lo, hi))] = 1.0

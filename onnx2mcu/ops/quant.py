@@ -65,12 +65,18 @@ def _check(node: Node, graph: Graph) -> str | None:
     x = graph.tensors[node.inputs[0]]
     if len(scale.shape) > 1:
         return f"{node.op_type} scale of rank {len(scale.shape)} not supported"
-    if scale.numel > 1 and (not x.shape or
-                            scale.numel != x.shape[norm_axis(node.attr('axis', 1), len(x.shape))]):
-        return f"{node.op_type} per-axis scale does not match the axis"
+    if scale.numel > 1:
+        rank = len(x.shape)
+        axis = node.attr("axis", 1)
+        if not -rank <= axis < rank:
+            return f"{node.op_type} axis {axis} out of range for a rank-{rank} input"
+        if scale.numel != x.shape[axis % rank]:
+            return (f"{node.op_type} per-axis scale has {scale.numel} values, "
+                    f"axis {axis} has {x.shape[axis % rank]}")
     return None
 
 
 register("QuantizeLinear", _quantize, dtypes=(FLOAT | INT32, FLOAT, QUANT),
          check=_check)
-register("DequantizeLinear", _dequantize, dtypes=(QUANT | INT32, FLOAT, QUANT | INT32), check=_check)
+register("DequantizeLinear", _dequantize, dtypes=(QUANT | INT32, FLOAT, QUANT | INT32),
+         check=_check)

@@ -113,7 +113,8 @@ def _split_sizes(node: Node, dim: int, split: list[int] | None, count: int) -> l
 def _split(node: Node, inputs: list) -> list:
     x = inputs[0]
     axis = norm_axis(node.attr("axis", 0), x.ndim)
-    sizes = _split_sizes(node, x.shape[axis], ints_from(node, inputs, 1, "split"), len(node.outputs))
+    split = ints_from(node, inputs, 1, "split")
+    sizes = _split_sizes(node, x.shape[axis], split, len(node.outputs))
     bounds = np.cumsum([0] + sizes)
     return [np.take(x, np.arange(bounds[i], bounds[i + 1]), axis=axis) for i in range(len(sizes))]
 
@@ -317,7 +318,16 @@ register("Size", lambda n, i: [np.array(i[0].size, dtype=np.int64)], dtypes=(ANY
 register("ConstantOfShape", _constant_of_shape, dtypes=(INDEX,), macs=_zero,
          extra=shape_inputs(0))
 register("Range", _range, dtypes=(FLOAT | INDEX,), macs=_zero, extra=shape_inputs(0, 1, 2))
-register("EyeLike", _eye_like, dtypes=(ANY,), macs=_zero)
+def _eye_like_check(node: Node, graph: Graph) -> str | None:
+    from onnx import TensorProto
+
+    dtype = node.attr("dtype")
+    ok = (None, TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL,
+          TensorProto.INT8, TensorProto.UINT8)
+    return None if dtype in ok else f"EyeLike dtype {dtype} not supported"
+
+
+register("EyeLike", _eye_like, dtypes=(ANY,), macs=_zero, check=_eye_like_check)
 register("OneHot", _one_hot, dtypes=(FLOAT | INDEX, FLOAT | INDEX, ANY), macs=_zero,
          extra=shape_inputs(1))
 register("Trilu", _trilu, dtypes=(ANY, INDEX), macs=_zero)
