@@ -58,7 +58,9 @@ def simulate(model, input_shapes: Mapping[str, Sequence[int]] | None = None,
              ) -> SimulationReport:
     """Schedule, run in the simulator over the planned arena, and compare with onnxruntime."""
     if graph is None:
-        graph = _load(model, input_shapes)
+        from onnx2mcu.graph_opt import optimize
+
+        graph, _ = optimize(_load(model, input_shapes))
     sched = schedule(graph, scheduler, time_limit=time_limit)
     values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
     result = _simulate(graph, sched, values, progress=progress)

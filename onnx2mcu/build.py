@@ -64,10 +64,14 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                   input_shapes: Mapping[str, Sequence[int]] | None = None,
                   inputs: Mapping[str, np.ndarray] | None = None, scheduler: str | None = None,
                   time_limit: float = 60.0, force: bool = False, prefix: str = "model",
-                  seed: int = 0, graph: Graph | None = None) -> CompileResult:
+                  seed: int = 0, graph: Graph | None = None,
+                  optimization: dict | None = None) -> CompileResult:
+    """`graph` (already loaded and optimized) skips loading; `optimization` is what graph_opt did."""
     board = get_board(board)
     if graph is None:
-        graph = load(model, input_shapes)
+        from onnx2mcu.graph_opt import optimize
+
+        graph, optimization = optimize(load(model, input_shapes))
     from onnx2mcu.scheduler import METHODS
 
     sched = schedule(graph, scheduler or METHODS[0], time_limit=time_limit)
@@ -75,7 +79,7 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
         check_budget(graph, sched, board)
     values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
     generated = render_model(graph, sched, prefix=prefix, test_inputs=values)
-    report = build_report(graph, sched, board, generated.report, prefix)
+    report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
     files.update(kernels)

@@ -31,6 +31,30 @@ def parse_input_shapes(items: Sequence[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
+def load_graph(args: argparse.Namespace, board=None):
+    """Model argument -> (model, optimized IR, what graph_opt did)."""
+    from onnx2mcu.frontend import load
+    from onnx2mcu.graph_opt import OptimizeOptions, optimize
+
+    model = resolve_model(args)
+    graph = load(model, parse_input_shapes(args.input_shape))
+    budget = getattr(args, "ram_budget", None)
+    if budget is None and board is not None and board.ram_bytes:
+        from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES
+
+        budget = board.ram_bytes - DEFAULT_STACK_BYTES - DEFAULT_HEAP_BYTES
+    options = OptimizeOptions(compress_embeddings=getattr(args, "compress_embeddings", None),
+                              tile=getattr(args, "tile", "auto"), ram_budget=budget)
+    graph, done = optimize(graph, options)
+    return model, graph, done
+
+
+def example_names() -> list[str]:
+    from onnx2mcu.examples import EXAMPLES
+
+    return sorted(EXAMPLES)
+
+
 def resolve_model(args: argparse.Namespace):
     """The model argument: a path, or a built-in example with --example."""
     if getattr(args, "example", None):
@@ -120,11 +144,9 @@ def _count(items) -> dict[str, int]:
 # ----- simulate -------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
     from onnx2mcu import api
-    from onnx2mcu.frontend import load
     from onnx2mcu.simulator.compare import load_npz
 
-    model = resolve_model(args)
-    graph = load(model, parse_input_shapes(args.input_shape))
+    model, graph, done = load_graph(args)
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     progress = _progress(len(graph.nodes), "simulate", quiet=args.json)
     try:
@@ -133,7 +155,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                               check_onnxruntime=not args.no_check, progress=progress.update_to)
     finally:
         progress.close()
-    data = report.to_dict()
+    data = {**report.to_dict(), **done}
     if args.plot:
         from onnx2mcu.simulator.plot import plot_memory
 
@@ -195,15 +217,14 @@ def _progress(total: int, label: str, quiet: bool = False):
 # ----- compile / run / check ---------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
     from onnx2mcu.build import compile_model
-    from onnx2mcu.frontend import load
     from onnx2mcu.simulator.compare import load_npz
+    from onnx2mcu.targets import get_board
 
-    model = resolve_model(args)
-    graph = load(model, parse_input_shapes(args.input_shape))
+    model, graph, done = load_graph(args, get_board(args.board))
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     result = compile_model(model, args.output, board=args.board, inputs=inputs, graph=graph,
                            scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
-                           prefix=args.prefix, seed=args.seed)
+                           prefix=args.prefix, seed=args.seed, optimization=done)
     if args.json:
         print(json.dumps({k: v for k, v in result.report.items() if k not in ("tensors",)}))
         return 0
@@ -245,19 +266,19 @@ def format_run(data: dict) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from onnx2mcu import api
     from onnx2mcu.build import compile_model
-    from onnx2mcu.frontend import load
     from onnx2mcu.runner import run_project_dir
     from onnx2mcu.simulator.compare import load_npz
     from onnx2mcu.simulator.run_c import have_tool
+    from onnx2mcu.targets import get_board
 
-    model = resolve_model(args)
-    graph = load(model, parse_input_shapes(args.input_shape))
+    model, graph, done = load_graph(args, get_board(args.board))
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     sim = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
                        time_limit=args.time_limit, seed=args.seed)
     out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
     compile_model(model, out_dir, board=args.board, inputs=sim.inputs, graph=graph,
-                  scheduler=args.scheduler, time_limit=args.time_limit, force=args.force)
+                  scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
+                  optimization=done)
     sim_data = sim.to_dict()
     data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
@@ -304,10 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("model", nargs="?", help="path of the .onnx model")
-        p.add_argument("--example", help="a built-in model instead of a file: bert-tiny, cnn")
+        p.add_argument("--example", help="a built-in model instead of a file: " + ", ".join(example_names()))
         p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                        help="bind an input's shape (repeatable)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def optimize_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--compress-embeddings", metavar="RATIO|BYTES",
+                       help="clustered low-rank compression of embedding tables, e.g. 4x or 500000")
+        p.add_argument("--tile", choices=("auto", "none"), default="auto",
+                       help="tile attention and FFN so long sequences fit in RAM")
+        p.add_argument("--ram-budget", type=int, metavar="BYTES",
+                       help="RAM the tiled model may use (default: the board's)")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)
@@ -321,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit, seconds")
     p.add_argument("--plot", help="draw live bytes per step to this PNG")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    optimize_args(p)
     p.set_defaults(func=cmd_simulate)
 
     def compile_args(p: argparse.ArgumentParser) -> None:
@@ -330,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
         p.add_argument("--time-limit", type=float, default=60.0)
         p.add_argument("--force", action="store_true", help="emit even if the model does not fit the board")
+        optimize_args(p)
 
     p = sub.add_parser("compile", help="write C sources, kernels and a board project")
     model_args(p)

@@ -1,0 +1,39 @@
+"""The IR -> IR rewrites, run in a fixed order between the frontend and the scheduler.
+
+Each pass is `fn(graph, options) -> dict | None`: it rewrites `graph` in
+place and returns what it did for the report (None when it did nothing).
+Passes that change numerics (embedding compression) run only when asked;
+exact rewrites (lowering of recognised binary/adder patterns, transformer
+tiling) run by default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from onnx2mcu.ir import Graph
+
+
+@dataclass
+class OptimizeOptions:
+    compress_embeddings: str | None = None  # "4x", "0.25" (ratio) or "500000" (bytes); None: off
+    tile: str = "auto"  # "auto" | "none"
+    ram_budget: int | None = None  # bytes of RAM the tiled model may use (default: the board's)
+
+
+Pass = Callable[[Graph, OptimizeOptions], "dict | None"]
+
+# (report key, pass); passes add themselves here, in the order they must run.
+PASSES: list[tuple[str, Pass]] = []
+
+
+def optimize(graph: Graph, options: OptimizeOptions | None = None) -> tuple[Graph, dict]:
+    """Run every pass; returns the graph and {report key: what the pass did}."""
+    options = options or OptimizeOptions()
+    report: dict = {}
+    for key, fn in PASSES:
+        result = fn(graph, options)
+        if result:
+            report[key] = result
+    graph.validate()
+    return graph, report
