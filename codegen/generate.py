@@ -20,7 +20,8 @@ import jinja2
 import numpy as np
 
 from onnx2mcu import __version__
-from onnx2mcu.codegen.context import C_TYPES, CContext, c_float, c_identifier
+from onnx2mcu.codegen.context import (C_TYPES, CContext, NotSupportedInC, c_float,
+                                      c_identifier, c_int)
 from onnx2mcu.codegen.weights import format_words, layout_weights, weight_words
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph
@@ -51,6 +52,45 @@ def tensor_offsets(sched: Schedule) -> tuple[dict[str, int], dict[str, int]]:
     return arena, scratch
 
 
+def emit_steps(graph: Graph, order, ctx: CContext) -> tuple[list[dict], list[str]]:
+    """The C statements of every step, and what cannot be emitted (all of it, not just the first)."""
+    steps, problems = [], []
+    for node in order:
+        op = lookup(node.op_type, node.domain)
+        if op is None or op.emit_c is None:
+            problems.append(f"'{node.name}' ({node.op_type}): no C kernel yet")
+            continue
+        try:
+            code = op.emit_c(node, ctx)
+        except NotSupportedInC as exc:
+            problems.append(str(exc))
+            continue
+        if isinstance(code, str):
+            code = [line for line in code.splitlines() if line.strip()]
+        if not code:
+            code = ["/* alias: shares its input's bytes */" if op.alias else "/* nothing to do */"]
+        steps.append({"name": node.name, "op": node.op_type, "code": list(code)})
+    return steps, problems
+
+
+def c_support(graph: Graph) -> list[str]:
+    """Why this graph cannot be emitted as C (empty when it can), without scheduling it.
+
+    Runs every emitter against a placeholder layout (every tensor at its own offset)."""
+    weight_offsets, _ = layout_weights(graph)
+    distinct = {name: 16 * i for i, name in enumerate(sorted(graph.tensors))}
+    ctx = CContext(graph, distinct, dict(distinct, **weight_offsets), {})
+    return emit_steps(graph, graph.nodes, ctx)[1]
+
+
+def _raise_unsupported(graph: Graph, problems: list[str]) -> None:
+    shown = problems[:20]
+    more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    raise UserError(f"{graph.source or graph.name}: {len(problems)} node(s) cannot be compiled to C "
+                    f"yet: " + "; ".join(shown) + more +
+                    " (`onnx2mcu simulate` still runs them in the Python reference)")
+
+
 def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                  test_inputs: Mapping[str, np.ndarray] | None = None) -> GeneratedModel:
     """Render every generated text file; no I/O."""
@@ -58,23 +98,9 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
     weight_offsets, weights_total = layout_weights(graph)
     arena_offsets, scratch_offsets = tensor_offsets(sched)
     ctx = CContext(graph, arena_offsets, weight_offsets, scratch_offsets, prefix=prefix)
-    steps, missing = [], []
-    for node in sched.order:
-        op = lookup(node.op_type, node.domain)
-        if op is None or (op.emit_c is None and not op.alias):
-            missing.append(f"'{node.name}' ({node.op_type})")
-            continue
-        code = [] if op.alias else op.emit_c(node, ctx)
-        if isinstance(code, str):
-            code = [line for line in code.splitlines() if line.strip()]
-        steps.append({"name": node.name, "op": node.op_type,
-                      "code": code or ["/* alias: shares its input's bytes */"]})
-    if missing:
-        raise UserError(f"{graph.source}: no C kernel yet for {len(missing)} node(s): "
-                        + ", ".join(missing[:10]) + ("..." if len(missing) > 10 else ""))
-    for tensor in graph.outputs:
-        if graph.tensors[tensor].is_const:
-            raise UserError(f"{graph.source}: output '{tensor}' is a constant; nothing to compute")
+    steps, problems = emit_steps(graph, sched.order, ctx)
+    if problems:
+        _raise_unsupported(graph, problems)
 
     def io(name: str, values: np.ndarray | None = None) -> dict:
         tensor = graph.tensors[name]
@@ -83,26 +109,33 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                  "ptr": ctx.ptr(name), "io": IO_SUFFIX[tensor.dtype],
                  "wire_name": "".join(ch if ch.isalnum() or ch in "_.-/:" else "_" for ch in name)}
         if values is not None:
-            entry["values"] = _c_values(np.asarray(values, dtype=tensor.dtype.numpy).reshape(-1),
+            entry["initializer"] = _c_values(np.asarray(values, dtype=tensor.dtype.numpy).reshape(-1),
                                         tensor.dtype)
         return entry
 
     inputs = [io(n, None if test_inputs is None else test_inputs[n]) for n in graph.inputs]
     outputs = [io(n) for n in graph.outputs]
+    _unique_idents(inputs + outputs)
+    body = "\n".join(line for step in steps for line in step["code"])
+    body += "\n".join(e["ptr"] for e in inputs + outputs)
+    uses_weights = f"{prefix}_weights." in body or any(f"{prefix}_weights." in d
+                                                        for d in ctx.declarations)
+    uses_arena = f"{prefix}_arena." in body or any(f"{prefix}_arena." in d for d in ctx.declarations)
     common = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__,
                   source=os.path.basename(graph.source) or graph.name, inputs=inputs,
                   outputs=outputs, arena_bytes=sched.arena_bytes, peak_bytes=sched.peak_bytes,
                   weights_bytes=weights_total, n_steps=len(steps), scheduler=sched.method)
     env = _env()
-    words = weight_words(graph, weight_offsets, weights_total)
+    words = weight_words(graph, weight_offsets, weights_total) if uses_weights else None
     files = {
         f"{prefix}.h": env.get_template("model.h.j2").render(**common),
         f"{prefix}.c": env.get_template("model.c.j2").render(
-            **common, steps=steps, declarations=ctx.declarations,
+            **common, steps=steps, declarations=ctx.declarations, uses_arena=uses_arena,
             arena_words64=max((sched.arena_bytes + 7) // 8, 1)),
         f"{prefix}_weights.h": env.get_template("weights.h.j2").render(
-            **common, n_words=len(words), words=format_words(words),
-            offsets=sorted(weight_offsets.items(), key=lambda kv: kv[1])),
+            **common, uses_weights=uses_weights, n_words=0 if words is None else len(words),
+            words="" if words is None else format_words(words),
+            offsets=sorted(weight_offsets.items(), key=lambda kv: (kv[1], kv[0]))),
     }
     if test_inputs is not None:
         files["main.c"] = render_harness(prefix, inputs, outputs)
@@ -111,6 +144,18 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
     report = {"weights_bytes": weights_total, "arena_bytes": sched.arena_bytes,
               "peak_bytes": sched.peak_bytes, "kernels": sorted(ctx.kernels), "c_io": harness_io}
     return GeneratedModel(files, sorted(ctx.kernels), report)
+
+
+def _unique_idents(entries: list[dict]) -> None:
+    """Distinct tensor names can map to one C identifier ('a.b', 'a_b'): number the repeats."""
+    seen: set[str] = set()
+    for entry in entries:
+        ident, k = entry["ident"], 1
+        while ident in seen:
+            k += 1
+            ident = f"{entry['ident']}_{k}"
+        entry["ident"] = ident
+        seen.add(ident)
 
 
 HARNESS_KEYS = ("name", "ident", "ctype", "shape", "size", "io", "wire_name")
@@ -122,7 +167,7 @@ def render_harness(prefix: str, inputs: list[dict], outputs: list[dict],
 
     `inputs` entries carry `values` already, or take them from `values`."""
     if values is not None:
-        inputs = [dict(e, values=_c_values(np.asarray(values[e["name"]]).reshape(-1),
+        inputs = [dict(e, initializer=_c_values(np.asarray(values[e["name"]]).reshape(-1),
                                            _DTYPE_OF_CTYPE[e["ctype"], e["io"]])) for e in inputs]
     return _env().get_template("main.c.j2").render(prefix=prefix, inputs=inputs, outputs=outputs)
 
@@ -136,10 +181,9 @@ def _c_values(flat: np.ndarray, dtype: DType) -> str:
     flat = flat.astype(dtype.numpy, copy=False)
     if dtype is DType.FLOAT32:
         items = [c_float(v) for v in flat.tolist()]
-    elif dtype is DType.INT64:
-        items = [f"INT64_C({v})" for v in flat.tolist()]
     else:
-        items = [str(int(v)) for v in flat.tolist()]
+        ctype = C_TYPES[dtype]
+        items = [c_int(int(v), ctype) for v in flat.tolist()]
     items = items or ["0"]
     return ",\n    ".join(", ".join(items[i:i + 8]) for i in range(0, len(items), 8))
 

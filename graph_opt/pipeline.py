@@ -26,6 +26,11 @@ Pass = Callable[[Graph, OptimizeOptions], "dict | None"]
 # (report key, pass); passes add themselves here, in the order they must run.
 PASSES: list[tuple[str, Pass]] = []
 
+from onnx2mcu.graph_opt.embedding import compress_embeddings  # noqa: E402  (MCUBERT, §5)
+from onnx2mcu.graph_opt.tiling import tile_transformer  # noqa: E402
+
+PASSES += [("embedding_compression", compress_embeddings), ("tiling", tile_transformer)]
+
 
 def optimize(graph: Graph, options: OptimizeOptions | None = None) -> tuple[Graph, dict]:
     """Run every pass; returns the graph and {report key: what the pass did}."""

@@ -12,6 +12,9 @@
  *   o2m_tensor.h       strided N-d copy (slice, expand, tile, concat, split),
  *                      transpose, pad, gather, depth/space, casts
  *   o2m_quant.h        quantize / dequantize linear (int8, uint8)
+ *   o2m_mcubert.h      clustered embedding, tiled attention and FFN (scratch)
+ *   o2m_binary.h       binary (XNOR-popcount) GEMM / conv, sign packing
+ *   o2m_adder.h        adder (L1) GEMM / conv, float32 and int8 (conv: scratch)
  *
  * Build: C99; link with -lm.  No kernel allocates or needs scratch memory.
  * For small binaries compile with -ffunction-sections -fdata-sections and
@@ -23,9 +26,12 @@
 #define O2M_KERNELS_H
 
 #include "o2m_common.h"
+#include "o2m_adder.h"
+#include "o2m_binary.h"
 #include "o2m_conv.h"
 #include "o2m_elementwise.h"
 #include "o2m_linalg.h"
+#include "o2m_mcubert.h"
 #include "o2m_norm.h"
 #include "o2m_quant.h"
 #include "o2m_tensor.h"

@@ -175,6 +175,18 @@ def solve_window(fused: Fused, order: Sequence[int], s: int, e: int, time_limit:
                         time.perf_counter() - t_start, model.binaries, model.pruned)
 
 
+STRENGTHEN = False
+
+
+def _x(r, i: int, t: int):
+    """x[i,t] = R[i,t] - R[i,t-1] as an expression, or None when constant."""
+    a = r(i, t)
+    b = r(i, t - 1) if t > 0 else 0
+    if isinstance(a, int) and isinstance(b, int):
+        return None
+    return a - b
+
+
 class _Model:
     """The PuLP model of one window, plus what is needed to warm-start and decode it."""
 
@@ -369,6 +381,11 @@ def _build(fused: Fused, order: Sequence[int], s: int, e: int, upper: int | None
             L = pulp.LpVariable(f"L_{g}_{t}", lowBound=0)
             for a, b in need:
                 lp += L >= a - b
+            if STRENGTHEN:
+                for c in local_cons:  # a reader running at t keeps g live at t
+                    xc = _x(r, c, t)
+                    if xc is not None:
+                        lp += L >= xc
             md.live.append((L, need))
             add(t, L, size)
     md.ip_or = {}

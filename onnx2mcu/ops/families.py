@@ -2,6 +2,7 @@
 from onnx2mcu.ops import conv  # noqa: F401
 from onnx2mcu.ops import elementwise  # noqa: F401
 from onnx2mcu.ops import linalg  # noqa: F401
+from onnx2mcu.ops import mcubert  # noqa: F401
 from onnx2mcu.ops import norm  # noqa: F401
 from onnx2mcu.ops import pool  # noqa: F401
 from onnx2mcu.ops import quant  # noqa: F401

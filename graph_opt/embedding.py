@@ -1,0 +1,386 @@
+"""Clustered low-rank embedding compression (DESIGN §5, MCUBERT): `--compress-embeddings`.
+
+An embedding lookup is a Gather on a large constant table E [vocab, dim] with
+run-time indices.  It becomes a `ClusteredEmbedding` (onnx2mcu/ops/mcubert.py):
+the rows are grouped into clusters, and cluster c stores its mean row mu_c and
+a rank-r_c truncated SVD of its centred rows, E_c - mu_c ~ A_c P_c.  A compact
+id -> position map (`map_bytes` bytes per token id) puts each cluster's rows
+in one contiguous range; with a single cluster no map is needed.
+
+Bytes of a compressed table: map (vocab * map_bytes, 0 for one cluster) +
+meta (20 per cluster) + 4 * sum_c (dim + r_c * (n_c + dim)).
+
+Search, adapted from MCUBERT's two stages to having no training data (the
+objective is the table's reconstruction error instead of task loss):
+1. number of clusters: for c in 1, 2, 4, ... (k-means, seeded, so the pass is
+   deterministic), run stage 2 and keep the c with the smallest error;
+2. ranks: given the clusters, the squared error of rank r_c in cluster c is
+   the sum of its discarded squared singular values, and each extra rank costs
+   4 * (n_c + dim) bytes; ranks are bought greedily by error removed per byte
+   until the budget is spent (singular values decrease, so within a cluster
+   every step is worth less than the one before and the greedy order is the
+   fractional-knapsack optimum).
+
+Budget: "4x" (or "4") = the table shrinks 4 times; "0.25" = to a quarter of
+its bytes; a whole number >= 1000 = bytes for the compressed tables (shared
+among several tables in proportion to their size).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnx2mcu.errors import UserError
+from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ops.mcubert import DOMAIN, META_FIELDS, reconstruct_rows
+
+MIN_ROWS = 1024  # a table smaller than this is not worth a search
+MIN_BYTES = 64 * 1024
+CLUSTER_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128)
+MIN_ROWS_PER_CLUSTER = 256
+KMEANS_ITERATIONS = 15
+F4 = 4
+
+
+# ----- the budget -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    ratio: float | None = None  # compressed = original / ratio
+    bytes: int | None = None  # total bytes of all compressed tables
+
+    def per_table(self, table_bytes: int, all_tables_bytes: int) -> int:
+        if self.ratio is not None:
+            return int(table_bytes / self.ratio)
+        return int(self.bytes * table_bytes / all_tables_bytes)
+
+    def describe(self) -> str:
+        return f"{self.ratio:g}x" if self.ratio is not None else f"{self.bytes} B"
+
+
+def parse_budget(spec: str | float | int) -> Budget:
+    """'4x' or '4' (ratio), '0.25' (fraction of the original), '500000' (bytes)."""
+    text = str(spec).strip().lower()
+    hint = ("--compress-embeddings: give a ratio such as 4x, a fraction such as 0.25, or a "
+            "number of bytes (>= 1000) such as 500000")
+    try:
+        if text.endswith("x"):
+            value = float(text[:-1])
+            if value < 1.0:
+                raise ValueError
+            return Budget(ratio=value)
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{hint}; got '{spec}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{hint}; got '{spec}'")
+    if value < 1.0:
+        return Budget(ratio=1.0 / value)
+    if value < 1000:
+        return Budget(ratio=value)
+    if value != int(value):
+        raise UserError(f"{hint}; got '{spec}'")
+    return Budget(bytes=int(value))
+
+
+# ----- finding lookups ----------------------------------------------------------------
+def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
+    """Constant table name -> the Gather nodes that look rows up in it with run-time ids."""
+    found: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+            continue
+        table, ids = (graph.tensors[n] for n in node.inputs)
+        if not table.is_const or ids.is_const or table.dtype is not DType.FLOAT32:
+            continue
+        if len(table.shape) != 2 or node.attr("axis", 0) not in (0, -2):
+            continue
+        if ids.dtype not in (DType.INT64, DType.INT32):
+            continue
+        if table.shape[0] < MIN_ROWS or table.nbytes < MIN_BYTES:
+            continue
+        found.setdefault(table.name, []).append(node)
+    return found
+
+
+# ----- clustering -------------------------------------------------------------------------
+def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
+    """Cluster labels (0..k-1, every cluster non-empty) by k-means++ and Lloyd iterations.
+
+    Distances in float32 (only the argmin matters), centres in float64."""
+    n = x.shape[0]
+    if k <= 1:
+        return np.zeros(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    x32 = x.astype(np.float32)
+    sq = np.einsum("ij,ij->i", x32, x32)
+    centers = np.empty((k, x.shape[1]))
+    centers[0] = x[rng.integers(n)]
+
+    def dist_to(center: np.ndarray) -> np.ndarray:
+        c32 = center.astype(np.float32)
+        return np.maximum(sq - 2 * (x32 @ c32) + c32 @ c32, 0.0)
+
+    dist = dist_to(centers[0])
+    for j in range(1, k):
+        total = float(dist.sum(dtype=np.float64))
+        pick = rng.choice(n, p=dist / total) if total > 0 else rng.integers(n)
+        centers[j] = x[pick]
+        dist = np.minimum(dist, dist_to(centers[j]))
+    labels = np.full(n, -1, dtype=np.int64)
+    for _ in range(iterations):
+        c32 = centers.astype(np.float32)
+        d = sq[:, None] - 2 * (x32 @ c32.T) + np.einsum("ij,ij->i", c32, c32)[None, :]
+        new = np.argmin(d, axis=1)
+        counts = np.bincount(new, minlength=k)
+        for empty in np.nonzero(counts == 0)[0]:  # reseed an empty cluster with the worst-fit row
+            worst = int(np.argmax(d[np.arange(n), new]))
+            new[worst] = empty
+            d[worst, :] = 0.0
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        onehot = np.zeros((k, n))
+        onehot[labels, np.arange(n)] = 1.0
+        sums = onehot @ x
+        centers = sums / counts[:, None]
+    return labels
+
+
+def cluster_rows(x: np.ndarray, labels: np.ndarray, k: int) -> list[np.ndarray]:
+    """The rows of each cluster (ids ascending within a cluster)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.cumsum(np.bincount(labels, minlength=k))[:-1]
+    return [x[ids] for ids in np.split(order, bounds)]
+
+
+def _spectrum(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean row, squared singular values of the centred rows, descending)."""
+    mu = rows.mean(axis=0)
+    centred = rows - mu
+    if centred.shape[0] < centred.shape[1]:
+        gram = centred @ centred.T
+    else:
+        gram = centred.T @ centred
+    eig = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+    return mu, eig
+
+
+def map_bytes_for(vocab: int) -> int:
+    return max(1, math.ceil(math.log2(max(vocab, 2)) / 8))
+
+
+@dataclass
+class Plan:
+    clusters: int
+    labels: np.ndarray
+    ranks: np.ndarray
+    counts: np.ndarray
+    bytes: int
+    sq_error: float  # predicted squared Frobenius error
+
+
+def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, available: int
+                   ) -> tuple[np.ndarray, float, int]:
+    """Stage 2: ranks per cluster within `available` bytes -> (ranks, squared error, bytes used)."""
+    gains, costs, owner = [], [], []
+    for c, eig in enumerate(spectra):
+        steps = min(len(eig), int(counts[c]), dim)
+        gains.append(eig[:steps])
+        costs.append(np.full(steps, F4 * (int(counts[c]) + dim)))
+        owner.append(np.full(steps, c))
+    ranks = np.zeros(len(spectra), dtype=np.int64)
+    total = float(sum(float(e.sum()) for e in spectra))
+    if not gains:
+        return ranks, total, 0
+    gain, cost, who = (np.concatenate(v) for v in (gains, costs, owner))
+    order = np.argsort(-(gain / cost), kind="stable")
+    left = available
+    removed = 0.0
+    blocked = np.zeros(len(spectra), dtype=bool)
+    for i in order:
+        c = who[i]
+        if blocked[c]:
+            continue
+        if cost[i] > left:
+            blocked[c] = True  # every later step of this cluster costs the same and gains less
+            continue
+        left -= int(cost[i])
+        ranks[c] += 1
+        removed += float(gain[i])
+    return ranks, max(total - removed, 0.0), available - left
+
+
+def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
+           candidates: tuple[int, ...] = CLUSTER_CANDIDATES) -> tuple[Plan, list[dict]]:
+    """Both stages: the plan with the smallest reconstruction error within `budget_bytes`."""
+    vocab, dim = table.shape
+    x = table.astype(np.float64)
+    norm_sq = float(np.einsum("ij,ij->", x, x)) or 1.0
+    best: Plan | None = None
+    tried: list[dict] = []
+    for k in candidates:
+        if k > 1 and vocab // k < MIN_ROWS_PER_CLUSTER:
+            break
+        fixed = (map_bytes_for(vocab) * vocab if k > 1 else 0) + k * (META_FIELDS * 4 + F4 * dim)
+        if fixed > budget_bytes:
+            tried.append({"clusters": k, "fits": False})
+            continue
+        labels = kmeans(x, k, seed=seed)
+        counts = np.bincount(labels, minlength=k)
+        spectra = [_spectrum(rows)[1] for rows in cluster_rows(x, labels, k)]
+        ranks, sq_error, used = allocate_ranks(counts, spectra, dim, budget_bytes - fixed)
+        plan = Plan(k, labels, ranks, counts, fixed + used, sq_error)
+        tried.append({"clusters": k, "fits": True, "bytes": plan.bytes,
+                      "predicted_rel_error": round(math.sqrt(sq_error / norm_sq), 6),
+                      "mean_rank": round(float((ranks * counts).sum() / vocab), 2)})
+        if best is None or sq_error < best.sq_error * (1 - 1e-9):
+            best = plan
+    if best is None:
+        minimum = META_FIELDS * 4 + F4 * dim
+        raise UserError(f"--compress-embeddings: a budget of {budget_bytes} B cannot hold even the "
+                        f"mean row of a {vocab}x{dim} table (needs >= {minimum} B); give a larger "
+                        "budget or a smaller ratio")
+    return best, tried
+
+
+@dataclass
+class Compressed:
+    id_map: np.ndarray | None  # uint8 [vocab * map_bytes] or None
+    map_bytes: int
+    meta: np.ndarray  # int32 [clusters, 5]
+    a: np.ndarray  # float32 1-D
+    p: np.ndarray  # float32 1-D
+    plan: Plan
+    dim: int
+
+    @property
+    def nbytes(self) -> int:
+        return (0 if self.id_map is None else self.id_map.nbytes) + self.meta.nbytes + \
+            self.a.nbytes + self.p.nbytes
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        from onnx2mcu.ops.mcubert import embedding_positions
+
+        vocab = self.plan.labels.size
+        pos, _ = embedding_positions(ids, self.id_map, self.map_bytes, vocab)
+        return reconstruct_rows(pos, self.meta, self.a, self.p, self.dim)
+
+
+def build(table: np.ndarray, plan: Plan) -> Compressed:
+    """The factors of `plan`: cluster order, id map, meta, A and P blobs."""
+    vocab, dim = table.shape
+    x = table.astype(np.float64)
+    order = np.argsort(plan.labels, kind="stable")  # ids in cluster order
+    starts = np.concatenate([[0], np.cumsum(plan.counts)[:-1]])
+    meta = np.zeros((plan.clusters, META_FIELDS), dtype=np.int32)
+    a_parts, p_parts = [], []
+    a_off = p_off = 0
+    for c in range(plan.clusters):
+        ids = order[starts[c]: starts[c] + plan.counts[c]]
+        rows = x[ids]
+        mu = rows.mean(axis=0)
+        rank = int(plan.ranks[c])
+        p_parts.append(mu.astype(np.float32))
+        if rank:
+            u, s, vt = np.linalg.svd(rows - mu, full_matrices=False)
+            a_parts.append((u[:, :rank] * s[:rank]).astype(np.float32).reshape(-1))
+            p_parts.append(vt[:rank].astype(np.float32).reshape(-1))
+        meta[c] = (starts[c], plan.counts[c], rank, a_off, p_off)
+        a_off += int(plan.counts[c]) * rank
+        p_off += dim * (1 + rank)
+    a = np.concatenate(a_parts) if a_parts else np.zeros(1, dtype=np.float32)
+    p = np.concatenate(p_parts).astype(np.float32)
+    id_map, map_bytes = None, 0
+    if plan.clusters > 1:
+        map_bytes = map_bytes_for(vocab)
+        position = np.empty(vocab, dtype=np.int64)
+        position[order] = np.arange(vocab)
+        id_map = np.stack([(position >> (8 * b)) & 0xFF for b in range(map_bytes)], axis=1)
+        id_map = id_map.astype(np.uint8).reshape(-1)
+    return Compressed(id_map, map_bytes, meta, a, p, plan, dim)
+
+
+def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0) -> tuple[Compressed, dict]:
+    """Search + build; the report has the measured (float32) relative Frobenius error."""
+    start = time.perf_counter()
+    plan, tried = search(table, budget_bytes, seed=seed)
+    result = build(table, plan)
+    vocab, dim = table.shape
+    rows = result.rows(np.arange(vocab))
+    err = float(np.linalg.norm(rows.astype(np.float64) - table)) / \
+        max(float(np.linalg.norm(table.astype(np.float64))), 1e-30)
+    counts = plan.counts
+    info = {"shape": [vocab, dim], "bytes_before": int(table.nbytes), "bytes_after": result.nbytes,
+            "budget_bytes": int(budget_bytes), "ratio": round(table.nbytes / result.nbytes, 4),
+            "rel_error": round(err, 6), "clusters": plan.clusters, "map_bytes": result.map_bytes,
+            "rank_min": int(plan.ranks.min()), "rank_max": int(plan.ranks.max()),
+            "rank_mean": round(float((plan.ranks * counts).sum() / vocab), 3),
+            "search": tried, "seconds": round(time.perf_counter() - start, 3)}
+    return result, info
+
+
+# ----- the pass -------------------------------------------------------------------------------
+def _fresh(graph: Graph, base: str) -> str:
+    name, i = base, 1
+    while name in graph.tensors:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def compress_embeddings(graph: Graph, options) -> dict | None:
+    """The graph_opt pass: replace embedding Gathers by ClusteredEmbedding within the budget."""
+    spec = getattr(options, "compress_embeddings", None)
+    if spec is None or str(spec).strip().lower() in ("", "none", "off"):
+        return None
+    budget = parse_budget(spec)
+    lookups = embedding_lookups(graph)
+    if not lookups:
+        return {"tables": [], "ratio": 1.0, "rel_error": 0.0,
+                "note": "no embedding lookup (Gather of a constant table with run-time ids) found"}
+    weights_before = graph.weights_bytes
+    all_bytes = sum(graph.tensors[t].nbytes for t in lookups)
+    tables = []
+    sq_err = sq_norm = 0.0
+    before = after = 0
+    for table_name, gathers in lookups.items():
+        tensor = graph.tensors[table_name]
+        data = np.asarray(tensor.data, dtype=np.float32)
+        result, info = compress_table(data, budget.per_table(tensor.nbytes, all_bytes))
+        base = table_name.replace("/", "_")
+        names = {}
+        for key, value, dtype in (("id_map", result.id_map, DType.UINT8), ("meta", result.meta, DType.INT32),
+                                  ("a", result.a, DType.FLOAT32), ("p", result.p, DType.FLOAT32)):
+            if value is None:
+                names[key] = ""
+                continue
+            names[key] = _fresh(graph, f"{base}.clustered.{key}")
+            graph.tensors[names[key]] = Tensor(names[key], tuple(value.shape), dtype, value)
+        for gather in gathers:
+            index = next(i for i, n in enumerate(graph.nodes) if n is gather)
+            graph.nodes[index] = Node(
+                name=f"{gather.name}/clustered", op_type="ClusteredEmbedding", domain=DOMAIN,
+                inputs=[gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]],
+                outputs=list(gather.outputs),
+                attrs={"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
+                       "map_bytes": result.map_bytes})
+        if not any(table_name in n.inputs for n in graph.nodes):
+            del graph.tensors[table_name]
+        info["name"] = table_name
+        info["lookups"] = [g.name for g in gathers]
+        tables.append(info)
+        table64 = data.astype(np.float64)
+        sq_norm += float((table64 ** 2).sum())
+        sq_err += (info["rel_error"] ** 2) * float((table64 ** 2).sum())
+        before += tensor.nbytes
+        after += info["bytes_after"]
+    graph.validate()
+    weights_after = graph.weights_bytes
+    return {"budget": budget.describe(), "ratio": round(before / after, 4),
+            "rel_error": round(math.sqrt(sq_err / sq_norm), 6) if sq_norm else 0.0,
+            "bytes_before": before, "bytes_after": after,
+            "weights_bytes_before": weights_before, "weights_bytes_after": weights_after,
+            "weights_ratio": round(weights_before / max(weights_after, 1), 4), "tables": tables}

@@ -1,0 +1,588 @@
+"""Transformer tiling (DESIGN §5, MCUBERT's fine-grained scheduling): `--tile auto|none`.
+
+Finds multi-head self-attention and the feed-forward block in BERT-like
+graphs, as the TorchScript and the dynamo exporters of transformers emit them
+(and as `onnx2mcu.examples` builds them), and replaces each by one op of
+onnx2mcu/ops/mcubert.py:
+
+* attention: Q/K/V projections, head split, scores, scale, additive mask,
+  Softmax (and the exporters' NaN guard), P x V, head merge and the output
+  projection become one `TiledAttention`.  It works head by head over tiles
+  of query rows, so neither the [heads, S, S] scores nor Q/K/V for all heads
+  ever exist: its scratch is one score tile plus K and V of one head (or, when
+  the budget is tighter, one chunk of keys recomputed per query tile).
+* FFN: MatMul + bias, GELU (the Gelu op, or Div/Erf/Add/Mul/Mul) or Relu,
+  MatMul + bias become one `TiledFFN` that accumulates tiles of the inner
+  dimension into its output; the [S, FFN] intermediate never exists.
+
+The residual Adds and LayerNorms stay as they are.  Layout chains
+(Reshape/Transpose/...) are recognised by what they do, not by how they are
+spelt: the pass pushes an index probe through them and checks that the
+result is the expected head split or merge.
+
+Tile sizes come from the memory budget: with `--ram-budget` (or a board's RAM)
+the pass picks the fastest tiles (fewest MACs, then largest tiles) whose peak
+fits; with no budget it uses the least RAM: the peak with the smallest tiles
+(the floor) plus at most 10% for tiles.  Peaks are `memory_model.profile` of
+the file order, which every scheduler method matches or beats.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ops import lookup
+from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
+
+LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
+TILE_SLACK = 0.10  # without a budget: tiles may add at most this fraction to the floor
+FRAGMENTATION_MARGIN = 0.97  # with a budget: leave room for arena fragmentation
+
+
+@dataclass
+class _Match:
+    nodes: list[Node]
+    new: Node
+    info: dict = field(default_factory=dict)
+
+
+class _Index:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.producers = graph.producers()
+        self.consumers = graph.consumers()
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.graph.tensors[name].data if name else None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.graph.tensors[name].shape)
+
+    def users(self, name: str) -> list[Node]:
+        return self.consumers.get(name, [])
+
+    def only_user(self, name: str) -> Node | None:
+        users = self.users(name)
+        return users[0] if len(users) == 1 and name not in self.graph.outputs else None
+
+
+def _scalar(value: np.ndarray | None) -> float | None:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind != "f":
+        return None
+    return float(arr.reshape(-1)[0])
+
+
+def _scale_of(idx: _Index, node: Node) -> tuple[str, float] | None:
+    """(other input, multiplier) of a Mul/Div by a float scalar constant."""
+    if node.op_type not in ("Mul", "Div") or len(node.inputs) != 2:
+        return None
+    a, b = node.inputs
+    if node.op_type == "Mul":
+        for x, c in ((a, b), (b, a)):
+            value = _scalar(idx.const(c))
+            if value is not None and idx.const(x) is None:
+                return x, value
+        return None
+    value = _scalar(idx.const(b))
+    if value is None or value == 0.0 or idx.const(a) is not None:
+        return None
+    return a, 1.0 / value
+
+
+def _walk_back(idx: _Index, name: str) -> tuple[str, list[Node], float]:
+    """Back from `name` through layout ops and scalar scales: (start tensor, chain in
+    forward order, product of the scales)."""
+    chain: list[Node] = []
+    scale = 1.0
+    while True:
+        node = idx.producers.get(name)
+        if node is None:
+            break
+        if node.op_type in LAYOUT_OPS and node.domain in ("", "ai.onnx"):
+            chain.append(node)
+            name = node.inputs[0]
+            continue
+        scaled = _scale_of(idx, node)
+        if scaled is not None:
+            chain.append(node)
+            name, factor = scaled
+            scale *= factor
+            continue
+        break
+    return name, chain[::-1], scale
+
+
+def _apply_layout(idx: _Index, chain: list[Node], probe: np.ndarray) -> np.ndarray | None:
+    """Run the layout ops of `chain` (scales skipped) on `probe`; None if one cannot run."""
+    value = probe
+    for node in chain:
+        if node.op_type not in LAYOUT_OPS:
+            continue
+        op = lookup(node.op_type, node.domain)
+        args = [value] + [idx.const(n) if n else None for n in node.inputs[1:]]
+        if any(a is None for a, n in zip(args[1:], node.inputs[1:]) if n):
+            return None
+        try:
+            value = op.reference(node, args)[0]
+        except Exception:  # noqa: BLE001 - an op that cannot run on the probe is no match
+            return None
+    return value
+
+
+def _same_layout(idx: _Index, chain: list[Node], shape: tuple[int, ...], expect) -> bool:
+    probe = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    got = _apply_layout(idx, chain, probe)
+    want = expect(probe)
+    return got is not None and got.shape == want.shape and bool(np.array_equal(got, want))
+
+
+def _projection(idx: _Index, name: str) -> tuple[str, str, str, list[Node]] | None:
+    """`name` = x @ W (+ b) with constant W [in, out] and b [out]: (x, W, b or "", nodes)."""
+    node = idx.producers.get(name)
+    nodes: list[Node] = []
+    bias = ""
+    if node is not None and node.op_type == "Add":
+        a, b = node.inputs
+        for mm_out, c in ((a, b), (b, a)):
+            value = idx.const(c)
+            mm = idx.producers.get(mm_out)
+            if value is not None and value.ndim == 1 and mm is not None and mm.op_type == "MatMul":
+                bias, nodes, node = c, [node], mm
+                break
+        else:
+            return None
+    if node is None or node.op_type != "MatMul":
+        return None
+    x, w = node.inputs
+    wv = idx.const(w)
+    if wv is None or wv.ndim != 2 or idx.const(x) is not None or wv.dtype != np.float32:
+        return None
+    if bias and idx.graph.tensors[bias].shape[0] != wv.shape[1]:
+        return None
+    return x, w, bias, [node] + nodes
+
+
+# ----- attention -------------------------------------------------------------------
+def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
+    graph = idx.graph
+    scores_in = softmax.inputs[0]
+    shape = idx.shape(scores_in)
+    if len(shape) != 4 or shape[2] != shape[3] or graph.tensors[scores_in].dtype is not DType.FLOAT32:
+        return None
+    if softmax.attr("axis", -1) not in (-1, 3):
+        return None
+    B, nh, S, _ = shape
+    nodes: list[Node] = [softmax]
+
+    # probabilities -> (NaN guard) -> P @ V
+    probs = softmax.outputs[0]
+    nan_to_zero = 0
+    users = idx.users(probs)
+    if len(users) == 2 and {u.op_type for u in users} == {"IsNaN", "Where"}:
+        isnan = next(u for u in users if u.op_type == "IsNaN")
+        where = next(u for u in users if u.op_type == "Where")
+        zero = _scalar(idx.const(where.inputs[1]))
+        if (where.inputs[0] != isnan.outputs[0] or where.inputs[2] != probs or zero != 0.0
+                or idx.only_user(isnan.outputs[0]) is not where):
+            return None
+        nodes += [isnan, where]
+        probs, nan_to_zero = where.outputs[0], 1
+    pv = idx.only_user(probs)
+    if pv is None or pv.op_type != "MatMul" or pv.inputs[0] != probs:
+        return None
+    nodes.append(pv)
+
+    # scores: MatMul(Qh, Kt) [-> scalar scale] [-> + mask]
+    mask = ""
+    node = idx.producers.get(scores_in)
+    if node is not None and node.op_type == "Add":
+        a, b = node.inputs
+        full = [n for n in (a, b) if idx.shape(n) == shape]
+        if len(full) != 1:
+            return None
+        mask = b if full[0] == a else a
+        mshape = (1,) * (4 - len(idx.shape(mask))) + idx.shape(mask)
+        if (len(mshape) != 4 or mshape[1] != 1 or mshape[0] not in (1, B) or mshape[2] not in (1, S)
+                or mshape[3] != S or graph.tensors[mask].dtype is not DType.FLOAT32):
+            return None
+        nodes.append(node)
+        node = idx.producers.get(full[0])
+    s_scale = 1.0
+    while node is not None and node.op_type in ("Mul", "Div"):
+        scaled = _scale_of(idx, node)
+        if scaled is None:
+            return None
+        nodes.append(node)
+        s_scale *= scaled[1]
+        node = idx.producers.get(scaled[0])
+    if node is None or node.op_type != "MatMul":
+        return None
+    qk = node
+    nodes.append(qk)
+    q_in, q_chain, q_scale = _walk_back(idx, qk.inputs[0])
+    k_in, k_chain, k_scale = _walk_back(idx, qk.inputs[1])
+    v_in, v_chain, v_scale = _walk_back(idx, pv.inputs[1])
+    if v_scale != 1.0:
+        return None
+    projections = [_projection(idx, t) for t in (q_in, k_in, v_in)]
+    if any(p is None for p in projections):
+        return None
+    (xq, wq, bq, q_nodes), (xk, wk, bk, k_nodes), (xv, wv, bv, v_nodes) = projections
+    if not xq == xk == xv:
+        return None
+    x = xq
+    xshape = idx.shape(x)
+    if len(xshape) != 3 or xshape[0] != B or xshape[1] != S:
+        return None
+    inner = graph.tensors[wq].shape[1]
+    if inner % nh or graph.tensors[wk].shape != graph.tensors[wq].shape \
+            or graph.tensors[wv].shape != graph.tensors[wq].shape:
+        return None
+    dh = inner // nh
+    proj_shape = (B, S, inner)
+    split = lambda p: p.reshape(B, S, nh, dh).transpose(0, 2, 1, 3)  # noqa: E731
+    if not (_same_layout(idx, q_chain, proj_shape, split)
+            and _same_layout(idx, k_chain, proj_shape, lambda p: split(p).transpose(0, 1, 3, 2))
+            and _same_layout(idx, v_chain, proj_shape, split)):
+        return None
+
+    # context [B, nh, S, dh] -> merge heads -> output projection
+    merge_chain: list[Node] = []
+    name = pv.outputs[0]
+    while True:
+        user = idx.only_user(name)
+        if user is None:
+            return None
+        if user.op_type in LAYOUT_OPS and user.inputs[0] == name:
+            merge_chain.append(user)
+            name = user.outputs[0]
+            continue
+        break
+    if user.op_type != "MatMul" or user.inputs[0] != name:
+        return None
+    if not _same_layout(idx, merge_chain, (B, nh, S, dh),
+                        lambda p: p.transpose(0, 2, 1, 3).reshape(B, S, inner)):
+        return None
+    wo = user.inputs[1]
+    wo_value = idx.const(wo)
+    if wo_value is None or wo_value.ndim != 2 or wo_value.shape[0] != inner:
+        return None
+    out_nodes = [user]
+    out = user.outputs[0]
+    bo = ""
+    add = idx.only_user(out)
+    if add is not None and add.op_type == "Add":
+        other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
+        value = idx.const(other)
+        if value is not None and value.ndim == 1 and value.shape[0] == wo_value.shape[1]:
+            bo, out = other, add.outputs[0]
+            out_nodes.append(add)
+
+    nodes += q_chain + k_chain + v_chain + q_nodes + k_nodes + v_nodes + merge_chain + out_nodes
+    if not _closed(idx, nodes, out):
+        return None
+    new = Node(name=_unique_name(graph, f"{out_nodes[-1].name}/tiled_attention"),
+               op_type="TiledAttention", domain=DOMAIN,
+               inputs=[x, wq, bq, wk, bk, wv, bv, wo, bo, mask], outputs=[out],
+               attrs={"heads": nh, "q_scale": q_scale, "k_scale": k_scale, "s_scale": s_scale,
+                      "nan_to_zero": nan_to_zero, "tile_q": 1, "tile_k": 1, "cache_kv": 0})
+    return _Match(nodes, new, {"heads": nh, "head_dim": dh, "seq": S})
+
+
+def _closed(idx: _Index, nodes: list[Node], out: str) -> bool:
+    """Every tensor the pattern makes, except `out`, is used only inside it (and is no output)."""
+    inside = {id(n) for n in nodes}
+    if len(inside) != len(nodes):
+        return False
+    for node in nodes:
+        for name in node.outputs:
+            if not name or name == out:
+                continue
+            if name in idx.graph.outputs:
+                return False
+            if any(id(u) not in inside for u in idx.users(name)):
+                return False
+    return True
+
+
+def _unique_name(graph: Graph, base: str) -> str:
+    taken = {n.name for n in graph.nodes}
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+# ----- FFN --------------------------------------------------------------------------
+def _close(value: float | None, want: float) -> bool:
+    return value is not None and abs(value - want) <= 1e-6 * abs(want)
+
+
+def _match_activation(idx: _Index, h: str) -> tuple[str, str, list[Node]] | None:
+    """(activation, output tensor, nodes) for the activation applied to `h`."""
+    users = idx.users(h)
+    if h in idx.graph.outputs:
+        return None
+    if len(users) == 1 and users[0].op_type == "Gelu":
+        kind = {"none": "gelu", "tanh": "gelu_tanh"}.get(users[0].attr("approximate", "none"))
+        return (kind, users[0].outputs[0], [users[0]]) if kind else None
+    if len(users) == 1 and users[0].op_type == "Relu":
+        return "relu", users[0].outputs[0], [users[0]]
+    if len(users) != 2:
+        return None
+    # x * (erf(x / sqrt 2) + 1) * 0.5, in either association of the two Muls
+    scale = next((u for u in users if u.op_type in ("Div", "Mul") and _scale_of(idx, u)
+                  and _scale_of(idx, u)[0] == h and _close(_scale_of(idx, u)[1], 1 / math.sqrt(2))),
+                 None)
+    if scale is None:
+        return None
+    mul = next((u for u in users if u is not scale and u.op_type == "Mul"), None)
+    erf = idx.only_user(scale.outputs[0])
+    if mul is None or erf is None or erf.op_type != "Erf":
+        return None
+    plus = idx.only_user(erf.outputs[0])
+    if plus is None or plus.op_type != "Add":
+        return None
+    one = plus.inputs[1] if plus.inputs[0] == erf.outputs[0] else plus.inputs[0]
+    if not _close(_scalar(idx.const(one)), 1.0):
+        return None
+    other = mul.inputs[1] if mul.inputs[0] == h else mul.inputs[0]
+    last = idx.only_user(mul.outputs[0])
+    if last is None or last.op_type != "Mul":
+        return None
+    rest = last.inputs[1] if last.inputs[0] == mul.outputs[0] else last.inputs[0]
+    if other == plus.outputs[0] and _close(_scalar(idx.const(rest)), 0.5):
+        pass  # (x * (erf + 1)) * 0.5: the exporters' order
+    elif _close(_scalar(idx.const(other)), 0.5) and rest == plus.outputs[0]:
+        pass  # (x * 0.5) * (erf + 1)
+    else:
+        return None
+    if idx.only_user(plus.outputs[0]) is None:
+        return None
+    return "gelu", last.outputs[0], [scale, erf, plus, mul, last]
+
+
+def _match_ffn(idx: _Index, first: Node) -> _Match | None:
+    graph = idx.graph
+    x, w1 = first.inputs
+    w1v = idx.const(w1)
+    if (w1v is None or w1v.ndim != 2 or idx.const(x) is not None
+            or graph.tensors[x].dtype is not DType.FLOAT32 or len(idx.shape(x)) < 2
+            or w1v.dtype != np.float32):
+        return None
+    hidden, inner = w1v.shape
+    nodes = [first]
+    h, b1 = first.outputs[0], ""
+    add = idx.only_user(h)
+    if add is not None and add.op_type == "Add":
+        other = add.inputs[1] if add.inputs[0] == h else add.inputs[0]
+        value = idx.const(other)
+        if value is not None and value.ndim == 1 and value.shape[0] == inner:
+            b1, h = other, add.outputs[0]
+            nodes.append(add)
+    act = _match_activation(idx, h)
+    if act is None:
+        return None
+    kind, a, act_nodes = act
+    nodes += act_nodes
+    second = idx.only_user(a)
+    if second is None or second.op_type != "MatMul" or second.inputs[0] != a:
+        return None
+    w2 = second.inputs[1]
+    w2v = idx.const(w2)
+    if w2v is None or w2v.ndim != 2 or w2v.shape[0] != inner or w2v.dtype != np.float32:
+        return None
+    nodes.append(second)
+    out, b2 = second.outputs[0], ""
+    add = idx.only_user(out)
+    if add is not None and add.op_type == "Add":
+        other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
+        value = idx.const(other)
+        if value is not None and value.ndim == 1 and value.shape[0] == w2v.shape[1]:
+            b2, out = other, add.outputs[0]
+            nodes.append(add)
+    if not _closed(idx, nodes, out):
+        return None
+    new = Node(name=_unique_name(graph, f"{nodes[-1].name}/tiled_ffn"), op_type="TiledFFN",
+               domain=DOMAIN, inputs=[x, w1, b1, w2, b2], outputs=[out],
+               attrs={"activation": kind, "tile_rows": 1, "tile_f": 1})
+    rows = graph.tensors[x].numel // hidden
+    return _Match(nodes, new, {"rows": rows, "inner": inner})
+
+
+# ----- rewriting --------------------------------------------------------------------
+def _replace(graph: Graph, match: _Match) -> None:
+    doomed = {id(n) for n in match.nodes}
+    position = max(i for i, n in enumerate(graph.nodes) if id(n) in doomed)
+    new_nodes = []
+    for i, node in enumerate(graph.nodes):
+        if i == position:
+            new_nodes.append(match.new)
+        elif id(node) not in doomed:
+            new_nodes.append(node)
+    graph.nodes = new_nodes
+
+
+def drop_unused_tensors(graph: Graph) -> None:
+    used = set(graph.inputs) | set(graph.outputs)
+    for node in graph.nodes:
+        used.update(n for n in node.inputs if n)
+        used.update(n for n in node.outputs if n)
+    for name in [n for n in graph.tensors if n not in used]:
+        del graph.tensors[name]
+
+
+def rewrite(graph: Graph) -> tuple[list[Node], list[Node]]:
+    """Replace every recognised attention and FFN block; returns the new nodes."""
+    attention: list[Node] = []
+    for softmax in [n for n in graph.nodes if n.op_type == "Softmax" and n.domain in ("", "ai.onnx")]:
+        match = _match_attention(_Index(graph), softmax)
+        if match is not None:
+            _replace(graph, match)
+            attention.append(match.new)
+    ffn: list[Node] = []
+    for first in [n for n in graph.nodes if n.op_type == "MatMul" and n.domain in ("", "ai.onnx")]:
+        if not any(n is first for n in graph.nodes):
+            continue
+        match = _match_ffn(_Index(graph), first)
+        if match is not None:
+            _replace(graph, match)
+            ffn.append(match.new)
+    if attention or ffn:
+        drop_unused_tensors(graph)
+        graph.validate()
+    return attention, ffn
+
+
+# ----- tile sizes ------------------------------------------------------------------------
+def _peak(graph: Graph) -> int:
+    from onnx2mcu.scheduler.memory_model import profile
+
+    return profile(graph).peak_bytes
+
+
+def _largest(lo: int, hi: int, fits) -> int | None:
+    """Largest v in [lo, hi] with fits(v) (fits monotone: true then false), or None."""
+    if hi < lo or not fits(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int) -> dict:
+    """Set the tile attributes of the new nodes: the fastest that keep the peak <= target."""
+    def set_attention(tile_q: int, tile_k: int, cache: int) -> None:
+        for node in attention:
+            node.attrs.update(tile_q=tile_q, tile_k=tile_k, cache_kv=cache)
+
+    def set_ffn(tile_rows: int, tile_f: int) -> None:
+        for node in ffn:
+            node.attrs.update(tile_rows=tile_rows, tile_f=tile_f)
+
+    def fits() -> bool:
+        return _peak(graph) <= target
+
+    seq = max((graph.tensors[n.inputs[0]].shape[-2] for n in attention), default=1)
+    rows = max((graph.tensors[n.inputs[0]].numel // graph.tensors[n.inputs[1]].shape[0]
+                for n in ffn), default=1)
+    inner = max((graph.tensors[n.inputs[1]].shape[1] for n in ffn), default=1)
+    set_ffn(1, 1)
+    chosen = None
+    if attention:
+        def with_cache(tq: int) -> bool:
+            set_attention(tq, seq, 1)
+            return fits()
+        tq = _largest(1, seq, with_cache)
+        if tq is not None:
+            chosen = (tq, seq, 1)
+        else:
+            tk0 = min(seq, 16)
+
+            def recompute(tq: int, tk: int) -> bool:
+                set_attention(tq, tk, 0)
+                return fits()
+            tq = _largest(1, seq, lambda v: recompute(v, tk0))
+            if tq is None:
+                tk = _largest(1, tk0, lambda v: recompute(1, v))
+                chosen = (1, tk, 0) if tk is not None else (1, 1, 0)
+            else:
+                tk = _largest(tk0, seq, lambda v: recompute(tq, v)) or tk0
+                chosen = (tq, tk, 0)
+        set_attention(*chosen)
+    ffn_chosen = None
+    if ffn:
+        def f_fits(tr: int, tf: int) -> bool:
+            set_ffn(tr, tf)
+            return fits()
+        tf = _largest(1, inner, lambda v: f_fits(rows, v))
+        if tf is not None:
+            ffn_chosen = (rows, tf)
+        else:
+            tr = _largest(1, rows, lambda v: f_fits(v, 1))
+            if tr is None:
+                ffn_chosen = (1, 1)
+            else:
+                ffn_chosen = (tr, _largest(1, inner, lambda v: f_fits(tr, v)) or 1)
+        set_ffn(*ffn_chosen)
+    report: dict = {}
+    if attention:
+        d = attention_dims(attention[0], [graph.tensors[n].shape if n else None
+                                          for n in attention[0].inputs])
+        report["attention"] = {"blocks": len(attention), "heads": d["heads"], "seq": d["seq"],
+                               "tile_q": chosen[0], "tile_k": chosen[1],
+                               "cache_kv": bool(chosen[2]),
+                               "kv_passes": attention_kv_passes(d, *chosen),
+                               "macs_per_block": attention_macs(d, *chosen)}
+    if ffn:
+        report["ffn"] = {"blocks": len(ffn), "inner": inner, "tile_rows": ffn_chosen[0],
+                         "tile_f": ffn_chosen[1]}
+    return report
+
+
+def _io_bytes(graph: Graph) -> int:
+    return sum(graph.tensors[n].nbytes for n in graph.outputs)
+
+
+def tile_transformer(graph: Graph, options) -> dict | None:
+    """The graph_opt pass: `options.tile` "auto" | "none", `options.ram_budget` bytes or None."""
+    mode = getattr(options, "tile", "auto") or "auto"
+    if mode == "none":
+        return None
+    if mode != "auto":
+        from onnx2mcu.errors import UserError
+
+        raise UserError(f"--tile {mode}: choose auto or none")
+    untiled_peak = _peak(graph)
+    attention, ffn = rewrite(graph)
+    if not attention and not ffn:
+        return None
+    for node in attention:
+        node.attrs.update(tile_q=1, tile_k=1, cache_kv=0)
+    for node in ffn:
+        node.attrs.update(tile_rows=1, tile_f=1)
+    floor = _peak(graph)
+    budget = getattr(options, "ram_budget", None)
+    if budget is not None:
+        target = int((int(budget) - _io_bytes(graph)) * FRAGMENTATION_MARGIN)
+        source = "ram-budget"
+    else:
+        target = int(floor * (1.0 + TILE_SLACK))
+        source = f"floor+{int(TILE_SLACK * 100)}%"
+    report = size_tiles(graph, attention, ffn, max(target, floor))
+    peak = _peak(graph)
+    report.update({"budget_bytes": budget, "target_peak_bytes": target, "target_from": source,
+                   "floor_peak_bytes": floor, "peak_bytes": peak,
+                   "untiled_peak_bytes": untiled_peak, "fits": peak <= target,
+                   "order": "file-order"})
+    return report

@@ -1,0 +1,482 @@
+"""MCUBERT ops (DESIGN §5): clustered low-rank embedding lookup, tiled attention, tiled FFN.
+
+All three live in the "onnx2mcu" domain and are made by graph_opt passes
+(graph_opt/embedding.py and graph_opt/tiling.py), never by a model file.
+
+ClusteredEmbedding(ids, id_map, meta, factors_a, factors_p) -> [*ids.shape, dim]
+    The rows of an embedding table are grouped into clusters; cluster c holds
+    rows start_c .. start_c+count_c-1 of the *cluster order* and stores its mean
+    row mu_c (dim floats) and a rank-r_c factorisation A_c [count_c, r_c] x
+    P_c [r_c, dim].  Token id t sits at position pos(t) of the cluster order:
+    pos(t) = id_map[t] (an unsigned little-endian integer of `map_bytes` bytes)
+    or pos(t) = t when `map_bytes` is 0 (one cluster, no map).  Its row is
+    mu_c + A_c[pos - start_c] @ P_c.  `meta` is int32 [clusters, 5]:
+    (start, count, rank, offset of A_c in factors_a, offset of mu_c in
+    factors_p; P_c follows mu_c).  One token at a time: r_c*dim MACs each.
+    Negative ids count from the end as in Gather; ids out of range give zeros.
+
+TiledAttention(x, wq, bq, wk, bk, wv, bv, wo, bo, mask) -> [B, S, out]
+    Multi-head self-attention including the output projection:
+    y = concat_h(softmax(s_scale * (q_scale*Q_h)(k_scale*K_h)^T + mask) V_h) @ wo + bo
+    with Q = x@wq + bq etc.  Heads run one at a time; query rows in tiles of
+    `tile_q`; each score row is complete (exact softmax over all S keys).
+    With `cache_kv` K_h and V_h are computed once per head (scratch 2*S*dh);
+    without, query tiles are the outer loop and K_h, V_h are recomputed for
+    every (tile, head) in chunks of `tile_k` key rows (scratch tile_k*dh):
+    less RAM, more MACs.  Then a tile may also borrow the rows of the output
+    that are not written yet as its scratch, which makes the early tiles much
+    larger than `tile_q` (see `attention_tile_plan`).  `mask` is an additive
+    float mask broadcastable to [B, 1, S, S] (or omitted).  `nan_to_zero`
+    replaces NaN probabilities by 0 (the exporters' guard after Softmax).
+
+TiledFFN(x, w1, b1, w2, b2) -> [.., out]
+    y = act(x@w1 + b1) @ w2 + b2, computed over tiles of `tile_rows` rows and
+    `tile_f` columns of the inner dimension; each tile's contribution is
+    accumulated into y, so the [rows, ffn] intermediate never exists whole.
+    `activation`: "gelu" (erf form, x*(erf(x/sqrt 2)+1)*0.5), "gelu_tanh", "relu".
+
+The numpy references follow the C kernels' tile loops (runtime_c/o2m_mcubert.c):
+every tile buffer is rounded to float32 where the C stores it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ops.registry import FLOAT, INDEX, QUANT, register
+
+DOMAIN = "onnx2mcu"
+MCUBERT_C = "o2m_mcubert.c"
+F4 = 4  # bytes of a float32
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+
+
+def _c_struct(fields: dict) -> str:
+    return "{" + ", ".join(f".{k} = {v}" for k, v in fields.items()) + "}"
+
+
+def _c_float(value: float) -> str:
+    from onnx2mcu.codegen.context import c_float
+
+    return c_float(value)
+
+
+# ----- ClusteredEmbedding --------------------------------------------------
+META_FIELDS = 5  # start, count, rank, a_offset, p_offset
+
+
+def embedding_positions(ids: np.ndarray, id_map: np.ndarray | None, map_bytes: int,
+                        vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """(position in cluster order, valid) for each id (negative ids count from the end)."""
+    flat = np.asarray(ids).astype(np.int64).reshape(-1)
+    flat = np.where(flat < 0, flat + vocab, flat)
+    valid = (flat >= 0) & (flat < vocab)
+    safe = np.where(valid, flat, 0)
+    if map_bytes == 0 or id_map is None:
+        return safe, valid
+    raw = np.asarray(id_map, dtype=np.uint8).reshape(vocab, map_bytes).astype(np.int64)
+    pos = np.zeros(vocab, dtype=np.int64)
+    for byte in range(map_bytes):
+        pos |= raw[:, byte] << (8 * byte)
+    return pos[safe], valid
+
+
+def reconstruct_rows(positions: np.ndarray, meta: np.ndarray, a: np.ndarray, p: np.ndarray,
+                     dim: int) -> np.ndarray:
+    """Rows (float32) at `positions` of the cluster order, as the C kernel computes them."""
+    meta = np.asarray(meta, dtype=np.int64).reshape(-1, META_FIELDS)
+    starts = meta[:, 0]
+    cluster = np.searchsorted(starts, positions, side="right") - 1
+    out = np.zeros((positions.size, dim), dtype=np.float32)
+    for c in np.unique(cluster):
+        start, count, rank, a_off, p_off = (int(v) for v in meta[c])
+        sel = np.nonzero(cluster == c)[0]
+        rows = positions[sel] - start
+        mu = p[p_off: p_off + dim].astype(np.float64)
+        acc = np.zeros((sel.size, dim))
+        if rank:
+            coef = a[a_off: a_off + count * rank].reshape(count, rank)[rows].astype(np.float64)
+            basis = p[p_off + dim: p_off + dim + rank * dim].reshape(rank, dim).astype(np.float64)
+            acc = (coef @ basis).astype(np.float32).astype(np.float64)
+        out[sel] = (acc + mu).astype(np.float32)
+    return out
+
+
+def _clemb(node: Node, inputs: list) -> list:
+    ids, id_map, meta, a, p = inputs[:5]
+    vocab, dim, map_bytes = node.attr("vocab"), node.attr("dim"), node.attr("map_bytes", 0)
+    pos, valid = embedding_positions(ids, id_map, map_bytes, vocab)
+    rows = reconstruct_rows(pos, meta, np.asarray(a, np.float32).reshape(-1),
+                            np.asarray(p, np.float32).reshape(-1), dim)
+    rows[~valid] = 0.0
+    return [rows.reshape(tuple(np.shape(ids)) + (dim,))]
+
+
+def _clemb_infer(node: Node, inputs: list[Tensor]) -> list:
+    return [(tuple(inputs[0].shape) + (int(node.attr("dim")),), DType.FLOAT32)]
+
+
+def _clemb_macs(node: Node, graph: Graph) -> int:
+    meta = graph.tensors[node.inputs[2]].data
+    tokens = graph.tensors[node.inputs[0]].numel
+    if meta is None:
+        return 0
+    meta = np.asarray(meta).reshape(-1, META_FIELDS)
+    weights = meta[:, 1].astype(np.float64)
+    mean_rank = float((meta[:, 2] * weights).sum() / max(weights.sum(), 1.0))
+    return int(round(tokens * mean_rank * int(node.attr("dim"))))
+
+
+def _clemb_check(node: Node, graph: Graph) -> str | None:
+    if node.attr("map_bytes", 0) not in (0, 1, 2, 3, 4):
+        return "map_bytes must be 0..4"
+    for i in (1, 2, 3, 4):
+        if node.inputs[i] and not graph.tensors[node.inputs[i]].is_const:
+            return f"input {i} must be a constant"
+    return None
+
+
+def _emit_clemb(node: Node, ctx) -> list[str]:
+    ids, id_map, meta, a, p = node.inputs[:5]
+    dtype = ctx.dtype(ids)
+    if dtype not in (DType.INT64, DType.INT32):
+        ctx.refuse(node, f"ids of dtype {dtype.value}")
+    n_clusters = ctx.numel(meta) // META_FIELDS
+    params = {"vocab": int(node.attr("vocab")), "dim": int(node.attr("dim")),
+              "clusters": n_clusters, "map_bytes": int(node.attr("map_bytes", 0))}
+    name = ctx.declare("o2m_clemb_params", _c_struct(params), "clemb")
+    ctx.need(MCUBERT_C)
+    suffix = "i64" if dtype is DType.INT64 else "i32"
+    return [f"o2m_clustered_embedding_{suffix}(&{name}, {ctx.numel(ids)}, {ctx.ptr(ids)}, "
+            f"{ctx.ptr(id_map) if id_map else 'NULL'}, {ctx.ptr(meta)}, {ctx.ptr(a)}, "
+            f"{ctx.ptr(p)}, {ctx.ptr(node.outputs[0])});"]
+
+
+register("ClusteredEmbedding", _clemb, domain=DOMAIN, dtypes=(INDEX, QUANT, INDEX, FLOAT, FLOAT),
+         infer=_clemb_infer, macs=_clemb_macs, check=_clemb_check, emit_c=_emit_clemb)
+
+
+# ----- TiledAttention --------------------------------------------------------
+def attention_dims(node: Node, shapes: list) -> dict:
+    """Sizes of a TiledAttention node from its input shapes."""
+    x, wq, wo = shapes[0], shapes[1], shapes[7]
+    heads = int(node.attr("heads"))
+    batch, seq, hidden = (1,) * (3 - len(x)) + tuple(x) if len(x) < 3 else \
+        (int(np.prod(x[:-2])), x[-2], x[-1])
+    inner = wq[1]
+    return {"batch": int(batch), "seq": int(seq), "hidden": int(hidden), "heads": heads,
+            "head_dim": int(inner) // heads, "inner": int(inner), "out": int(wo[1])}
+
+
+def attention_tiles(node: Node, seq: int) -> tuple[int, int, int]:
+    """(tile_q, tile_k, cache_kv) clamped to the sequence."""
+    tq = max(1, min(int(node.attr("tile_q", seq)), seq))
+    tk = max(1, min(int(node.attr("tile_k", seq)), seq))
+    return tq, tk, int(bool(node.attr("cache_kv", 1)))
+
+
+def attention_tile_plan(seq: int, out_dim: int, head_dim: int, tile_q: int, tile_k: int,
+                        cache_kv: int) -> list[tuple[int, int, bool]]:
+    """Query tiles (start, rows, in the output's unwritten rows) as the C kernel runs them.
+
+    Without the K/V cache a tile may use the output rows after it as scratch:
+    it needs rows * (head_dim + seq) + tile_k * head_dim floats there."""
+    tiles, t0 = [], 0
+    while t0 < seq:
+        left = seq - t0
+        fixed = min(tile_q, left)
+        free = left * out_dim - tile_k * head_dim
+        rows = free // (out_dim + head_dim + seq) if free > 0 else 0
+        if cache_kv or rows <= fixed:
+            tiles.append((t0, fixed, False))
+            t0 += fixed
+        else:
+            rows = min(rows, left)
+            tiles.append((t0, rows, True))
+            t0 += rows
+    return tiles
+
+
+def attention_scratch_floats(seq: int, head_dim: int, tile_q: int, tile_k: int, cache_kv: int) -> int:
+    """Q tile (reused for the context tile) + score tile + K/V (cached, or one key chunk)."""
+    kv = 2 * seq * head_dim if cache_kv else tile_k * head_dim
+    return tile_q * head_dim + tile_q * seq + kv
+
+
+def _mask_view(mask: np.ndarray | None, batch: int, seq: int) -> np.ndarray | None:
+    """The mask as [Bm, Qm, S] (Bm in {1, B}, Qm in {1, S})."""
+    if mask is None:
+        return None
+    m = np.asarray(mask, dtype=np.float32)
+    m = m.reshape((1,) * (4 - m.ndim) + m.shape) if m.ndim < 4 else m
+    m = m.reshape((-1,) + m.shape[-3:])
+    if m.shape[1] != 1:
+        raise ValueError(f"attention mask varies over heads: {mask.shape}")
+    return np.broadcast_to(m[:, 0], (m.shape[0], m.shape[2], seq)) if m.shape[-1] == 1 else m[:, 0]
+
+
+def _f32(v) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64).astype(np.float32)
+
+
+def _project(x_rows: np.ndarray, w: np.ndarray, b: np.ndarray | None, scale: float) -> np.ndarray:
+    y = _f32(x_rows.astype(np.float64) @ w.astype(np.float64))
+    if b is not None:
+        y = _f32(y.astype(np.float64) + b)
+    if scale != 1.0:
+        y = _f32(y.astype(np.float64) * np.float32(scale))
+    return y
+
+
+def _softmax_rows(s: np.ndarray, nan_to_zero: bool) -> np.ndarray:
+    s64 = s.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(s64 - s64.max(axis=-1, keepdims=True))
+        p = _f32(e / e.sum(axis=-1, keepdims=True))
+    if nan_to_zero:
+        p = np.where(np.isnan(p), np.float32(0.0), p)
+    return p
+
+
+def _attention(node: Node, inputs: list) -> list:
+    x, wq, bq, wk, bk, wv, bv, wo, bo = inputs[:9]
+    mask = inputs[9] if len(inputs) > 9 else None
+    d = attention_dims(node, [np.shape(v) if v is not None else None for v in inputs])
+    B, S, H, nh, dh, out_dim = d["batch"], d["seq"], d["hidden"], d["heads"], d["head_dim"], d["out"]
+    tq, tk, cache = attention_tiles(node, S)
+    qs, ks, ss = (float(node.attr(k, 1.0)) for k in ("q_scale", "k_scale", "s_scale"))
+    nan_to_zero = bool(node.attr("nan_to_zero", 0))
+    xs = np.asarray(x, dtype=np.float32).reshape(B, S, H)
+    m = _mask_view(mask, B, S)
+    y = np.zeros((B, S, out_dim), dtype=np.float64)
+
+    def cols(w, b, h):
+        sl = slice(h * dh, (h + 1) * dh)
+        return w[:, sl], (None if b is None else b[sl])
+
+    plan = attention_tile_plan(S, out_dim, dh, tq, tk, cache)
+    for b in range(B):
+        xb = xs[b]
+        mb = None if m is None else m[b if m.shape[0] > 1 else 0]
+        # cache_kv: heads outer (K, V once per head); else tiles outer (K, V per tile and head)
+        loops = [(h, t) for h in range(nh) for t in plan] if cache else \
+            [(h, t) for t in plan for h in range(nh)]
+        k_all = v_all = None
+        for h, (r0, rows, _) in loops:
+            (wqh, bqh), (wkh, bkh), (wvh, bvh) = cols(wq, bq, h), cols(wk, bk, h), cols(wv, bv, h)
+            woh = wo[h * dh:(h + 1) * dh].astype(np.float64)
+            if cache and r0 == 0:
+                k_all, v_all = _project(xb, wkh, bkh, ks), _project(xb, wvh, bvh, 1.0)
+            r1 = r0 + rows
+            q = _project(xb[r0:r1], wqh, bqh, qs)
+            scores = np.empty((r1 - r0, S), dtype=np.float32)
+            chunks = [(0, S)] if cache else [(k0, min(k0 + tk, S)) for k0 in range(0, S, tk)]
+            for k0, k1 in chunks:
+                kc = k_all if cache else _project(xb[k0:k1], wkh, bkh, ks)
+                scores[:, k0:k1] = _f32(q.astype(np.float64) @ kc.astype(np.float64).T)
+            if ss != 1.0:
+                scores = _f32(scores.astype(np.float64) * np.float32(ss))
+            if mb is not None:
+                mrows = mb[r0:r1] if mb.shape[0] > 1 else mb
+                scores = _f32(scores.astype(np.float64) + mrows)
+            p = _softmax_rows(scores, nan_to_zero)
+            ctx = np.zeros((r1 - r0, dh))
+            for k0, k1 in chunks:
+                vc = v_all if cache else _project(xb[k0:k1], wvh, bvh, 1.0)
+                ctx += p[:, k0:k1].astype(np.float64) @ vc.astype(np.float64)
+            ctx = _f32(ctx)
+            y[b, r0:r1] += ctx.astype(np.float64) @ woh
+    y = _f32(y)
+    if bo is not None:
+        y = _f32(y.astype(np.float64) + bo)
+    return [y.reshape(tuple(np.shape(x)[:-1]) + (out_dim,))]
+
+
+def _attention_infer(node: Node, inputs: list[Tensor]) -> list:
+    x, wo = inputs[0], inputs[7]
+    return [(tuple(x.shape[:-1]) + (int(wo.shape[1]),), DType.FLOAT32)]
+
+
+def _attention_node_dims(node: Node, graph: Graph) -> dict:
+    return attention_dims(node, [graph.tensors[n].shape if n else None for n in node.inputs])
+
+
+def _attention_scratch(node: Node, graph: Graph) -> int:
+    d = _attention_node_dims(node, graph)
+    tq, tk, cache = attention_tiles(node, d["seq"])
+    return F4 * attention_scratch_floats(d["seq"], d["head_dim"], tq, tk, cache)
+
+
+def attention_kv_passes(d: dict, tile_q: int, tile_k: int, cache_kv: int) -> int:
+    """How many times K and V are computed: once, or once per query tile."""
+    if cache_kv:
+        return 1
+    return len(attention_tile_plan(d["seq"], d["out"], d["head_dim"], tile_q, tile_k, cache_kv))
+
+
+def attention_macs(d: dict, tile_q: int, tile_k: int, cache_kv: int) -> int:
+    B, S, H, A, O = d["batch"], d["seq"], d["hidden"], d["inner"], d["out"]
+    kv_passes = attention_kv_passes(d, tile_q, tile_k, cache_kv)
+    return B * (S * H * A + 2 * S * H * A * kv_passes + 2 * S * S * A + S * A * O)
+
+
+def _attention_macs(node: Node, graph: Graph) -> int:
+    d = _attention_node_dims(node, graph)
+    return attention_macs(d, *attention_tiles(node, d["seq"]))
+
+
+def _attention_check(node: Node, graph: Graph) -> str | None:
+    shapes = [graph.tensors[n].shape if n else None for n in node.inputs]
+    d = attention_dims(node, shapes)
+    if d["inner"] % d["heads"]:
+        return f"projection width {d['inner']} is not a multiple of {d['heads']} heads"
+    for i in (1, 3, 5):
+        if shapes[i] is None or tuple(shapes[i]) != (d["hidden"], d["inner"]):
+            return f"weight {i} has shape {shapes[i]}, expected {[d['hidden'], d['inner']]}"
+    if len(node.inputs) > 9 and node.inputs[9]:
+        try:
+            _mask_strides(shapes[9], d["batch"], d["seq"])
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _mask_strides(shape, batch: int, seq: int) -> tuple[int, int]:
+    """(batch stride, row stride) of an additive mask broadcast to [B, 1, S, S]."""
+    full = (1,) * (4 - len(shape)) + tuple(shape)
+    if len(full) != 4 or full[1] != 1 or full[0] not in (1, batch) or full[2] not in (1, seq) \
+            or full[3] != seq:
+        raise ValueError(f"attention mask of shape {list(shape)} is not broadcastable as [B,1,S,S] "
+                         "without varying over heads")
+    row = seq if full[2] == seq else 0
+    return (full[2] * seq if full[0] == batch and batch > 1 else 0), row
+
+
+def _emit_attention(node: Node, ctx) -> list[str]:
+    for name in node.inputs:
+        if name and ctx.dtype(name) is not DType.FLOAT32:
+            ctx.refuse(node, f"input '{name}' is not float32")
+    d = _attention_node_dims(node, ctx.graph)
+    tq, tk, cache = attention_tiles(node, d["seq"])
+    mask = node.inputs[9] if len(node.inputs) > 9 else ""
+    mbs, mrs = _mask_strides(ctx.shape(mask), d["batch"], d["seq"]) if mask else (0, 0)
+    params = {"batch": d["batch"], "seq": d["seq"], "hidden": d["hidden"], "heads": d["heads"],
+              "head_dim": d["head_dim"], "out_dim": d["out"], "tile_q": tq, "tile_k": tk,
+              "cache_kv": cache, "nan_to_zero": int(bool(node.attr("nan_to_zero", 0))),
+              "q_scale": _c_float(node.attr("q_scale", 1.0)),
+              "k_scale": _c_float(node.attr("k_scale", 1.0)),
+              "s_scale": _c_float(node.attr("s_scale", 1.0)),
+              "mask_batch_stride": mbs, "mask_row_stride": mrs}
+    name = ctx.declare("o2m_attention_params", _c_struct(params), "attention")
+    ctx.need(MCUBERT_C)
+    args = ", ".join(ctx.ptr(n) if n else "NULL" for n in node.inputs[:9])
+    return [f"o2m_tiled_attention_f32(&{name}, {args}, {ctx.ptr(mask) if mask else 'NULL'}, "
+            f"{ctx.scratch(node)}, {ctx.ptr(node.outputs[0])});"]
+
+
+register("TiledAttention", _attention, domain=DOMAIN, dtypes=(FLOAT,), infer=_attention_infer,
+         scratch_bytes=_attention_scratch, macs=_attention_macs, check=_attention_check,
+         emit_c=_emit_attention)
+
+
+# ----- TiledFFN ----------------------------------------------------------------
+def _erf(x: np.ndarray) -> np.ndarray:
+    from onnx2mcu.ops.elementwise import _erf as erf64
+
+    return erf64(x)
+
+
+def activation(h: np.ndarray, kind: str) -> np.ndarray:
+    """float32 in -> float32 out, in the order of the exporters' decompositions."""
+    h64 = h.astype(np.float64)
+    if kind == "gelu":
+        t = _f32(_erf(_f32(h64 / np.float32(math.sqrt(2.0))).astype(np.float64)))
+        return _f32(_f32(h64 * (t.astype(np.float64) + 1.0)).astype(np.float64) * 0.5)
+    if kind == "gelu_tanh":
+        inner = math.sqrt(2.0 / math.pi) * (h64 + 0.044715 * h64 ** 3)
+        return _f32(0.5 * h64 * (1.0 + np.tanh(inner)))
+    if kind == "relu":
+        return np.maximum(h, np.float32(0.0))
+    raise ValueError(f"unknown activation {kind}")
+
+
+def ffn_tiles(node: Node, rows: int, inner: int) -> tuple[int, int]:
+    tr = max(1, min(int(node.attr("tile_rows", rows)), rows))
+    tf = max(1, min(int(node.attr("tile_f", inner)), inner))
+    return tr, tf
+
+
+def _ffn(node: Node, inputs: list) -> list:
+    x, w1, b1, w2, b2 = inputs[:5]
+    hidden, inner, out_dim = w1.shape[0], w1.shape[1], w2.shape[1]
+    xs = np.asarray(x, dtype=np.float32).reshape(-1, hidden)
+    rows = xs.shape[0]
+    tr, tf = ffn_tiles(node, rows, inner)
+    kind = node.attr("activation", "gelu")
+    y = np.zeros((rows, out_dim), dtype=np.float64)
+    for r0 in range(0, rows, tr):
+        r1 = min(r0 + tr, rows)
+        xr = xs[r0:r1].astype(np.float64)
+        for f0 in range(0, inner, tf):
+            f1 = min(f0 + tf, inner)
+            h = _f32(xr @ w1[:, f0:f1].astype(np.float64))
+            if b1 is not None:
+                h = _f32(h.astype(np.float64) + b1[f0:f1])
+            h = activation(h, kind)
+            y[r0:r1] += h.astype(np.float64) @ w2[f0:f1].astype(np.float64)
+    y = _f32(y)
+    if b2 is not None:
+        y = _f32(y.astype(np.float64) + b2)
+    return [y.reshape(tuple(np.shape(x)[:-1]) + (out_dim,))]
+
+
+def _ffn_infer(node: Node, inputs: list[Tensor]) -> list:
+    return [(tuple(inputs[0].shape[:-1]) + (int(inputs[3].shape[1]),), DType.FLOAT32)]
+
+
+def _ffn_dims(node: Node, graph: Graph) -> tuple[int, int, int, int]:
+    x, w1, w2 = (graph.tensors[node.inputs[i]] for i in (0, 1, 3))
+    return x.numel // w1.shape[0], w1.shape[0], w1.shape[1], w2.shape[1]
+
+
+def _ffn_scratch(node: Node, graph: Graph) -> int:
+    rows, _, inner, _ = _ffn_dims(node, graph)
+    tr, tf = ffn_tiles(node, rows, inner)
+    return F4 * tr * tf
+
+
+def _ffn_macs(node: Node, graph: Graph) -> int:
+    rows, hidden, inner, out_dim = _ffn_dims(node, graph)
+    return rows * inner * (hidden + out_dim)
+
+
+def _ffn_check(node: Node, graph: Graph) -> str | None:
+    if node.attr("activation", "gelu") not in ACTIVATIONS:
+        return f"activation {node.attr('activation')!r} not one of {', '.join(ACTIVATIONS)}"
+    rows, hidden, inner, _ = _ffn_dims(node, graph)
+    if graph.tensors[node.inputs[3]].shape[0] != inner:
+        return "w1 and w2 disagree on the inner dimension"
+    return None
+
+
+ACT_CODE = {"gelu": 0, "gelu_tanh": 1, "relu": 2}
+
+
+def _emit_ffn(node: Node, ctx) -> list[str]:
+    for name in node.inputs:
+        if name and ctx.dtype(name) is not DType.FLOAT32:
+            ctx.refuse(node, f"input '{name}' is not float32")
+    rows, hidden, inner, out_dim = _ffn_dims(node, ctx.graph)
+    tr, tf = ffn_tiles(node, rows, inner)
+    params = {"rows": rows, "hidden": hidden, "inner": inner, "out_dim": out_dim, "tile_rows": tr,
+              "tile_f": tf, "activation": ACT_CODE[node.attr("activation", "gelu")]}
+    name = ctx.declare("o2m_ffn_params", _c_struct(params), "ffn")
+    ctx.need(MCUBERT_C)
+    args = ", ".join(ctx.ptr(n) if n else "NULL" for n in node.inputs[:5])
+    return [f"o2m_tiled_ffn_f32(&{name}, {args}, {ctx.scratch(node)}, {ctx.ptr(node.outputs[0])});"]
+
+
+register("TiledFFN", _ffn, domain=DOMAIN, dtypes=(FLOAT,), infer=_ffn_infer,
+         scratch_bytes=_ffn_scratch, macs=_ffn_macs, check=_ffn_check, emit_c=_emit_ffn)
