@@ -41,7 +41,8 @@ MIN_ROWS = 1024  # a table smaller than this is not worth a search
 MIN_BYTES = 64 * 1024
 CLUSTER_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128)
 MIN_ROWS_PER_CLUSTER = 256
-KMEANS_ITERATIONS = 15
+KMEANS_ITERATIONS = 12
+KMEANS_RESTARTS = 3
 F4 = 4
 
 
@@ -106,15 +107,28 @@ def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
 
 
 # ----- clustering -------------------------------------------------------------------------
-def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
-    """Cluster labels (0..k-1, every cluster non-empty) by k-means++ and Lloyd iterations.
-
-    Distances in float32 (only the argmin matters), centres in float64."""
-    n = x.shape[0]
+def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS,
+           restarts: int = KMEANS_RESTARTS) -> np.ndarray:
+    """Cluster labels (0..k-1, every cluster non-empty): the best of `restarts` runs of
+    k-means++ seeding and Lloyd iterations (by the sum of squared distances)."""
     if k <= 1:
-        return np.zeros(n, dtype=np.int64)
+        return np.zeros(x.shape[0], dtype=np.int64)
+    best, best_cost = None, np.inf
+    for run in range(restarts):
+        labels = _kmeans_once(x, k, seed + run, iterations)
+        cost = sum(float(((rows - rows.mean(axis=0)) ** 2).sum())
+                   for rows in cluster_rows(x, labels, k))
+        if cost < best_cost:
+            best, best_cost = labels, cost
+    return best
+
+
+def _kmeans_once(x: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarray:
+    """Distances in float32 (only the argmin matters), centres in float64."""
+    n = x.shape[0]
     rng = np.random.default_rng(seed)
     x32 = x.astype(np.float32)
+    columns = np.ascontiguousarray(x.T)
     sq = np.einsum("ij,ij->i", x32, x32)
     centers = np.empty((k, x.shape[1]))
     centers[0] = x[rng.integers(n)]
@@ -143,9 +157,8 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERAT
             break
         labels = new
         counts = np.bincount(labels, minlength=k)
-        onehot = np.zeros((k, n))
-        onehot[labels, np.arange(n)] = 1.0
-        sums = onehot @ x
+        sums = np.stack([np.bincount(labels, weights=column, minlength=k) for column in columns],
+                        axis=1)
         centers = sums / counts[:, None]
     return labels
 
@@ -238,13 +251,64 @@ def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
                       "predicted_rel_error": round(math.sqrt(sq_error / norm_sq), 6),
                       "mean_rank": round(float((ranks * counts).sum() / vocab), 2)})
         if best is None or sq_error < best.sq_error * (1 - 1e-9):
-            best = plan
+            best, best_available = plan, budget_bytes - fixed
+    if best is not None and best.clusters > 1:
+        refined = refine(x, best, best_available)
+        if refined is not best:
+            tried.append({"clusters": refined.clusters, "fits": True, "refined": True,
+                          "bytes": refined.bytes,
+                          "predicted_rel_error": round(math.sqrt(refined.sq_error / norm_sq), 6),
+                          "mean_rank": round(float((refined.ranks * refined.counts).sum() / vocab), 2)})
+            best = refined
     if best is None:
         minimum = META_FIELDS * 4 + F4 * dim
         raise UserError(f"--compress-embeddings: a budget of {budget_bytes} B cannot hold even the "
                         f"mean row of a {vocab}x{dim} table (needs >= {minimum} B); give a larger "
                         "budget or a smaller ratio")
     return best, tried
+
+
+def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3) -> Plan:
+    """Move each row to the cluster whose mean + rank-r_c subspace rebuilds it best, then
+    re-fit the subspaces and re-buy the ranks; kept while the error keeps falling (k-means
+    groups rows by position, this by the subspace they lie in)."""
+    n, dim = x.shape
+    x32 = x.astype(np.float32)
+    sq = np.einsum("ij,ij->i", x32, x32)
+    best = plan
+    for _ in range(rounds):
+        residual = np.empty((n, best.clusters), dtype=np.float32)
+        for c, rows in enumerate(cluster_rows(x, best.labels, best.clusters)):
+            mu = rows.mean(axis=0)
+            mu32 = mu.astype(np.float32)
+            # |x - mu|^2 - |(x - mu) V^T|^2, without forming x - mu for every row
+            base = sq - 2 * (x32 @ mu32) + mu32 @ mu32
+            rank = int(best.ranks[c])
+            if rank:
+                vt = np.linalg.svd(rows - mu, full_matrices=False)[2][:rank].astype(np.float32)
+                proj = x32 @ vt.T - (mu32 @ vt.T)[None, :]
+                base = base - np.einsum("ij,ij->i", proj, proj)
+            residual[:, c] = base
+        labels = np.argmin(residual, axis=1)
+        counts = np.bincount(labels, minlength=best.clusters)
+        for empty in np.nonzero(counts == 0)[0]:  # an emptied cluster takes the worst-fit row
+            worst = int(np.argmax(residual[np.arange(n), labels]))
+            labels[worst] = empty
+            residual[worst, :] = -np.inf
+        counts = np.bincount(labels, minlength=best.clusters)
+        if np.any(counts == 0) or np.array_equal(labels, best.labels):
+            break
+        spectra = [_spectrum(rows)[1] for rows in cluster_rows(x, labels, best.clusters)]
+        fixed = best.bytes - _rank_bytes(best.ranks, best.counts, dim)
+        ranks, sq_error, used = allocate_ranks(counts, spectra, dim, available)
+        if sq_error >= best.sq_error * (1 - 1e-6):
+            break
+        best = Plan(best.clusters, labels, ranks, counts, fixed + used, sq_error)
+    return best
+
+
+def _rank_bytes(ranks: np.ndarray, counts: np.ndarray, dim: int) -> int:
+    return int(sum(F4 * int(r) * (int(n) + dim) for r, n in zip(ranks, counts)))
 
 
 @dataclass

@@ -26,6 +26,11 @@ Pass = Callable[[Graph, OptimizeOptions], "dict | None"]
 # (report key, pass); passes add themselves here, in the order they must run.
 PASSES: list[tuple[str, Pass]] = []
 
+from onnx2mcu.graph_opt.adder import lower_adder  # noqa: E402  (binary/adder lowering, exact)
+from onnx2mcu.graph_opt.binarize import lower_binary  # noqa: E402
+
+PASSES += [("binary", lower_binary), ("adder", lower_adder)]
+
 from onnx2mcu.graph_opt.embedding import compress_embeddings  # noqa: E402  (MCUBERT, §5)
 from onnx2mcu.graph_opt.tiling import tile_transformer  # noqa: E402
 

@@ -21,9 +21,11 @@ spelt: the pass pushes an index probe through them and checks that the
 result is the expected head split or merge.
 
 Tile sizes come from the memory budget: with `--ram-budget` (or a board's RAM)
-the pass picks the fastest tiles (fewest MACs, then largest tiles) whose peak
-fits; with no budget it uses the least RAM: the peak with the smallest tiles
-(the floor) plus at most 10% for tiles.  Peaks are `memory_model.profile` of
+the pass picks the fastest tiles (K/V cache if it fits, else the fewest K/V
+passes, then the largest tiles) whose peak fits in the budget less the
+harness's copies of the outputs, less 3% for arena fragmentation; with no
+budget it uses the least RAM: the peak with the smallest tiles (the floor)
+plus at most 3% for tiles.  Peaks are `memory_model.profile` of
 the file order, which every scheduler method matches or beats.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ from onnx2mcu.ops import lookup
 from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
-TILE_SLACK = 0.10  # without a budget: tiles may add at most this fraction to the floor
+TILE_SLACK = 0.03  # without a budget: tiles may add at most this fraction to the floor
 FRAGMENTATION_MARGIN = 0.97  # with a budget: leave room for arena fragmentation
 
 
@@ -203,7 +205,7 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
     node = idx.producers.get(scores_in)
     if node is not None and node.op_type == "Add":
         a, b = node.inputs
-        full = [n for n in (a, b) if idx.shape(n) == shape]
+        full = [n for n in (a, b) if idx.shape(n) == shape and _from_scores(idx, n)]
         if len(full) != 1:
             return None
         mask = b if full[0] == a else a
@@ -293,6 +295,15 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
                attrs={"heads": nh, "q_scale": q_scale, "k_scale": k_scale, "s_scale": s_scale,
                       "nan_to_zero": nan_to_zero, "tile_q": 1, "tile_k": 1, "cache_kv": 0})
     return _Match(nodes, new, {"heads": nh, "head_dim": dh, "seq": S})
+
+
+def _from_scores(idx: _Index, name: str) -> bool:
+    """`name` is a product of two activations, possibly scaled by scalars."""
+    node = idx.producers.get(name)
+    while node is not None and _scale_of(idx, node) is not None:
+        node = idx.producers.get(_scale_of(idx, node)[0])
+    return (node is not None and node.op_type == "MatMul"
+            and all(idx.const(n) is None for n in node.inputs))
 
 
 def _closed(idx: _Index, nodes: list[Node], out: str) -> bool:
@@ -507,18 +518,26 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
         if tq is not None:
             chosen = (tq, seq, 1)
         else:
-            tk0 = min(seq, 16)
-
+            # recompute K/V: the fewest query tiles (K/V passes), then the largest key chunk
             def recompute(tq: int, tk: int) -> bool:
                 set_attention(tq, tk, 0)
                 return fits()
-            tq = _largest(1, seq, lambda v: recompute(v, tk0))
-            if tq is None:
-                tk = _largest(1, tk0, lambda v: recompute(1, v))
-                chosen = (1, tk, 0) if tk is not None else (1, 1, 0)
+            options = []
+            tk = 1
+            while True:
+                tq = _largest(1, seq, lambda v: recompute(v, tk))
+                if tq is not None:
+                    d = attention_dims(attention[0], [graph.tensors[n].shape if n else None
+                                                      for n in attention[0].inputs])
+                    options.append((attention_kv_passes(d, tq, tk, 0), -tk, tq))
+                if tk >= seq:
+                    break
+                tk = min(2 * tk, seq)
+            if options:
+                passes, neg_tk, tq = min(options)
+                chosen = (tq, -neg_tk, 0)
             else:
-                tk = _largest(tk0, seq, lambda v: recompute(tq, v)) or tk0
-                chosen = (tq, tk, 0)
+                chosen = (1, 1, 0)
         set_attention(*chosen)
     ffn_chosen = None
     if ffn:

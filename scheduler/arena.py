@@ -16,6 +16,7 @@ Lee's greedy by size), kept as the baseline.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import numpy as np
 from onnx2mcu.scheduler.memory_model import Buffer, MemoryProfile
 
 ALIGNMENT = 16
-EXACT_MAX_PAIRS = 400  # offset ILP only for this many overlapping buffer pairs
+EXACT_MAX_PAIRS = 6000  # offset ILP only for this many overlapping buffer pairs
 
 
 def align(value: int, alignment: int = ALIGNMENT) -> int:
@@ -73,7 +74,8 @@ def plan_arena(profile: MemoryProfile, alignment: int = ALIGNMENT, time_limit: f
     rng = random.Random(seed)
     sizes = [align(b.nbytes, alignment) for b in buffers]
     tries = 0
-    while best.arena_bytes > target and time.perf_counter() < deadline and tries < 300:
+    random_until = time.perf_counter() + min(1.0, 0.1 * time_limit)
+    while best.arena_bytes > target and time.perf_counter() < random_until and tries < 200:
         tries += 1
         noise = [s * (1 + 0.3 * rng.random()) for s in sizes]
         order = sorted(range(len(buffers)), key=lambda i: -noise[i])
@@ -194,48 +196,65 @@ def greedy_by_size(buffers: list[Buffer], alignment: int = ALIGNMENT) -> ArenaPl
 
 def _exact_offsets(buffers: list[Buffer], alignment: int, start: ArenaPlan, target: int,
                    time_limit: float) -> ArenaPlan | None:
-    """Offset ILP: o_b + size_b <= o_c or o_c + size_c <= o_b for buffers live together."""
+    """Offset ILP: o_b + size_b <= o_c or o_c + size_c <= o_b for buffers live together.
+
+    Solved as feasibility problems with the arena capped, first at the lower
+    bound (a tight cap is also the tightest big-M, which is what makes these
+    solve fast), then bisecting between the bound and the best greedy plan.
+    """
+    deadline = time.perf_counter() + time_limit
+    live = [b for b in buffers if b.nbytes > 0]
+    pairs = [(a, b) for i, a in enumerate(live) for b in live[i + 1:] if a.overlaps_in_time(b)]
+    if len(pairs) > EXACT_MAX_PAIRS or not live:
+        return None
+    unit = 0
+    for b in live:
+        unit = math.gcd(unit, align(b.nbytes, alignment))
+    lo, hi = target, start.arena_bytes - unit  # feasible caps to try, in bytes
+    best = None
+    while lo <= hi and time.perf_counter() < deadline - 0.05:
+        cap = lo if best is None and lo == target else (lo + hi) // 2 // unit * unit
+        cap = max(cap, lo)
+        offsets, status = _offsets_with_cap(live, pairs, alignment, unit, cap,
+                                            deadline - time.perf_counter())
+        if offsets is not None:
+            plan = ArenaPlan(dict(start.offsets), 0, "exact offsets (ILP)")
+            plan.offsets.update(offsets)
+            plan.arena_bytes = max(plan.offsets[b.index] + align(b.nbytes, alignment) for b in live)
+            _check(live, plan)
+            best = plan
+            hi = plan.arena_bytes - unit
+        elif status == "Infeasible":
+            lo = cap + unit
+        else:
+            break  # out of time without an answer
+    return best
+
+
+def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap: int,
+                      time_limit: float):
     import pulp
 
     from onnx2mcu.scheduler.ilp import _HiGHS, _quiet_stdout
 
-    live = [b for b in buffers if b.nbytes > 0]
-    pairs = [(a, b) for i, a in enumerate(live) for b in live[i + 1:] if a.overlaps_in_time(b)]
-    if len(pairs) > EXACT_MAX_PAIRS or time_limit < 0.05:
-        return None
-    unit = alignment
-    cap = start.arena_bytes // unit
+    c = cap // unit
     lp = pulp.LpProblem("offsets", pulp.LpMinimize)
-    A = pulp.LpVariable("A", lowBound=target // unit, upBound=cap)
-    lp += A
     o = {}
-    values = {A: float(cap)}
     for b in live:
         s = align(b.nbytes, alignment) // unit
-        o[b.index] = pulp.LpVariable(f"o_{b.index}", lowBound=0, upBound=cap - s, cat="Integer")
-        lp += o[b.index] + s <= A
-        values[o[b.index]] = float(start.offsets[b.index] // unit)
+        o[b.index] = pulp.LpVariable(f"o_{b.index}", lowBound=0, upBound=c - s, cat="Integer")
+    lp += pulp.lpSum([])
     for a, b in pairs:
         sa, sb = align(a.nbytes, alignment) // unit, align(b.nbytes, alignment) // unit
         z = pulp.LpVariable(f"z_{a.index}_{b.index}", cat="Binary")
-        lp += o[a.index] + sa <= o[b.index] + cap * (1 - z)
-        lp += o[b.index] + sb <= o[a.index] + cap * z
-        values[z] = 1.0 if start.offsets[a.index] < start.offsets[b.index] else 0.0
-    sol = _HiGHS(start=values, msg=False, timeLimit=max(time_limit, 0.05), mip_rel_gap=0.0)
+        lp += o[a.index] + sa <= o[b.index] + c * (1 - z)
+        lp += o[b.index] + sb <= o[a.index] + c * z
+    sol = _HiGHS(msg=False, timeLimit=max(time_limit, 0.05))
     with _quiet_stdout():
         lp.solve(sol)
-    if any(v.varValue is None for v in o.values()):
-        return None
-    offsets = dict(start.offsets)
-    for b in live:
-        offsets[b.index] = int(round(o[b.index].varValue)) * unit
-    arena = max((offsets[b.index] + align(b.nbytes, alignment) for b in live), default=0)
-    plan = ArenaPlan(offsets, arena, "exact offsets (ILP)")
-    try:
-        _check(live, plan)
-    except AssertionError:
-        return None
-    return plan
+    if sol.model_status != "Optimal" or any(v.varValue is None for v in o.values()):
+        return None, sol.model_status
+    return {idx: int(round(v.varValue)) * unit for idx, v in o.items()}, "Optimal"
 
 
 def _check(buffers: list[Buffer], plan: ArenaPlan) -> None:

@@ -60,7 +60,7 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
     ev = FastEval(fused)
     lb, _ = fused.cut_lower_bound()
 
-    budget = time_limit * (0.15 if method == "ilp" else 0.9)
+    budget = min(time_limit * (0.15 if method == "ilp" else 0.9), 8.0)
     h_deadline = min(deadline, time.perf_counter() + max(budget, 0.05))
     order, results = best_heuristic(fused, ev, h_deadline)
     h_peak = int(ev.peak(order))

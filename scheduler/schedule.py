@@ -70,14 +70,14 @@ def schedule(graph: Graph, method: str = METHODS[0], time_limit: float = 60.0,
         optimal, lower = False, None
     else:
         from onnx2mcu.scheduler.optimize import optimize
-        arena_share = min(5.0, 0.1 * time_limit)
-        outcome = optimize(graph, method, max(time_limit - arena_share, 0.1) * 0.95, solver=solver)
+        share = 0.62 if method == "ilp" else 0.3
+        outcome = optimize(graph, method, max(time_limit * share, 0.05), solver=solver)
         order, optimal, lower, stats = outcome.order, outcome.optimal, outcome.lower_bound, outcome.stats
     stats = dict(stats)
     stats["schedule_seconds"] = round(time.perf_counter() - start, 4)
     prof = profile(graph, order)
-    remaining = max(time_limit - (time.perf_counter() - start), 0.2)
-    plan = plan_arena(prof, time_limit=min(5.0, remaining))
+    remaining = max(0.97 * time_limit - (time.perf_counter() - start), 0.2)
+    plan = plan_arena(prof, time_limit=remaining)
     check_plan(prof, plan)
     if lower is not None:
         lower = min(lower, prof.peak_bytes)

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from onnx2mcu.errors import UserError
-from onnx2mcu.ir import Graph
+from onnx2mcu.ir import DType, Graph
 from onnx2mcu.ops import lookup
 from onnx2mcu.scheduler import Schedule
 
@@ -43,7 +43,10 @@ class Arena:
         buffer = self.sched.profile.buffer_of[name]
         offset = self.sched.plan.offsets[buffer]
         raw = self.bytes[offset: offset + tensor.nbytes]
-        return raw.view(tensor.dtype.numpy).reshape(tensor.shape)
+        shape = tensor.shape
+        if tensor.dtype is DType.BIT:  # packed words along the last axis
+            shape = tuple(shape[:-1]) + ((shape[-1] + 31) // 32,) if shape else (1,)
+        return raw.view(tensor.dtype.numpy).reshape(shape)
 
 
 def simulate(graph: Graph, sched: Schedule, inputs: Mapping[str, np.ndarray],

@@ -11,8 +11,9 @@ runtime kernels built once per session into a static library, run, and its
 outputs read back bit-exactly.
 
 Speed: rendering runs in the main thread while compiles and runs go to a
-pool of 2 workers (1 under pytest-xdist, whose workers already run in
-parallel); the first test submits every collected case of this module.
+pool of 2 threads; the first test submits every collected case of this
+module.  Under pytest-xdist (whose workers already run in parallel) each
+case is built by its own test.
 """
 from __future__ import annotations
 
@@ -151,18 +152,23 @@ class _Pool:
         return self.wires[case.name], outputs
 
 
+UNDER_XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
 @pytest.fixture(scope="module")
 def pool(request, kernel_library, tmp_path_factory):
-    workers = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
-    runner = _Pool(kernel_library, tmp_path_factory.mktemp("c_conformance"), workers)
+    runner = _Pool(kernel_library, tmp_path_factory.mktemp("c_conformance"), 1 if UNDER_XDIST else 2)
     yield runner
     runner.executor.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture
 def c_outputs(request, pool):
-    """Submit every collected case of this module on first use, then wait for this one's."""
-    if not pool.futures:
+    """Submit every collected case of this module on first use, then wait for this one's.
+
+    Under pytest-xdist each worker collects every case but runs only its share, and the
+    workers already run in parallel: each case is then built when its test runs."""
+    if not pool.futures and not UNDER_XDIST:
         module = sys.modules[__name__]
         for item in request.session.items:
             if getattr(item, "module", None) is module and hasattr(item, "callspec"):

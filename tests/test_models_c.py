@@ -163,12 +163,28 @@ def test_bert_tiny_under_qemu(projects):
 
 
 # ----- a real board links ----------------------------------------------------------
+# ad01_fp32's weights alone (1,063,456 B) exceed the F746ZG's 1 MiB of flash
+FITS_F746 = [name for name in MLPERF_FLOAT if name != "ad01_fp32"]
+
+
 @needs_arm
-@pytest.mark.parametrize("name", MLPERF_FLOAT)
+@pytest.mark.parametrize("name", FITS_F746)
 def test_mlperf_tiny_links_for_nucleo_f746zg(projects, name):
     project = projects.get(name, "nucleo-f746zg")
     elf = build(project, "nucleo-f746zg")
     assert elf.is_file() and elf.stat().st_size > 0
+
+
+@needs_arm
+def test_ad01_flash_overflow_on_nucleo_f746zg(tmp_path, capsys):
+    """Refused at compile (flash), and when forced the link names the FLASH overflow."""
+    model, out = str(model_path("ad01_fp32")), tmp_path / "ad01"
+    assert cli.main(["compile", model, "-o", str(out), "--board", "nucleo-f746zg"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit nucleo-f746zg" in err and "flash" in err
+    assert cli.main(["compile", model, "-o", str(out), "--board", "nucleo-f746zg", "--force"]) == 0
+    with pytest.raises(UserError, match="FLASH overflow"):
+        build(out, "nucleo-f746zg")
 
 
 # ----- too big for a board ---------------------------------------------------------

@@ -9,3 +9,5 @@ from onnx2mcu.ops import quant  # noqa: F401
 from onnx2mcu.ops import reduce  # noqa: F401
 from onnx2mcu.ops import resize  # noqa: F401
 from onnx2mcu.ops import shape  # noqa: F401
+from onnx2mcu.ops import binary  # noqa: F401
+from onnx2mcu.ops import adder  # noqa: F401
