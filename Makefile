@@ -22,8 +22,19 @@ $(VENV)/.test: $(VENV)/.core
 install: $(VENV)/.core
 install-test: $(VENV)/.test
 
+DEMO_DIR := build/demo
+
 demo: $(VENV)/.core
 	$(VENV)/bin/onnx2mcu simulate --example cnn
+	@echo
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null; then \
+	  $(VENV)/bin/onnx2mcu compile --example cnn --board mps2-an386 -o $(DEMO_DIR) && \
+	  $(VENV)/bin/onnx2mcu run $(DEMO_DIR) --qemu; \
+	else \
+	  $(VENV)/bin/onnx2mcu compile --example cnn -o $(DEMO_DIR) && \
+	  $(VENV)/bin/onnx2mcu run $(DEMO_DIR) --host; \
+	  echo "To also run it on an emulated Cortex-M4 (mps2-an386): sudo apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"; \
+	fi
 
 test: $(VENV)/.test
 	$(PY) -m pytest -n 2 -q tests

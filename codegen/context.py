@@ -122,6 +122,14 @@ class CContext:
     kernels: set[str] = field(default_factory=set)  # runtime_c sources needed
     _counter: int = 0
     _interned: dict[str, str] = field(default_factory=dict)
+    _read: set[str] | None = None
+
+    def is_used(self, name: str) -> bool:
+        """Whether a tensor is read by a node or is a graph output (else its value is moot)."""
+        if self._read is None:
+            self._read = {n for node in self.graph.nodes for n in node.inputs if n}
+            self._read.update(self.graph.outputs)
+        return bool(name) and name in self._read
 
     # ----- tensors --------------------------------------------------------
     def tensor(self, name: str) -> Tensor:

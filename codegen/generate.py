@@ -79,7 +79,8 @@ def c_support(graph: Graph) -> list[str]:
     Runs every emitter against a placeholder layout (every tensor at its own offset)."""
     weight_offsets, _ = layout_weights(graph)
     distinct = {name: 16 * i for i, name in enumerate(sorted(graph.tensors))}
-    ctx = CContext(graph, distinct, dict(distinct, **weight_offsets), {})
+    scratch = {node.name: 16 * (len(distinct) + i) for i, node in enumerate(graph.nodes)}
+    ctx = CContext(graph, distinct, dict(distinct, **weight_offsets), scratch)
     return emit_steps(graph, graph.nodes, ctx)[1]
 
 
@@ -91,10 +92,16 @@ def _raise_unsupported(graph: Graph, problems: list[str]) -> None:
                     " (`onnx2mcu simulate` still runs them in the Python reference)")
 
 
+RESERVED_PREFIXES = ("main", "startup", "o2m")
+
+
 def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                  test_inputs: Mapping[str, np.ndarray] | None = None) -> GeneratedModel:
     """Render every generated text file; no I/O."""
     prefix = c_identifier(prefix)
+    if prefix in RESERVED_PREFIXES or prefix.startswith("o2m_"):
+        raise UserError(f"prefix '{prefix}' would clash with the harness or kernel files "
+                        f"(main.c, startup.c, o2m_*.c); choose another, e.g. 'net'")
     weight_offsets, weights_total = layout_weights(graph)
     arena_offsets, scratch_offsets = tensor_offsets(sched)
     ctx = CContext(graph, arena_offsets, weight_offsets, scratch_offsets, prefix=prefix)

@@ -107,12 +107,14 @@ def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
 
 
 # ----- clustering -------------------------------------------------------------------------
-def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int = KMEANS_ITERATIONS,
-           restarts: int = KMEANS_RESTARTS) -> np.ndarray:
+def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int | None = None,
+           restarts: int | None = None) -> np.ndarray:
     """Cluster labels (0..k-1, every cluster non-empty): the best of `restarts` runs of
     k-means++ seeding and Lloyd iterations (by the sum of squared distances)."""
     if k <= 1:
         return np.zeros(x.shape[0], dtype=np.int64)
+    iterations = KMEANS_ITERATIONS if iterations is None else iterations
+    restarts = KMEANS_RESTARTS if restarts is None else restarts
     best, best_cost = None, np.inf
     for run in range(restarts):
         labels = _kmeans_once(x, k, seed + run, iterations)
@@ -153,9 +155,10 @@ def _kmeans_once(x: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarra
             worst = int(np.argmax(d[np.arange(n), new]))
             new[worst] = empty
             d[worst, :] = 0.0
-        if np.array_equal(new, labels):
-            break
+        changed = int(np.count_nonzero(new != labels))
         labels = new
+        if changed <= n // 1000:  # (almost) settled
+            break
         counts = np.bincount(labels, minlength=k)
         sums = np.stack([np.bincount(labels, weights=column, minlength=k) for column in columns],
                         axis=1)
@@ -180,6 +183,24 @@ def _spectrum(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gram = centred.T @ centred
     eig = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
     return mu, eig
+
+
+def top_directions(centred: np.ndarray, rank: int) -> np.ndarray:
+    """The `rank` leading right singular vectors [rank, dim] of `centred` (its truncated SVD
+    basis), from the eigenvectors of the smaller Gram matrix: much cheaper than an SVD."""
+    n, dim = centred.shape
+    if rank <= 0:
+        return np.zeros((0, dim))
+    if n >= dim:
+        _, vectors = np.linalg.eigh(centred.T @ centred)
+        return vectors[:, ::-1][:, :rank].T.copy()
+    values, vectors = np.linalg.eigh(centred @ centred.T)
+    values, vectors = values[::-1][:rank], vectors[:, ::-1][:, :rank]
+    vt = vectors.T @ centred  # rows: sigma_i * v_i
+    keep = values > max(float(values[0]), 0.0) * 1e-12  # null directions stay zero
+    vt[keep] /= np.sqrt(values[keep])[:, None]
+    vt[~keep] = 0.0
+    return vt
 
 
 def map_bytes_for(vocab: int) -> int:
@@ -228,8 +249,9 @@ def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, avai
 
 
 def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
-           candidates: tuple[int, ...] = CLUSTER_CANDIDATES) -> tuple[Plan, list[dict]]:
+           candidates: tuple[int, ...] | None = None) -> tuple[Plan, list[dict]]:
     """Both stages: the plan with the smallest reconstruction error within `budget_bytes`."""
+    candidates = CLUSTER_CANDIDATES if candidates is None else candidates
     vocab, dim = table.shape
     x = table.astype(np.float64)
     norm_sq = float(np.einsum("ij,ij->", x, x)) or 1.0
@@ -285,7 +307,7 @@ def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3) -> Plan:
             base = sq - 2 * (x32 @ mu32) + mu32 @ mu32
             rank = int(best.ranks[c])
             if rank:
-                vt = np.linalg.svd(rows - mu, full_matrices=False)[2][:rank].astype(np.float32)
+                vt = top_directions(rows - mu, rank).astype(np.float32)
                 proj = x32 @ vt.T - (mu32 @ vt.T)[None, :]
                 base = base - np.einsum("ij,ij->i", proj, proj)
             residual[:, c] = base
@@ -350,9 +372,9 @@ def build(table: np.ndarray, plan: Plan) -> Compressed:
         rank = int(plan.ranks[c])
         p_parts.append(mu.astype(np.float32))
         if rank:
-            u, s, vt = np.linalg.svd(rows - mu, full_matrices=False)
-            a_parts.append((u[:, :rank] * s[:rank]).astype(np.float32).reshape(-1))
-            p_parts.append(vt[:rank].astype(np.float32).reshape(-1))
+            vt = top_directions(rows - mu, rank)
+            a_parts.append(((rows - mu) @ vt.T).astype(np.float32).reshape(-1))
+            p_parts.append(vt.astype(np.float32).reshape(-1))
         meta[c] = (starts[c], plan.counts[c], rank, a_off, p_off)
         a_off += int(plan.counts[c]) * rank
         p_off += dim * (1 + rank)

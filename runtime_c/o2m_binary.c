@@ -1,19 +1,25 @@
 /*
  * o2m_binary.c - binary (XNOR-popcount) kernels.  See o2m_binary.h.
  *
- * Popcount: the SWAR sequence reduces a 32-bit word to four byte counts
- * (each 0..8) in 7 ALU operations; the four bytes are then summed into the
- * accumulator, with one USADA8 (sum of absolute byte differences against 0,
- * plus accumulator) on cores with the DSP extension, else with a multiply by
- * 0x01010101 and a shift.  Cortex-M4 has no popcount instruction and
- * __builtin_popcount would be a library call.
+ * Popcount: the SWAR sequence reduces a 32-bit word to nibble counts (0..4)
+ * and then byte counts (0..8); the four bytes are summed into an accumulator
+ * with one USADA8 (sum of absolute byte differences, plus accumulator) on
+ * cores with the DSP extension, else with a multiply by 0x01010101 and a
+ * shift.  Cortex-M4 has no popcount instruction (__builtin_popcount is a
+ * library call there).  Two words share one byte-sum step by adding their
+ * nibble counts first (see bin_group_acc).
  *
- * Tiling: the GEMM computes 2 activation rows x 4 weight rows at a time (each
- * activation word is XORed with 4 weight words, each weight word with 2
- * activation words), then 1 x 4, 2 x 1 and 1 x 1 for the edges.  The conv
- * computes 4 output channels of one output pixel at a time; with dilation 1
- * the taps of one kernel row are one contiguous run of words in both the
- * input and the weights.
+ * GEMM, rows of up to 4 words (K <= 128, e.g. BERT-tiny's hidden size): one
+ * activation row stays in registers while all weight rows stream past it,
+ * so each activation word is loaded once per row and reused for every
+ * output channel.  Longer rows: the same over chunks of 4 words, the partial
+ * counts kept as int32 in the output row's own storage until the last chunk
+ * (float output), or a two-words-per-step loop (packed output).
+ * Conv: 2 output pixels (adjacent, same taps) x 2 output channels at a time,
+ * so each activation word feeds two weight rows and each weight word two
+ * pixels; with dilation 1 the taps of one kernel row are one contiguous run
+ * of words in both the input and the weights; taps outside the input are
+ * skipped (zero padding), and the count of taps inside gives the dot product.
  *
  * Defining O2M_BINARY_NO_TILING at compile time keeps only the 1 x 1 paths
  * (for benchmarks); results are identical.
@@ -476,10 +482,7 @@ O2M_FORCE_INLINE void bin_conv_taps(const o2m_binary_conv_params *p, const uint3
         for (j = jlo; j < jhi; j += (p->dil_w == 1 ? jhi - jlo : 1)) {
             const uint32_t *xt = xr + (size_t)(iw0 + j * p->dil_w) * cw;
             const uint32_t *wt = wr + (size_t)j * cw;
-#ifdef O2M_BINARY_NO_TILING
-            (void)two;
-            (void)ws;
-#else
+#ifndef O2M_BINARY_NO_TILING
             if (pair && two) {
                 bin_run_2x2(xt, xs, wt, ws, run, a);
             } else if (two) {
@@ -488,8 +491,14 @@ O2M_FORCE_INLINE void bin_conv_taps(const o2m_binary_conv_params *p, const uint3
 #endif
             {
                 a[0] = bin_run_1x1(xt, wt, run, a[0]);
+                if (two) {
+                    a[1] = bin_run_1x1(xt, wt + ws, run, a[1]);
+                }
                 if (pair) {
                     a[2] = bin_run_1x1(xt + xs, wt, run, a[2]);
+                    if (two) {
+                        a[3] = bin_run_1x1(xt + xs, wt + ws, run, a[3]);
+                    }
                 }
             }
         }

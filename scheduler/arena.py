@@ -134,13 +134,20 @@ class _Placer:
         self.last = np.array([b.last for b in buffers], dtype=np.int64)
         self.size = np.array([align(b.nbytes, alignment) for b in buffers], dtype=np.int64)
 
-    def place(self, priority: list[int], name: str) -> ArenaPlan:
+    def place(self, priority: list[int], name: str, fixed: dict[int, int] | None = None) -> ArenaPlan:
+        """`fixed`: position in `buffers` -> offset of buffers already placed."""
         n = len(self.buffers)
         offset = np.zeros(n, dtype=np.int64)
         placed = np.zeros(n, dtype=bool)
         arena = 0
         first, last, size = self.first, self.last, self.size
+        for i, o in (fixed or {}).items():
+            offset[i] = o
+            placed[i] = True
+            arena = max(arena, o + int(size[i]))
         for i in priority:
+            if placed[i]:
+                continue
             s = int(size[i])
             if s == 0:
                 placed[i] = True
@@ -198,37 +205,59 @@ def _exact_offsets(buffers: list[Buffer], alignment: int, start: ArenaPlan, targ
                    time_limit: float) -> ArenaPlan | None:
     """Offset ILP: o_b + size_b <= o_c or o_c + size_c <= o_b for buffers live together.
 
-    Solved as feasibility problems with the arena capped, first at the lower
-    bound (a tight cap is also the tightest big-M, which is what makes these
-    solve fast), then bisecting between the bound and the best greedy plan.
+    Solved as a feasibility problem with the arena capped at the lower bound
+    (a tight cap is also the tightest big-M, which is what makes it fast).
+    Staged: first only the buffers live at the tightest steps, the others then
+    placed greedily around them; if that fails, more buffers go into the ILP,
+    up to all of them.
     """
     deadline = time.perf_counter() + time_limit
-    live = [b for b in buffers if b.nbytes > 0]
-    pairs = [(a, b) for i, a in enumerate(live) for b in live[i + 1:] if a.overlaps_in_time(b)]
-    if len(pairs) > EXACT_MAX_PAIRS or not live:
+    nonzero = [i for i, b in enumerate(buffers) if b.nbytes > 0]
+    if not nonzero:
         return None
     unit = 0
-    for b in live:
-        unit = math.gcd(unit, align(b.nbytes, alignment))
-    lo, hi = target, start.arena_bytes - unit  # feasible caps to try, in bytes
-    best = None
-    while lo <= hi and time.perf_counter() < deadline - 0.05:
-        cap = lo if best is None and lo == target else (lo + hi) // 2 // unit * unit
-        cap = max(cap, lo)
-        offsets, status = _offsets_with_cap(live, pairs, alignment, unit, cap,
+    for i in nonzero:
+        unit = math.gcd(unit, align(buffers[i].nbytes, alignment))
+    steps = max(b.last for b in buffers) + 1
+    live = np.zeros(steps + 1, dtype=np.int64)
+    for i in nonzero:
+        b = buffers[i]
+        live[b.first] += align(b.nbytes, alignment)
+        live[b.last + 1] -= align(b.nbytes, alignment)
+    live = np.cumsum(live)[:steps]
+    placer = _Placer(buffers, alignment)
+    sizes = placer.size
+    tried = set()
+    for frac in (1.0, 0.9, 0.75, 0.0):
+        if time.perf_counter() > deadline - 0.05:
+            break
+        tight = live >= frac * target
+        chosen = [i for i in nonzero if tight[buffers[i].first:buffers[i].last + 1].any()]
+        key = tuple(chosen)
+        if key in tried:
+            continue
+        tried.add(key)
+        sub = [buffers[i] for i in chosen]
+        pairs = [(a, b) for k, a in enumerate(sub) for b in sub[k + 1:] if a.overlaps_in_time(b)]
+        if len(pairs) > EXACT_MAX_PAIRS:
+            break
+        offsets, status = _offsets_with_cap(sub, pairs, alignment, unit, target,
                                             deadline - time.perf_counter())
-        if offsets is not None:
-            plan = ArenaPlan(dict(start.offsets), 0, "exact offsets (ILP)")
-            plan.offsets.update(offsets)
-            plan.arena_bytes = max(plan.offsets[b.index] + align(b.nbytes, alignment) for b in live)
-            _check(live, plan)
-            best = plan
-            hi = plan.arena_bytes - unit
-        elif status == "Infeasible":
-            lo = cap + unit
-        else:
-            break  # out of time without an answer
-    return best
+        if offsets is None:
+            if status == "Infeasible":
+                return None  # a subset does not fit under the bound, so neither does the whole
+            continue
+        where = {b.index: i for i, b in enumerate(buffers)}
+        fixed = {where[idx]: o for idx, o in offsets.items()}
+        rest = [i for i in range(len(buffers)) if i not in fixed]
+        for order in (sorted(rest, key=lambda i: (-sizes[i], buffers[i].first)),
+                      sorted(rest, key=lambda i: (buffers[i].first, -sizes[i]))):
+            plan = placer.place(order, "exact offsets (ILP)" if frac == 0.0 else
+                                "exact offsets (ILP) + greedy", fixed)
+            if plan.arena_bytes <= target:
+                _check([b for b in buffers if b.nbytes > 0], plan)
+                return plan
+    return None
 
 
 def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap: int,

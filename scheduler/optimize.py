@@ -28,10 +28,13 @@ from onnx2mcu.scheduler.heuristics import FastEval, best_heuristic
 from onnx2mcu.scheduler.ilp import solve_window
 from onnx2mcu.scheduler.memory_model import profile
 from onnx2mcu.scheduler.problem import Problem
+from onnx2mcu.scheduler.search import solve_window_search
 
 FULL_SEGMENT_BINARIES = 4000  # solve a segment whole when its ILP has at most this many binaries
-WINDOW_NODES = 28  # first LNS window size (super-nodes)
-MAX_WINDOW_NODES = 80
+WINDOW_NODES = 20  # first LNS window size (super-nodes)
+MAX_WINDOW_NODES = 120
+WINDOW_SECONDS = 12.0  # time cap of one LNS window
+SEARCH_STATES = 300_000  # state limit of the exact set search
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Outcome:
 
 
 def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = "highs",
-             force_ilp: bool = False) -> Outcome:
+             force_ilp: bool = False, engine: str = "auto") -> Outcome:
     t0 = time.perf_counter()
     deadline = t0 + max(time_limit, 0.1)
     file_order = list(graph.nodes)
@@ -81,7 +84,8 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
 
     if method == "ilp" and (h_peak > lb or force_ilp):
         order, lb = _improve(fused, ev, order, segments, lb, deadline, solver, stats, asap, alap,
-                             force_ilp)
+                             force_ilp, engine)
+        stats["engine"] = engine
 
     fused_peak = int(ev.peak(order))
     assert fused.is_topological(order)
@@ -130,9 +134,10 @@ def _estimate_binaries(fused: Fused, order: list[int], s: int, e: int) -> int:
 
 
 def _improve(fused: Fused, ev: FastEval, order: list[int], segments, lb: int, deadline: float,
-             solver: str, stats: dict, asap, alap, force: bool):
+             solver: str, stats: dict, asap, alap, force: bool, engine: str):
+    """Lower the peak segment by segment until it meets the bound or time runs out."""
     order = list(order)
-    solved: dict[tuple[int, int], int] = {}  # segment -> proven optimum
+    solved: set[tuple[int, int]] = set()  # segments whose optimum is proven
     stuck: set[tuple[int, int]] = set()
     while time.perf_counter() < deadline - 0.05:
         live = ev.live(order)
@@ -140,32 +145,58 @@ def _improve(fused: Fused, ev: FastEval, order: list[int], segments, lb: int, de
         if peak <= lb and not force:
             break
         force = False
-        todo = []
-        for seg in segments:
-            s, e = seg
-            seg_peak = int(live[s:e].max())
-            if seg in solved or seg in stuck or seg_peak < peak:
-                continue
-            todo.append(seg)
+        todo = [seg for seg in segments if seg not in solved and seg not in stuck
+                and int(live[seg[0]:seg[1]].max()) >= peak]
         if not todo:
             break
-        s, e = todo[0]
-        remaining = deadline - time.perf_counter()
-        if _estimate_binaries(fused, order, s, e) <= FULL_SEGMENT_BINARIES:
-            res = solve_window(fused, order, s, e, remaining, solver=solver, lower=lb)
-            _account(stats, res)
-            order[s:e] = res.order
-            if res.optimal:
-                solved[(s, e)] = res.peak
-                lb = max(lb, res.peak)
-            else:
-                lb = max(lb, int(res.bound))
-                stuck.add((s, e))
+        seg = todo[0]
+        s, e = seg
+        proven, new, seg_peak = _solve_exact(fused, order, s, e, lb, deadline, solver, stats, engine,
+                                             whole=True)
+        if new is not None:
+            order[s:e] = new
+        if proven:
+            solved.add(seg)
+            lb = max(lb, seg_peak)
             continue
-        improved = _lns(fused, ev, order, s, e, lb, deadline, solver, stats)
-        if not improved:
-            stuck.add((s, e))
+        if _lns(fused, ev, order, s, e, deadline, solver, stats, engine):
+            continue
+        stuck.add(seg)
     return order, lb
+
+
+def _solve_exact(fused: Fused, order: list[int], s: int, e: int, lb: int, deadline: float,
+                 solver: str, stats: dict, engine: str, whole: bool, upper: int | None = None,
+                 time_cap: float | None = None):
+    """Minimise the peak of window [s, e): (proven optimal, new window order or None, its peak).
+
+    engine "auto": the exact set search first (fast when the window is narrow),
+    the ILP when the search gives up; "ilp": the ILP alone; "search": the search alone.
+    """
+    remaining = deadline - time.perf_counter()
+    if time_cap is not None:
+        remaining = min(remaining, time_cap)
+    if remaining <= 0.05:
+        return False, None, None
+    if engine in ("auto", "search"):
+        t = time.perf_counter()
+        new, peak, proven = solve_window_search(fused, order, s, e,
+                                                t + (remaining if engine == "search" else remaining / 2),
+                                                max_states=SEARCH_STATES)
+        stats["search_windows"] = stats.get("search_windows", 0) + 1
+        stats["search_seconds"] = round(stats.get("search_seconds", 0.0) + time.perf_counter() - t, 3)
+        if proven or engine == "search":
+            return proven, new, peak
+        order = list(order)
+        order[s:e] = new
+        remaining = min(remaining / 2, deadline - time.perf_counter()) if time_cap else \
+            deadline - time.perf_counter()
+    if whole and _estimate_binaries(fused, order, s, e) > FULL_SEGMENT_BINARIES:
+        return False, (order[s:e] if engine == "auto" else None), None
+    res = solve_window(fused, order, s, e, remaining, solver=solver, upper=upper,
+                       lower=lb if whole else 0)
+    _account(stats, res)
+    return res.optimal, res.order, res.peak
 
 
 def _account(stats: dict, res) -> None:
@@ -173,33 +204,31 @@ def _account(stats: dict, res) -> None:
     stats["ilp_binaries"] += res.binaries
     stats["ilp_pruned_binaries"] += res.pruned
     stats["ilp_seconds"] = round(stats.get("ilp_seconds", 0.0) + res.seconds, 3)
+    stats["ilp_optimal_windows"] = stats.get("ilp_optimal_windows", 0) + int(res.optimal)
 
 
-def _lns(fused: Fused, ev: FastEval, order: list[int], s: int, e: int, lb: int, deadline: float,
-         solver: str, stats: dict) -> bool:
+def _lns(fused: Fused, ev: FastEval, order: list[int], s: int, e: int, deadline: float,
+         solver: str, stats: dict, engine: str) -> bool:
     """Windows around the segment's peak steps until one lowers the peak; False if none does."""
     live = ev.live(order)
     peak = int(live[s:e].max())
     steps = [t for t in range(s, e) if live[t] == peak]
-    for t in steps[:3]:
+    for t in steps[:4]:
         size = WINDOW_NODES
-        while size <= MAX_WINDOW_NODES:
-            remaining = deadline - time.perf_counter()
-            if remaining < 0.1:
+        while True:
+            if deadline - time.perf_counter() < 0.1:
                 return False
             ws = max(s, t - size // 2)
             we = min(e, ws + size)
             ws = max(s, we - size)
             before = int(live[ws:we].max())
-            res = solve_window(fused, order, ws, we, min(remaining, 10.0), solver=solver,
-                               upper=before)
-            _account(stats, res)
-            if res.peak < before:
-                order[ws:we] = res.order
+            proven, new, p = _solve_exact(fused, order, ws, we, 0, deadline, solver, stats, engine,
+                                          whole=False, upper=before, time_cap=WINDOW_SECONDS)
+            stats["lns_windows"] = stats.get("lns_windows", 0) + 1
+            if new is not None and p is not None and p < before:
+                order[ws:we] = new
                 return True
-            if not res.optimal:
+            if not proven or (ws == s and we == e) or size >= MAX_WINDOW_NODES:
                 break
-            if ws == s and we == e:
-                return False
-            size = int(size * 1.6)
+            size = int(size * 1.5)
     return False

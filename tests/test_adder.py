@@ -30,9 +30,12 @@ class ConvParams(Structure):
         "dil_h", "dil_w", "pad_top", "pad_left", "pad")]
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    lib = build_and_load([runtime_dir() / "o2m_adder.c"], tmp_path_factory.mktemp("addlib"), name="adder")
+@pytest.fixture(scope="module", params=["tiled", "untiled"])
+def lib(tmp_path_factory, request):
+    """The kernels as shipped, and built with O2M_ADDER_NO_TILING (the benchmark's baseline)."""
+    defines = ["O2M_ADDER_NO_TILING"] if request.param == "untiled" else []
+    lib = build_and_load([runtime_dir() / "o2m_adder.c"], tmp_path_factory.mktemp("addlib"), name="adder",
+                         defines=defines)
     for suffix in ("f32", "i8"):
         declare(lib, f"o2m_adder_gemm_{suffix}", None, ctypes.POINTER(GemmParams), c_void_p, c_void_p,
                 c_void_p, c_void_p, c_void_p)

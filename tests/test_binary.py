@@ -38,10 +38,12 @@ class ConvParams(Structure):
         "dil_h", "dil_w", "pad_top", "pad_left")]
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+@pytest.fixture(scope="module", params=["tiled", "untiled"])
+def lib(tmp_path_factory, request):
+    """The kernels as shipped, and built with O2M_BINARY_NO_TILING (the benchmark's baseline)."""
     out = tmp_path_factory.mktemp("binlib")
-    lib = build_and_load([runtime_dir() / "o2m_binary.c"], out, name="binary")
+    defines = ["O2M_BINARY_NO_TILING"] if request.param == "untiled" else []
+    lib = build_and_load([runtime_dir() / "o2m_binary.c"], out, name="binary", defines=defines)
     declare(lib, "o2m_pack_bits_f32", None, c_int32, c_int32, c_int32, c_void_p, c_void_p)
     for name in ("o2m_binary_gemm_f32", "o2m_binary_gemm_bits"):
         declare(lib, name, None, ctypes.POINTER(GemmParams), c_void_p, c_void_p, c_void_p, c_void_p)

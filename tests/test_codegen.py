@@ -4,6 +4,7 @@ helpers the emitters share."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -126,6 +127,19 @@ def test_compile_is_byte_identical_twice(tmp_path, synthetic_project):
     assert sorted(first) == sorted(second)
     different = [name for name in first if first[name] != second[name]]
     assert not different, f"differ between two compiles: {different}"
+
+
+def test_compile_is_byte_identical_across_processes(tmp_path, synthetic_project):
+    """Another interpreter with another string-hash seed writes the same bytes."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "from test_codegen import synthetic_model\n"
+              "from onnx2mcu.build import compile_model\n"
+              "compile_model(synthetic_model(), sys.argv[2], board='mps2-an386')\n")
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    proc = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent),
+                           str(tmp_path / "other")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert _files(tmp_path / "other") == _files(synthetic_project)
 
 
 def test_failed_compile_leaves_no_folder(tmp_path):
@@ -322,3 +336,9 @@ def test_reduce_views():
     assert reduce_view([2, 1, 4], {0, 2}) == (1, 8, 1)  # adjacent once size-1 dims go
     assert reduce_view([2, 3, 4], {0, 2}) is None
     assert reduce_view([1, 3, 1], {0, 2}) == (3, 1, 1)  # nothing to reduce
+
+
+def test_prefix_must_not_clash_with_project_files(tmp_path):
+    with pytest.raises(UserError, match="clash"):
+        compile_model(_unary_model("Relu"), tmp_path / "out", prefix="main")
+    assert not (tmp_path / "out").exists()

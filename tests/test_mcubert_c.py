@@ -240,3 +240,53 @@ def test_compiles_strict_for_cortex_m4(tmp_path):
         pytest.skip("arm-none-eabi-gcc not installed")
     compile_objects([runtime_dir() / SOURCE], tmp_path, cc="arm-none-eabi-gcc",
                     cflags=(*STRICT_CFLAGS, "-O2", *CORTEX_M4_FLAGS))
+
+
+# ----- end to end: compressed + tiled BERT-tiny in C --------------------------------------------
+def test_compressed_tiled_bert_tiny_runs_on_host_and_qemu(tmp_path, monkeypatch):
+    """A transformers BERT-tiny export, embeddings compressed 16x and tiled for the least RAM
+    (K/V recomputed, tiles borrowing output rows), compiled for mps2-an386: the host build and
+    the Cortex-M4 build under QEMU give the simulator's outputs."""
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[export]')")
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    from helpers_export import INPUT_SHAPES, SEQ, export_bert
+
+    from onnx2mcu.build import compile_model
+    from onnx2mcu.frontend import load
+    from onnx2mcu.graph_opt import OptimizeOptions, optimize
+    from onnx2mcu.graph_opt import embedding as emb
+    from onnx2mcu.runner import run_project_dir
+    from onnx2mcu.scheduler import schedule
+    from onnx2mcu.simulator import simulate
+
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 16))  # a short stage-1 search: quicker
+    monkeypatch.setattr(emb, "KMEANS_RESTARTS", 1)
+    path = export_bert(tmp_path / "bert_tiny.onnx", dynamo=False)
+    graph, done = optimize(load(path, INPUT_SHAPES), OptimizeOptions(compress_embeddings="16x"))
+    assert done["embedding_compression"]["ratio"] >= 16
+    assert not done["tiling"]["attention"]["cache_kv"]
+    ops = {n.op_type for n in graph.nodes}
+    assert {"ClusteredEmbedding", "TiledAttention", "TiledFFN"} <= ops
+    rng = np.random.default_rng(7)
+    mask = np.ones((1, SEQ), dtype=np.int64)
+    mask[0, 100:] = 0
+    values = {"input_ids": rng.integers(0, 30522, (1, SEQ)).astype(np.int64), "attention_mask": mask}
+    sched = schedule(graph, "greedy")
+    sim = simulate(graph, sched, values).outputs
+    out = tmp_path / "project"
+    result = compile_model(str(path), out, board="mps2-an386", graph=graph, optimization=done,
+                           inputs=values, scheduler="greedy")
+    assert result.report["tiling"]["peak_bytes"] >= result.report["peak_bytes"]
+    assert "o2m_mcubert.c" in result.report["kernels"]
+    modes = ["host"]
+    if shutil.which("qemu-system-arm") and have_compiler("arm-none-eabi-gcc"):
+        modes.append("qemu")
+    for mode in modes:
+        run = run_project_dir(str(out), mode, timeout=600)
+        for name, want in sim.items():
+            got = run["outputs"][name]
+            scale = max(1.0, float(np.abs(want).max()))
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale, err_msg=f"{mode} {name}")
+        if mode == "qemu":
+            assert run["ram_bytes"] >= result.report["arena_bytes"]
+            assert run["inference_instructions"] > 0

@@ -93,16 +93,17 @@ def projects(request, tmp_path_factory):
     store = Projects(tmp_path_factory.mktemp("models_c"))
     yield store
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not store.rows:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not store.rows:
         return
     columns = ["host_rel_err", "qemu_rel_err", "qemu_instructions", "flash_bytes", "ram_bytes"]
     columns += sorted({k for row in store.rows.values() for k in row if k.startswith("compile_s")})
-    reporter.write_line("")
-    reporter.write_line("| model | " + " | ".join(columns) + " |")
-    reporter.write_line("|---" * (len(columns) + 1) + "|")
+    lines = ["", "| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in store.rows.items():
-        cells = [_cell(row.get(c)) for c in columns]
-        reporter.write_line(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    with capture.global_and_fixture_disabled():
+        for line in lines:
+            reporter.write_line(line)
 
 
 def _cell(value) -> str:

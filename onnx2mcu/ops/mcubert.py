@@ -35,8 +35,12 @@ TiledFFN(x, w1, b1, w2, b2) -> [.., out]
     accumulated into y, so the [rows, ffn] intermediate never exists whole.
     `activation`: "gelu" (erf form, x*(erf(x/sqrt 2)+1)*0.5), "gelu_tanh", "relu".
 
-The numpy references follow the C kernels' tile loops (runtime_c/o2m_mcubert.c):
-every tile buffer is rounded to float32 where the C stores it.
+The numpy references compute what the C kernels (runtime_c/o2m_mcubert.c) compute,
+rounded to float32 where the kernels store values.  Tiles never change a value (each
+query row, each inner activation is computed on its own, and split sums continue in
+order), so the references do not loop over tiles; the tile sizes matter for memory
+(`scratch_bytes`), work (`macs`) and the C loops, which tests/test_mcubert_c.py checks
+against these references on random tile sizes.
 """
 from __future__ import annotations
 
@@ -222,7 +226,7 @@ def _f32(v) -> np.ndarray:
 
 
 def _project(x_rows: np.ndarray, w: np.ndarray, b: np.ndarray | None, scale: float) -> np.ndarray:
-    y = _f32(x_rows.astype(np.float64) @ w.astype(np.float64))
+    y = _f32(x_rows.astype(np.float64) @ w)
     if b is not None:
         y = _f32(y.astype(np.float64) + b)
     if scale != 1.0:
@@ -241,53 +245,42 @@ def _softmax_rows(s: np.ndarray, nan_to_zero: bool) -> np.ndarray:
 
 
 def _attention(node: Node, inputs: list) -> list:
+    """The math of the C kernel, rounded to float32 where the kernel stores a value.
+
+    Every query row is computed independently of the others (its scores, softmax,
+    context and output row), so the result does not depend on the tile sizes; this
+    reference therefore computes each head for all rows at once."""
     x, wq, bq, wk, bk, wv, bv, wo, bo = inputs[:9]
     mask = inputs[9] if len(inputs) > 9 else None
     d = attention_dims(node, [np.shape(v) if v is not None else None for v in inputs])
     B, S, H, nh, dh, out_dim = d["batch"], d["seq"], d["hidden"], d["heads"], d["head_dim"], d["out"]
-    tq, tk, cache = attention_tiles(node, S)
     qs, ks, ss = (float(node.attr(k, 1.0)) for k in ("q_scale", "k_scale", "s_scale"))
     nan_to_zero = bool(node.attr("nan_to_zero", 0))
     xs = np.asarray(x, dtype=np.float32).reshape(B, S, H)
     m = _mask_view(mask, B, S)
+    w64 = [None if w is None else np.asarray(w, dtype=np.float64) for w in (wq, bq, wk, bk, wv, bv, wo)]
+    wq64, bq64, wk64, bk64, wv64, bv64, wo64 = w64
     y = np.zeros((B, S, out_dim), dtype=np.float64)
 
     def cols(w, b, h):
         sl = slice(h * dh, (h + 1) * dh)
         return w[:, sl], (None if b is None else b[sl])
 
-    plan = attention_tile_plan(S, out_dim, dh, tq, tk, cache)
     for b in range(B):
         xb = xs[b]
         mb = None if m is None else m[b if m.shape[0] > 1 else 0]
-        # cache_kv: heads outer (K, V once per head); else tiles outer (K, V per tile and head)
-        loops = [(h, t) for h in range(nh) for t in plan] if cache else \
-            [(h, t) for t in plan for h in range(nh)]
-        k_all = v_all = None
-        for h, (r0, rows, _) in loops:
-            (wqh, bqh), (wkh, bkh), (wvh, bvh) = cols(wq, bq, h), cols(wk, bk, h), cols(wv, bv, h)
-            woh = wo[h * dh:(h + 1) * dh].astype(np.float64)
-            if cache and r0 == 0:
-                k_all, v_all = _project(xb, wkh, bkh, ks), _project(xb, wvh, bvh, 1.0)
-            r1 = r0 + rows
-            q = _project(xb[r0:r1], wqh, bqh, qs)
-            scores = np.empty((r1 - r0, S), dtype=np.float32)
-            chunks = [(0, S)] if cache else [(k0, min(k0 + tk, S)) for k0 in range(0, S, tk)]
-            for k0, k1 in chunks:
-                kc = k_all if cache else _project(xb[k0:k1], wkh, bkh, ks)
-                scores[:, k0:k1] = _f32(q.astype(np.float64) @ kc.astype(np.float64).T)
+        for h in range(nh):
+            q = _project(xb, *cols(wq64, bq64, h), qs)
+            k = _project(xb, *cols(wk64, bk64, h), ks)
+            v = _project(xb, *cols(wv64, bv64, h), 1.0)
+            scores = _f32(q.astype(np.float64) @ k.astype(np.float64).T)
             if ss != 1.0:
                 scores = _f32(scores.astype(np.float64) * np.float32(ss))
             if mb is not None:
-                mrows = mb[r0:r1] if mb.shape[0] > 1 else mb
-                scores = _f32(scores.astype(np.float64) + mrows)
+                scores = _f32(scores.astype(np.float64) + mb)
             p = _softmax_rows(scores, nan_to_zero)
-            ctx = np.zeros((r1 - r0, dh))
-            for k0, k1 in chunks:
-                vc = v_all if cache else _project(xb[k0:k1], wvh, bvh, 1.0)
-                ctx += p[:, k0:k1].astype(np.float64) @ vc.astype(np.float64)
-            ctx = _f32(ctx)
-            y[b, r0:r1] += ctx.astype(np.float64) @ woh
+            ctx = _f32(p.astype(np.float64) @ v.astype(np.float64))
+            y[b] += ctx.astype(np.float64) @ wo64[h * dh:(h + 1) * dh]
     y = _f32(y)
     if bo is not None:
         y = _f32(y.astype(np.float64) + bo)
@@ -409,24 +402,16 @@ def ffn_tiles(node: Node, rows: int, inner: int) -> tuple[int, int]:
 
 
 def _ffn(node: Node, inputs: list) -> list:
+    """The math of the C kernel (float32 where it stores); every element of the inner
+    activation is computed on its own, so tiles do not change the result."""
     x, w1, b1, w2, b2 = inputs[:5]
     hidden, inner, out_dim = w1.shape[0], w1.shape[1], w2.shape[1]
-    xs = np.asarray(x, dtype=np.float32).reshape(-1, hidden)
-    rows = xs.shape[0]
-    tr, tf = ffn_tiles(node, rows, inner)
-    kind = node.attr("activation", "gelu")
-    y = np.zeros((rows, out_dim), dtype=np.float64)
-    for r0 in range(0, rows, tr):
-        r1 = min(r0 + tr, rows)
-        xr = xs[r0:r1].astype(np.float64)
-        for f0 in range(0, inner, tf):
-            f1 = min(f0 + tf, inner)
-            h = _f32(xr @ w1[:, f0:f1].astype(np.float64))
-            if b1 is not None:
-                h = _f32(h.astype(np.float64) + b1[f0:f1])
-            h = activation(h, kind)
-            y[r0:r1] += h.astype(np.float64) @ w2[f0:f1].astype(np.float64)
-    y = _f32(y)
+    xs = np.asarray(x, dtype=np.float32).reshape(-1, hidden).astype(np.float64)
+    h = _f32(xs @ np.asarray(w1, dtype=np.float64))
+    if b1 is not None:
+        h = _f32(h.astype(np.float64) + b1)
+    h = activation(h, node.attr("activation", "gelu"))
+    y = _f32(h.astype(np.float64) @ np.asarray(w2, dtype=np.float64))
     if b2 is not None:
         y = _f32(y.astype(np.float64) + b2)
     return [y.reshape(tuple(np.shape(x)[:-1]) + (out_dim,))]

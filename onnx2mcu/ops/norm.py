@@ -88,7 +88,7 @@ def _rms_norm(node: Node, inputs: list) -> list:
 
 def _emit_layer_norm(node: Node, ctx) -> list[str]:
     _float_only(node, ctx)
-    if any(has_output(node, i) for i in (1, 2)):
+    if any(has_output(node, i) and ctx.is_used(node.outputs[i]) for i in (1, 2)):
         ctx.refuse(node, "the Mean / InvStdDev outputs have no C kernel")
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)

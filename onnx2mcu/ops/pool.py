@@ -55,7 +55,7 @@ def _pool_macs(node: Node, graph: Graph) -> int:
 
 def emit_pool(kernel: str):
     def emit(node: Node, ctx) -> list[str]:
-        if has_output(node, 1):
+        if has_output(node, 1) and ctx.is_used(node.outputs[1]):
             ctx.refuse(node, "the Indices output has no C kernel")
         x, y = node.inputs[0], node.outputs[0]
         win, (h_in, w_in) = window_2d(node, ctx)
