@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import numpy as np
 
@@ -238,7 +238,7 @@ class CContext:
         self.kernels.update(sources)
 
     # ----- errors ---------------------------------------------------------
-    def refuse(self, node: Node, why: str) -> "NoReturn":  # noqa: F821
+    def refuse(self, node: Node, why: str) -> NoReturn:
         raise NotSupportedInC(f"'{node.name}' ({node.op_type}): {why}")
 
     def check_size(self, node: Node, *names: str) -> None:

@@ -61,6 +61,7 @@ def emit_steps(graph: Graph, order, ctx: CContext) -> tuple[list[dict], list[str
             problems.append(f"'{node.name}' ({node.op_type}): no C kernel yet")
             continue
         try:
+            ctx.check_size(node, *node.inputs, *node.outputs)
             code = op.emit_c(node, ctx)
         except NotSupportedInC as exc:
             problems.append(str(exc))

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops import lookup
 from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
 

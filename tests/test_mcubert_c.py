@@ -10,9 +10,8 @@ to the simulator.
 from __future__ import annotations
 
 import ctypes
-import math
 import shutil
-from ctypes import POINTER, Structure, c_float, c_int32, c_int64, c_uint8, c_void_p
+from ctypes import POINTER, Structure, c_float, c_int32, c_void_p
 
 import numpy as np
 import pytest

@@ -405,7 +405,7 @@ def _ffn(node: Node, inputs: list) -> list:
     """The math of the C kernel (float32 where it stores); every element of the inner
     activation is computed on its own, so tiles do not change the result."""
     x, w1, b1, w2, b2 = inputs[:5]
-    hidden, inner, out_dim = w1.shape[0], w1.shape[1], w2.shape[1]
+    hidden, out_dim = w1.shape[0], w2.shape[1]
     xs = np.asarray(x, dtype=np.float32).reshape(-1, hidden).astype(np.float64)
     h = _f32(xs @ np.asarray(w1, dtype=np.float64))
     if b1 is not None:
