@@ -118,6 +118,7 @@ class CContext:
     weight_offsets: dict[str, int]  # constant tensor -> byte offset in the weight blob
     scratch_offsets: dict[str, int]  # node name -> byte offset of its scratch
     prefix: str = "model"
+    ext_offsets: dict[str, int] = field(default_factory=dict)  # constants in the external blob
     declarations: list[str] = field(default_factory=list)
     kernels: set[str] = field(default_factory=set)  # runtime_c sources needed
     _counter: int = 0
@@ -160,6 +161,9 @@ class CContext:
         tensor = self.graph.tensors[name]
         member = UNION_MEMBER[tensor.dtype]
         size = np.dtype(C_NUMPY[member]).itemsize
+        if tensor.is_const and name in self.ext_offsets:
+            base = self.ext_offsets[name]
+            return f"&{self.prefix}_weights_ext.{member}[{base // size + int(offset)}]"
         if tensor.is_const:
             base = self.weight_offsets[name]
             return f"&{self.prefix}_weights.{member}[{base // size + int(offset)}]"

@@ -97,15 +97,22 @@ RESERVED_PREFIXES = ("main", "startup", "o2m")
 
 
 def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
-                 test_inputs: Mapping[str, np.ndarray] | None = None) -> GeneratedModel:
-    """Render every generated text file; no I/O."""
+                 test_inputs: Mapping[str, np.ndarray] | None = None,
+                 external: frozenset[str] | set[str] = frozenset()) -> GeneratedModel:
+    """Render every generated text file; no I/O.
+
+    Constants named in `external` go to a second blob placed in the board's
+    external memory region (section .o2m_ext)."""
     prefix = c_identifier(prefix)
     if prefix in RESERVED_PREFIXES or prefix.startswith("o2m_"):
         raise UserError(f"prefix '{prefix}' would clash with the harness or kernel files "
                         f"(main.c, startup.c, o2m_*.c); choose another, e.g. 'net'")
-    weight_offsets, weights_total = layout_weights(graph)
+    weight_offsets, internal_total = layout_weights(graph, exclude=external)
+    ext_offsets, ext_total = layout_weights(graph, only=external) if external else ({}, 0)
+    weights_total = internal_total + ext_total
     arena_offsets, scratch_offsets = tensor_offsets(sched)
-    ctx = CContext(graph, arena_offsets, weight_offsets, scratch_offsets, prefix=prefix)
+    ctx = CContext(graph, arena_offsets, weight_offsets, scratch_offsets, prefix=prefix,
+                   ext_offsets=ext_offsets)
     steps, problems = emit_steps(graph, sched.order, ctx)
     if problems:
         _raise_unsupported(graph, problems)
@@ -134,7 +141,8 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                   outputs=outputs, arena_bytes=sched.arena_bytes, peak_bytes=sched.peak_bytes,
                   weights_bytes=weights_total, n_steps=len(steps), scheduler=sched.method)
     env = _env()
-    words = weight_words(graph, weight_offsets, weights_total) if uses_weights else None
+    words = weight_words(graph, weight_offsets, internal_total) if uses_weights else None
+    ext_words = weight_words(graph, ext_offsets, ext_total) if ext_offsets else None
     files = {
         f"{prefix}.h": env.get_template("model.h.j2").render(**common),
         f"{prefix}.c": env.get_template("model.c.j2").render(
@@ -143,13 +151,17 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
         f"{prefix}_weights.h": env.get_template("weights.h.j2").render(
             **common, uses_weights=uses_weights, n_words=0 if words is None else len(words),
             words="" if words is None else format_words(words),
-            offsets=sorted(weight_offsets.items(), key=lambda kv: (kv[1], kv[0]))),
+            offsets=sorted(weight_offsets.items(), key=lambda kv: (kv[1], kv[0])),
+            n_ext_words=0 if ext_words is None else len(ext_words),
+            ext_words="" if ext_words is None else format_words(ext_words),
+            ext_offsets=sorted(ext_offsets.items(), key=lambda kv: (kv[1], kv[0]))),
     }
     if test_inputs is not None:
         files["main.c"] = render_harness(prefix, inputs, outputs)
     harness_io = {"inputs": [{k: e[k] for k in HARNESS_KEYS} for e in inputs],
                   "outputs": [{k: e[k] for k in HARNESS_KEYS} for e in outputs]}
-    report = {"weights_bytes": weights_total, "arena_bytes": sched.arena_bytes,
+    report = {"weights_bytes": weights_total, "external_weights_bytes": ext_total,
+              "arena_bytes": sched.arena_bytes,
               "peak_bytes": sched.peak_bytes, "kernels": sorted(ctx.kernels), "c_io": harness_io}
     return GeneratedModel(files, sorted(ctx.kernels), report)
 

@@ -18,13 +18,18 @@ WORDS_PER_LINE = 8
 WORD_BYTES = 8
 
 
-def layout_weights(graph: Graph) -> tuple[dict[str, int], int]:
-    """Offsets of the constants the nodes read (in first-use order), then of constant outputs."""
+def layout_weights(graph: Graph, exclude: frozenset[str] | set[str] = frozenset(),
+                   only: frozenset[str] | set[str] | None = None) -> tuple[dict[str, int], int]:
+    """Offsets of the constants the nodes read (in first-use order), then of constant outputs.
+
+    `exclude` / `only` split the constants between the internal blob and the external one."""
     offsets: dict[str, int] = {}
     cursor = 0
     names = [name for node in graph.nodes for name in node.inputs if name]
     names += list(graph.outputs)
     for name in names:
+        if name in exclude or (only is not None and name not in only):
+            continue
         if graph.tensors[name].is_const and name not in offsets:
             offsets[name] = cursor
             cursor = align(cursor + graph.tensors[name].nbytes)
@@ -47,3 +52,17 @@ def format_words(words: np.ndarray) -> str:
     items = ["0" if w == 0 else hex(w) for w in words.tolist()]
     lines = (",".join(items[i:i + WORDS_PER_LINE]) for i in range(0, len(items), WORDS_PER_LINE))
     return ",\n    ".join(lines)
+
+
+def external_weights(graph: Graph, budget: int) -> set[str]:
+    """The largest constants to move out of the internal flash until the rest fits `budget` bytes."""
+    consts = sorted({n for node in graph.nodes for n in node.inputs
+                     if n and graph.tensors[n].is_const}, key=lambda n: (-graph.tensors[n].nbytes, n))
+    total = sum(graph.tensors[n].nbytes for n in consts)
+    moved: set[str] = set()
+    for name in consts:
+        if total <= budget:
+            break
+        moved.add(name)
+        total -= graph.tensors[name].nbytes
+    return moved

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES, write_board_files
+from onnx2mcu.codegen.weights import external_weights
 from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files, write_project
 from onnx2mcu.errors import UserError
 from onnx2mcu.frontend import load
@@ -53,14 +54,28 @@ def check_budget(graph: Graph, sched: Schedule, board: Board,
                         f"{stack_bytes} + heap {heap_bytes} + test I/O {_io_bytes(graph)}) but "
                         f"{board.name} has {board.ram_bytes} B")
     test_inputs = sum(graph.tensors[n].nbytes for n in graph.inputs)
-    flash_needed = graph.weights_bytes + test_inputs + CODE_ALLOWANCE
+    external = external_weights_for(graph, board)
+    ext_bytes = sum(graph.tensors[n].nbytes for n in external)
+    internal = graph.weights_bytes - ext_bytes
+    flash_needed = internal + test_inputs + CODE_ALLOWANCE
     if board.flash_bytes is not None and flash_needed > board.flash_bytes:
-        problems.append(f"flash: needs about {flash_needed} B (weights {graph.weights_bytes} + test "
+        problems.append(f"flash: needs about {flash_needed} B (weights {internal} + test "
                         f"inputs {test_inputs} + ~{CODE_ALLOWANCE} for code) but {board.name} has "
                         f"{board.flash_bytes} B")
+    if board.ext_bytes is not None and ext_bytes > board.ext_bytes:
+        problems.append(f"external memory: {ext_bytes} B of weight tables but {board.name} has "
+                        f"{board.ext_bytes} B")
     if problems:
         raise UserError(f"{graph.source}: does not fit {board.name}: " + "; ".join(problems) +
                         "; pick a bigger board or pass --force to emit anyway")
+
+
+def external_weights_for(graph: Graph, board: Board) -> set[str]:
+    """Constants that go to the board's external memory: none unless the flash cannot hold them."""
+    if board.ext_bytes is None or board.flash_bytes is None:
+        return set()
+    test_inputs = sum(graph.tensors[n].nbytes for n in graph.inputs)
+    return external_weights(graph, board.flash_bytes - CODE_ALLOWANCE - test_inputs)
 
 
 def _io_bytes(graph: Graph) -> int:
@@ -86,7 +101,8 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
     if not force:
         check_budget(graph, sched, board)
     values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
-    generated = render_model(graph, sched, prefix=prefix, test_inputs=values)
+    generated = render_model(graph, sched, prefix=prefix, test_inputs=values,
+                             external=external_weights_for(graph, board))
     report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
@@ -113,6 +129,7 @@ def build_report(graph: Graph, sched: Schedule, board: Board, codegen: dict, pre
         "peak_bytes": sched.peak_bytes,
         "arena_bytes": sched.arena_bytes,
         "weights_bytes": codegen["weights_bytes"],
+        "external_weights_bytes": codegen["external_weights_bytes"],
         "peak_step": step,
         "peak_node": sched.order[step].name if sched.order else None,
         "notes": graph.notes,

@@ -35,6 +35,10 @@ class Board:
     clock_hz: int | None = None  # nominal core clock, for turning instruction counts into rough times
     fpu_double: bool = False  # the FPU also does float64 in hardware (fpv5-d16)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # memory-mapped read-only memory beside the internal flash (QSPI flash, PSRAM) that
+    # takes the largest weight tables when the internal flash cannot hold them all
+    ext_origin: int | None = None
+    ext_bytes: int | None = None
 
     @property
     def is_host(self) -> bool:
@@ -57,6 +61,8 @@ class Board:
             "flash_origin": None if self.flash_origin is None else hex(self.flash_origin),
             "ram_origin": None if self.ram_origin is None else hex(self.ram_origin),
             "qemu_machine": self.qemu_machine,
+            "ext_bytes": self.ext_bytes,
+            "ext_origin": None if self.ext_origin is None else hex(self.ext_origin),
             "clock_hz": self.clock_hz,
             "description": self.description,
         }
@@ -79,10 +85,13 @@ _BOARDS: tuple[Board, ...] = (
         flash_origin=0x0000_0000,
         ram_origin=0x2000_0000,
         qemu_machine="mps2-an386",
+        ext_origin=0x2100_0000,
+        ext_bytes=16 * MIB,  # "PSRAM" (mps.ram, 16 MiB at 0x21000000) in QEMU's memory map
         clock_hz=25_000_000,
         description=(
             "Arm MPS2 FPGA image AN386 (Cortex-M4F), emulated by QEMU. Flash = ZBT SSRAM1, 4 MiB at 0x0; "
-            "RAM = ZBT SSRAM2&3, 4 MiB at 0x20000000 (QEMU `info mtree`)."
+            "RAM = ZBT SSRAM2&3, 4 MiB at 0x20000000; weights that do not fit the flash go to the 16 MiB "
+            "PSRAM (QEMU `info mtree`)."
         ),
     ),
     Board(
@@ -97,10 +106,13 @@ _BOARDS: tuple[Board, ...] = (
         flash_origin=0x0000_0000,
         ram_origin=0x2000_0000,
         qemu_machine="mps2-an500",
+        ext_origin=0x6000_0000,
+        ext_bytes=16 * MIB,  # "PSRAM" (mps.ram, 16 MiB at 0x60000000) in QEMU's memory map
         clock_hz=25_000_000,
         description=(
             "Arm MPS2 FPGA image AN500 (Cortex-M7, FPv5-D16), emulated by QEMU. Flash = ZBT SSRAM1, 4 MiB at 0x0; "
-            "RAM = ZBT SSRAM2&3, 4 MiB at 0x20000000 (QEMU `info mtree`)."
+            "RAM = ZBT SSRAM2&3, 4 MiB at 0x20000000; weights that do not fit the flash go to the 16 MiB "
+            "PSRAM (QEMU `info mtree`)."
         ),
     ),
     Board(

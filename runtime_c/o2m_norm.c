@@ -16,13 +16,14 @@ static void softmax_line(int32_t n, int32_t stride, const float *x, float *y, in
         mx = v > mx ? v : mx;
     }
     if (log_form) {
-        float lse;
+        float log_sum;
         for (k = 0; k < n; ++k) {
             sum += expf(x[(size_t)k * stride] - mx);
         }
-        lse = mx + logf(sum);
+        log_sum = logf(sum);
+        /* (x - max) first: x - (max + log_sum) would round away small differences of large x */
         for (k = 0; k < n; ++k) {
-            y[(size_t)k * stride] = x[(size_t)k * stride] - lse;
+            y[(size_t)k * stride] = (x[(size_t)k * stride] - mx) - log_sum;
         }
     } else {
         float inv;

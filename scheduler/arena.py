@@ -264,18 +264,18 @@ def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap:
                       time_limit: float):
     import pulp
 
-    from onnx2mcu.scheduler.ilp import _HiGHS, _quiet_stdout
+    from onnx2mcu.scheduler.ilp import _HiGHS, _quiet_stdout, _var
 
     c = cap // unit
     lp = pulp.LpProblem("offsets", pulp.LpMinimize)
     o = {}
     for b in live:
         s = align(b.nbytes, alignment) // unit
-        o[b.index] = pulp.LpVariable(f"o_{b.index}", lowBound=0, upBound=c - s, cat="Integer")
+        o[b.index] = _var(lp, f"o_{b.index}", lowBound=0, upBound=c - s, cat="Integer")
     lp += pulp.lpSum([])
     for a, b in pairs:
         sa, sb = align(a.nbytes, alignment) // unit, align(b.nbytes, alignment) // unit
-        z = pulp.LpVariable(f"z_{a.index}_{b.index}", cat="Binary")
+        z = _var(lp, f"z_{a.index}_{b.index}", cat="Binary")
         lp += o[a.index] + sa <= o[b.index] + c * (1 - z)
         lp += o[b.index] + sb <= o[a.index] + c * z
     sol = _HiGHS(msg=False, timeLimit=max(time_limit, 0.05))

@@ -75,6 +75,13 @@ def _quiet_stdout():
         os.close(fd)
 
 
+def _var(lp: pulp.LpProblem, name: str, lowBound=None, upBound=None, cat: str = "Continuous"):
+    """A variable of `lp` (PuLP >= 3.3 wants them created through the problem)."""
+    if hasattr(lp, "add_variable"):
+        return lp.add_variable(name, lowBound, upBound, cat)
+    return pulp.LpVariable(name, lowBound, upBound, cat)
+
+
 class _HiGHS(pulp.HiGHS):
     """pulp.HiGHS plus a warm start and the dual bound."""
 
@@ -294,10 +301,10 @@ def _build(fused: Fused, order: Sequence[int], s: int, e: int, upper: int | None
     lp = md.lp
     for i in range(m):
         for t in range(asap[i], alap[i]):
-            md.R[i, t] = pulp.LpVariable(f"R_{i}_{t}", cat="Binary")
+            md.R[i, t] = _var(lp, f"R_{i}_{t}", cat="Binary")
     md.binaries = len(md.R)
     md.pruned = m * (m - 1) - md.binaries  # versus R over every step
-    md.P = P = pulp.LpVariable("P", lowBound=md.lower)
+    md.P = P = _var(lp, "P", lowBound=md.lower)
     if upper is not None:
         P.upBound = upper
     lp += P
@@ -378,7 +385,7 @@ def _build(fused: Fused, order: Sequence[int], s: int, e: int, upper: int | None
                 continue
             if not need:
                 continue
-            L = pulp.LpVariable(f"L_{g}_{t}", lowBound=0)
+            L = _var(lp, f"L_{g}_{t}", lowBound=0)
             for a, b in need:
                 lp += L >= a - b
             if STRENGTHEN:
@@ -424,7 +431,7 @@ def _build(fused: Fused, order: Sequence[int], s: int, e: int, upper: int | None
                 continue
             if not opts:
                 continue
-            I = pulp.LpVariable(f"I_{i}_{t}", lowBound=0, upBound=1)
+            I = _var(lp, f"I_{i}_{t}", lowBound=0, upBound=1)
             x = pulp.LpAffineExpression()
             for var, coef in ((r(i, t), 1), (r(i, t - 1) if t > 0 else 0, -1)):
                 x = x + coef * var
@@ -437,7 +444,7 @@ def _build(fused: Fused, order: Sequence[int], s: int, e: int, upper: int | None
             else:
                 caps = []
                 for k, rs in enumerate(opts):
-                    H = pulp.LpVariable(f"H_{i}_{t}_{k}", lowBound=0, upBound=1)
+                    H = _var(lp, f"H_{i}_{t}_{k}", lowBound=0, upBound=1)
                     for c in rs:
                         lp += H <= c
                     md.helpers.append((H, rs))

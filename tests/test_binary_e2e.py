@@ -5,7 +5,8 @@
   for bit, and the standard form matches onnxruntime within float tolerance.
 - Adder ResNet-8 (CIFAR shape) and a BiBERT-style binarized BERT-tiny
   (every encoder linear layer binary; small vocabulary and S=32 to keep the
-  test quick): compile, run on host and QEMU, agree with the simulator
+  test quick): compile, run under QEMU (on the host when QEMU is missing;
+  host builds of the small models above cover the host), agree with the simulator
   (float kernels such as LayerNorm round differently from numpy in the last
   bits, hence a tolerance), and lowering is exact: the lowered graph gives
   the same simulator outputs as the unlowered one, bit for bit.
@@ -146,7 +147,7 @@ def test_adder_resnet8(tmp_path):
     np.testing.assert_allclose(expected, ort_outputs(proto, inputs)["y"], rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         np.testing.assert_allclose(expected, model(x).numpy(), rtol=1e-4, atol=1e-5)
-    for mode in MODES:
+    for mode in MODES[-1:]:  # QEMU when available (the small models above also run on the host)
         got = run_project_dir(str(tmp_path / "r8"), mode)["outputs"]["y"]
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=mode)
 
@@ -189,7 +190,7 @@ def test_binary_bert_tiny(tmp_path):
     # lowering is exact: the unlowered graph simulates to the same bits
     unlowered = load(proto)
     np.testing.assert_array_equal(sim_outputs(unlowered, inputs)["hidden"], expected)
-    for mode in MODES:
+    for mode in MODES[-1:]:
         got = run_project_dir(str(tmp_path / "bert"), mode)["outputs"]["hidden"]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=mode)
     # custom form: same lowered graph up to names, same outputs

@@ -46,11 +46,7 @@ HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
 
 # Cases with C emitters whose C results cannot match yet, each with its reason.
 # Strict xfail: a case that starts to pass must be taken off this list.
-KNOWN_BAD_C: dict[str, str] = {
-    "test_logsoftmax_large_number":
-        "runtime_c o2m_logsoftmax_f32 computes x - (max + log(sum)), which rounds away ~2e-4 "
-        "for |x| ~ 1e4; (x - max) - log(sum) would not",
-}
+KNOWN_BAD_C: dict[str, str] = {}
 
 
 def _select():

@@ -1,0 +1,181 @@
+"""Scheduler benchmark: writes benchmarks/scheduler.md.
+
+For complex-wired CIFAR networks (benchmarks/nets.py) and the real models in
+../shared/models: ops before/after fusion; peak and arena of the file order
+with the greedy-by-size planner (the TFLite-Micro-like baseline), of the best
+heuristic order ("greedy" method) with the same planner, and of ours ("ilp"
+method, our planner); solve seconds; proven optimal or the gap to the lower
+bound.  Then the ILP solvers (HiGHS vs CBC) on identical windows, and the
+exact engines (ILP alone vs set search vs both) on the complex nets.
+
+    python benchmarks/scheduler_bench.py [--time-limit 60] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from nets import complex_nets  # noqa: E402
+
+from onnx2mcu.scheduler import schedule  # noqa: E402
+from onnx2mcu.scheduler.arena import greedy_by_size  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+REAL = ["mlperf_tiny/ad01_fp32.onnx", "mlperf_tiny/kws_ref_model_float32.onnx",
+        "mlperf_tiny/pretrainedResnet.onnx", "mlperf_tiny/vww_96_float.onnx",
+        "mcunet/mcunet_vww_deq.onnx"]
+
+
+def kb(n: int) -> str:
+    return f"{n / 1024:.1f}"
+
+
+def load_graphs(quick: bool) -> list[tuple[str, str, object]]:
+    graphs = [(name, "complex", g) for name, g in complex_nets().items()]
+    if quick:
+        graphs = graphs[:1]
+    try:
+        from onnx2mcu.frontend import load
+    except ImportError:  # pragma: no cover
+        return graphs
+    for rel in REAL:
+        path = MODELS / rel
+        if not path.exists():
+            continue
+        try:
+            graphs.append((Path(rel).stem, "real", load(path)))
+        except Exception as err:  # an op not supported yet: say so in the table
+            print(f"skip {rel}: {err}", file=sys.stderr)
+    return graphs
+
+
+def main_table(graphs, time_limit: float) -> tuple[list[str], list[dict]]:
+    rows = []
+    lines = ["| model | ops before → after fusion | file order peak / arena (KiB) | best heuristic peak / arena | "
+             "ours peak / arena | ours vs file | solve s | optimal / gap |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, kind, graph in graphs:
+        t0 = time.perf_counter()
+        base = schedule(graph, "file-order", time_limit)
+        base_arena = greedy_by_size(base.profile.buffers).arena_bytes
+        heur = schedule(graph, "greedy", time_limit)
+        heur_arena = greedy_by_size(heur.profile.buffers).arena_bytes
+        t1 = time.perf_counter()
+        ours = schedule(graph, "ilp", time_limit)
+        seconds = time.perf_counter() - t1
+        stats = ours.stats
+        gap = "optimal" if ours.optimal else (
+            f"gap ≤ {100 * (ours.peak_bytes - ours.lower_bound) / ours.peak_bytes:.1f}%"
+            if ours.lower_bound is not None else "?")
+        reduction = 100 * (base.peak_bytes - ours.peak_bytes) / base.peak_bytes if base.peak_bytes else 0
+        row = dict(name=name, kind=kind, before=stats.get("ops_before_fusion"), after=stats.get("ops_after_fusion"),
+                   file_peak=base.peak_bytes, file_arena=base_arena, heur_peak=heur.peak_bytes,
+                   heur_arena=heur_arena, peak=ours.peak_bytes, arena=ours.arena_bytes, seconds=seconds,
+                   optimal=ours.optimal, lower=ours.lower_bound, reduction=reduction,
+                   arena_method=ours.plan.method)
+        rows.append(row)
+        lines.append(f"| {name} | {row['before']} → {row['after']} | {kb(base.peak_bytes)} / {kb(base_arena)} | "
+                     f"{kb(heur.peak_bytes)} / {kb(heur_arena)} | **{kb(ours.peak_bytes)} / {kb(ours.arena_bytes)}** | "
+                     f"−{reduction:.1f}% | {seconds:.1f} | {gap} |")
+        print(lines[-1], f"(total {time.perf_counter() - t0:.0f}s)", flush=True)
+    return lines, rows
+
+
+def solver_table(windows: int = 4, size: int = 24, limit: float = 30.0) -> list[str]:
+    """HiGHS vs CBC on the same ILP windows of the NAS networks."""
+    from onnx2mcu.scheduler.fusion import fuse
+    from onnx2mcu.scheduler.heuristics import FastEval, best_heuristic
+    from onnx2mcu.scheduler.ilp import solve_window
+    from onnx2mcu.scheduler.problem import Problem
+
+    nets = complex_nets()
+    cases = []
+    for name in ("NASNet-A", "AmoebaNet-A", "DARTS-V2"):
+        fused = fuse(Problem(nets[name]))
+        ev = FastEval(fused)
+        order, _ = best_heuristic(fused, ev, time.perf_counter() + 5)
+        live = ev.live(order)
+        for k in range(windows):
+            s = (k + 1) * fused.m // (windows + 1)
+            e = min(fused.m, s + size)
+            cases.append((name, fused, order, s, e, int(live[s:e].max())))
+    lines = [f"| solver | windows | solved to optimality | total seconds | mean binaries |", "|---|---|---|---|---|"]
+    results = {}
+    for solver in ("highs", "cbc"):
+        total, optimal, binaries = 0.0, 0, 0
+        for name, fused, order, s, e, before in cases:
+            res = solve_window(fused, order, s, e, limit, solver=solver, upper=before)
+            total += res.seconds
+            optimal += res.optimal
+            binaries += res.binaries
+        results[solver] = total
+        lines.append(f"| {solver} | {len(cases)} | {optimal} | {total:.1f} | {binaries // len(cases)} |")
+        print(lines[-1], flush=True)
+    if results.get("cbc") and results.get("highs"):
+        lines.append("")
+        lines.append(f"HiGHS is {results['cbc'] / results['highs']:.1f}× faster than CBC on these windows "
+                     f"({size} super-nodes each, time limit {limit:.0f} s per window, 1 thread).")
+    return lines
+
+
+def engine_table(time_limit: float) -> list[str]:
+    """The exact engine inside optimize(): ILP alone, set search alone, both (default)."""
+    from onnx2mcu.scheduler.optimize import optimize
+
+    lines = ["| model | engine | peak KiB | lower bound KiB | proven | seconds |", "|---|---|---|---|---|---|"]
+    for name, graph in complex_nets().items():
+        for engine in ("ilp", "search", "auto"):
+            t = time.perf_counter()
+            out = optimize(graph, "ilp", time_limit, engine=engine)
+            lines.append(f"| {name} | {engine} | {kb(out.peak)} | {kb(out.lower_bound)} | "
+                         f"{'yes' if out.optimal else 'no'} | {time.perf_counter() - t:.1f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="one complex net, no solver/engine tables")
+    parser.add_argument("--out", type=Path, default=HERE / "scheduler.md")
+    args = parser.parse_args()
+
+    graphs = load_graphs(args.quick)
+    table, rows = main_table(graphs, args.time_limit)
+    out = ["# Scheduler benchmark", "",
+           f"Generated by `python benchmarks/scheduler_bench.py` (time limit {args.time_limit:.0f} s per graph "
+           f"and method; {os.cpu_count()} cores; Python {platform.python_version()}).", "",
+           "Peak = max live activation bytes of the order (memory_model.profile); arena = planned buffer size "
+           "with 16-byte alignment.  Baselines use the greedy-by-size planner (TFLite Micro's); ours uses the "
+           "best of several planners plus an exact offset ILP.  *Best heuristic* is the `greedy` method "
+           "(fusion, several list-scheduling scores, local search).  *Ours* is the default `ilp` method; "
+           "`solve s` is the whole `schedule()` call including arena planning.  The gap is "
+           "(peak − lower bound) / peak.", ""]
+    out += table
+    complex_rows = [r for r in rows if r["kind"] == "complex"]
+    if complex_rows:
+        worst = min(r["reduction"] for r in complex_rows)
+        out += ["", f"Complex-wired nets: ours is {worst:.1f}%–{max(r['reduction'] for r in complex_rows):.1f}% "
+                f"below the file order's peak."]
+    worst_arena = max((r["arena"] - r["peak"]) / r["peak"] for r in rows if r["peak"])
+    out += [f"Largest arena excess over the peak (ours): {100 * worst_arena:.2f}%.",
+            f"Slowest `schedule()`: {max(r['seconds'] for r in rows):.1f} s.", ""]
+    if not args.quick:
+        out += ["## ILP solvers", "", "Identical window ILPs (from the warm-start order, capped at its peak).", ""]
+        out += solver_table()
+        out += ["", "## Exact engines inside the scheduler", "",
+                f"`optimize()` with {args.time_limit * 0.62:.0f} s (the share `schedule()` gives it).", ""]
+        out += engine_table(args.time_limit * 0.62)
+    args.out.write_text("\n".join(out) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
