@@ -388,6 +388,8 @@ def _match_ffn(idx: _Index, first: Node) -> _Match | None:
             or w1v.dtype != np.float32):
         return None
     hidden, inner = w1v.shape
+    if inner <= hidden:  # not an expanding FFN: its intermediate is no larger than its input
+        return None
     nodes = [first]
     h, b1 = first.outputs[0], ""
     add = idx.only_user(h)

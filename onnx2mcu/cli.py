@@ -254,7 +254,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def format_run(data: dict) -> str:
-    lines = [f"{data['mode']:<5} max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}"]
+    lines = [f"{data['mode']:<5} max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}"
+             f"  (vs {data.get('reference', 'onnxruntime')})"]
     if data.get("instructions") is not None:
         lines.append(f"      instructions {data['instructions']:,} (inference "
                      f"{(data.get('inference_instructions') or 0):,})")
@@ -299,14 +300,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"model {data['model']}  board {args.board}  project {out_dir}")
     print("| stage | max_rel_err | peak/arena B | flash B | RAM B | instructions |")
     print("|---|---|---|---|---|---|")
-    print(f"| simulate | {s['max_rel_err']:.3g} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
-    print(f"| host | {h['max_rel_err']:.3g} | - / {h['arena_bytes']} | - | - | - |")
+    print(f"| simulate | {_err(s['max_rel_err'])} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
+    print(f"| host | {_err(h['max_rel_err'])} | - / {h['arena_bytes']} | - | - | - |")
     if q:
-        print(f"| qemu {args.board} | {q['max_rel_err']:.3g} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
+        print(f"| qemu {args.board} | {_err(q['max_rel_err'])} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
               f"{q['ram_bytes']} | {q['instructions']:,} |")
     else:
         print(f"qemu skipped: {data['skipped']}")
     return 0
+
+
+def _err(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _strip(data: dict) -> dict:

@@ -264,7 +264,7 @@ def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap:
                       time_limit: float):
     import pulp
 
-    from onnx2mcu.scheduler.ilp import _HiGHS, _quiet_stdout, _var
+    from onnx2mcu.scheduler.ilp import HIGHS_THREADS, _HiGHS, _quiet_stdout, _var
 
     c = cap // unit
     lp = pulp.LpProblem("offsets", pulp.LpMinimize)
@@ -278,7 +278,7 @@ def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap:
         z = _var(lp, f"z_{a.index}_{b.index}", cat="Binary")
         lp += o[a.index] + sa <= o[b.index] + c * (1 - z)
         lp += o[b.index] + sb <= o[a.index] + c * z
-    sol = _HiGHS(msg=False, timeLimit=max(time_limit, 0.05))
+    sol = _HiGHS(msg=False, timeLimit=max(time_limit, 0.05), threads=HIGHS_THREADS)
     with _quiet_stdout():
         lp.solve(sol)
     if sol.model_status != "Optimal" or any(v.varValue is None for v in o.values()):

@@ -44,6 +44,10 @@ import pulp
 from onnx2mcu.scheduler.fusion import Fused
 
 SOLVERS = ("highs", "cbc")
+# HiGHS keeps one global thread pool per process and refuses to run a model whose
+# `threads` option differs from the first one's; so we leave the option at its default
+# (as other HiGHS users in the process most likely do) and reset the pool if refused.
+HIGHS_THREADS = 1
 
 
 @dataclass
@@ -107,6 +111,9 @@ class _HiGHS(pulp.HiGHS):
             sol.value_valid = True
             h.setSolution(sol)
         h.run()
+        if h.getModelStatus() == highspy.HighsModelStatus.kNotset:
+            h.resetGlobalScheduler(True)
+            h.run()
         info = h.getInfo()
         self.bound = info.mip_dual_bound
         self.objective = info.objective_function_value
@@ -114,7 +121,7 @@ class _HiGHS(pulp.HiGHS):
 
 
 def solve_window(fused: Fused, order: Sequence[int], s: int, e: int, time_limit: float,
-                 solver: str = "highs", upper: int | None = None, threads: int = 1,
+                 solver: str = "highs", upper: int | None = None, threads: int = HIGHS_THREADS,
                  lower: int = 0) -> WindowResult:
     """Re-order order[s:e] to minimise the peak inside the window (warm start: the current order)."""
     t_start = time.perf_counter()
@@ -127,7 +134,7 @@ def solve_window(fused: Fused, order: Sequence[int], s: int, e: int, time_limit:
         return WindowResult(list(order[s:e]), peak, float(peak), True, "Optimal",
                             time.perf_counter() - t_start, 0, model.pruned)
     if solver == "highs":
-        sol = _HiGHS(start=values, msg=False, timeLimit=max(time_limit, 0.01), threads=threads,
+        sol = _HiGHS(start=values, msg=False, timeLimit=max(time_limit, 0.01), threads=HIGHS_THREADS,
                      mip_rel_gap=0.0, mip_abs_gap=max(gcd - 0.5, 0.5))
         with _quiet_stdout():
             lp.solve(sol)
@@ -139,7 +146,7 @@ def solve_window(fused: Fused, order: Sequence[int], s: int, e: int, time_limit:
         if decoded > sol.objective + 0.5 and time.perf_counter() - t_start < time_limit:
             # HiGHS can report a better objective found in its presolved space yet hand back
             # the start vector; solve again without the start, cut off at the start's peak
-            retry = _HiGHS(start=None, msg=False, threads=threads, mip_rel_gap=0.0,
+            retry = _HiGHS(start=None, msg=False, threads=HIGHS_THREADS, mip_rel_gap=0.0,
                            mip_abs_gap=max(gcd - 0.5, 0.5),
                            timeLimit=max(time_limit - (time.perf_counter() - t_start), 0.01))
             P.upBound = values[P]
@@ -182,6 +189,8 @@ def solve_window(fused: Fused, order: Sequence[int], s: int, e: int, time_limit:
                         time.perf_counter() - t_start, model.binaries, model.pruned)
 
 
+# Extra cuts "a reader running at t keeps its input live at t": valid, but measured
+# about 2x slower with HiGHS on NAS windows, so off.
 STRENGTHEN = False
 
 
@@ -238,6 +247,9 @@ class _Model:
         rank = [0] * m
         for k, i in enumerate(local):
             rank[i] = k
+        if any(rank[p] > rank[i] for i in range(m) for p in self.lpreds[i]):
+            local = list(range(m))  # not a solution (no incumbent): keep the start order
+            rank = list(range(m))
         values: dict = {}
         for (i, t), var in self.R.items():
             values[var] = 1.0 if rank[i] <= t else 0.0
@@ -295,6 +307,7 @@ def _build(fused: Fused, order: Sequence[int], s: int, e: int, upper: int | None
         for c in lsuccs[i]:
             d |= desc[c] | (1 << c)
         desc[i] = d
+    md.lpreds = lpreds
     md.asap = [bin(a).count("1") for a in anc]
     md.alap = [m - 1 - bin(d).count("1") for d in desc]
     asap, alap, r = md.asap, md.alap, md.r

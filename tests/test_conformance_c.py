@@ -44,9 +44,6 @@ RUN_TIMEOUT = 30.0
 HAVE_CC = shutil.which("gcc") is not None and shutil.which("ar") is not None
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None
 
-# Cases with C emitters whose C results cannot match yet, each with its reason.
-# Strict xfail: a case that starts to pass must be taken off this list.
-KNOWN_BAD_C: dict[str, str] = {}
 
 
 def _select():
@@ -64,8 +61,7 @@ def _select():
 
 
 C_CASES, NOT_SELECTED = _select()
-C_SELECTED = [case for case in C_CASES if case.name not in KNOWN_BAD_C]
-C_KNOWN_BAD = [case for case in C_CASES if case.name in KNOWN_BAD_C]
+C_SELECTED = C_CASES
 # read by conftest.py's terminal summary
 NOT_SELECTED_COUNT = sum(NOT_SELECTED.values())
 
@@ -200,17 +196,6 @@ def test_conformance_c_case(case, c_outputs):
     wires, outputs = c_outputs(case)
     _check(case, wires, outputs)
 
-
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BAD_C[case.name]))
-    for case in C_KNOWN_BAD], ids=[case.name for case in C_KNOWN_BAD])
-def test_known_bad_c_case_still_fails(case, c_outputs):
-    wires, outputs = c_outputs(case)
-    _check(case, wires, outputs)
-
-
-def test_known_bad_c_names_exist():
-    assert {case.name for case in C_KNOWN_BAD} == set(KNOWN_BAD_C)
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed")

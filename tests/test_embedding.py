@@ -206,7 +206,7 @@ def test_bert_tiny_total_parameters_shrink_5_7x(exports, capsys, monkeypatch):
 
     from onnx2mcu.cli import main
 
-    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 8, 64))
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 64))
     monkeypatch.setattr(emb, "KMEANS_RESTARTS", 1)
 
     path = exports["torchscript"]

@@ -121,7 +121,9 @@ def test_tiled_attention_matches_reference_and_untiled(lib, case):
     A = nh * dh
     out_dim = max(1, H + case["out_extra"])
     x = f32(rng, B, S, H)
-    w = {"wq": f32(rng, H, A), "wk": f32(rng, H, A), "wv": f32(rng, H, A), "wo": f32(rng, A, out_dim)}
+    ws = case.get("weight_scale", 1.0)
+    w = {"wq": f32(rng, H, A, scale=ws), "wk": f32(rng, H, A, scale=ws), "wv": f32(rng, H, A, scale=ws),
+         "wo": f32(rng, A, out_dim, scale=ws)}
     for key, n in (("bq", A), ("bk", A), ("bv", A), ("bo", out_dim)):
         w[key] = f32(rng, n) if case["biases"] else None
     mask = {"none": None, "row": f32(rng, 1, 1, 1, S, scale=2.0),
@@ -146,6 +148,18 @@ def test_tiled_attention_matches_reference_and_untiled(lib, case):
     ctx = (e / e.sum(-1, keepdims=True)) @ split(v)
     plain = ctx.transpose(0, 2, 1, 3).reshape(B, S, A) @ w["wo"] + (w["bo"] if w["bo"] is not None else 0)
     np.testing.assert_allclose(got, plain, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(plain).max())))
+
+
+@pytest.mark.parametrize("cache_kv", [False, True])
+def test_tiled_attention_bert_sized(lib, cache_kv):
+    """BERT-tiny's head shapes at S = 48, smallest tiles: without the cache the first tiles
+    borrow the output's unwritten rows (the plan says so), and the result is the reference's."""
+    case = {"heads": 2, "head_dim": 64, "hidden": 128, "seq": 48, "batch": 1, "out_extra": 0,
+            "tile_q": 1, "tile_k": 3, "cache_kv": cache_kv, "mask": "row", "biases": True,
+            "nan_to_zero": True, "seed": 5, "weight_scale": 128 ** -0.5}
+    plan = attention_tile_plan(48, 128, 64, 1, 3, int(cache_kv))
+    assert any(free for _, _, free in plan) != cache_kv
+    test_tiled_attention_matches_reference_and_untiled.hypothesis.inner_test(lib, case)
 
 
 def test_attention_nan_guard(lib):

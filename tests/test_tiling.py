@@ -124,12 +124,13 @@ def test_cli_simulate_reports_tiling(exports, capsys):
 # ----- equivalence over random shapes and tiles ------------------------------------------------
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(heads=st.integers(1, 4), head_dim=st.sampled_from([1, 2, 3, 8]), seq=st.integers(1, 33),
-       ffn=st.integers(1, 40), layers=st.integers(1, 2), pad=st.booleans(),
+       ffn_extra=st.integers(1, 40), layers=st.integers(1, 2), pad=st.booleans(),
        tile_q=st.integers(1, 40), tile_k=st.integers(1, 40), cache_kv=st.booleans(),
        tile_rows=st.integers(1, 40), tile_f=st.integers(1, 48), seed=st.integers(0, 1000))
-def test_tiling_equivalence_property(heads, head_dim, seq, ffn, layers, pad, tile_q, tile_k,
+def test_tiling_equivalence_property(heads, head_dim, seq, ffn_extra, layers, pad, tile_q, tile_k,
                                      cache_kv, tile_rows, tile_f, seed):
     hidden = heads * head_dim
+    ffn = hidden + ffn_extra  # an expanding FFN (as in every transformer) is what gets tiled
     model = bert_example(hidden=hidden, heads=heads, ffn=ffn, layers=layers, seq=seq, seed=seed)
     graph = load(model, None)
     attention, ffn_nodes = rewrite(graph)
@@ -209,10 +210,18 @@ def test_not_rewritten_when_intermediates_escape():
     import onnx
     from onnx import helper
 
-    model = bert_example(hidden=8, heads=2, ffn=8, layers=1, seq=4)
+    model = bert_example(hidden=8, heads=2, ffn=16, layers=1, seq=4)
     probs = next(n.output[0] for n in model.graph.node if n.op_type == "Softmax")
     model.graph.output.append(helper.make_tensor_value_info(probs, onnx.TensorProto.FLOAT, [1, 2, 4, 4]))
     graph = load(model, None)
     attention, ffn_nodes = rewrite(graph)
     assert attention == [] and len(ffn_nodes) == 1
     assert any(n.op_type == "Softmax" for n in graph.nodes)
+
+
+def test_bottleneck_mlp_is_left_alone():
+    """MatMul-Relu-MatMul whose inner width is not larger than its input is no FFN to tile."""
+    model = bert_example(hidden=8, heads=2, ffn=8, layers=1, seq=4)
+    graph = load(model, None)
+    attention, ffn_nodes = rewrite(graph)
+    assert len(attention) == 1 and ffn_nodes == []
