@@ -27,7 +27,11 @@ among several tables in proportion to their size).
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -44,6 +48,35 @@ MIN_ROWS_PER_CLUSTER = 256
 KMEANS_ITERATIONS = 12
 KMEANS_RESTARTS = 3
 F4 = 4
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Run with one OpenBLAS thread: the search makes thousands of small LAPACK calls (eigh
+    of dim x dim Gram matrices), which several BLAS threads slow down 10-20x on a busy
+    machine.  Uses numpy's bundled OpenBLAS when it can find it, else changes nothing."""
+    setter = getter = None
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for stem, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+            if hasattr(lib, f"{stem}_set_num_threads{suffix}"):
+                setter = getattr(lib, f"{stem}_set_num_threads{suffix}")
+                getter = getattr(lib, f"{stem}_get_num_threads{suffix}")
+                break
+        if setter is not None:
+            break
+    if setter is None:
+        yield
+        return
+    previous = int(getter())
+    setter(1)
+    try:
+        yield
+    finally:
+        setter(previous)
 
 
 # ----- the budget -----------------------------------------------------------------------
@@ -393,8 +426,9 @@ def build(table: np.ndarray, plan: Plan) -> Compressed:
 def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0) -> tuple[Compressed, dict]:
     """Search + build; the report has the measured (float32) relative Frobenius error."""
     start = time.perf_counter()
-    plan, tried = search(table, budget_bytes, seed=seed)
-    result = build(table, plan)
+    with _one_blas_thread():
+        plan, tried = search(table, budget_bytes, seed=seed)
+        result = build(table, plan)
     vocab, dim = table.shape
     rows = result.rows(np.arange(vocab))
     err = float(np.linalg.norm(rows.astype(np.float64) - table)) / \

@@ -18,6 +18,8 @@ raises no step's live bytes.
   K(v), sigma(v)  an order-dependent in-place saving: the step costs
           sigma less when, for some group e in K(v), every other reader
           of e ran before v.
+  T0(v)   T(v) when v runs first (graph inputs nobody reads are live during
+          step 0 only, i.e. during v's first internal step).
 So the live bytes at v's step are  live-across + |In(v)| + T(v) - sigma*[...].
 `describe()` computes it by replaying the memory model over the super-node's
 internal steps for every combination of which external inputs are dead
@@ -60,7 +62,12 @@ R2  push-down: A runs right before B.  Conditions: every successor of A is
     than B's old step.
 
 A rule only fires if `describe()` accepts the merged super-node.  R1 and R2
-are tried on every edge until nothing changes.
+are tried on every edge until nothing changes; the merges made in one round
+touch disjoint sets of groups, so each one's conditions still hold after the
+others (every condition only reads the descriptors and readers of the groups
+around its own pair).  Tests check on thousands of random graphs that the
+fused optimum equals the unfused one and that the fused model reproduces
+`memory_model.profile` exactly.
 """
 from __future__ import annotations
 

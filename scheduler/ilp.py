@@ -45,8 +45,8 @@ from onnx2mcu.scheduler.fusion import Fused
 
 SOLVERS = ("highs", "cbc")
 # HiGHS keeps one global thread pool per process and refuses to run a model whose
-# `threads` option differs from the first one's; so we leave the option at its default
-# (as other HiGHS users in the process most likely do) and reset the pool if refused.
+# `threads` option differs from the pool's; we use one thread (measured faster than the
+# default on our windows) and reset the pool when a run is refused (see _HiGHS).
 HIGHS_THREADS = 1
 
 

@@ -37,7 +37,7 @@ from onnx2mcu.scheduler.heuristics import FastEval, best_heuristic
 from onnx2mcu.scheduler.ilp import solve_window
 from onnx2mcu.scheduler.memory_model import profile
 from onnx2mcu.scheduler.problem import Problem
-from onnx2mcu.scheduler.search import solve_window_search
+from onnx2mcu.scheduler.search import solve_window_search, subset_lower_bound
 
 FULL_SEGMENT_BINARIES = 4000  # solve a segment whole when its ILP has at most this many binaries
 WINDOW_NODES = 20  # first LNS window size (super-nodes)
@@ -92,9 +92,12 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
     stats["solver"] = solver if method == "ilp" else None
 
     if method == "ilp" and (h_peak > lb or force_ilp):
-        order, lb = _improve(fused, ev, order, segments, lb, deadline, solver, stats, asap, alap,
-                             force_ilp, engine)
+        reserve = min(0.2 * (deadline - time.perf_counter()), 10.0)
+        order, lb = _improve(fused, ev, order, segments, lb, deadline - reserve, solver, stats,
+                             asap, alap, force_ilp, engine)
         stats["engine"] = engine
+        if int(ev.peak(order)) > lb and engine != "ilp":
+            lb = max(lb, _subset_bounds(fused, ev, order, lb, deadline, stats))
 
     fused_peak = int(ev.peak(order))
     assert fused.is_topological(order)
@@ -208,6 +211,28 @@ def _solve_exact(fused: Fused, order: list[int], s: int, e: int, lb: int, deadli
                        lower=lb if whole else 0)
     _account(stats, res)
     return res.optimal, res.order, res.peak, (res.bound if whole else None)
+
+
+def _subset_bounds(fused: Fused, ev: FastEval, order: list[int], lb: int, deadline: float,
+                   stats: dict) -> int:
+    """Lower bounds from exact optima of relaxations on growing sets of nodes around the peak."""
+    live = ev.live(order)
+    peak = int(live.max())
+    t = int(live.argmax())
+    size = 16
+    while time.perf_counter() < deadline - 0.05 and lb < peak:
+        s = max(0, t - size // 2)
+        e = min(fused.m, s + size)
+        s = max(0, e - size)
+        bound = subset_lower_bound(fused, order, s, e, deadline)
+        stats["bound_windows"] = stats.get("bound_windows", 0) + 1
+        if bound is None:
+            break
+        lb = max(lb, bound)
+        if s == 0 and e == fused.m:
+            break
+        size = int(size * 1.5)
+    return lb
 
 
 def _account(stats: dict, res) -> None:

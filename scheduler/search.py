@@ -193,3 +193,152 @@ def solve_window_search(fused: Fused, order: Sequence[int], s: int, e: int, dead
             break
         best, best_peak = found, win.peak_of(found)
     return [win.nodes[i] for i in best], best_peak, proven
+
+
+class RelaxedWindow:
+    """A relaxation of the problem restricted to the super-nodes X = order[s:e], for lower bounds.
+
+    For any full order, the steps of X's nodes hold at least what this model
+    counts for the induced order of X, plus the background B:
+    * X keeps the precedences implied by the whole graph (ancestors in X);
+    * a group made in X lives from its maker to its last reader in X (readers
+      outside X are ignored, so it may die earlier than it really does);
+    * a group made outside X and read in X lives from its first to its last
+      reader in X (its maker ran earlier still);
+    * in-place savings only need X's other readers to have run;
+    * B = groups touching no node of X whose maker is an ancestor of every node
+      of X and that a descendant of every node of X reads (or graph outputs):
+      they are live at every step of X.
+    So the optimum of this model plus B is a lower bound on the true optimum.
+    """
+
+    def __init__(self, fused: Fused, order: Sequence[int], s: int, e: int):
+        prob = fused.prob
+        nodes = list(order[s:e])
+        m = len(nodes)
+        self.nodes, self.m = nodes, m
+        local = {v: i for i, v in enumerate(nodes)}
+        anc, desc = fused.closure()
+        self.pred = [0] * m
+        for i, v in enumerate(nodes):
+            for u in nodes:
+                if anc[v] >> u & 1:
+                    self.pred[i] |= 1 << local[u]
+        common_anc = -1
+        common_desc = -1
+        for v in nodes:
+            common_anc &= anc[v]
+            common_desc &= desc[v]
+        self.background = 0
+        self.made: list[list[tuple[int, int, bool]]] = [[] for _ in range(m)]
+        self.lazy: list[list[tuple[int, int, bool]]] = [[] for _ in range(m)]  # first read here
+        self.reads: list[list[tuple[int, int, bool]]] = [[] for _ in range(m)]  # (size, readers, lazy)
+        self.resident0 = 0
+        for g, size in enumerate(prob.sizes):
+            p = fused.gprod[g]
+            readers = 0
+            outside_after = prob.is_out[g]  # live after every node of X?
+            for c in fused.gcons[g]:
+                if c in local:
+                    if c != p:
+                        readers |= 1 << local[c]
+                elif common_desc >> c & 1:
+                    outside_after = True
+            early = p is None or common_anc >> p & 1  # made before every node of X
+            if p is not None and p in local:
+                if not outside_after and not readers:
+                    continue
+                self.made[local[p]].append((size, readers, outside_after))
+                if not outside_after:
+                    for j in range(m):
+                        if readers >> j & 1:
+                            self.reads[j].append((size, readers, False))
+                continue
+            if early and (outside_after or readers):
+                if outside_after:
+                    self.background += size  # live at every step of X
+                else:
+                    self.resident0 += size  # live from X's first step to its last reader in X
+                    for j in range(m):
+                        if readers >> j & 1:
+                            self.reads[j].append((size, readers, False))
+                continue
+            if readers:
+                for j in range(m):
+                    if readers >> j & 1:
+                        self.lazy[j].append((size, readers, outside_after))
+                        if not outside_after:
+                            self.reads[j].append((size, readers, True))
+        self.T = [fused.desc[v].T for v in nodes]
+        self.sigma = [fused.desc[v].sigma for v in nodes]
+        self.options = []
+        for v in nodes:
+            opts = []
+            for cand in fused.desc[v].K:
+                mask = 0
+                never = False
+                for c in fused.gcons[cand]:
+                    if c != v and c in local:
+                        mask |= 1 << local[c]
+                    elif c != v and common_desc >> c & 1:
+                        never = True  # a reader that runs after all of X
+                if not never:
+                    opts.append(mask)
+            self.options.append(opts)
+
+    def step_cost(self, S: int, resident: int, i: int, step: int = 0) -> int:
+        mem = resident + self.T[i]
+        for size, readers, _ in self.lazy[i]:
+            if not readers & S:
+                mem += size  # first reader: the group becomes live now
+        for mask in self.options[i]:
+            if mask & S == mask:
+                mem -= self.sigma[i]
+                break
+        return mem
+
+    def after(self, S: int, resident: int, i: int) -> int:
+        T = S | (1 << i)
+        for size, readers, tail in self.made[i]:
+            if tail or readers & ~T:
+                resident += size
+        for size, readers, tail in self.lazy[i]:
+            if not readers & S and (tail or readers & ~T):
+                resident += size
+        for size, readers, lazy in self.reads[i]:
+            if not readers & ~T and (not lazy or readers & S):
+                resident -= size  # was live, read for the last time
+        return resident
+
+    def peak_of(self, local_order: Sequence[int]) -> int:
+        S, res, peak = 0, self.resident0, 0
+        for i in local_order:
+            peak = max(peak, self.step_cost(S, res, i))
+            res = self.after(S, res, i)
+            S |= 1 << i
+        return peak
+
+
+def subset_lower_bound(fused: Fused, order: Sequence[int], s: int, e: int, deadline: float,
+                       max_states: int = 200_000) -> int | None:
+    """A proven lower bound on the whole graph's optimal peak from the nodes order[s:e], or None."""
+    win = RelaxedWindow(fused, order, s, e)
+    # the induced order is topological for the closure as well
+    best = win.peak_of(_topological(win))
+    while time.perf_counter() < deadline:
+        found, complete = find_below(win, best, deadline, max_states)
+        if found is None:
+            return best + win.background if complete else None
+        best = win.peak_of(found)
+    return None
+
+
+def _topological(win) -> list[int]:
+    done, order = 0, []
+    while len(order) < win.m:
+        for i in range(win.m):
+            if not done >> i & 1 and not win.pred[i] & ~done:
+                order.append(i)
+                done |= 1 << i
+                break
+    return order

@@ -198,16 +198,12 @@ def exports(tmp_path_factory):
     return out
 
 
-def test_bert_tiny_total_parameters_shrink_5_7x(exports, capsys, monkeypatch):
+def test_bert_tiny_total_parameters_shrink_5_7x(exports, capsys):
     """A flash budget of 1/5.7 of BERT-tiny's weights, via the CLI: all of it comes from the
-    word table (89% of the parameters); the report carries ratio and reconstruction error.
-    (A shorter stage-1 search keeps the test quick; the benchmark runs the full one.)"""
+    word table (89% of the parameters); the report carries ratio and reconstruction error."""
     from helpers_export import INPUT_SHAPES, SEQ
 
     from onnx2mcu.cli import main
-
-    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 64))
-    monkeypatch.setattr(emb, "KMEANS_RESTARTS", 1)
 
     path = exports["torchscript"]
     graph = load(path, INPUT_SHAPES)

@@ -256,7 +256,7 @@ def test_compiles_strict_for_cortex_m4(tmp_path):
 
 
 # ----- end to end: compressed + tiled BERT-tiny in C --------------------------------------------
-def test_compressed_tiled_bert_tiny_runs_on_host_and_qemu(tmp_path, monkeypatch):
+def test_compressed_tiled_bert_tiny_runs_on_host_and_qemu(tmp_path):
     """A transformers BERT-tiny export, embeddings compressed 16x and tiled for the least RAM
     (K/V recomputed, tiles borrowing output rows), compiled for mps2-an386: the host build and
     the Cortex-M4 build under QEMU give the simulator's outputs."""
@@ -267,13 +267,10 @@ def test_compressed_tiled_bert_tiny_runs_on_host_and_qemu(tmp_path, monkeypatch)
     from onnx2mcu.build import compile_model
     from onnx2mcu.frontend import load
     from onnx2mcu.graph_opt import OptimizeOptions, optimize
-    from onnx2mcu.graph_opt import embedding as emb
     from onnx2mcu.runner import run_project_dir
     from onnx2mcu.scheduler import schedule
     from onnx2mcu.simulator import simulate
 
-    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 16))  # a short stage-1 search: quicker
-    monkeypatch.setattr(emb, "KMEANS_RESTARTS", 1)
     path = export_bert(tmp_path / "bert_tiny.onnx", dynamo=False)
     graph, done = optimize(load(path, INPUT_SHAPES), OptimizeOptions(compress_embeddings="16x"))
     assert done["embedding_compression"]["ratio"] >= 16
