@@ -106,7 +106,7 @@ def solver_table(windows: int = 4, size: int = 24, limit: float = 30.0) -> list[
             s = (k + 1) * fused.m // (windows + 1)
             e = min(fused.m, s + size)
             cases.append((name, fused, order, s, e, int(live[s:e].max())))
-    lines = [f"| solver | windows | solved to optimality | total seconds | mean binaries |", "|---|---|---|---|---|"]
+    lines = ["| solver | windows | solved to optimality | total seconds | mean binaries |", "|---|---|---|---|---|"]
     results = {}
     for solver in ("highs", "cbc"):
         total, optimal, binaries = 0.0, 0, 0

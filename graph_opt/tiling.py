@@ -520,7 +520,9 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
         if tq is not None:
             chosen = (tq, seq, 1)
         else:
-            # recompute K/V: the fewest query tiles (K/V passes), then the largest key chunk
+            # recompute K/V: the fewest query tiles (K/V passes), then the largest key chunk;
+            # chunks of fewer than 4 keys only when nothing else fits (the kernels work on
+            # 4 columns at a time)
             def recompute(tq: int, tk: int) -> bool:
                 set_attention(tq, tk, 0)
                 return fits()
@@ -531,12 +533,12 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
                 if tq is not None:
                     d = attention_dims(attention[0], [graph.tensors[n].shape if n else None
                                                       for n in attention[0].inputs])
-                    options.append((attention_kv_passes(d, tq, tk, 0), -tk, tq))
+                    options.append((tk < 4, attention_kv_passes(d, tq, tk, 0), -tk, tq))
                 if tk >= seq:
                     break
                 tk = min(2 * tk, seq)
             if options:
-                passes, neg_tk, tq = min(options)
+                _, passes, neg_tk, tq = min(options)
                 chosen = (tq, -neg_tk, 0)
             else:
                 chosen = (1, 1, 0)
@@ -546,15 +548,15 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
         def f_fits(tr: int, tf: int) -> bool:
             set_ffn(tr, tf)
             return fits()
-        tf = _largest(1, inner, lambda v: f_fits(rows, v))
-        if tf is not None:
-            ffn_chosen = (rows, tf)
+        # the widest inner tile first (each inner tile is one more pass over the output),
+        # on a few rows; then as many rows as fit
+        few = min(rows, 4)
+        tf = _largest(1, inner, lambda v: f_fits(few, v))
+        if tf is None:
+            tr = _largest(1, few, lambda v: f_fits(v, 1))
+            ffn_chosen = (tr or 1, 1)
         else:
-            tr = _largest(1, rows, lambda v: f_fits(v, 1))
-            if tr is None:
-                ffn_chosen = (1, 1)
-            else:
-                ffn_chosen = (tr, _largest(1, inner, lambda v: f_fits(tr, v)) or 1)
+            ffn_chosen = (_largest(few, rows, lambda v: f_fits(v, tf)) or few, tf)
         set_ffn(*ffn_chosen)
     report: dict = {}
     if attention:

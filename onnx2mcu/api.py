@@ -52,7 +52,7 @@ class SimulationReport:
 
 
 def simulate(model, input_shapes: Mapping[str, Sequence[int]] | None = None,
-             inputs: Mapping[str, np.ndarray] | None = None, scheduler: str = "file-order",
+             inputs: Mapping[str, np.ndarray] | None = None, scheduler: str = "ilp",
              time_limit: float = 60.0, seed: int = 0, check_onnxruntime: bool = True,
              progress: Callable[[int], None] | None = None, graph: Graph | None = None
              ) -> SimulationReport:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class FastEval:
         self.T = np.array([d.T for d in fused.desc], dtype=np.int64)
         self.T0 = np.array([d.T0 for d in fused.desc], dtype=np.int64)
         # in-place options: (node, sigma, others of each candidate)
-        kflat, koffs, knode, ksig, kcand_node = [], [], [], [], []
+        kflat, koffs, ksig, kcand_node = [], [], [], []
         for v, d in enumerate(fused.desc):
             for e in d.K:
                 others = [c for c in fused.gcons[e] if c != v]
@@ -236,7 +236,7 @@ def best_heuristic(fused: Fused, ev: FastEval, deadline: float, restarts: int = 
     for p, name, _ in candidates:
         results[name] = min(p, results.get(name, p))
     candidates.sort(key=lambda c: c[0])
-    best_peak, best_name, best = candidates[0]
+    best_peak, _, best = candidates[0]
     # polish the few best with local search
     for p, name, o in candidates[:3]:
         if time.perf_counter() > deadline:
@@ -244,6 +244,6 @@ def best_heuristic(fused: Fused, ev: FastEval, deadline: float, restarts: int = 
         o2 = local_search(fused, ev, o, deadline)
         p2 = ev.peak(o2)
         if p2 < best_peak:
-            best_peak, best_name, best = p2, name + "+ls", o2
+            best_peak, best = p2, o2
     results["best"] = best_peak
     return best, results

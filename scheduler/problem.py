@@ -56,7 +56,6 @@ class Problem:
         self.exact = True
         self.notes: list[str] = []
         tensors = graph.tensors
-        outputs = set(graph.outputs)
 
         def new_group(name: str, producer: int | None) -> int:
             g = Group(len(self.groups), tensors[name].nbytes, producer, [], [name],
