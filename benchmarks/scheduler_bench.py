@@ -33,6 +33,10 @@ REAL = ["mlperf_tiny/ad01_fp32.onnx", "mlperf_tiny/kws_ref_model_float32.onnx",
         "mcunet/mcunet_vww_deq.onnx"]
 
 
+BERTS = {"BERT-tiny (seq 128)": {},
+         "BERT-mini (seq 128)": dict(layers=4, hidden=256, heads=4, ffn=1024)}
+
+
 def kb(n: int) -> str:
     return f"{n / 1024:.1f}"
 
@@ -53,6 +57,10 @@ def load_graphs(quick: bool) -> list[tuple[str, str, object]]:
             graphs.append((Path(rel).stem, "real", load(path)))
         except Exception as err:  # an op not supported yet: say so in the table
             print(f"skip {rel}: {err}", file=sys.stderr)
+    from onnx2mcu.examples import build_bert_tiny
+
+    for name, config in BERTS.items():  # as loaded by the frontend: untiled, seq 128
+        graphs.append((name, "real", load(build_bert_tiny(**config))))
     return graphs
 
 

@@ -10,50 +10,123 @@
 #include "o2m_internal.h"
 #include "o2m_mcubert.h"
 
+/* One row of y: y[j] (+)= sum_k a[k*acs] * b[k*brs + j*bcs] */
+O2M_FORCE_INLINE void mc_row(int32_t n, int32_t k, const float *a, int32_t acs, const float *b,
+                             int32_t brs, int32_t bcs, float *y, int32_t accumulate)
+{
+    int32_t j, kk;
+    for (j = 0; j + 3 < n; j += 4) {
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        const float *pa = a;
+        const float *pb = b + (size_t)j * bcs;
+        if (accumulate) {
+            s0 = y[j];
+            s1 = y[j + 1];
+            s2 = y[j + 2];
+            s3 = y[j + 3];
+        }
+        for (kk = 0; kk < k; ++kk) {
+            const float v = *pa;
+            s0 += v * pb[0];
+            s1 += v * pb[bcs];
+            s2 += v * pb[2 * bcs];
+            s3 += v * pb[3 * bcs];
+            pa += acs;
+            pb += brs;
+        }
+        y[j] = s0;
+        y[j + 1] = s1;
+        y[j + 2] = s2;
+        y[j + 3] = s3;
+    }
+    for (; j < n; ++j) {
+        float acc = accumulate ? y[j] : 0.0f;
+        const float *pa = a;
+        const float *pb = b + (size_t)j * bcs;
+        for (kk = 0; kk < k; ++kk) {
+            acc += *pa * *pb;
+            pa += acs;
+            pb += brs;
+        }
+        y[j] = acc;
+    }
+}
+
+/* The whole product, 2 rows x 4 columns at a time (each loaded value feeds 2 or 4
+ * multiply-adds); bcs is a parameter so that a constant 1 folds into an inlined copy. */
+O2M_FORCE_INLINE void mc_gemm_body(int32_t m, int32_t n, int32_t k, const float *a, int32_t ars,
+                                   int32_t acs, const float *b, int32_t brs, int32_t bcs, float *y,
+                                   int32_t yrs, int32_t accumulate)
+{
+    int32_t i, j, kk;
+    for (i = 0; i + 1 < m; i += 2) {
+        const float *a0 = a + (size_t)i * ars;
+        const float *a1 = a0 + ars;
+        float *y0 = y + (size_t)i * yrs;
+        float *y1 = y0 + yrs;
+        for (j = 0; j + 3 < n; j += 4) {
+            float s00 = 0.0f, s01 = 0.0f, s02 = 0.0f, s03 = 0.0f;
+            float s10 = 0.0f, s11 = 0.0f, s12 = 0.0f, s13 = 0.0f;
+            const float *pa0 = a0;
+            const float *pa1 = a1;
+            const float *pb = b + (size_t)j * bcs;
+            if (accumulate) {
+                s00 = y0[j];
+                s01 = y0[j + 1];
+                s02 = y0[j + 2];
+                s03 = y0[j + 3];
+                s10 = y1[j];
+                s11 = y1[j + 1];
+                s12 = y1[j + 2];
+                s13 = y1[j + 3];
+            }
+            for (kk = 0; kk < k; ++kk) {
+                const float x0 = *pa0;
+                const float x1 = *pa1;
+                const float b0 = pb[0];
+                const float b1 = pb[bcs];
+                const float b2 = pb[2 * bcs];
+                const float b3 = pb[3 * bcs];
+                s00 += x0 * b0;
+                s01 += x0 * b1;
+                s02 += x0 * b2;
+                s03 += x0 * b3;
+                s10 += x1 * b0;
+                s11 += x1 * b1;
+                s12 += x1 * b2;
+                s13 += x1 * b3;
+                pa0 += acs;
+                pa1 += acs;
+                pb += brs;
+            }
+            y0[j] = s00;
+            y0[j + 1] = s01;
+            y0[j + 2] = s02;
+            y0[j + 3] = s03;
+            y1[j] = s10;
+            y1[j + 1] = s11;
+            y1[j + 2] = s12;
+            y1[j + 3] = s13;
+        }
+        if (j < n) {
+            mc_row(n - j, k, a0, acs, b + (size_t)j * bcs, brs, bcs, y0 + j, accumulate);
+            mc_row(n - j, k, a1, acs, b + (size_t)j * bcs, brs, bcs, y1 + j, accumulate);
+        }
+    }
+    if (i < m) {
+        mc_row(n, k, a + (size_t)i * ars, acs, b, brs, bcs, y + (size_t)i * yrs, accumulate);
+    }
+}
+
 /* y[i*yrs + j] = (accumulate ? y[i*yrs + j] : 0) + sum_k a[i*ars + k*acs] * b[k*brs + j*bcs] */
 static void mc_gemm(int32_t m, int32_t n, int32_t k, const float *a, int32_t ars, int32_t acs,
                     const float *b, int32_t brs, int32_t bcs, float *y, int32_t yrs,
                     int32_t accumulate)
 {
-    int32_t i, j, kk;
-    for (i = 0; i < m; ++i) {
-        const float *ar = a + (size_t)i * ars;
-        float *yr = y + (size_t)i * yrs;
-        for (j = 0; j + 3 < n; j += 4) {
-            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-            const float *pa = ar;
-            const float *pb = b + (size_t)j * bcs;
-            if (accumulate) {
-                s0 = yr[j];
-                s1 = yr[j + 1];
-                s2 = yr[j + 2];
-                s3 = yr[j + 3];
-            }
-            for (kk = 0; kk < k; ++kk) {
-                const float v = *pa;
-                s0 += v * pb[0];
-                s1 += v * pb[bcs];
-                s2 += v * pb[2 * bcs];
-                s3 += v * pb[3 * bcs];
-                pa += acs;
-                pb += brs;
-            }
-            yr[j] = s0;
-            yr[j + 1] = s1;
-            yr[j + 2] = s2;
-            yr[j + 3] = s3;
-        }
-        for (; j < n; ++j) {
-            float s = accumulate ? yr[j] : 0.0f;
-            const float *pa = ar;
-            const float *pb = b + (size_t)j * bcs;
-            for (kk = 0; kk < k; ++kk) {
-                s += *pa * *pb;
-                pa += acs;
-                pb += brs;
-            }
-            yr[j] = s;
-        }
+    if (bcs == 1) {
+        mc_gemm_body(m, n, k, a, ars, acs, b, brs, 1, y, yrs, accumulate);
+    } else {
+        mc_gemm_body(m, n, k, a, ars, acs, b, brs, bcs, y, yrs, accumulate);
     }
 }
 
