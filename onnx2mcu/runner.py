@@ -18,7 +18,7 @@ from onnx2mcu.build import SOURCE_MODEL, TEST_INPUTS
 from onnx2mcu.codegen.board_project import write_board_files
 from onnx2mcu.codegen.generate import dump_json, render_harness
 from onnx2mcu.errors import UserError
-from onnx2mcu.simulator.compare import compare, run_onnxruntime
+from onnx2mcu.simulator.compare import compare, read_npz, run_onnxruntime
 from onnx2mcu.simulator.elf import elf_sizes
 from onnx2mcu.simulator.run_c import build, run_host, run_qemu
 from onnx2mcu.targets import get_board
@@ -35,13 +35,7 @@ def read_report(project: Path) -> dict:
 
 def load_project_inputs(project: Path, report: dict, npz: str | None) -> dict[str, np.ndarray]:
     path = Path(npz) if npz else project / TEST_INPUTS
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            values = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UserError(f"{path}: inputs file not found") from None
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+    values = read_npz(path)
     expected = report["inputs"]
     if set(values) != set(expected):
         raise UserError(f"{path}: inputs do not match the model: got {sorted(values)}, "

@@ -40,15 +40,20 @@ def _index_range(graph: Graph, name: str, consumers) -> int | None:
     return None
 
 
-def load_npz(path: str, graph: Graph) -> dict[str, np.ndarray]:
-    """Read inputs from an .npz; names and shapes must match the model's inputs."""
+def read_npz(path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, with one clear error when the file is missing or unreadable."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            values = {k: data[k] for k in data.files}
+            return {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise UserError(f"{path}: inputs file not found") from None
     except Exception as exc:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def load_npz(path: str, graph: Graph) -> dict[str, np.ndarray]:
+    """Read inputs from an .npz; names and shapes must match the model's inputs."""
+    values = read_npz(path)
     missing = [n for n in graph.inputs if n not in values]
     extra = [k for k in values if k not in graph.inputs]
     if missing or extra:
