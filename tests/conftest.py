@@ -1,48 +1,39 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration: the conformance counts in the terminal summary."""
 from __future__ import annotations
 
 import sys
-
-import pytest
 
 CONFORMANCE_TEST = "test_conformance.py::test_conformance_case["
 C_CONFORMANCE_TEST = "test_conformance_c.py::test_conformance_c_case["
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Print 'N passed of M selected' for the ONNX conformance cases.
+def _count(terminalreporter, marker: str) -> tuple[int, int]:
+    """(passed, run) over the reports of one parametrized test.
 
-    Counted from the test reports rather than at collection, because under
-    pytest-xdist the controller never sees the collected items."""
-    seen: set[str] = set()
+    Counted from the reports rather than at collection, because under
+    pytest-xdist the controller never sees the collected items; a skipped
+    placeholder (the data folder is absent) is not a selected case."""
+    run: set[str] = set()
     passed: set[str] = set()
     for outcome, reports in terminalreporter.stats.items():
         for report in reports:
             nodeid = getattr(report, "nodeid", "")
-            if CONFORMANCE_TEST not in nodeid:
+            if marker not in nodeid or outcome == "skipped":
                 continue
-            seen.add(nodeid)
+            run.add(nodeid)
             if outcome == "passed" and report.when == "call":
                 passed.add(nodeid)
-    if seen:
-        terminalreporter.write_line(f"ONNX conformance: {len(passed)} passed of {len(seen)} selected")
-    _c_conformance_summary(terminalreporter)
+    return len(passed), len(run)
 
 
-def _c_conformance_summary(terminalreporter) -> None:
-    """The same count for the cases run through generated C (tests/test_conformance_c.py)."""
-    seen: set[str] = set()
-    passed: set[str] = set()
-    for outcome, reports in terminalreporter.stats.items():
-        for report in reports:
-            nodeid = getattr(report, "nodeid", "")
-            if C_CONFORMANCE_TEST in nodeid:
-                seen.add(nodeid)
-                if outcome == "passed" and report.when == "call":
-                    passed.add(nodeid)
-    if seen:
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print 'N passed of M selected' for the ONNX conformance cases, in numpy and in C."""
+    passed, run = _count(terminalreporter, CONFORMANCE_TEST)
+    if run:
+        terminalreporter.write_line(f"ONNX conformance: {passed} passed of {run} selected")
+    passed, run = _count(terminalreporter, C_CONFORMANCE_TEST)
+    if run:
         module = sys.modules.get("test_conformance_c")  # absent on an xdist controller
         skipped = getattr(module, "NOT_SELECTED_COUNT", None)
         note = f" ({skipped} more need ops without C kernels)" if skipped else ""
-        terminalreporter.write_line(
-            f"C conformance: {len(passed)} passed of {len(seen)} selected{note}")
+        terminalreporter.write_line(f"C conformance: {passed} passed of {run} selected{note}")
