@@ -226,7 +226,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
                            prefix=args.prefix, seed=args.seed, optimization=done)
     if args.json:
-        print(json.dumps({k: v for k, v in result.report.items() if k not in ("tensors",)}))
+        data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
+        # report.json leaves timings out so that builds are byte-identical; print them here
+        data["scheduler"] = {**data["scheduler"], "seconds": round(result.schedule.seconds, 4)}
+        print(json.dumps(data))
         return 0
     r = result.report
     print(f"wrote      {result.out_dir}  (board {result.board.name})")
