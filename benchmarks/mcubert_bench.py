@@ -68,6 +68,9 @@ BOARD = "mps2-an386"
 F746_RAM = 320 * 1024
 
 
+FACTS: dict = {}  # headline numbers for the summary, filled by the sections
+
+
 def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
@@ -212,6 +215,10 @@ def section_params(folder: Path) -> str:
                 a, b = got.reshape(-1, got.shape[-1]), w.reshape(-1, w.shape[-1])
                 cosines.append(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
             label = spec if spec.endswith("x") else f"{int(spec):,} B (= total/{MCUBERT_TOTAL[name]})"
+            if not spec.endswith("x"):
+                FACTS[f"params {name}"] = {"total_ratio": rep["weights_ratio"], "table_ratio": rep["ratio"],
+                                           "table_error": rep["rel_error"], "output_error": float(np.mean(errs)),
+                                           "target": MCUBERT_TOTAL[name]}
             lines.append(f"| {name} | {label} | {rep['weights_bytes_before']:,} | {rep['weights_bytes_after']:,} | "
                          f"{rep['weights_ratio']:.2f}× | {rep['ratio']:.2f}× | {table['clusters']} | "
                          f"{table['rank_mean']:.1f} | {rep['rel_error']:.3f} | {np.mean(errs):.3f} | "
@@ -388,6 +395,7 @@ def section_minilm(folder: Path) -> str:
         np.fill_diagonal(sims_c, -np.inf)
         same_neighbour = float(np.mean(sims_c.argmax(1) == neighbour))
         t = rep["tables"][0]
+        FACTS[f"minilm {spec}"] = {"cosine": float(cos.mean()), "table_error": rep["rel_error"]}
         rows.append(f"| {spec} | {t['bytes_before']:,} | {t['bytes_after']:,} | {t['clusters']} | {t['rank_mean']:.1f} | "
                     f"{rep['rel_error']:.3f} | {cos.mean():.4f} | {np.percentile(cos, 5):.4f} | {cos.min():.4f} | "
                     f"{same_neighbour:.2f} | {check:.1e} |")
@@ -437,10 +445,10 @@ def section_ram(folder: Path, with_elf: bool) -> str:
              "the greedy-by-size arena). Tiled: `--tile auto` with no budget (least RAM: the "
              "floor plus at most 3% for tiles), scheduled with the default ILP. *bound* is "
              "3.3 × S × hidden × 4 bytes. *ELF RAM* is the static RAM (.data + .bss: arena, "
-             "harness output buffers) of the Cortex-M4 build for mps2-an386 (linked with raised "
-             "memory sizes so that every case links; embeddings compressed 16× to keep the "
-             "weights small, which does not change activations), and *ELF arena* the size of the "
-             "arena symbol in it. † built without the exporter's NaN guard after Softmax "
+             "harness output buffers) of the Cortex-M4 build for mps2-an386 (default ILP scheduler; "
+             "linked with raised memory sizes so that every case links; embeddings compressed 16× "
+             "to keep the weights small, which does not change activations), and *ELF arena* the "
+             "size of the arena symbol in it. † built without the exporter's NaN guard after Softmax "
              "(`Where(IsNaN(p), 0, p)`, the identity here), because IsNaN has no C kernel yet; "
              "this makes the untiled ELF a little leaner than the untiled peak column.", ""]
     header = ("| model | S | untiled peak | tiled peak | ratio | tiled / (S·H·4) | bound | "
@@ -476,6 +484,9 @@ def section_ram(folder: Path, with_elf: bool) -> str:
                         elf_u = elf
                     else:
                         elf_t = elf
+
+            FACTS.setdefault(f"ram {name}", {})[str(seq)] = {"untiled": untiled, "tiled": tiled,
+                                                            "per_shb": tiled / (seq * hidden * 4)}
 
             def fmt(v):
                 return "-" if v is None else v if isinstance(v, str) else f"{v:,}"
@@ -535,6 +546,7 @@ def section_qemu(folder: Path) -> str:
         err = max(float(np.abs(run["outputs"][k] - v).max() / max(np.abs(v).max(), 1e-30)) for k, v in sim.items())
         count = run["inference_instructions"] or run["instructions"]
         base_count = base_count or count  # the first case that ran (untiled, when it compiles)
+        FACTS.setdefault("qemu", []).append({"case": label, "instructions": count, "arena": run["arena_bytes"]})
         tiling = done.get("tiling")
         att = tiling["attention"] if tiling else None
         tiles = "-" if att is None else (f"cache K/V, {att['tile_q']} query rows" if att["cache_kv"] else
@@ -542,6 +554,36 @@ def section_qemu(folder: Path) -> str:
         ffn = "-" if not tiling else f"{tiling['ffn']['tile_rows']}×{tiling['ffn']['tile_f']}"
         lines.append(f"| {label}{mark} | {tiles} | {att['kv_passes'] if att else '-'} | {ffn} | {run['arena_bytes']:,} | "
                      f"{run['ram_bytes']:,} | {count:,} | {count / base_count:.2f}× | {err:.1e} |")
+    return "\n".join(lines)
+
+
+def summary() -> str:
+    """Headline numbers against MCUBERT's figures (from whatever sections have run)."""
+    lines = ["## Summary", ""]
+    for name in MODELS:
+        fact = FACTS.get(f"params {name}")
+        if fact:
+            lines.append(f"- {name} weights: {fact['total_ratio']:.2f}× smaller (MCUBERT: {fact['target']}×) "
+                         f"with the word table {fact['table_ratio']:.1f}× smaller; table error "
+                         f"{fact['table_error']:.3f}, output error {fact['output_error']:.3f} (random weights).")
+    if any(k.startswith("minilm") for k in FACTS):
+        cos = ", ".join(f"{k.split()[1]} {v['cosine']:.3f}" for k, v in FACTS.items() if k.startswith("minilm"))
+        lines.append(f"- all-MiniLM-L6-v2 sentence embeddings, mean cosine to the original: {cos}.")
+    for name, paper in (("BERT-tiny", 3.5), ("BERT-mini", 4.3)):
+        ram = FACTS.get(f"ram {name}")
+        if ram and "128" in ram:
+            r = ram["128"]
+            worst = max(v["per_shb"] for v in ram.values())
+            lines.append(f"- {name} peak RAM at S = 128: {r['untiled']:,} B untiled (file order) -> "
+                         f"{r['tiled']:,} B tiled, {r['untiled'] / r['tiled']:.2f}× less (MCUBERT: {paper}×); "
+                         f"for S = {', '.join(ram)} the tiled peak stays at most {worst:.3f} × S × hidden × 4 B "
+                         f"(target 3.3).")
+    runs = FACTS.get("qemu")
+    if runs:
+        base = runs[0]["instructions"]
+        lines.append("- BERT-tiny at S = 128 under QEMU (Cortex-M4): " + "; ".join(
+            f"{r['case'].split(' (')[0]} {r['instructions'] / 1e6:.0f} M instructions "
+            f"({r['instructions'] / base:.2f}×), arena {r['arena']:,} B" for r in runs) + ".")
     return "\n".join(lines)
 
 
@@ -560,6 +602,7 @@ def main(argv=None) -> int:
     parts_path = folder / "sections.json"
     if parts_path.exists():
         parts = json.loads(parts_path.read_text())
+    FACTS.update(parts.pop("facts", {}))
     for section in sections:
         t0 = time.time()
         if section == "params":
@@ -571,13 +614,13 @@ def main(argv=None) -> int:
         else:
             parts["qemu"] = section_qemu(folder)
         log(f"{section}: {time.time() - t0:.0f} s")
-        parts_path.write_text(json.dumps(parts))
+        parts_path.write_text(json.dumps({**parts, "facts": FACTS}))
     head = ["# MCUBERT: embedding compression and transformer tiling", "",
             "Generated by `python benchmarks/mcubert_bench.py` (graph_opt/embedding.py, "
             "graph_opt/tiling.py, onnx2mcu/ops/mcubert.py, runtime_c/o2m_mcubert.c). "
             "MCUBERT (Yang et al., ICCAD 2024) reports parameters 5.7× (BERT-tiny) and 3.0× "
             "(BERT-mini) smaller and execution memory 3.5× and 4.3× smaller.", ""]
-    body = [parts[k] for k in ("params", "minilm", "ram", "qemu") if k in parts]
+    body = [summary()] + [parts[k] for k in ("params", "minilm", "ram", "qemu") if k in parts]
     Path(args.out).write_text("\n".join(head) + "\n" + "\n\n".join(body) + "\n")
     log(f"wrote {args.out} in {time.time() - start:.0f} s")
     return 0
