@@ -36,8 +36,10 @@ demo: $(VENV)/.core
 	  echo "To also run it on an emulated Cortex-M4 (mps2-an386): sudo apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"; \
 	fi
 
+# one BLAS thread per worker: two pytest workers already fill two cores, and threaded
+# OpenBLAS on small LAPACK calls under load runs 10-25x slower
 test: $(VENV)/.test
-	$(PY) -m pytest -n 2 -q tests
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q tests
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -9,6 +9,7 @@ import onnx
 
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph
+from onnx2mcu.ops import lookup
 
 
 def seeded_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -32,11 +33,15 @@ def seeded_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _index_range(graph: Graph, name: str, consumers) -> int | None:
+    """Rows of the table `name` indexes (Gather, embedding lookups), if it indexes one."""
     for node in consumers.get(name, []):
-        if node.op_type == "Gather" and len(node.inputs) > 1 and node.inputs[1] == name:
-            table = graph.tensors[node.inputs[0]]
-            axis = node.attr("axis", 0)
-            return table.shape[axis]
+        op = lookup(node.op_type, node.domain)
+        if op is None or op.index_rows is None:
+            continue
+        rows = op.index_rows(node, graph)
+        for position, n in enumerate(node.inputs):
+            if n == name and position in rows:
+                return rows[position]
     return None
 
 

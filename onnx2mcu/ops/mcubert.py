@@ -159,7 +159,8 @@ def _emit_clemb(node: Node, ctx) -> list[str]:
 
 
 register("ClusteredEmbedding", _clemb, domain=DOMAIN, dtypes=(INDEX, QUANT, INDEX, FLOAT, FLOAT),
-         infer=_clemb_infer, macs=_clemb_macs, check=_clemb_check, emit_c=_emit_clemb)
+         infer=_clemb_infer, macs=_clemb_macs, check=_clemb_check, emit_c=_emit_clemb,
+         index_rows=lambda node, graph: {0: int(node.attr("vocab"))})
 
 
 # ----- TiledAttention --------------------------------------------------------

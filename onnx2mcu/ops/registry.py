@@ -60,6 +60,8 @@ class OpDef:
     infer: Callable[[Node, list[Tensor]], list[tuple[tuple[int, ...], DType]]] | None = None
     check: Callable[[Node, Graph], str | None] | None = None
     """Returns why this particular node cannot run (unsupported attribute...), or None."""
+    index_rows: Callable[[Node, Graph], "dict[int, int]"] | None = None
+    """{input position: rows of the table it indexes}: seeded test inputs stay valid ids."""
     emit_c: Callable[[Node, "object"], "str | list[str]"] | None = None
     """(node, codegen.context.CContext) -> the C statements of one step."""
     extra: dict = field(default_factory=dict)

@@ -482,7 +482,12 @@ def _emit_gather(node: Node, ctx) -> list[str]:
             f"{ctx.ptr(indices)}, {ctx.ptr(y)}, {elem_size(ctx, x)});"]
 
 
-register("Gather", _gather, dtypes=(ANY, INDEX), macs=_zero, emit_c=_emit_gather)
+def _gather_rows(node: Node, graph: Graph) -> dict[int, int]:
+    return {1: graph.tensors[node.inputs[0]].shape[node.attr("axis", 0)]}
+
+
+register("Gather", _gather, dtypes=(ANY, INDEX), macs=_zero, emit_c=_emit_gather,
+         index_rows=_gather_rows)
 register("GatherElements", _gather_elements, dtypes=(ANY, INDEX), macs=_zero)
 register("GatherND", _gather_nd, dtypes=(ANY, INDEX), macs=_zero)
 
