@@ -180,7 +180,9 @@ def format_memory_report(data: dict) -> str:
     lines.append(f"live then  {', '.join(data['live_at_peak'][:6])}"
                  + (" ..." if len(data['live_at_peak']) > 6 else ""))
     sched = data["scheduler"]
-    lines.append(f"scheduler  {sched['method']} ({sched['seconds']:.3f} s)")
+    proof = ("proven optimal" if sched.get("optimal") else
+             f"lower bound {sched['lower_bound']} B" if sched.get("lower_bound") else "not proven optimal")
+    lines.append(f"scheduler  {sched['method']} ({sched['seconds']:.3f} s, {proof})")
     if data["max_rel_err"] is not None:
         lines.append(f"vs onnxruntime  max_abs_err {data['max_abs_err']:.3g}  "
                      f"max_rel_err {data['max_rel_err']:.3g}")
