@@ -75,7 +75,7 @@ import heapq
 from itertools import combinations
 from typing import Sequence
 
-from onnx2mcu.scheduler.problem import Problem, ancestors_descendants
+from onnx2mcu.scheduler.problem import Problem, ancestors_descendants, is_topological
 
 MAX_SCENARIO_INPUTS = 8
 
@@ -164,12 +164,7 @@ class Fused:
         return self._topo
 
     def is_topological(self, order: Sequence[int]) -> bool:
-        if sorted(order) != list(range(self.m)):
-            return False
-        pos = [0] * self.m
-        for t, v in enumerate(order):
-            pos[v] = t
-        return all(pos[p] < pos[v] for v in range(self.m) for p in self.preds[v])
+        return is_topological(order, self.preds)
 
     # ----- evaluation ------------------------------------------------------
     def live_bytes(self, order: Sequence[int]) -> list[int]:

@@ -33,6 +33,16 @@ from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops import lookup
 
 
+
+def is_topological(order: Sequence[int], preds: Sequence[Sequence[int]]) -> bool:
+    """Whether `order` is a permutation of range(len(preds)) with every predecessor first."""
+    if sorted(order) != list(range(len(preds))):
+        return False
+    pos = [0] * len(preds)
+    for t, v in enumerate(order):
+        pos[v] = t
+    return all(pos[p] < pos[v] for v in range(len(preds)) for p in preds[v])
+
 @dataclass
 class Group:
     index: int
@@ -152,12 +162,7 @@ class Problem:
         return [where[id(node)] for node in order]
 
     def is_topological(self, order: Sequence[int]) -> bool:
-        if sorted(order) != list(range(self.n)):
-            return False
-        pos = [0] * self.n
-        for t, v in enumerate(order):
-            pos[v] = t
-        return all(pos[p] < pos[v] for v in range(self.n) for p in self.preds[v])
+        return is_topological(order, self.preds)
 
     def live_bytes(self, order: Sequence[int]) -> list[int]:
         """Live bytes per step of an op order, by the group rules (equals profile())."""

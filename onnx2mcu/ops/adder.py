@@ -70,22 +70,11 @@ def im2col(x: np.ndarray, win: Window, kernel: tuple[int, int], pad_value) -> np
     n, c, h, wd = x.shape
     kh, kw = kernel
     oh, ow = win.out
-    (sh, sw), (dh, dw) = win.strides, win.dilations
-    pt, pl = win.pads_begin
     out = np.full((n, oh, ow, c, kh, kw), pad_value, dtype=x.dtype)
-    rows = np.arange(oh) * sh - pt
-    cols = np.arange(ow) * sw - pl
-    for i in range(kh):
-        ih = rows + i * dh
-        vh = (ih >= 0) & (ih < h)
-        for j in range(kw):
-            iw = cols + j * dw
-            vw = (iw >= 0) & (iw < wd)
-            valid = vh[:, None] & vw[None, :]
-            patch = x[:, :, np.clip(ih, 0, h - 1)][:, :, :, np.clip(iw, 0, wd - 1)]  # [N, C, OH, OW]
-            patch = np.transpose(patch, (0, 2, 3, 1))
-            out[:, :, :, :, i, j] = np.where(valid[None, :, :, None], patch,
-                                             np.asarray(pad_value, dtype=x.dtype))
+    for i, j, ih, iw, valid in win.taps_2d(h, wd, kernel):
+        patch = np.transpose(x[:, :, ih][:, :, :, iw], (0, 2, 3, 1))  # [N, OH, OW, C]
+        out[:, :, :, :, i, j] = np.where(valid[None, :, :, None], patch,
+                                         np.asarray(pad_value, dtype=x.dtype))
     return out.reshape(n, oh * ow, c * kh * kw)
 
 

@@ -138,26 +138,16 @@ def xnor_conv_dot(x: np.ndarray, w: np.ndarray, channels: int, win: Window) -> n
     n, h, wd, cw = x.shape
     m, kh, kw = w.shape[:3]
     oh, ow = win.out
-    (sh, sw), (dh, dw) = win.strides, win.dilations
-    (pt, pl) = win.pads_begin
     count = np.zeros((oh, ow), dtype=np.int32)
     pops = np.zeros((n, oh, ow, m), dtype=np.int32)
-    rows = np.arange(oh) * sh - pt
-    cols = np.arange(ow) * sw - pl
-    for i in range(kh):
-        ih = rows + i * dh
-        vh = (ih >= 0) & (ih < h)
-        for j in range(kw):
-            iw = cols + j * dw
-            vw = (iw >= 0) & (iw < wd)
-            valid = vh[:, None] & vw[None, :]
-            if not valid.any():
-                continue
-            patch = x[:, np.clip(ih, 0, h - 1)][:, :, np.clip(iw, 0, wd - 1)]  # [N, OH, OW, cw]
-            tap = popcount(patch[:, :, :, None, :] ^ w[None, None, None, :, i, j, :]).sum(
-                axis=-1, dtype=np.int32)
-            pops += np.where(valid[None, :, :, None], tap, 0)
-            count += valid.astype(np.int32)
+    for i, j, ih, iw, valid in win.taps_2d(h, wd, (kh, kw)):
+        if not valid.any():
+            continue
+        patch = x[:, ih][:, :, iw]  # [N, OH, OW, cw]
+        tap = popcount(patch[:, :, :, None, :] ^ w[None, None, None, :, i, j, :]).sum(
+            axis=-1, dtype=np.int32)
+        pops += np.where(valid[None, :, :, None], tap, 0)
+        count += valid.astype(np.int32)
     return count[None, :, :, None] * channels - 2 * pops
 
 

@@ -40,6 +40,20 @@ class Window:
     def offsets(self):
         return np.ndindex(*self.kernel)
 
+    def taps_2d(self, h: int, w: int, kernel: tuple[int, int] | None = None):
+        """Per kernel tap (i, j): input rows and columns it reads for every output position
+        (clipped into the input) and the [OH, OW] mask of positions where it is inside."""
+        kh, kw = kernel or self.kernel
+        rows = np.arange(self.out[0]) * self.strides[0] - self.pads_begin[0]
+        cols = np.arange(self.out[1]) * self.strides[1] - self.pads_begin[1]
+        for i in range(kh):
+            ih = rows + i * self.dilations[0]
+            vh = (ih >= 0) & (ih < h)
+            for j in range(kw):
+                iw = cols + j * self.dilations[1]
+                vw = (iw >= 0) & (iw < w)
+                yield i, j, np.clip(ih, 0, h - 1), np.clip(iw, 0, w - 1), vh[:, None] & vw[None, :]
+
     def slices(self, offset: tuple[int, ...]) -> tuple[slice, ...]:
         return tuple(slice(k * d, k * d + (o - 1) * s + 1, s)
                      for k, d, o, s in zip(offset, self.dilations, self.out, self.strides))
