@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip -q --disable-pip-version-check
 # torch 2.13.0 (CPU) lies on disk on our machines; naming it keeps pip from fetching a CUDA build
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test test-fast install install-test clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo: $(VENV)/.core
 # OpenBLAS on small LAPACK calls under load runs 10-25x slower
 test: $(VENV)/.test
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q tests
+
+# the unit tests only (no ../shared, no C builds, nothing slow): under a minute
+test-fast: $(VENV)/.test
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q -m unit tests
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
