@@ -25,7 +25,7 @@ the pass picks the fastest tiles (K/V cache if it fits, else the fewest K/V
 passes, then the largest tiles) whose peak fits in the budget less the
 harness's copies of the outputs, less 3% for arena fragmentation; with no
 budget it uses the least RAM: the peak with the smallest tiles (the floor)
-plus at most 3% for tiles.  Peaks are `memory_model.profile` of
+plus at most 3% for tiles.  Peaks are `memory.profile` of
 the file order, which every scheduler method matches or beats.
 """
 from __future__ import annotations
@@ -475,7 +475,7 @@ def rewrite(graph: Graph) -> tuple[list[Node], list[Node]]:
 
 # ----- tile sizes ------------------------------------------------------------------------
 def _peak(graph: Graph) -> int:
-    from onnx2mcu.scheduler.memory_model import profile
+    from onnx2mcu.memory import profile
 
     return profile(graph).peak_bytes
 
