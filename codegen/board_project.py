@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from onnx2mcu.errors import UserError
+from onnx2mcu.fileio import write_atomic
 from onnx2mcu.targets import Board, get_board
 
 DEFAULT_STACK_BYTES = 8 * 1024
@@ -44,9 +45,7 @@ def _render(name: str, **context) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _check_sources(out_dir: Path, app_sources: Iterable[str]) -> list[str]:

@@ -11,8 +11,9 @@ import onnx
 
 from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES, write_board_files
 from onnx2mcu.codegen.weights import external_weights
-from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files, write_project
+from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files
 from onnx2mcu.errors import UserError
+from onnx2mcu.fileio import write_folder_atomic
 from onnx2mcu.frontend import load
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.ir import Graph
@@ -117,7 +118,7 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                          + [name for name in kernels if name.endswith(".c")])
         write_board_files(board, tmp, sources)
 
-    out = write_project(out_dir, files, finish)
+    out = write_folder_atomic(out_dir, files, finish)
     return CompileResult(out, graph, sched, board, report)
 
 

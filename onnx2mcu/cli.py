@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 from typing import Sequence
 
 from onnx2mcu.errors import UserError
@@ -64,21 +63,6 @@ def resolve_model(args: argparse.Namespace):
     if not args.model:
         raise UserError("give a MODEL path or --example NAME")
     return args.model
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temporary file in the same folder, so no half-written file is ever left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def human_bytes(n: int | None) -> str:
