@@ -12,15 +12,16 @@ tile, ram_budget, board, scheduler, time_limit, inputs, seed, force, prefix, ...
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from onnx2mcu import pipeline
-from onnx2mcu.build import CompileResult
 from onnx2mcu.ir import Graph
 from onnx2mcu.pipeline import Options, PipelineResult, SimulationReport
 
-__all__ = ["load", "simulate", "compile", "run", "Options", "PipelineResult", "SimulationReport",
-           "CompileResult"]
+if TYPE_CHECKING:
+    from onnx2mcu.build import CompileResult
+
+__all__ = ["load", "simulate", "compile", "run", "Options", "PipelineResult", "SimulationReport"]
 
 
 def load(model, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
@@ -47,7 +48,7 @@ def simulate(model, graph: Graph | None = None, optimization: dict | None = None
 
 
 def compile(model, output: str | os.PathLike, graph: Graph | None = None, optimization: dict | None = None,
-            **options) -> CompileResult:  # noqa: A001 (the CLI command's name)
+            **options) -> "CompileResult":  # noqa: A001 (the CLI command's name)
     """Write the C project for `model` into `output` (as `onnx2mcu compile -o output`)."""
     return pipeline.run(model, Options(output=output, **options), graph=graph,
                         optimization=optimization).compiled
