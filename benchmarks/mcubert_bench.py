@@ -65,7 +65,6 @@ MODELS = {  # name -> transformers BertConfig fields (MCUBERT's two models)
 MCUBERT_TOTAL = {"BERT-tiny": 5.7, "BERT-mini": 3.0}  # the paper's parameter reductions
 SEQS = (64, 128, 256, 512)
 BOARD = "mps2-an386"
-F746_RAM = 320 * 1024
 
 
 FACTS: dict = {}  # headline numbers for the summary, filled by the sections
@@ -499,7 +498,7 @@ def section_ram(folder: Path, with_elf: bool) -> str:
 # ----- 4. instructions under QEMU -----------------------------------------------------------------------------
 def section_qemu(folder: Path) -> str:
     from onnx2mcu.build import compile_model
-    from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES
+    from onnx2mcu.budget import MemoryBudget
     from onnx2mcu.errors import UserError
     from onnx2mcu.runner import run_project_dir
 
@@ -508,7 +507,7 @@ def section_qemu(folder: Path) -> str:
     rng = np.random.default_rng(1)
     values = {"input_ids": rng.integers(0, VOCAB, (1, seq)).astype(np.int64),
               "attention_mask": np.ones((1, seq), dtype=np.int64)}
-    f746_budget = F746_RAM - DEFAULT_STACK_BYTES - DEFAULT_HEAP_BYTES
+    f746_budget = MemoryBudget.for_board("nucleo-f746zg").model_ram()
     cases = [("untiled", OptimizeOptions(tile="none")),
              ("tiled, least RAM (no budget)", OptimizeOptions()),
              (f"tiled, 320 KB budget (NUCLEO-F746ZG: {f746_budget:,} B after stack and heap)",

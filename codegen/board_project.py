@@ -17,13 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from onnx2mcu.budget import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES
 from onnx2mcu.errors import UserError
+from onnx2mcu.fileio import write_atomic
 from onnx2mcu.targets import Board, get_board
-
-DEFAULT_STACK_BYTES = 8 * 1024
-# newlib-nano's stdio takes a buffer for stdout from malloc on first use (~1 KiB);
-# the rest is headroom for the application.
-DEFAULT_HEAP_BYTES = 4 * 1024
 
 RUNTIME_FILES = ("o2m_io.c", "o2m_io.h")
 
@@ -44,9 +41,7 @@ def _render(name: str, **context) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _check_sources(out_dir: Path, app_sources: Iterable[str]) -> list[str]:

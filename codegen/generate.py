@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Mapping
 
 import jinja2
@@ -215,37 +212,6 @@ def runtime_files(kernel_sources: list[str]) -> dict[str, bytes]:
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".h") or entry.name in kernel_sources:
             out[entry.name] = entry.read_bytes()
-    return out
-
-
-def write_project(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
-                  finish=None) -> Path:
-    """Write `files` into a fresh temporary sibling folder, let `finish(tmp)` add more, then swap it in."""
-    out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, content in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                path.write_text(content, encoding="utf-8")
-            else:
-                path.write_bytes(content)
-        if finish is not None:
-            finish(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.rename(out, old / "x")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnx2mcu.ir import Graph
-from onnx2mcu.scheduler.arena import align
+from onnx2mcu.memory import align
 
 WORDS_PER_LINE = 8
 WORD_BYTES = 8

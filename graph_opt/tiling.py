@@ -25,7 +25,7 @@ the pass picks the fastest tiles (K/V cache if it fits, else the fewest K/V
 passes, then the largest tiles) whose peak fits in the budget less the
 harness's copies of the outputs, less 3% for arena fragmentation; with no
 budget it uses the least RAM: the peak with the smallest tiles (the floor)
-plus at most 3% for tiles.  Peaks are `memory_model.profile` of
+plus at most 3% for tiles.  Peaks are `memory.profile` of
 the file order, which every scheduler method matches or beats.
 """
 from __future__ import annotations
@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnx2mcu.budget import MemoryBudget, io_bytes
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops import lookup
 from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
 TILE_SLACK = 0.03  # without a budget: tiles may add at most this fraction to the floor
-FRAGMENTATION_MARGIN = 0.97  # with a budget: leave room for arena fragmentation
 
 
 @dataclass
@@ -475,7 +475,7 @@ def rewrite(graph: Graph) -> tuple[list[Node], list[Node]]:
 
 # ----- tile sizes ------------------------------------------------------------------------
 def _peak(graph: Graph) -> int:
-    from onnx2mcu.scheduler.memory_model import profile
+    from onnx2mcu.memory import profile
 
     return profile(graph).peak_bytes
 
@@ -573,10 +573,6 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
     return report
 
 
-def _io_bytes(graph: Graph) -> int:
-    return sum(graph.tensors[n].nbytes for n in graph.outputs)
-
-
 def tile_transformer(graph: Graph, options) -> dict | None:
     """The graph_opt pass: `options.tile` "auto" | "none", `options.ram_budget` bytes or None."""
     mode = getattr(options, "tile", "auto") or "auto"
@@ -597,7 +593,8 @@ def tile_transformer(graph: Graph, options) -> dict | None:
     floor = _peak(graph)
     budget = getattr(options, "ram_budget", None)
     if budget is not None:
-        target = int((int(budget) - _io_bytes(graph)) * FRAGMENTATION_MARGIN)
+        # RAM for the arena and I/O buffers -> the peak to aim at (onnx2mcu/budget.py)
+        target = MemoryBudget(model_ram_bytes=int(budget)).arena_target(io_bytes(graph))
         source = "ram-budget"
     else:
         target = int(floor * (1.0 + TILE_SLACK))

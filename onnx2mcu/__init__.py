@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name in {"load", "simulate", "compile"}:
+    if name in {"load", "simulate", "compile", "run", "Options"}:
         from onnx2mcu import api
 
         return getattr(api, name)

@@ -1,76 +1,54 @@
-"""The Python API: what the CLI does, callable from code.
+"""The Python API: what the CLI does, callable from code, with every option the CLI has.
 
     import onnx2mcu
     report = onnx2mcu.simulate("model.onnx", input_shapes={"x": (1, 49, 10, 1)})
     print(report.peak_bytes, report.max_rel_err)
+    result = onnx2mcu.compile("model.onnx", "out/", board="nucleo-f746zg", scheduler="greedy")
+
+Both run `onnx2mcu.pipeline.run`; the keyword arguments are the fields of
+`pipeline.Options` (the CLI's options: input_shapes, compress_embeddings,
+tile, ram_budget, board, scheduler, time_limit, inputs, seed, force, prefix, ...).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-import numpy as np
-import onnx
-
-from onnx2mcu.frontend import load as _load
-from onnx2mcu.frontend.load import read_model
+from onnx2mcu import pipeline
 from onnx2mcu.ir import Graph
-from onnx2mcu.scheduler import Schedule, schedule
-from onnx2mcu.simulator import SimResult
-from onnx2mcu.simulator import simulate as _simulate
-from onnx2mcu.simulator.compare import Agreement, compare, run_onnxruntime, seeded_inputs
+from onnx2mcu.pipeline import Options, PipelineResult, SimulationReport
 
-ModelLike = "str | os.PathLike | onnx.ModelProto"
+if TYPE_CHECKING:
+    from onnx2mcu.build import CompileResult
+
+__all__ = ["load", "simulate", "compile", "run", "Options", "PipelineResult", "SimulationReport"]
 
 
 def load(model, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
     """ONNX file or ModelProto -> IR with static shapes and constants folded."""
+    from onnx2mcu.frontend import load as _load
+
     return _load(model, input_shapes)
 
 
-@dataclass
-class SimulationReport:
-    graph: Graph
-    schedule: Schedule
-    result: SimResult
-    inputs: dict[str, np.ndarray]
-    agreement: Agreement | None
-
-    @property
-    def peak_bytes(self) -> int:
-        return self.result.peak_bytes
-
-    @property
-    def max_rel_err(self) -> float | None:
-        return None if self.agreement is None else self.agreement.max_rel_err
-
-    def to_dict(self) -> dict:
-        from onnx2mcu.report import simulation_report
-
-        return simulation_report(self)
+def run(model, **options) -> PipelineResult:
+    """The whole pipeline with `pipeline.Options(**options)`."""
+    return pipeline.run(model, Options(**options))
 
 
-def simulate(model, input_shapes: Mapping[str, Sequence[int]] | None = None,
-             inputs: Mapping[str, np.ndarray] | None = None, scheduler: str = "ilp",
-             time_limit: float = 60.0, seed: int = 0, check_onnxruntime: bool = True,
-             progress: Callable[[int], None] | None = None, graph: Graph | None = None
-             ) -> SimulationReport:
-    """Schedule, run in the simulator over the planned arena, and compare with onnxruntime."""
-    if graph is None:
-        from onnx2mcu.graph_opt import optimize
+def simulate(model, graph: Graph | None = None, optimization: dict | None = None,
+             **options) -> SimulationReport:
+    """Schedule, run in the simulator over the planned arena, and compare with onnxruntime.
 
-        graph, _ = optimize(_load(model, input_shapes))
-    sched = schedule(graph, scheduler, time_limit=time_limit)
-    values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
-    result = _simulate(graph, sched, values, progress=progress)
-    agreement = None
-    proto = None
-    if check_onnxruntime:
-        proto = model if isinstance(model, onnx.ModelProto) else read_model(model)[0]
-        if {n.domain for n in proto.graph.node} - {"", "ai.onnx"}:
-            check_onnxruntime = False  # onnxruntime cannot load our custom-domain ops
-    if check_onnxruntime:
-        expected = run_onnxruntime(proto, values, graph.outputs)
-        agreement = compare(result.outputs, expected)
-    return SimulationReport(graph, sched, result, values, agreement)
+    `options`: the fields of `pipeline.Options` (as `onnx2mcu simulate` has them, plus board:
+    its RAM then sizes the tiles as in `compile`).  `graph` (already loaded and optimized)
+    skips load and graph_opt."""
+    return pipeline.run(model, Options(simulate=True, **options), graph=graph,
+                        optimization=optimization).simulation
+
+
+def compile(model, output: str | os.PathLike, graph: Graph | None = None, optimization: dict | None = None,
+            **options) -> "CompileResult":  # noqa: A001 (the CLI command's name)
+    """Write the C project for `model` into `output` (as `onnx2mcu compile -o output`)."""
+    return pipeline.run(model, Options(output=output, **options), graph=graph,
+                        optimization=optimization).compiled

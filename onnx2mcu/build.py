@@ -9,17 +9,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES, write_board_files
+from onnx2mcu.budget import MemoryBudget, Need, harness_bytes, io_bytes
+from onnx2mcu.codegen.board_project import write_board_files
 from onnx2mcu.codegen.weights import external_weights
-from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files, write_project
-from onnx2mcu.errors import UserError
-from onnx2mcu.frontend import load
+from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files
+from onnx2mcu.fileio import write_folder_atomic
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.ir import Graph
 from onnx2mcu.report import schedule_entries, tensor_entries
-from onnx2mcu.scheduler import Schedule, schedule
-from onnx2mcu.simulator.compare import seeded_inputs
-from onnx2mcu.targets import Board, get_board
+from onnx2mcu.scheduler import Schedule
+from onnx2mcu.targets import Board
 
 SOURCE_MODEL = "source.onnx"
 TEST_INPUTS = "test_inputs.npz"
@@ -34,53 +33,22 @@ class CompileResult:
     report: dict
 
 
-# flash for the kernels, startup code and the C library (newlib-nano, semihosting): the
-# MLPerf Tiny models link with 20-30 KiB of code besides their weights
-CODE_ALLOWANCE = 32 * 1024
-
-
-def check_budget(graph: Graph, sched: Schedule, board: Board,
-                 stack_bytes: int = DEFAULT_STACK_BYTES, heap_bytes: int = DEFAULT_HEAP_BYTES) -> None:
-    """Fail before emitting anything when arena or weights cannot fit the board."""
-    if board.is_host or board.ram_bytes is None:
-        return
-    problems = []
-    ram_needed = sched.arena_bytes + stack_bytes + heap_bytes + _io_bytes(graph)
-    if ram_needed > board.ram_bytes:
-        step = sched.profile.peak_step
-        node = sched.order[step] if sched.order else None
-        where = f" (peak at step {step}: {node.name}, {node.op_type})" if node else ""
-        problems.append(f"RAM: needs {ram_needed} B (arena {sched.arena_bytes}{where} + stack "
-                        f"{stack_bytes} + heap {heap_bytes} + test I/O {_io_bytes(graph)}) but "
-                        f"{board.name} has {board.ram_bytes} B")
-    test_inputs = sum(graph.tensors[n].nbytes for n in graph.inputs)
-    external = external_weights_for(graph, board)
-    ext_bytes = sum(graph.tensors[n].nbytes for n in external)
-    internal = graph.weights_bytes - ext_bytes
-    flash_needed = internal + test_inputs + CODE_ALLOWANCE
-    if board.flash_bytes is not None and flash_needed > board.flash_bytes:
-        problems.append(f"flash: needs about {flash_needed} B (weights {internal} + test "
-                        f"inputs {test_inputs} + ~{CODE_ALLOWANCE} for code) but {board.name} has "
-                        f"{board.flash_bytes} B")
-    if board.ext_bytes is not None and ext_bytes > board.ext_bytes:
-        problems.append(f"external memory: {ext_bytes} B of weight tables but {board.name} has "
-                        f"{board.ext_bytes} B")
-    if problems:
-        raise UserError(f"{graph.source}: does not fit {board.name}: " + "; ".join(problems) +
-                        "; pick a bigger board or pass --force to emit anyway")
-
-
-def external_weights_for(graph: Graph, board: Board) -> set[str]:
+def external_weights_for(graph: Graph, budget: MemoryBudget) -> set[str]:
     """Constants that go to the board's external memory: none unless the flash cannot hold them."""
-    if board.ext_bytes is None or board.flash_bytes is None:
+    if not budget.has_external:
         return set()
-    test_inputs = sum(graph.tensors[n].nbytes for n in graph.inputs)
-    return external_weights(graph, board.flash_bytes - CODE_ALLOWANCE - test_inputs)
+    return external_weights(graph, budget.flash_for_weights())
 
 
-def _io_bytes(graph: Graph) -> int:
-    """The harness keeps output buffers in RAM (inputs are const, in flash)."""
-    return sum(graph.tensors[n].nbytes for n in graph.outputs)
+def need_of(graph: Graph, sched: Schedule, external: set[str]) -> Need:
+    """What the planned model asks of the board (the harness's test inputs are not the model's)."""
+    step = sched.profile.peak_step
+    node = sched.order[step] if sched.order else None
+    ext_bytes = sum(graph.tensors[n].nbytes for n in external)
+    return Need(arena_bytes=sched.arena_bytes, io_bytes=io_bytes(graph),
+                weights_bytes=graph.weights_bytes - ext_bytes, external_bytes=ext_bytes,
+                peak_step=step if node else None, peak_node=node.name if node else None,
+                peak_op=node.op_type if node else None)
 
 
 def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host",
@@ -88,22 +56,29 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                   inputs: Mapping[str, np.ndarray] | None = None, scheduler: str | None = None,
                   time_limit: float = 60.0, force: bool = False, prefix: str = "model",
                   seed: int = 0, graph: Graph | None = None,
-                  optimization: dict | None = None) -> CompileResult:
-    """`graph` (already loaded and optimized) skips loading; `optimization` is what graph_opt did."""
-    board = get_board(board)
-    if graph is None:
-        from onnx2mcu.graph_opt import optimize
+                  optimization: dict | None = None, **options) -> CompileResult:
+    """`onnx2mcu compile` from code: the pipeline (onnx2mcu/pipeline.py) with an output folder.
 
-        graph, optimization = optimize(load(model, input_shapes))
-    from onnx2mcu.scheduler import METHODS
+    `graph` (already loaded and optimized) skips loading and graph_opt; `optimization` is
+    then what graph_opt did.  `options` are the other fields of `pipeline.Options`."""
+    from onnx2mcu import pipeline
 
-    sched = schedule(graph, scheduler or METHODS[0], time_limit=time_limit)
+    opts = pipeline.Options(board=board, input_shapes=input_shapes, inputs=inputs,
+                            scheduler=scheduler or pipeline.Options.scheduler, time_limit=time_limit,
+                            force=force, prefix=prefix, seed=seed, output=out_dir, **options)
+    return pipeline.run(model, opts, graph=graph, optimization=optimization).compiled
+
+
+def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedule, board: Board,
+                 budget: MemoryBudget, values: Mapping[str, np.ndarray], prefix: str = "model",
+                 force: bool = False, optimization: dict | None = None) -> CompileResult:
+    """The codegen stage: check the budget (unless `force`), render, write the folder atomically."""
+    external = external_weights_for(graph, budget)
     if not force:
-        check_budget(graph, sched, board)
-    values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
-    generated = render_model(graph, sched, prefix=prefix, test_inputs=values,
-                             external=external_weights_for(graph, board))
-    report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
+        budget.check(need_of(graph, sched, external), graph.source)
+    values = dict(values)
+    generated = render_model(graph, sched, prefix=prefix, test_inputs=values, external=external)
+    report = {**build_report(graph, sched, board, budget, generated.report, prefix), **(optimization or {})}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
     files.update(kernels)
@@ -115,13 +90,14 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
         np.savez(tmp / TEST_INPUTS, **values)
         sources = sorted([f"{generated_name}" for generated_name in generated.files if generated_name.endswith(".c")]
                          + [name for name in kernels if name.endswith(".c")])
-        write_board_files(board, tmp, sources)
+        write_board_files(board, tmp, sources, stack_bytes=budget.stack_bytes, heap_bytes=budget.heap_bytes)
 
-    out = write_project(out_dir, files, finish)
+    out = write_folder_atomic(out_dir, files, finish)
     return CompileResult(out, graph, sched, board, report)
 
 
-def build_report(graph: Graph, sched: Schedule, board: Board, codegen: dict, prefix: str) -> dict:
+def build_report(graph: Graph, sched: Schedule, board: Board, budget: MemoryBudget, codegen: dict,
+                 prefix: str) -> dict:
     step = sched.profile.peak_step
     return {
         "model": os.path.basename(graph.source) or graph.name,
@@ -138,6 +114,10 @@ def build_report(graph: Graph, sched: Schedule, board: Board, codegen: dict, pre
         "outputs": {n: {"shape": list(graph.tensors[n].shape), "dtype": graph.tensors[n].dtype.value}
                     for n in graph.outputs},
         "board": board.summary(),
+        # the budget the build was checked against, and the harness's own flash (its const
+        # test inputs), which is not counted against it (onnx2mcu/budget.py)
+        "budget": budget.summary(io_bytes(graph)),
+        "harness_bytes": harness_bytes(graph),
         # timings vary from run to run: leave them out to keep the files reproducible
         "scheduler": {k: v for k, v in sched.report().items()
                       if k != "seconds" and not k.endswith("_seconds")},

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 from typing import Sequence
 
 from onnx2mcu.errors import UserError
@@ -31,22 +30,19 @@ def parse_input_shapes(items: Sequence[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
-def load_graph(args: argparse.Namespace, board=None):
-    """Model argument -> (model, optimized IR, what graph_opt did)."""
-    from onnx2mcu.frontend import load
-    from onnx2mcu.graph_opt import OptimizeOptions, optimize
+def pipeline_options(args: argparse.Namespace, **overrides):
+    """The command's arguments -> pipeline.Options (absent arguments keep the Options defaults)."""
+    from onnx2mcu.pipeline import Options
 
-    model = resolve_model(args)
-    graph = load(model, parse_input_shapes(args.input_shape))
-    budget = getattr(args, "ram_budget", None)
-    if budget is None and board is not None and board.ram_bytes:
-        from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES
-
-        budget = board.ram_bytes - DEFAULT_STACK_BYTES - DEFAULT_HEAP_BYTES
-    options = OptimizeOptions(compress_embeddings=getattr(args, "compress_embeddings", None),
-                              tile=getattr(args, "tile", "auto"), ram_budget=budget)
-    graph, done = optimize(graph, options)
-    return model, graph, done
+    values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
+    for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
+                 "inputs", "seed", "force", "prefix", "plot"):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    if getattr(args, "no_check", False):
+        values["check_onnxruntime"] = False
+    values.update(overrides)
+    return Options(**values)
 
 
 def example_names() -> list[str]:
@@ -66,21 +62,6 @@ def resolve_model(args: argparse.Namespace):
     return args.model
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temporary file in the same folder, so no half-written file is ever left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "-"
@@ -93,11 +74,12 @@ def human_bytes(n: int | None) -> str:
 
 # ----- inspect --------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from onnx2mcu.frontend.convert import load
     from onnx2mcu.ops import unsupported_reason
+    from onnx2mcu.pipeline import run
     from onnx2mcu.report import macs
 
-    graph = load(resolve_model(args), parse_input_shapes(args.input_shape), check=False)
+    options = pipeline_options(args, stop_after="load", check_supported=False)
+    graph = run(resolve_model(args), options).graph
     node_macs = macs(graph)
     rows = []
     for node in graph.nodes:
@@ -143,23 +125,20 @@ def _count(items) -> dict[str, int]:
 
 # ----- simulate -------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from onnx2mcu import api
-    from onnx2mcu.simulator.compare import load_npz
+    from dataclasses import replace
 
-    model, graph, done = load_graph(args)
-    inputs = load_npz(args.inputs, graph) if args.inputs else None
-    progress = _progress(len(graph.nodes), "simulate", quiet=args.json)
+    from onnx2mcu.pipeline import run
+
+    model = resolve_model(args)
+    options = pipeline_options(args, simulate=True)
+    optimized = run(model, replace(options, stop_after="optimize"))  # the op count, for the progress bar
+    progress = _progress(len(optimized.graph.nodes), "simulate", quiet=args.json)
     try:
-        report = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
-                              time_limit=args.time_limit, seed=args.seed,
-                              check_onnxruntime=not args.no_check, progress=progress.update_to)
+        result = run(model, replace(options, progress=progress.update_to), graph=optimized.graph,
+                     optimization=optimized.optimization)
     finally:
         progress.close()
-    data = {**report.to_dict(), **done}
-    if args.plot:
-        from onnx2mcu.simulator.plot import plot_memory
-
-        plot_memory(data, args.plot)
+    data = {**result.simulation.to_dict(), **result.optimization}
     if args.json:
         print(json.dumps(data))
         return 0
@@ -218,15 +197,9 @@ def _progress(total: int, label: str, quiet: bool = False):
 
 # ----- compile / run / check ---------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
-    from onnx2mcu.build import compile_model
-    from onnx2mcu.simulator.compare import load_npz
-    from onnx2mcu.targets import get_board
+    from onnx2mcu.pipeline import run
 
-    model, graph, done = load_graph(args, get_board(args.board))
-    inputs = load_npz(args.inputs, graph) if args.inputs else None
-    result = compile_model(model, args.output, board=args.board, inputs=inputs, graph=graph,
-                           scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
-                           prefix=args.prefix, seed=args.seed, optimization=done)
+    result = run(resolve_model(args), pipeline_options(args, output=args.output)).compiled
     if args.json:
         data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
         # report.json leaves timings out so that builds are byte-identical; print them here
@@ -270,22 +243,14 @@ def format_run(data: dict) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from onnx2mcu import api
-    from onnx2mcu.build import compile_model
+    from onnx2mcu.pipeline import run
     from onnx2mcu.runner import run_project_dir
-    from onnx2mcu.simulator.compare import load_npz
     from onnx2mcu.simulator.run_c import have_tool
-    from onnx2mcu.targets import get_board
 
-    model, graph, done = load_graph(args, get_board(args.board))
-    inputs = load_npz(args.inputs, graph) if args.inputs else None
-    sim = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
-                       time_limit=args.time_limit, seed=args.seed)
     out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
-    compile_model(model, out_dir, board=args.board, inputs=sim.inputs, graph=graph,
-                  scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
-                  optimization=done)
-    sim_data = sim.to_dict()
+    # one schedule, simulated and compiled: the simulator checks the very plan the C runs
+    result = run(resolve_model(args), pipeline_options(args, simulate=True, output=out_dir))
+    sim_data = result.simulation.to_dict()
     data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
                                                          "peak_step", "max_abs_err", "max_rel_err")}}

@@ -7,7 +7,7 @@ from onnx2mcu.ir import Graph
 from onnx2mcu.ops import lookup
 
 if TYPE_CHECKING:
-    from onnx2mcu.api import SimulationReport
+    from onnx2mcu.pipeline import SimulationReport
     from onnx2mcu.scheduler import Schedule
 
 

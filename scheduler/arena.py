@@ -23,14 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnx2mcu.scheduler.memory_model import Buffer, MemoryProfile
+from onnx2mcu.memory import ALIGNMENT, Buffer, MemoryProfile, align
 
-ALIGNMENT = 16
 EXACT_MAX_PAIRS = 6000  # offset ILP only for this many overlapping buffer pairs
-
-
-def align(value: int, alignment: int = ALIGNMENT) -> int:
-    return (value + alignment - 1) // alignment * alignment
 
 
 @dataclass

@@ -67,7 +67,7 @@ touch disjoint sets of groups, so each one's conditions still hold after the
 others (every condition only reads the descriptors and readers of the groups
 around its own pair).  Tests check on thousands of random graphs that the
 fused optimum equals the unfused one and that the fused model reproduces
-`memory_model.profile` exactly.
+`memory.profile` exactly.
 """
 from __future__ import annotations
 

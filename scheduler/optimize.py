@@ -23,7 +23,7 @@ Pipeline of `optimize(graph, "ilp", ...)`:
      search gives up.  On our benchmarks the search proves most windows in
      milliseconds where HiGHS needs tens of seconds, so "auto" is the default.
 6. Expand super-nodes to ops and keep the best of {this order, file order}
-   by `memory_model.profile`, which is the ground truth (the heuristic order
+   by `memory.profile`, which is the ground truth (the heuristic order
    is the warm start, so the result is never worse than it either).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from onnx2mcu.ir import Graph, Node
 from onnx2mcu.scheduler.fusion import Fused, fuse
 from onnx2mcu.scheduler.heuristics import FastEval, best_heuristic
 from onnx2mcu.scheduler.ilp import solve_window
-from onnx2mcu.scheduler.memory_model import profile
+from onnx2mcu.memory import profile
 from onnx2mcu.scheduler.problem import Problem
 from onnx2mcu.scheduler.search import solve_window_search, subset_lower_bound
 

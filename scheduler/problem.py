@@ -1,4 +1,4 @@
-"""The scheduling problem behind a graph, in the exact terms of `memory_model.profile`.
+"""The scheduling problem behind a graph, in the exact terms of `memory.profile`.
 
 `profile()` builds buffers per order; for scheduling we need the same model
 as data that does not depend on the order:

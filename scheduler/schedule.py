@@ -8,7 +8,7 @@ Methods:
   local search, no ILP.
 * ``file-order``: the order of the model file (what TFLite Micro does).
 
-Whatever the method, the reported peak is `memory_model.profile` of the
+Whatever the method, the reported peak is `memory.profile` of the
 returned order, and "ilp"/"greedy" never return an order worse than the file
 order.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.scheduler.arena import ArenaPlan, check_plan, plan_arena
-from onnx2mcu.scheduler.memory_model import MemoryProfile, profile
+from onnx2mcu.memory import MemoryProfile, profile
 
 METHODS = ("ilp", "greedy", "file-order")
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import io
 
+from onnx2mcu.fileio import write_atomic
+
 
 def plot_memory(report: dict, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from onnx2mcu.cli import write_atomic
 
     live = report["live_bytes"]
     fig, ax = plt.subplots(figsize=(9, 3.5), dpi=110)

@@ -6,9 +6,9 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnx2mcu.scheduler.arena import (ALIGNMENT, ArenaPlan, _Placer, _strategies, align, aligned_peak,
-                                      check_plan, greedy_by_size, plan_arena)
-from onnx2mcu.scheduler.memory_model import Buffer, MemoryProfile
+from onnx2mcu.memory import ALIGNMENT, Buffer, MemoryProfile, align
+from onnx2mcu.scheduler.arena import (ArenaPlan, _Placer, _strategies, aligned_peak, check_plan,
+                                      greedy_by_size, plan_arena)
 
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,7 +7,7 @@ import pytest
 from onnx2mcu.ir import DType, Graph, Node, Tensor
 from onnx2mcu.scheduler import schedule
 from onnx2mcu.scheduler.arena import ArenaPlan, check_plan
-from onnx2mcu.scheduler.memory_model import profile
+from onnx2mcu.memory import profile
 from onnx2mcu.simulator import simulate
 
 

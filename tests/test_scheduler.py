@@ -4,7 +4,7 @@ Random DAGs are built directly as IR graphs from registered ops (Relu and Add
 run in place, MatMul does not, Reshape is an alias) plus two test-only ops of
 a private domain registered for this module (one with scratch memory, one with
 two outputs), with random tensor sizes so that in-place sometimes applies.
-References: `memory_model.profile` (the ground truth of live bytes) and the
+References: `memory.profile` (the ground truth of live bytes) and the
 exact DP over sets of scheduled ops on the unfused graph.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from onnx2mcu.scheduler.arena import check_plan
 from onnx2mcu.scheduler.fusion import fuse, unfused
 from onnx2mcu.scheduler.heuristics import SCORES, FastEval, list_schedule
 from onnx2mcu.scheduler.ilp import solve_window
-from onnx2mcu.scheduler.memory_model import profile
+from onnx2mcu.memory import profile
 from onnx2mcu.scheduler.problem import Problem
 from onnx2mcu.scheduler.search import solve_window_search, subset_lower_bound
 

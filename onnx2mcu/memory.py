@@ -1,5 +1,6 @@
-"""The memory model: what is live at each step of a given order (DESIGN §3).
+"""The memory model, shared by every stage: buffers, their lifetimes, and alignment.
 
+What is live at each step of a given order (docs/ARCHITECTURE.md, memory model).
 A *buffer* is a run of arena bytes shared by tensors: an alias op's output
 shares its input's buffer (Reshape & co. cost nothing), and an in-place op's
 output takes over an input buffer that dies at that op.  Whether an op can
@@ -7,6 +8,9 @@ go in place depends on the order (the input must die there), so buffers are
 built per order.  Steps are positions in the order; a buffer is live over
 [first, last] inclusive.  Graph inputs are live from step 0, graph outputs
 to the last step, and an op's scratch is live during its own step only.
+
+It lives in the core because graph_opt (tile sizing), the scheduler, codegen
+(weight layout) and the simulator all measure memory the same way.
 """
 from __future__ import annotations
 
@@ -15,6 +19,13 @@ from typing import Sequence
 
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops import lookup
+
+ALIGNMENT = 16  # every arena buffer and every weight starts at a multiple of this
+
+
+def align(value: int, alignment: int = ALIGNMENT) -> int:
+    """`value` rounded up to a multiple of `alignment`."""
+    return (value + alignment - 1) // alignment * alignment
 
 
 @dataclass

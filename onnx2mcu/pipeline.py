@@ -1,0 +1,190 @@
+"""The pipeline driver: one `run(model, options)` behind every command and the Python API.
+
+    load -> graph_opt -> [select kernels] -> schedule -> [simulate] -> [codegen]
+
+`Options` holds every option of the command line, so `onnx2mcu simulate`,
+`compile` and `check`, `onnx2mcu.simulate()` and `onnx2mcu.compile()` are
+the same pipeline with the same defaults (docs/ARCHITECTURE.md, the face).
+The board's `MemoryBudget` (onnx2mcu/budget.py) is made once here and
+answers graph_opt's tile sizing and codegen's fit check alike.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
+
+from onnx2mcu.budget import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES, MemoryBudget
+from onnx2mcu.errors import UserError
+from onnx2mcu.ir import Graph
+from onnx2mcu.scheduler import METHODS
+from onnx2mcu.targets import Board, get_board
+
+if TYPE_CHECKING:
+    from onnx2mcu.build import CompileResult
+    from onnx2mcu.scheduler import Schedule
+    from onnx2mcu.simulator import SimResult
+    from onnx2mcu.simulator.compare import Agreement
+
+STOP_AFTER = ("load", "optimize", "schedule")
+
+
+@dataclass
+class Options:
+    """Every option of `onnx2mcu simulate / compile / check` (same names, same defaults)."""
+    # the model
+    input_shapes: Mapping[str, Sequence[int]] | None = None  # --input-shape NAME=D0,D1,...
+    # graph_opt
+    compress_embeddings: str | None = None  # --compress-embeddings "4x" | "0.25" | "500000"
+    tile: str = "auto"  # --tile auto | none
+    ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
+    # the target
+    board: str | Board = "host"  # --board
+    stack_bytes: int = DEFAULT_STACK_BYTES
+    heap_bytes: int = DEFAULT_HEAP_BYTES
+    # scheduling
+    scheduler: str = METHODS[0]  # --scheduler ilp | greedy | file-order
+    time_limit: float = 60.0  # --time-limit, seconds
+    # test inputs: arrays, an .npz path (--inputs), or None for seeded random ones (--seed)
+    inputs: Mapping[str, np.ndarray] | str | os.PathLike | None = None
+    seed: int = 0
+    # simulate
+    simulate: bool = False  # run the simulator over the planned arena
+    check_onnxruntime: bool = True  # and compare with onnxruntime (--no-check: False)
+    plot: str | os.PathLike | None = None  # --plot PNG of live bytes per step (needs simulate)
+    progress: Callable[[int], None] | None = None  # called with each simulated step
+    # codegen
+    output: str | os.PathLike | None = None  # -o: write the C project here (None: no codegen)
+    prefix: str = "model"  # --prefix of the C names
+    force: bool = False  # --force: emit even if the model does not fit the board
+    # partial runs (`inspect` stops after "load" and keeps unsupported ops)
+    stop_after: str | None = None  # "load" | "optimize" | "schedule" | None (all asked stages)
+    check_supported: bool = True  # frontend: refuse ops without a reference
+
+
+@dataclass
+class SimulationReport:
+    """The simulator's run of a schedule, and how it agrees with onnxruntime."""
+    graph: Graph
+    schedule: "Schedule"
+    result: "SimResult"
+    inputs: dict[str, np.ndarray]
+    agreement: "Agreement | None"
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.result.peak_bytes
+
+    @property
+    def max_rel_err(self) -> float | None:
+        return None if self.agreement is None else self.agreement.max_rel_err
+
+    def to_dict(self) -> dict:
+        from onnx2mcu.report import simulation_report
+
+        return simulation_report(self)
+
+
+@dataclass
+class PipelineResult:
+    model: object  # what was given: a path or an onnx.ModelProto
+    graph: Graph
+    board: Board
+    budget: MemoryBudget
+    optimization: dict = field(default_factory=dict)  # what graph_opt did, by pass
+    schedule: "Schedule | None" = None
+    inputs: dict[str, np.ndarray] | None = None
+    simulation: SimulationReport | None = None
+    compiled: "CompileResult | None" = None
+
+
+def run(model, options: Options | None = None, *, graph: Graph | None = None,
+        optimization: dict | None = None) -> PipelineResult:
+    """Run the stages `options` ask for.  `graph` (already loaded and optimized, e.g. by a
+    benchmark that edits it) skips load and graph_opt; `optimization` is then what graph_opt did."""
+    options = options or Options()
+    if options.stop_after not in (None, *STOP_AFTER):
+        raise UserError(f"stop_after '{options.stop_after}': choose one of {', '.join(STOP_AFTER)}")
+    board = get_board(options.board)
+    budget = MemoryBudget.for_board(board, options.ram_budget, options.stack_bytes, options.heap_bytes)
+    if graph is None:
+        from onnx2mcu.frontend import load
+
+        graph = load(model, options.input_shapes, check=options.check_supported)
+        result = PipelineResult(model, graph, board, budget)
+        if options.stop_after == "load":
+            return result
+        from onnx2mcu.graph_opt import OptimizeOptions, optimize
+
+        graph, result.optimization = optimize(graph, OptimizeOptions(
+            compress_embeddings=options.compress_embeddings, tile=options.tile,
+            ram_budget=budget.model_ram()))
+    else:
+        result = PipelineResult(model, graph, board, budget, dict(optimization or {}))
+
+    # ----- select kernels -----------------------------------------------------------------
+    # The one place where codegen.kernels.select_kernels(graph, board) will run: after the
+    # IR rewrites, before scheduling (a kernel's scratch is part of the memory plan).
+    # ---------------------------------------------------------------------------------------
+    if options.stop_after == "optimize":
+        return result
+
+    values = _given_inputs(options.inputs, graph)  # a bad .npz fails before a long schedule
+    from onnx2mcu.scheduler import schedule
+
+    result.schedule = schedule(graph, options.scheduler, time_limit=options.time_limit)
+    if options.stop_after == "schedule":
+        return result
+    if values is None:
+        from onnx2mcu.simulator.compare import seeded_inputs
+
+        values = seeded_inputs(graph, options.seed)
+    result.inputs = values
+    if options.simulate:
+        result.simulation = _simulate(model, graph, result.schedule, values, options)
+    if options.output is not None:
+        from onnx2mcu.build import emit_project
+
+        result.compiled = emit_project(model, options.output, graph, result.schedule, board, budget,
+                                       values, prefix=options.prefix, force=options.force,
+                                       optimization=result.optimization)
+    return result
+
+
+def _given_inputs(inputs, graph: Graph) -> dict[str, np.ndarray] | None:
+    if inputs is None:
+        return None
+    if isinstance(inputs, (str, os.PathLike)):
+        from onnx2mcu.simulator.compare import load_npz
+
+        return load_npz(str(inputs), graph)
+    return dict(inputs)
+
+
+def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarray],
+              options: Options) -> SimulationReport:
+    """Run over the planned arena; compare with onnxruntime when it can load the model."""
+    import onnx
+
+    from onnx2mcu.frontend.load import read_model
+    from onnx2mcu.simulator import simulate
+    from onnx2mcu.simulator.compare import compare, run_onnxruntime
+
+    sim = simulate(graph, sched, values, progress=options.progress)
+    agreement = None
+    check = options.check_onnxruntime
+    proto = None
+    if check:
+        proto = model if isinstance(model, onnx.ModelProto) else read_model(model)[0]
+        if {n.domain for n in proto.graph.node} - {"", "ai.onnx"}:
+            check = False  # onnxruntime cannot load our custom-domain ops
+    if check:
+        agreement = compare(sim.outputs, run_onnxruntime(proto, values, graph.outputs))
+    report = SimulationReport(graph, sched, sim, values, agreement)
+    if options.plot:
+        from onnx2mcu.simulator.plot import plot_memory
+
+        plot_memory(report.to_dict(), str(options.plot))
+    return report
