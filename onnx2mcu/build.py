@@ -103,7 +103,10 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
     values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
     generated = render_model(graph, sched, prefix=prefix, test_inputs=values,
                              external=external_weights_for(graph, board))
-    report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
+    from onnx2mcu.graph_opt.pipeline import NOT_IN_BUILD_REPORT
+
+    report = {**build_report(graph, sched, board, generated.report, prefix),
+              **{k: v for k, v in (optimization or {}).items() if k not in NOT_IN_BUILD_REPORT}}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
     files.update(kernels)
