@@ -80,12 +80,13 @@ class OpDef:
 
 QUANT_FLOAT, QUANT_PASSTHROUGH, QUANT_INTEGER = "float", "passthrough", "integer"
 QUANTIZED_MODES = (QUANT_FLOAT, QUANT_PASSTHROUGH, QUANT_INTEGER)
-# Standard ops that only move or select elements (max is monotone, so MaxPool
-# commutes with quantization too); their registrations get QUANT_PASSTHROUGH unless
-# they say otherwise.  Pad is not here: its pad value would need the zero point.
+# Standard ops that only move or select elements, with C kernels that copy bytes of
+# any dtype; their registrations get QUANT_PASSTHROUGH unless they say otherwise.
+# MaxPool commutes with quantization too (max is monotone) but its C kernel is float
+# only, and Pad's pad value would need the zero point: both stay QUANT_FLOAT for now.
 PASSTHROUGH_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose",
                              "Concat", "Split", "Slice", "Gather", "DepthToSpace", "SpaceToDepth",
-                             "Tile", "Expand", "MaxPool", "GlobalMaxPool"})
+                             "Tile", "Expand"})
 
 _REGISTRY: dict[tuple[str, str], OpDef] = {}
 
