@@ -375,3 +375,22 @@ def test_float_islands_make_new_nodes_for_tensors_without_a_record():
     expected = ort_run(model, {"x": x})[0]
     simulated = api.simulate(model, inputs={"x": x}, scheduler="greedy", graph=optimize(graph)[0])
     assert np.array_equal(simulated.result.outputs["y"], expected)
+
+
+def test_a_weight_folded_past_its_dequantize_stays_float():
+    """DQ(w) -> Transpose -> MatMul: the frontend folds both; the float constant it gives is not
+    the DequantizeLinear's output, so there is no integer constant to lift (qdq.py's rule)."""
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wf"], name="dq_w"),
+             helper.make_node("Transpose", ["wf"], ["wt"], name="transpose_w"),
+             helper.make_node("MatMul", ["x", "wt"], ["y"], name="matmul")]
+    inits = [const("wq", rng.integers(-127, 128, (4, 6)), np.int8), const("ws", 0.03, np.float32),
+             const("wz", 0, np.int8)]
+    graph = helper.make_graph(nodes, "folded", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    ir = convert.load(model)
+    weight = ir.tensors[ir.node("matmul").inputs[1]]
+    assert weight.dtype is DType.FLOAT32 and weight.quant is None
+    assert [n.op_type for n in ir.nodes] == ["MatMul"]
+    assert api.simulate(model, scheduler="greedy").agreement.max_rel_err <= MAX_REL_ERR
