@@ -3,7 +3,8 @@
     read (load.py: file errors, opset lifting) -> bind input dims -> Constant
     nodes to initializers -> repeat {shape inference, fold (fold.py), exact
     rewrites (simplify.py)} until nothing changes -> drop Identity/Dropout ->
-    every unknown op in one error -> IR -> per-node checks.
+    every unknown op in one error -> IR -> per-node checks -> Q/DQ pairs folded
+    into Tensor.quant (qdq.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from onnx2mcu.ops import lookup, unsupported_reason
 from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_shapes, node_attrs,
                                     shape_inference_error, static_shapes)
 from onnx2mcu.frontend.load import read_model
+from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
 _DTYPES = {
@@ -46,6 +48,7 @@ def load(model: str | os.PathLike | onnx.ModelProto,
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
+    lifted = dequantized_constants(proto)  # folding dequantizes them; fold_qdq lifts them back
     inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):
         del inference_errors[:]
@@ -62,6 +65,7 @@ def load(model: str | os.PathLike | onnx.ModelProto,
     if check:
         _check_supported(graph, label)
         _check_reshapes(graph, label)
+    fold_qdq(graph, lifted)
     return graph
 
 

@@ -26,6 +26,13 @@ Pass = Callable[[Graph, OptimizeOptions], "dict | None"]
 # (report key, pass); passes add themselves here, in the order they must run.
 PASSES: list[tuple[str, Pass]] = []
 
+from onnx2mcu.graph_opt.float_islands import expand_float_islands  # noqa: E402  (exact; first)
+
+PASSES += [("quantization", expand_float_islands)]
+# Report keys shown by `simulate` but kept out of the compiled report.json (whose bytes
+# tests/test_golden_c.py pins): the quantized/float node counts.
+NOT_IN_BUILD_REPORT = frozenset({"quantization"})
+
 from onnx2mcu.graph_opt.adder import lower_adder  # noqa: E402  (binary/adder lowering, exact)
 from onnx2mcu.graph_opt.binarize import lower_binary  # noqa: E402
 

@@ -78,7 +78,10 @@ def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedul
         budget.check(need_of(graph, sched, external), graph.source)
     values = dict(values)
     generated = render_model(graph, sched, prefix=prefix, test_inputs=values, external=external)
-    report = {**build_report(graph, sched, board, budget, generated.report, prefix), **(optimization or {})}
+    from onnx2mcu.graph_opt.pipeline import NOT_IN_BUILD_REPORT
+
+    report = {**build_report(graph, sched, board, budget, generated.report, prefix),
+              **{k: v for k, v in (optimization or {}).items() if k not in NOT_IN_BUILD_REPORT}}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
     files.update(kernels)

@@ -44,13 +44,97 @@ class DType(Enum):
         raise KeyError(name)
 
 
-@dataclass
+_QUANT_DTYPES = ("int8", "uint8", "int32")
+
+
+@dataclass(eq=False)
 class QuantParams:
-    """Affine quantization: real = scale * (q - zero_point), per tensor or per `axis`."""
+    """Affine quantization: real = scale * (q - zero_point), per tensor or per `axis`.
+
+    A tensor with `quant` holds integers standing for these real values; a node
+    touching such tensors means "the op on the real values, the result
+    quantized onto its quantized outputs" (ONNX QuantizeLinear: round half to
+    even, saturate).  Per tensor: `scale`/`zero_point` are scalars and `axis`
+    is None; per axis: both are 1-D with one value per index of `axis`
+    (non-negative).  The integer type is the zero point's (int8, uint8, int32).
+    Equality and hashing compare the values (`key()`), never `origin`: the
+    frontend's record of the QuantizeLinear/DequantizeLinear nodes it folded
+    (frontend/qdq.py), which graph_opt/float_islands.py uses to restore them.
+    """
 
     scale: np.ndarray
     zero_point: np.ndarray
     axis: int | None = None
+    origin: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        scale = np.asarray(self.scale, dtype=np.float32)
+        zero_point = np.asarray(self.zero_point)
+        if zero_point.dtype.name not in _QUANT_DTYPES:
+            raise ValueError(f"zero point of dtype {zero_point.dtype.name}; expected one of {_QUANT_DTYPES}")
+        if scale.ndim > 1 or zero_point.ndim > 1:
+            raise ValueError("scale and zero point must be scalars (per tensor) or 1-D (per axis)")
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError("scale must be finite and positive")
+        if self.axis is None:
+            if scale.size != 1 or zero_point.size != 1:
+                raise ValueError(f"{scale.size} scales without an axis")
+            scale, zero_point = scale.reshape(()), zero_point.reshape(())
+        else:
+            if self.axis < 0:
+                raise ValueError(f"axis {self.axis} must be normalized (non-negative)")
+            scale = scale.reshape(-1)
+            if zero_point.size == 1 and scale.size > 1:
+                zero_point = np.full(scale.shape, zero_point.reshape(()), dtype=zero_point.dtype)
+            zero_point = zero_point.reshape(-1)
+            if zero_point.size != scale.size:
+                raise ValueError(f"{scale.size} scales but {zero_point.size} zero points")
+        self.scale, self.zero_point = scale, zero_point
+
+    @property
+    def dtype(self) -> DType:
+        return DType.from_numpy(self.zero_point.dtype)
+
+    @property
+    def per_axis(self) -> bool:
+        return self.axis is not None
+
+    def key(self) -> tuple:
+        """The values as a hashable tuple (scale bits, zero points, integer type, axis)."""
+        return (self.scale.tobytes(), self.zero_point.tobytes(), self.zero_point.dtype.name, self.axis)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QuantParams) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def without_origin(self) -> "QuantParams":
+        return QuantParams(self.scale, self.zero_point, self.axis)
+
+    def _broadcast(self, param: np.ndarray, rank: int) -> np.ndarray:
+        if self.axis is None:
+            return param
+        if self.axis >= rank:
+            raise ValueError(f"axis {self.axis} out of range for rank {rank}")
+        shape = [1] * rank
+        shape[self.axis] = param.size
+        return param.reshape(shape)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """ONNX QuantizeLinear in float32: saturate(round_half_even(x / scale) + zero_point)."""
+        x = np.asarray(x, dtype=np.float32)
+        info = np.iinfo(self.zero_point.dtype)
+        with np.errstate(all="ignore"):
+            y = np.rint(x / self._broadcast(self.scale, x.ndim))
+        y = y + self._broadcast(self.zero_point, x.ndim).astype(np.float32)
+        return np.clip(y, info.min, info.max).astype(self.zero_point.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """ONNX DequantizeLinear: (q - zero_point) * scale, in float32."""
+        q = np.asarray(q)
+        centred = q.astype(np.int64) - self._broadcast(self.zero_point, q.ndim).astype(np.int64)
+        return (centred.astype(np.float32) * self._broadcast(self.scale, q.ndim)).astype(np.float32)
 
 
 @dataclass

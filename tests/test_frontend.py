@@ -123,10 +123,17 @@ def test_folding_removes_shape_and_constant_chains():
     ops = [node.op_type for node in graph.nodes]
     assert sorted(ops) == ["MatMul", "Mul", "Reshape"], ops
     assert graph.tensors["y"].shape == (1, 8)
-    # the dequantized weight is a float constant now
+    # the dequantized weight is its int8 constant with its QuantParams (frontend/qdq.py) ...
     matmul = next(n for n in graph.nodes if n.op_type == "MatMul")
     weight = graph.tensors[matmul.inputs[1]]
-    assert weight.is_const and weight.data.dtype == np.float32 and weight.shape == (48, 8)
+    assert weight.is_const and weight.data.dtype == np.int8 and weight.shape == (48, 8)
+    assert weight.quant is not None and float(weight.quant.scale) == np.float32(0.02)
+    # ... and a float constant again once graph_opt runs the MatMul in float
+    from onnx2mcu.graph_opt import optimize
+
+    optimize(graph)
+    weight = graph.tensors[matmul.inputs[1]]
+    assert weight.is_const and weight.data.dtype == np.float32 and weight.quant is None
     assert_matches_onnxruntime(model)
 
 

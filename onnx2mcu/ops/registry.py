@@ -65,17 +65,38 @@ class OpDef:
     emit_c: Callable[[Node, "object"], "str | list[str]"] | None = None
     """(node, codegen.context.CContext) -> the C statements of one step."""
     extra: dict = field(default_factory=dict)
+    quantized: str = "float"
+    """How a node of this op runs on quantized tensors (Tensor.quant):
+    QUANT_FLOAT: no integer implementation; graph_opt/float_islands.py runs it as
+    DequantizeLinear -> float op -> QuantizeLinear.  QUANT_PASSTHROUGH: it only moves or
+    selects elements, so on tensors sharing one QuantParams it runs on the integers
+    as they are (its kernels take int8/uint8).  QUANT_INTEGER: it has its own integer
+    reference and kernel (requantizing); no op has one yet."""
 
     def accepts(self, position: int, dtype: DType) -> bool:
         allowed = self.dtypes[min(position, len(self.dtypes) - 1)]
         return dtype in allowed
 
 
+QUANT_FLOAT, QUANT_PASSTHROUGH, QUANT_INTEGER = "float", "passthrough", "integer"
+QUANTIZED_MODES = (QUANT_FLOAT, QUANT_PASSTHROUGH, QUANT_INTEGER)
+# Standard ops that only move or select elements, with C kernels that copy bytes of
+# any dtype; their registrations get QUANT_PASSTHROUGH unless they say otherwise.
+# MaxPool commutes with quantization too (max is monotone) but its C kernel is float
+# only, and Pad's pad value would need the zero point: both stay QUANT_FLOAT for now.
+PASSTHROUGH_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose",
+                             "Concat", "Split", "Slice", "Gather", "DepthToSpace", "SpaceToDepth",
+                             "Tile", "Expand"})
+
 _REGISTRY: dict[tuple[str, str], OpDef] = {}
 
 
 def register(op_type: str, reference: Reference, **kwargs) -> OpDef:
+    if "quantized" not in kwargs and not kwargs.get("domain") and op_type in PASSTHROUGH_OPS:
+        kwargs["quantized"] = QUANT_PASSTHROUGH
     op = OpDef(op_type=op_type, reference=reference, **kwargs)
+    if op.quantized not in QUANTIZED_MODES:
+        raise ValueError(f"op {op_type}: quantized must be one of {QUANTIZED_MODES}")
     key = (op.domain, op.op_type)
     if key in _REGISTRY:
         raise ValueError(f"op {op_type} registered twice")
@@ -101,8 +122,14 @@ def unsupported_reason(node: Node, graph: Graph) -> str | None:
     if op is None:
         return "op not supported"
     for position, name in enumerate(node.inputs):
-        if name and not op.accepts(position, graph.tensors[name].dtype):
-            return f"input {position} has dtype {graph.tensors[name].dtype.value}, not supported"
+        if not name:
+            continue
+        tensor = graph.tensors[name]
+        if op.accepts(position, tensor.dtype):
+            continue
+        if tensor.quant is not None and op.quantized != QUANT_INTEGER and op.accepts(position, DType.FLOAT32):
+            continue  # dequantized around the node (graph_opt/float_islands.py)
+        return f"input {position} has dtype {tensor.dtype.value}, not supported"
     if op.check is not None:
         return op.check(node, graph)
     return None
