@@ -133,7 +133,8 @@ def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
-    """High 32 bits of 2*a*b, rounded to nearest (ties away from zero); INT32_MIN*INT32_MIN saturates."""
+    """High 32 bits of 2*a*b rounded to nearest, ties up (toward +inf: the negative nudge is
+    1 - 2**30 and the division truncates); INT32_MIN * INT32_MIN saturates to INT32_MAX."""
     a, b = _i64(a), _i64(b)
     ab = a * b
     nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
@@ -213,10 +214,11 @@ class AddParams:
     output_shift: int
     act_min: int
     act_max: int
-    # float mode (onnxruntime QLinearAdd): y = rint(ratio_a * a + ratio_b * b + offset_c)
+    # float mode (onnxruntime QLinearAdd): y = rint(ratio_a * a +/- ratio_b * b + offset)
     ratio_a: float
     ratio_b: float
-    float_offset: float
+    float_offset: float      # Add: zp_out - ratio_a * zp1 - ratio_b * zp2
+    float_offset_sub: float  # Sub: zp_out - ratio_a * zp1 + ratio_b * zp2
 
 
 def add_params(s1: float, zp1: int, s2: float, zp2: int, s_out: float, zp_out: int,
@@ -231,8 +233,9 @@ def add_params(s1: float, zp1: int, s2: float, zp2: int, s_out: float, zp_out: i
     ra = np.float32(np.float32(s1) / np.float32(s_out))
     rb = np.float32(np.float32(s2) / np.float32(s_out))
     off = np.float32(np.float32(zp_out) - ra * np.float32(zp1) - rb * np.float32(zp2))
+    off_sub = np.float32(np.float32(zp_out) - ra * np.float32(zp1) + rb * np.float32(zp2))
     return AddParams(-int(zp1), -int(zp2), int(zp_out), ADD_LEFT_SHIFT, m1, sh1, m2, sh2, mo, sho,
-                     lo, hi, float(ra), float(rb), float(off))
+                     lo, hi, float(ra), float(rb), float(off), float(off_sub))
 
 
 def add_s8(a, b, p: AddParams, subtract: bool = False, mode: str = "fixed") -> np.ndarray:
@@ -240,12 +243,11 @@ def add_s8(a, b, p: AddParams, subtract: bool = False, mode: str = "fixed") -> n
     a, b = _i64(a), _i64(b)
     a, b = np.broadcast_arrays(a, b)
     if mode == "float":
-        rb = -p.ratio_b if subtract else p.ratio_b
-        off = p.float_offset if not subtract else float(
-            np.float32(p.float_offset) + np.float32(2.0) * np.float32(p.ratio_b) * np.float32(-p.input2_offset))
-        v = (np.float32(p.ratio_a) * a.astype(np.float32) + np.float32(rb) * b.astype(np.float32)
-             + np.float32(off))
-        return np.clip(np.rint(v), p.act_min, p.act_max).astype(np.int8)
+        va = np.float32(p.ratio_a) * a.astype(np.float32)
+        vb = np.float32(p.ratio_b) * b.astype(np.float32)
+        v = (va - vb + np.float32(p.float_offset_sub)) if subtract else (va + vb + np.float32(p.float_offset))
+        v = np.minimum(np.maximum(v, np.float32(p.act_min)), np.float32(p.act_max))
+        return np.rint(v).astype(np.int8)
     x1 = (a + p.input1_offset) << p.left_shift
     x2 = (b + p.input2_offset) << p.left_shift
     s1 = multiply_by_quantized_multiplier(x1, p.input1_multiplier, p.input1_shift)
