@@ -10,105 +10,24 @@ from __future__ import annotations
 
 import ctypes
 import math
-from ctypes import POINTER, Structure, c_float, c_int32, c_void_p
+from ctypes import c_float
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from c_harness import build_and_load, declare, i32, ptr, runtime_dir
+from c_harness import declare, i32, ptr
 from onnx2mcu import qmath
 from onnx2mcu.ops import int8_ref as R
 
-I = c_int32
-P = c_void_p
-CP = POINTER(c_int32)
+from s8_c_backend import (STRUCTS, AddP, ConvP, FCP, MatmulP, MeanP, MulP, PoolP, RequantP, SoftmaxP, I, P,
+                          build_s8_library, _bcast_strides, requant_struct as _requant_struct)
 
 pytestmark = [pytest.mark.c]
 
-SHIM_C = r"""
-#include "o2m_s8_common.h"
-int32_t t_srdhm(int32_t a, int32_t b);
-int32_t t_rdbp(int32_t x, int32_t e);
-int32_t t_mbqm(int32_t x, int32_t m, int32_t s);
-int32_t t_round_even(float v);
-int32_t t_srdhm(int32_t a, int32_t b) { return o2m_s8_srdhm(a, b); }
-int32_t t_rdbp(int32_t x, int32_t e) { return o2m_s8_rdbp(x, e); }
-int32_t t_mbqm(int32_t x, int32_t m, int32_t s) { return o2m_s8_mbqm(x, m, s); }
-int32_t t_round_even(float v) { return o2m_s8_round_even(v); }
-"""
-
-
-# ----------------------------------------------------------------- C structures
-class Requant(Structure):
-    _fields_ = [("multipliers", P), ("shifts", P), ("scales", P), ("per_channel", I),
-                ("output_offset", I), ("act_min", I), ("act_max", I)]
-
-
-class ConvP(Structure):
-    _fields_ = [(n, I) for n in ("n", "c_in", "h_in", "w_in", "c_out", "h_out", "w_out", "k_h", "k_w",
-                                 "stride_h", "stride_w", "dil_h", "dil_w", "pad_top", "pad_left", "groups",
-                                 "input_offset")] + [("requant", Requant)]
-
-
-class FCP(Structure):
-    _fields_ = [(n, I) for n in ("batch", "in_features", "out_features", "input_offset",
-                                 "filter_offset")] + [("requant", Requant)]
-
-
-class MatmulP(Structure):
-    _fields_ = [(n, I) for n in ("batch", "m", "n", "k", "a_batch_stride", "b_batch_stride", "a_offset",
-                                 "b_offset")] + [("requant", Requant)]
-
-
-class AddP(Structure):
-    _fields_ = [(n, I) for n in ("input1_offset", "input2_offset", "output_offset", "left_shift",
-                                 "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
-                                 "output_multiplier", "output_shift", "act_min", "act_max", "float_mode")] + [
-        (n, c_float) for n in ("ratio_a", "ratio_b", "float_offset", "float_offset_sub")]
-
-
-class MulP(Structure):
-    _fields_ = [(n, I) for n in ("input1_offset", "input2_offset", "output_offset", "output_multiplier",
-                                 "output_shift", "act_min", "act_max", "float_mode")] + [("float_scale", c_float)]
-
-
-class RequantP(Structure):
-    _fields_ = [(n, I) for n in ("input_offset", "output_offset", "multiplier", "shift", "float_mode")] + [
-        ("scale", c_float)]
-
-
-class PoolP(Structure):
-    _fields_ = [(n, I) for n in ("n", "c", "h_in", "w_in", "h_out", "w_out", "k_h", "k_w", "stride_h",
-                                 "stride_w", "pad_top", "pad_left", "act_min", "act_max", "count_include_pad",
-                                 "pad_value")]
-
-
-class MeanP(Structure):
-    _fields_ = [(n, I) for n in ("method", "input_zero_point", "output_zero_point", "multiplier", "shift")]
-
-
-class SoftmaxP(Structure):
-    _fields_ = [(n, I) for n in ("input_multiplier", "input_left_shift", "diff_min")]
-
-
-STRUCTS = {"o2m_s8_requant": Requant, "o2m_conv2d_s8_params": ConvP, "o2m_fully_connected_s8_params": FCP,
-           "o2m_batch_matmul_s8_params": MatmulP, "o2m_add_s8_params": AddP, "o2m_mul_s8_params": MulP,
-           "o2m_requantize_s8_params": RequantP, "o2m_pool2d_s8_params": PoolP, "o2m_mean_s8_params": MeanP,
-           "o2m_softmax_s8_params": SoftmaxP}
-
-PROBE_C = ("#include <stddef.h>\n#include \"o2m_s8_conv.h\"\n#include \"o2m_s8_elementwise.h\"\n"
-           "#include \"o2m_s8_pool.h\"\n#include \"o2m_s8_softmax.h\"\n") + "".join(
-    f"size_t probe_{n}(void);\nsize_t probe_{n}(void) {{ return sizeof({n}); }}\n" for n in STRUCTS)
-
-
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("s8")
-    shim = tmp / "shim_s8.c"
-    shim.write_text(SHIM_C + PROBE_C)
-    sources = sorted(runtime_dir().glob("o2m_s8_*.c")) + [shim]
-    return build_and_load(sources, tmp, name="s8", include_dirs=[runtime_dir()])
+    return build_s8_library(tmp_path_factory.mktemp("s8"))
 
 
 def test_struct_layouts_match(lib):
@@ -237,16 +156,6 @@ def _zp(rng) -> int:
 
 def _q8(rng, shape) -> np.ndarray:
     return rng.integers(-128, 128, shape).astype(np.int8)
-
-
-def _requant_struct(mult, shift, scales, per_channel, zp, lo, hi, keep) -> Requant:
-    mult, shift = np.ascontiguousarray(mult, np.int32), np.ascontiguousarray(shift, np.int32)
-    keep += [mult, shift]
-    sc = None
-    if scales is not None:
-        sc = np.ascontiguousarray(scales, np.float32)
-        keep.append(sc)
-    return Requant(ptr(mult), ptr(shift), ptr(sc), int(per_channel), zp, lo, hi)
 
 
 def _conv_naive_acc(x, w, bias, p: R.ConvParams):
@@ -412,12 +321,6 @@ def test_batch_matmul_c_bit_exact(lib):
 
 
 # ----------------------------------------------------------------- Add / Sub / Mul
-def _bcast_strides(shape, out_shape):
-    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
-    dense = np.cumprod((1,) + shape[::-1])[:-1][::-1]
-    return [0 if s == 1 and o != 1 else int(d) for s, o, d in zip(shape, out_shape, dense)]
-
-
 def _random_bcast_shapes(rng):
     rank = int(rng.integers(0, 5))
     out = [int(v) for v in rng.integers(1, 6, rank)]

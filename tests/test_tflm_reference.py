@@ -5,6 +5,8 @@
 2. Each model is re-run op by op with onnx2mcu.ops.int8_ref (NCHW, Params
    computed from the file's scales and zero points) and must give TFLite
    Micro's output bit for bit, on the anchor input and on random inputs.
+3. The same with the C kernels (runtime_c/o2m_s8_*.c through ctypes) doing
+   every arithmetic op: int8 C bit-exact with TFLite Micro on real models.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 
 from onnx2mcu import qmath
 from onnx2mcu.ops import int8_ref as R
+from s8_c_backend import CKernels, build_s8_library
 from tflm_reference import ANCHOR_MODELS, anchor_input, have_tflm, input_details, read_model, tflm_outputs
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
@@ -66,8 +69,9 @@ def _nchw(shape):
     return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else shape
 
 
-def run_with_int8_ref(path: Path, x: np.ndarray) -> np.ndarray:
-    """Interpret the model with the int8 references; activations kept NCHW (as our IR)."""
+def run_with_int8_ref(path: Path, x: np.ndarray, K=R) -> np.ndarray:
+    """Interpret the model with the int8 references (or, with K, kernels of the same signatures,
+    e.g. s8_c_backend.CKernels); activations kept NCHW (as our IR)."""
     m = read_model(path)
     T = m.tensors
     env: dict[int, np.ndarray] = {}
@@ -94,7 +98,7 @@ def run_with_int8_ref(path: Path, x: np.ndarray) -> np.ndarray:
             pads = _conv_pads(o["padding"], a.shape[2], a.shape[3], w.shape[2], w.shape[3], stride, dil)
             p = R.conv_params(s_in, zp_in, wt.scales, s_out, zp_out, w.shape[0], act=ACTS[o["act"]],
                               stride=stride, dilation=dil, pads=pads, groups=groups)
-            env[op.outputs[0]] = R.conv2d(a, w, bias, p)
+            env[op.outputs[0]] = K.conv2d(a, w, bias, p)
         elif op.op == "FULLY_CONNECTED":
             a = env[ins[0]]
             wt = T[ins[1]]
@@ -102,11 +106,11 @@ def run_with_int8_ref(path: Path, x: np.ndarray) -> np.ndarray:
             s_in, zp_in = _q(T[ins[0]])
             s_out, zp_out = _q(out_t)
             p = R.fc_params(s_in, zp_in, wt.scales, s_out, zp_out, act=ACTS[o["act"]])
-            env[op.outputs[0]] = R.fully_connected(a.reshape(-1, wt.shape[1]), wt.data, bias, p)
+            env[op.outputs[0]] = K.fully_connected(a.reshape(-1, wt.shape[1]), wt.data, bias, p)
         elif op.op in ("ADD", "SUB"):
             (s1, z1), (s2, z2), (so, zo) = _q(T[ins[0]]), _q(T[ins[1]]), _q(out_t)
             p = R.add_params(s1, z1, s2, z2, so, zo, act=ACTS[o["act"]])
-            fn = R.add if op.op == "ADD" else R.sub
+            fn = K.add if op.op == "ADD" else K.sub
             env[op.outputs[0]] = fn(env[ins[0]], env[ins[1]], p)
         elif op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             a = env[ins[0]]
@@ -115,10 +119,10 @@ def run_with_int8_ref(path: Path, x: np.ndarray) -> np.ndarray:
             pads = _conv_pads(o["padding"], a.shape[2], a.shape[3], k[0], k[1], stride, (1, 1))
             lo, hi = qmath.activation_range(ACTS[o["act"]], *_q(out_t))
             p = R.pool_params(k, stride=stride, pads=pads, act_min=lo, act_max=hi)
-            env[op.outputs[0]] = R.avgpool(a, p) if op.op == "AVERAGE_POOL_2D" else R.maxpool(a, p)
+            env[op.outputs[0]] = K.avgpool(a, p) if op.op == "AVERAGE_POOL_2D" else K.maxpool(a, p)
         elif op.op == "SOFTMAX":
             p = R.softmax_params(_q(T[ins[0]])[0], o.get("Beta", 1.0))
-            env[op.outputs[0]] = R.softmax(env[ins[0]], p, axis=-1)
+            env[op.outputs[0]] = K.softmax(env[ins[0]], p, axis=-1)
         elif op.op == "RESHAPE":
             a = env[ins[0]]
             if a.ndim == 4:  # back to the file's NHWC order before flattening
@@ -141,10 +145,10 @@ def run_with_int8_ref(path: Path, x: np.ndarray) -> np.ndarray:
             same = np.float32(si) == np.float32(so) and zi == zo
             if o.get("KeepDims") and a.ndim == 4 and sorted(axes) == [1, 2]:
                 p = R.mean_params(si, zi, so, zo, "rescale")
-                env[op.outputs[0]] = R.mean(a, (2, 3), p, keepdims=True)
+                env[op.outputs[0]] = K.mean(a, (2, 3), p, keepdims=True)
             elif same:
                 p = R.mean_params(si, zi, so, zo, "same")
-                env[op.outputs[0]] = R.mean(a, axes, p, keepdims=bool(o.get("KeepDims")))
+                env[op.outputs[0]] = K.mean(a, axes, p, keepdims=bool(o.get("KeepDims")))
             else:
                 raise NotImplementedError("MEAN with requantization on other axes")
         elif op.op == "QUANTIZE":
@@ -156,7 +160,7 @@ def run_with_int8_ref(path: Path, x: np.ndarray) -> np.ndarray:
                 env[op.outputs[0]] = np.clip(q + zo, -128, 127).astype(np.int8)
             else:
                 p = R.requant_params(*_q(T[ins[0]]), so, zo)
-                env[op.outputs[0]] = R.requantize(a, p)
+                env[op.outputs[0]] = K.requantize(a, p)
         elif op.op == "DEQUANTIZE":
             si, zi = _q(T[ins[0]])
             env[op.outputs[0]] = ((env[ins[0]].astype(np.int32) - zi).astype(np.float32) * np.float32(si))
@@ -184,3 +188,24 @@ def test_int8_ref_bit_exact_with_tflm(rel):
         got = run_with_int8_ref(path, x)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.fixture(scope="module")
+def c_kernels(tmp_path_factory):
+    return CKernels(build_s8_library(tmp_path_factory.mktemp("s8_models")))
+
+
+@pytest.mark.c
+@pytest.mark.slow
+@pytest.mark.parametrize("rel", sorted(ANCHOR_MODELS))
+def test_int8_c_kernels_bit_exact_with_tflm(rel, c_kernels):
+    path = _model_path(rel)
+    (detail,) = input_details(path)
+    rng = np.random.default_rng(100 + len(rel))
+    if np.dtype(detail["dtype"]) == np.float32:
+        random = rng.random(detail["shape"], dtype=np.float32)
+    else:
+        random = rng.integers(-128, 128, detail["shape"]).astype(np.int8)
+    for x in (anchor_input(detail["shape"], detail["dtype"]), random):
+        (expected,) = tflm_outputs(path, [x])
+        np.testing.assert_array_equal(run_with_int8_ref(path, x, K=c_kernels), expected)
