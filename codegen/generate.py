@@ -208,9 +208,11 @@ def _c_values(flat: np.ndarray, dtype: DType) -> str:
 def runtime_files(kernel_sources: list[str]) -> dict[str, bytes]:
     """The runtime_c headers (all) and the kernel sources the model needs."""
     root = resources.files("onnx2mcu.runtime_c")
+    int8 = any(name.startswith("o2m_s8_") for name in kernel_sources)  # int8 headers only for int8 models
     out = {}
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".h") or entry.name in kernel_sources:
+        header = entry.name.endswith(".h") and (int8 or not entry.name.startswith("o2m_s8_"))
+        if header or entry.name in kernel_sources:
             out[entry.name] = entry.read_bytes()
     return out
 
