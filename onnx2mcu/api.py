@@ -13,6 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
+from onnx2mcu.codegen.kernels import select_kernels
 from onnx2mcu.frontend import load as _load
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.ir import Graph
@@ -20,6 +21,7 @@ from onnx2mcu.scheduler import Schedule, schedule
 from onnx2mcu.simulator import SimResult
 from onnx2mcu.simulator import simulate as _simulate
 from onnx2mcu.simulator.compare import Agreement, compare, run_onnxruntime, seeded_inputs
+from onnx2mcu.targets import Board, get_board
 
 ModelLike = "str | os.PathLike | onnx.ModelProto"
 
@@ -54,13 +56,17 @@ class SimulationReport:
 def simulate(model, input_shapes: Mapping[str, Sequence[int]] | None = None,
              inputs: Mapping[str, np.ndarray] | None = None, scheduler: str = "ilp",
              time_limit: float = 60.0, seed: int = 0, check_onnxruntime: bool = True,
-             progress: Callable[[int], None] | None = None, graph: Graph | None = None
-             ) -> SimulationReport:
-    """Schedule, run in the simulator over the planned arena, and compare with onnxruntime."""
+             progress: Callable[[int], None] | None = None, graph: Graph | None = None,
+             board: str | Board = "host") -> SimulationReport:
+    """Schedule, run in the simulator over the planned arena, and compare with onnxruntime.
+
+    The C kernels `board` would use are selected first, so that the plan holds their
+    scratch, as `compile` for that board would."""
     if graph is None:
         from onnx2mcu.graph_opt import optimize
 
         graph, _ = optimize(_load(model, input_shapes))
+    select_kernels(graph, get_board(board))
     sched = schedule(graph, scheduler, time_limit=time_limit)
     values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
     result = _simulate(graph, sched, values, progress=progress)

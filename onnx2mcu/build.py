@@ -11,7 +11,9 @@ import onnx
 
 from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES, write_board_files
 from onnx2mcu.codegen.weights import external_weights
-from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files, write_project
+from onnx2mcu.codegen.generate import (c_support, dump_json, raise_unsupported, render_model,
+                                       runtime_files, write_project)
+from onnx2mcu.codegen.kernels import select_kernels
 from onnx2mcu.errors import UserError
 from onnx2mcu.frontend import load
 from onnx2mcu.frontend.load import read_model
@@ -97,12 +99,16 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
         graph, optimization = optimize(load(model, input_shapes))
     from onnx2mcu.scheduler import METHODS
 
+    problems = c_support(graph, board)
+    if problems:
+        raise_unsupported(graph, problems)
+    select_kernels(graph, board)  # before scheduling: the kernels' scratch goes into the plan
     sched = schedule(graph, scheduler or METHODS[0], time_limit=time_limit)
     if not force:
         check_budget(graph, sched, board)
     values = dict(inputs) if inputs is not None else seeded_inputs(graph, seed)
     generated = render_model(graph, sched, prefix=prefix, test_inputs=values,
-                             external=external_weights_for(graph, board))
+                             external=external_weights_for(graph, board), board=board)
     report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
