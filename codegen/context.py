@@ -1,6 +1,6 @@
 """What an op's C emitter sees: typed pointers, shapes and a place for constant tables.
 
-Each OpDef's `emit_c(node, ctx)` returns the C statements for one step; it
+Each kernel's `emit(node, ctx)` (codegen/kernels.py) returns the C statements for one step; it
 asks the context for the C expression of a tensor (`ctx.ptr`) and declares
 any parameter struct or small table it needs (`ctx.declare`, `ctx.int_array`).
 Activations are pointers into the one static arena at their planned offsets;
@@ -53,6 +53,7 @@ C_NUMPY = {"f32": np.float32, "i8": np.int8, "u8": np.uint8, "i32": np.int32, "i
 # runtime_c source of each kernel family
 CONV, ELEMENTWISE, LINALG, NORM, TENSOR, QUANT = (
     "o2m_conv.c", "o2m_elementwise.c", "o2m_linalg.c", "o2m_norm.c", "o2m_tensor.c", "o2m_quant.c")
+BINARY, ADDER, MCUBERT = "o2m_binary.c", "o2m_adder.c", "o2m_mcubert.c"
 
 INT32_MAX = 2**31 - 1
 

@@ -19,6 +19,9 @@ import numpy as np
 from onnx2mcu import __version__
 from onnx2mcu.codegen.context import (C_TYPES, CContext, NotSupportedInC, c_float,
                                       c_identifier, c_int)
+from onnx2mcu.codegen.kernels import (PORTABLE, KernelSelectionMismatch, Selection,
+                                      preference_of, select_kernel)
+from onnx2mcu.codegen.kernels import c_support as kernel_support
 from onnx2mcu.codegen.weights import format_words, layout_weights, weight_words
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph
@@ -49,40 +52,62 @@ def tensor_offsets(sched: Schedule) -> tuple[dict[str, int], dict[str, int]]:
     return arena, scratch
 
 
-def emit_steps(graph: Graph, order, ctx: CContext) -> tuple[list[dict], list[str]]:
-    """The C statements of every step, and what cannot be emitted (all of it, not just the first)."""
+def emit_steps(graph: Graph, order, ctx: CContext,
+               support: Mapping[str, Selection | str]) -> tuple[list[dict], list[str]]:
+    """The C statements of every step by its selected kernel, and what cannot be emitted
+    (all of it, not just the first)."""
     steps, problems = [], []
     for node in order:
-        op = lookup(node.op_type, node.domain)
-        if op is None or op.emit_c is None:
-            problems.append(f"'{node.name}' ({node.op_type}): no C kernel yet")
+        found = support.get(node.name, "no C kernel yet")
+        if not isinstance(found, Selection):
+            problems.append(f"'{node.name}' ({node.op_type}): {found}")
             continue
+        kernel = found.kernel
+        before = set(ctx.kernels)
         try:
             ctx.check_size(node, *node.inputs, *node.outputs)
-            code = op.emit_c(node, ctx)
+            code = kernel.emit(node, ctx)
         except NotSupportedInC as exc:
             problems.append(str(exc))
             continue
+        undeclared = ctx.kernels - before - set(kernel.sources)
+        if undeclared:
+            raise KernelSelectionMismatch(f"kernel {kernel.name} used {sorted(undeclared)}, which "
+                                          f"its register_kernel(sources=...) does not list")
         if isinstance(code, str):
             code = [line for line in code.splitlines() if line.strip()]
         if not code:
-            code = ["/* alias: shares its input's bytes */" if op.alias else "/* nothing to do */"]
+            op = lookup(node.op_type, node.domain)
+            code = ["/* alias: shares its input's bytes */" if op is not None and op.alias
+                    else "/* nothing to do */"]
         steps.append({"name": node.name, "op": node.op_type, "code": list(code)})
     return steps, problems
 
 
-def c_support(graph: Graph) -> list[str]:
-    """Why this graph cannot be emitted as C (empty when it can), without scheduling it.
-
-    Runs every emitter against a placeholder layout (every tensor at its own offset)."""
-    weight_offsets, _ = layout_weights(graph)
-    distinct = {name: 16 * i for i, name in enumerate(sorted(graph.tensors))}
-    scratch = {node.name: 16 * (len(distinct) + i) for i, node in enumerate(graph.nodes)}
-    ctx = CContext(graph, distinct, dict(distinct, **weight_offsets), scratch)
-    return emit_steps(graph, graph.nodes, ctx)[1]
+def c_support(graph: Graph, board=(PORTABLE,)) -> list[str]:
+    """Why this graph cannot be emitted as C (empty when it can), without scheduling it:
+    `codegen.kernels.c_support` as one message per node."""
+    return [f"'{name}' ({graph.node(name).op_type}): {found}"
+            for name, found in kernel_support(graph, board).items()
+            if not isinstance(found, Selection)]
 
 
-def _raise_unsupported(graph: Graph, problems: list[str]) -> None:
+def check_scratch(graph: Graph, sched: Schedule, support: Mapping[str, Selection | str]) -> None:
+    """The schedule must reserve, for every node, exactly the scratch of its selected kernel."""
+    reserved = {b.scratch_of: b.nbytes for b in sched.profile.buffers if b.scratch_of}
+    for node in sched.order:
+        found = support.get(node.name)
+        if not isinstance(found, Selection):
+            continue
+        if reserved.get(node.name, 0) != found.scratch:
+            raise KernelSelectionMismatch(
+                f"'{node.name}' ({node.op_type}): the schedule reserved "
+                f"{reserved.get(node.name, 0)} B of scratch but kernel {found.kernel.name} needs "
+                f"{found.scratch} B; call codegen.kernels.select_kernels(graph, board) before "
+                f"scheduling")
+
+
+def raise_unsupported(graph: Graph, problems: list[str]) -> None:
     shown = problems[:20]
     more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
     raise UserError(f"{graph.source or graph.name}: {len(problems)} node(s) cannot be compiled to C "
@@ -95,11 +120,14 @@ RESERVED_PREFIXES = ("main", "startup", "o2m")
 
 def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                  test_inputs: Mapping[str, np.ndarray] | None = None,
-                 external: frozenset[str] | set[str] = frozenset()) -> GeneratedModel:
+                 external: frozenset[str] | set[str] = frozenset(),
+                 board=(PORTABLE,)) -> GeneratedModel:
     """Render every generated text file; no I/O.
 
     Constants named in `external` go to a second blob placed in the board's
-    external memory region (section .o2m_ext)."""
+    external memory region (section .o2m_ext).  `board` (a Board or a kernel
+    preference) picks the kernels; the schedule must have been made after
+    `select_kernels` with the same board (its scratch is checked)."""
     prefix = c_identifier(prefix)
     if prefix in RESERVED_PREFIXES or prefix.startswith("o2m_"):
         raise UserError(f"prefix '{prefix}' would clash with the harness or kernel files "
@@ -110,9 +138,11 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
     arena_offsets, scratch_offsets = tensor_offsets(sched)
     ctx = CContext(graph, arena_offsets, weight_offsets, scratch_offsets, prefix=prefix,
                    ext_offsets=ext_offsets)
-    steps, problems = emit_steps(graph, sched.order, ctx)
+    support = {node.name: select_kernel(node, graph, preference_of(board)) for node in graph.nodes}
+    check_scratch(graph, sched, support)
+    steps, problems = emit_steps(graph, sched.order, ctx, support)
     if problems:
-        _raise_unsupported(graph, problems)
+        raise_unsupported(graph, problems)
 
     def io(name: str, values: np.ndarray | None = None) -> dict:
         tensor = graph.tensors[name]

@@ -14,6 +14,7 @@ from onnx2mcu.codegen.board_project import write_board_files
 from onnx2mcu.codegen.weights import external_weights
 from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files
 from onnx2mcu.fileio import write_folder_atomic
+from onnx2mcu.codegen.generate import c_support, raise_unsupported
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.ir import Graph
 from onnx2mcu.report import schedule_entries, tensor_entries
@@ -77,7 +78,8 @@ def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedul
     if not force:
         budget.check(need_of(graph, sched, external), graph.source)
     values = dict(values)
-    generated = render_model(graph, sched, prefix=prefix, test_inputs=values, external=external)
+    generated = render_model(graph, sched, prefix=prefix, test_inputs=values, external=external,
+                             board=board)
     from onnx2mcu.graph_opt.pipeline import NOT_IN_BUILD_REPORT
 
     report = {**build_report(graph, sched, board, budget, generated.report, prefix),

@@ -74,20 +74,31 @@ def human_bytes(n: int | None) -> str:
 
 # ----- inspect --------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from onnx2mcu.codegen.kernels import Selection, c_support
     from onnx2mcu.ops import unsupported_reason
     from onnx2mcu.pipeline import run
     from onnx2mcu.report import macs
 
+    from dataclasses import replace
+
+    model = resolve_model(args)
     options = pipeline_options(args, stop_after="load", check_supported=False)
-    graph = run(resolve_model(args), options).graph
+    graph = run(model, options).graph
+    if not any(unsupported_reason(node, graph) for node in graph.nodes):
+        # what compile will see: after graph_opt (float islands, lowering, tiling)
+        graph = run(model, replace(options, stop_after="optimize", check_supported=True)).graph
     node_macs = macs(graph)
+    in_c = c_support(graph)  # the host's (portable) kernels; "" = only the Python reference
     rows = []
     for node in graph.nodes:
+        found = in_c[node.name]
         params = sum(graph.tensors[n].nbytes for n in node.inputs if n and graph.tensors[n].is_const)
         out = graph.tensors[node.outputs[0]] if node.outputs and node.outputs[0] in graph.tensors else None
         rows.append({"node": node.name, "op": node.op_type, "output_shape": list(out.shape) if out else None,
                      "param_bytes": params, "macs": node_macs[node.name],
-                     "unsupported": unsupported_reason(node, graph)})
+                     "unsupported": unsupported_reason(node, graph),
+                     "c_kernel": found.kernel.name if isinstance(found, Selection) else None,
+                     "python_only": None if isinstance(found, Selection) else found})
     unsupported = [r for r in rows if r["unsupported"]]
     summary = {"model": graph.source, "ops": len(rows), "weights_bytes": graph.weights_bytes,
                "macs": sum(node_macs.values()), "notes": graph.notes,
@@ -106,13 +117,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"ops     {len(rows)}  ({', '.join(f'{k} {v}' for k, v in summary['op_counts'].items())})")
     print(f"weights {human_bytes(graph.weights_bytes)}   MACs {summary['macs']:,}\n")
     width = min(max((len(r["node"]) for r in rows), default=4), 48)
-    print(f"{'node':<{width}}  {'op':<20} {'output':<20} {'params':>10} {'MACs':>12}")
+    print(f"{'node':<{width}}  {'op':<20} {'output':<20} {'params':>10} {'MACs':>12}  C")
     for r in rows:
-        flag = f"  UNSUPPORTED: {r['unsupported']}" if r["unsupported"] else ""
+        flag = f"  UNSUPPORTED: {r['unsupported']}" if r["unsupported"] else (
+            f"  python only: {r['python_only']}" if r["python_only"] else "")
         print(f"{r['node'][:width]:<{width}}  {r['op']:<20} {str(r['output_shape']):<20} "
-              f"{r['param_bytes']:>10} {r['macs']:>12,}{flag}")
+              f"{r['param_bytes']:>10} {r['macs']:>12,}  {'-' if r['python_only'] else 'y'}{flag}")
     if unsupported:
         print(f"\n{len(unsupported)} unsupported node(s)")
+    python_only = [r for r in rows if r["python_only"] and not r["unsupported"]]
+    if python_only:
+        print(f"{len(python_only)} node(s) only the Python reference runs (`compile` refuses them)")
     return 0
 
 
@@ -139,10 +154,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     data = {**result.simulation.to_dict(), **result.optimization}
+    from onnx2mcu.codegen.kernels import python_only
+
+    data["python_only"] = [{"node": name, "op": result.graph.node(name).op_type, "reason": why}
+                           for name, why in python_only(result.graph).items()]
     if args.json:
         print(json.dumps(data))
         return 0
     print(format_memory_report(data))
+    if data["python_only"]:
+        print(f"python-only nodes: {', '.join(e['node'] + ' (' + e['op'] + ')' for e in data['python_only'])}"
+              " (no C kernel: `compile` refuses them)")
     if args.plot:
         print(f"plot       {args.plot}")
     return 0

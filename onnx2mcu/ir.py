@@ -191,6 +191,9 @@ class Graph:
     outputs: list[str]
     notes: list[str] = field(default_factory=list)  # what the frontend assumed (bound dims, ...)
     source: str = ""  # file the graph came from, for error messages
+    # node name -> scratch bytes of the C kernel chosen for it (codegen.kernels.select_kernels,
+    # run by the face before scheduling); nodes absent here use their op's formula
+    scratch: dict[str, int] = field(default_factory=dict)
 
     # ----- queries -------------------------------------------------------
     def producers(self) -> dict[str, Node]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from onnx2mcu.ir import Graph, Node
-from onnx2mcu.ops import lookup
+from onnx2mcu.ops import lookup, node_scratch_bytes
 
 ALIGNMENT = 16  # every arena buffer and every weight starts at a multiple of this
 
@@ -112,8 +112,7 @@ def profile(graph: Graph, order: Sequence[Node] | None = None, inplace: bool = T
             if tensor in outputs:
                 buffer.last = n_steps - 1
     for step, node in enumerate(order):
-        op = lookup(node.op_type, node.domain)
-        scratch = op.scratch_bytes(node, graph) if op is not None else 0
+        scratch = node_scratch_bytes(node, graph)
         if scratch > 0:
             buffers.append(Buffer(len(buffers), scratch, step, step, [], scratch_of=node.name))
     live = [0] * len(order)

@@ -124,10 +124,17 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
     else:
         result = PipelineResult(model, graph, board, budget, dict(optimization or {}))
 
-    # ----- select kernels -----------------------------------------------------------------
-    # The one place where codegen.kernels.select_kernels(graph, board) will run: after the
-    # IR rewrites, before scheduling (a kernel's scratch is part of the memory plan).
-    # ---------------------------------------------------------------------------------------
+    # ----- select kernels: after the IR rewrites, before scheduling (a kernel's scratch is
+    # part of the memory plan); a compile refuses nodes no C kernel runs, all listed at once
+    from onnx2mcu.codegen.kernels import select_kernels
+
+    if options.output is not None:
+        from onnx2mcu.codegen.generate import c_support, raise_unsupported
+
+        problems = c_support(graph, board)
+        if problems:
+            raise_unsupported(graph, problems)
+    select_kernels(graph, board)
     if options.stop_after == "optimize":
         return result
 

@@ -39,6 +39,9 @@ class Board:
     # takes the largest weight tables when the internal flash cannot hold them all
     ext_origin: int | None = None
     ext_bytes: int | None = None
+    # kernel backends codegen may use on this core, best first (codegen/kernels.py picks, per
+    # node, the first that has an applicable kernel; "portable" is plain C99 and always last)
+    kernels: tuple[str, ...] = ("portable",)
 
     @property
     def is_host(self) -> bool:
@@ -72,11 +75,14 @@ _M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 _M7_DP = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16")
 _M7_SP = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16")
 _M0P = ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft")
+# Cortex-M4/M7/M33/M55 have the DSP extension (SIMD multiply-accumulate); M0+/M3 and the host do not
+_DSP_KERNELS = ("arm-dsp", "portable")
 
 _BOARDS: tuple[Board, ...] = (
     Board(
         name="mps2-an386",
         core="cortex-m4",
+        kernels=_DSP_KERNELS,
         cpu_flags=_M4F,
         fpu=True,
         float_abi="hard",
@@ -97,6 +103,7 @@ _BOARDS: tuple[Board, ...] = (
     Board(
         name="mps2-an500",
         core="cortex-m7",
+        kernels=_DSP_KERNELS,
         cpu_flags=_M7_DP,
         fpu=True,
         fpu_double=True,
@@ -118,6 +125,7 @@ _BOARDS: tuple[Board, ...] = (
     Board(
         name="nucleo-f746zg",
         core="cortex-m7",
+        kernels=_DSP_KERNELS,
         cpu_flags=_M7_SP,
         fpu=True,
         float_abi="hard",
@@ -135,6 +143,7 @@ _BOARDS: tuple[Board, ...] = (
     Board(
         name="nucleo-f767zi",
         core="cortex-m7",
+        kernels=_DSP_KERNELS,
         cpu_flags=_M7_DP,
         fpu=True,
         fpu_double=True,
@@ -153,6 +162,7 @@ _BOARDS: tuple[Board, ...] = (
     Board(
         name="nucleo-h743zi",
         core="cortex-m7",
+        kernels=_DSP_KERNELS,
         cpu_flags=_M7_DP,
         fpu=True,
         fpu_double=True,
@@ -174,6 +184,7 @@ _BOARDS: tuple[Board, ...] = (
     Board(
         name="nrf52840dk",
         core="cortex-m4",
+        kernels=_DSP_KERNELS,
         cpu_flags=_M4F,
         fpu=True,
         float_abi="hard",

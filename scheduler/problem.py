@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from onnx2mcu.ir import Graph, Node
-from onnx2mcu.ops import lookup
+from onnx2mcu.ops import lookup, node_scratch_bytes
 
 
 
@@ -132,8 +132,7 @@ class Problem:
                                 self.op_cands[i].append(cg)
                             if self.groups[cg].size != out_t.nbytes:
                                 self.exact = False
-            if op is not None:
-                self.op_scratch[i] = int(op.scratch_bytes(node, graph))
+            self.op_scratch[i] = node_scratch_bytes(node, graph)
 
         for i in range(n):
             for g in self.op_in[i]:

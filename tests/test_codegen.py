@@ -24,7 +24,7 @@ from onnx2mcu.codegen.context import (bc_view, broadcast_strides, c_float, simpl
 from onnx2mcu.codegen.generate import c_support
 from onnx2mcu.errors import UserError
 from onnx2mcu.frontend import load
-from onnx2mcu.ops.reduce import reduce_view
+from onnx2mcu.codegen.emit.reduce import reduce_view
 from onnx2mcu.runner import run_project_dir
 from onnx2mcu.simulator.run_c import build
 

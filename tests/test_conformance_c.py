@@ -2,7 +2,7 @@
 
 The cases are those of tests/test_conformance.py (same selection, same
 frozen shape inputs, same tolerances: rtol 1e-4, atol 1e-5 for floats,
-exact for integers and bool), minus those whose nodes have no C emitter
+exact for integers and bool), minus those with a node that has no C kernel
 (`codegen.generate.c_support` says why; the count is printed in the summary).
 Each case is scheduled, rendered (model.c, model.h, model_weights.h and a
 main.c holding the case's inputs), compiled with the strict flags of the
@@ -187,7 +187,7 @@ def _check(case, wires: list[str], outputs: dict[str, np.ndarray]) -> None:
 # ----- tests -------------------------------------------------------------------
 def test_enough_cases_run_through_c():
     assert len(C_SELECTED) >= conf.MIN_SELECTED, (
-        f"only {len(C_SELECTED)} conformance cases have C emitters for all their nodes; "
+        f"only {len(C_SELECTED)} conformance cases have C kernels for all their nodes; "
         f"not selected: {dict(NOT_SELECTED.most_common(10))}")
 
 

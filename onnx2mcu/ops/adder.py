@@ -113,25 +113,8 @@ def _macs_matmul(node: Node, graph: Graph) -> int:
     return graph.tensors[node.outputs[0]].numel * (x.shape[-1] if x.shape else 1)
 
 
-def _suffix(dtype: DType) -> str:
-    return "i8" if dtype is DType.INT8 else "f32"
-
-
-def _adder_matmul_emit(node: Node, ctx) -> list[str]:
-    x = ctx.tensor(node.inputs[0])
-    w = ctx.tensor(node.inputs[1])
-    m = math.prod(x.shape[:-1])
-    params = ctx.declare("o2m_adder_gemm_params", f"{{{m}, {w.shape[0]}, {w.shape[1]}}}", "agemm")
-    ctx.need("o2m_adder.c")
-    scale = node.inputs[2] if len(node.inputs) > 2 else ""
-    bias = node.inputs[3] if len(node.inputs) > 3 else ""
-    return [f"o2m_adder_gemm_{_suffix(x.dtype)}(&{params}, {ctx.ptr(node.inputs[0])}, "
-            f"{ctx.ptr(node.inputs[1])}, {ctx.ptr(scale)}, {ctx.ptr(bias)}, {ctx.ptr(node.outputs[0])});"]
-
-
 register("AdderMatMul", _adder_matmul, domain=DOMAIN, dtypes=(DATA, DATA, FLOAT, FLOAT),
-         macs=_macs_matmul, infer=_adder_matmul_infer, check=_adder_matmul_check,
-         emit_c=_adder_matmul_emit)
+         macs=_macs_matmul, infer=_adder_matmul_infer, check=_adder_matmul_check)
 
 
 # ----------------------------------------------------------------- AdderConv
@@ -182,24 +165,6 @@ def _macs_conv(node: Node, graph: Graph) -> int:
     return graph.tensors[node.outputs[0]].numel * math.prod(w.shape[1:])
 
 
-def _adder_conv_emit(node: Node, ctx) -> list[str]:
-    x = ctx.tensor(node.inputs[0])
-    w = ctx.tensor(node.inputs[1])
-    kernel = tuple(w.shape[2:])
-    win = conv_window(node, tuple(x.shape[2:]), kernel)
-    fields = [x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], win.out[0], win.out[1],
-              kernel[0], kernel[1], win.strides[0], win.strides[1], win.dilations[0],
-              win.dilations[1], win.pads_begin[0], win.pads_begin[1], int(node.attr("pad_value", 0))]
-    params = ctx.declare("o2m_adder_conv_params", "{" + ", ".join(str(int(f)) for f in fields) + "}",
-                         "aconv")
-    ctx.need("o2m_adder.c")
-    scale = node.inputs[2] if len(node.inputs) > 2 else ""
-    bias = node.inputs[3] if len(node.inputs) > 3 else ""
-    return [f"o2m_adder_conv_{_suffix(x.dtype)}(&{params}, {ctx.ptr(node.inputs[0])}, "
-            f"{ctx.ptr(node.inputs[1])}, {ctx.ptr(scale)}, {ctx.ptr(bias)}, "
-            f"{ctx.scratch(node, x.dtype)}, {ctx.ptr(node.outputs[0])});"]
-
-
 register("AdderConv", _adder_conv, domain=DOMAIN, dtypes=(DATA, DATA, FLOAT, FLOAT),
          macs=_macs_conv, infer=_adder_conv_infer, check=_adder_conv_check,
-         scratch_bytes=_adder_conv_scratch, emit_c=_adder_conv_emit)
+         scratch_bytes=_adder_conv_scratch)

@@ -260,17 +260,7 @@ def _pack_infer(node: Node, inputs: list[Tensor]) -> list:
     return [(tuple(moved), DType.BIT)]
 
 
-def _pack_emit(node: Node, ctx) -> list[str]:
-    shape = ctx.shape(node.inputs[0])
-    axis = _pack_axis(node, len(shape))
-    outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
-    ctx.need("o2m_binary.c")
-    return [f"o2m_pack_bits_f32({outer}, {length}, {inner}, {ctx.ptr(node.inputs[0])}, "
-            f"{ctx.ptr(node.outputs[0])});"]
-
-
-register("PackSigns", _pack_signs, domain=DOMAIN, dtypes=(FLOAT,), infer=_pack_infer,
-         emit_c=_pack_emit)
+register("PackSigns", _pack_signs, domain=DOMAIN, dtypes=(FLOAT,), infer=_pack_infer)
 
 
 # ----------------------------------------------------------------- XnorGemm
@@ -306,20 +296,8 @@ def _xnor_gemm_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-def _xnor_gemm_emit(node: Node, ctx) -> list[str]:
-    x = ctx.tensor(node.inputs[0])
-    w = ctx.tensor(node.inputs[1])
-    m = math.prod(x.shape[:-1])
-    params = ctx.declare("o2m_binary_gemm_params", f"{{{m}, {w.shape[0]}, {int(node.attr('k'))}}}",
-                         "bgemm")
-    ctx.need("o2m_binary.c")
-    kind = "bits" if _output_mode(node) == "bits" else "f32"
-    return [f"o2m_binary_gemm_{kind}(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
-            f"{ctx.ptr(node.inputs[2])}, {ctx.ptr(node.outputs[0])});"]
-
-
 register("XnorGemm", _xnor_gemm, domain=DOMAIN, dtypes=(BIT, BIT, PARAMS), macs=_macs_matmul,
-         infer=_xnor_gemm_infer, check=_xnor_gemm_check, emit_c=_xnor_gemm_emit)
+         infer=_xnor_gemm_infer, check=_xnor_gemm_check)
 
 
 # ----------------------------------------------------------------- XnorConv
@@ -358,22 +336,6 @@ def _xnor_conv_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-def _xnor_conv_emit(node: Node, ctx) -> list[str]:
-    x = ctx.tensor(node.inputs[0])
-    w = ctx.tensor(node.inputs[1])
-    kernel = tuple(node.attr("kernel_shape"))
-    win = conv_window(node, (x.shape[1], x.shape[2]), kernel)
-    fields = [x.shape[0], x.shape[3], x.shape[1], x.shape[2], w.shape[0], win.out[0], win.out[1],
-              kernel[0], kernel[1], win.strides[0], win.strides[1], win.dilations[0],
-              win.dilations[1], win.pads_begin[0], win.pads_begin[1]]
-    params = ctx.declare("o2m_binary_conv_params", "{" + ", ".join(str(int(f)) for f in fields) + "}",
-                         "bconv")
-    ctx.need("o2m_binary.c")
-    kind = "bits" if _output_mode(node) == "bits" else "f32"
-    return [f"o2m_binary_conv_{kind}(&{params}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
-            f"{ctx.ptr(node.inputs[2])}, {ctx.ptr(node.outputs[0])});"]
-
-
 def _macs_xnor_conv(node: Node, graph: Graph) -> int:
     w = graph.tensors[node.inputs[1]]
     out = graph.tensors[node.outputs[0]]
@@ -381,4 +343,4 @@ def _macs_xnor_conv(node: Node, graph: Graph) -> int:
 
 
 register("XnorConv", _xnor_conv, domain=DOMAIN, dtypes=(BIT, BIT, PARAMS), macs=_macs_xnor_conv,
-         infer=_xnor_conv_infer, check=_xnor_conv_check, emit_c=_xnor_conv_emit)
+         infer=_xnor_conv_infer, check=_xnor_conv_check)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnx2mcu.codegen.context import CONV
-from onnx2mcu.ir import DType, Graph, Node
+from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops._util import input_or_none
 from onnx2mcu.ops.registry import FLOAT, register
 
@@ -156,55 +155,7 @@ def _conv_macs(node: Node, graph: Graph) -> int:
     return out.numel * math.prod(w.shape[1:])
 
 
-def window_2d(node: Node, ctx, kernel: tuple[int, ...] | None = None) -> tuple[Window, tuple]:
-    """The window of a 1-D or 2-D conv/pool node, lifted to 2-D (H = 1 for 1-D); and (h, w) of x."""
-    x = node.inputs[0]
-    shape = ctx.shape(x)
-    if ctx.dtype(x) is not DType.FLOAT32:
-        ctx.refuse(node, f"no C kernel for dtype {ctx.dtype(x).value}")
-    if len(shape) not in (3, 4):
-        ctx.refuse(node, f"{len(shape) - 2}-D {node.op_type} has no C kernel (1-D and 2-D only)")
-    win = window(node, tuple(shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0)))
-    if len(shape) == 4:
-        return win, tuple(shape[2:])
-    lifted = Window((1,) + win.kernel, (1,) + win.strides, (1,) + win.dilations,
-                    (0,) + win.pads_begin, (0,) + win.pads_end, (1,) + win.out)
-    return lifted, (1, shape[2])
-
-
-def c_struct(fields: dict) -> str:
-    """A designated initializer {.a = 1, .b = 2} (nested dicts for nested structs)."""
-    parts = []
-    for key, value in fields.items():
-        text = c_struct(value) if isinstance(value, dict) else str(value)
-        parts.append(f".{key} = {text}")
-    return "{" + ", ".join(parts) + "}"
-
-
-NO_ACT = {"kind": "O2M_ACT_NONE", "min": "0.0f", "max": "0.0f"}
-
-
-def _emit_conv(node: Node, ctx) -> list[str]:
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    bias = node.inputs[2] if len(node.inputs) > 2 else ""
-    w_shape = ctx.shape(w)
-    win, (h_in, w_in) = window_2d(node, ctx, tuple(w_shape[2:]))
-    n, c_in = ctx.shape(x)[:2]
-    c_out = w_shape[0]
-    if tuple(win.out) != tuple(ctx.shape(y)[2:]) and (1,) + tuple(ctx.shape(y)[2:]) != win.out:
-        ctx.refuse(node, "output shape differs from the window rule")
-    params = {"n": n, "c_in": c_in, "h_in": h_in, "w_in": w_in, "c_out": c_out,
-              "h_out": win.out[0], "w_out": win.out[1], "k_h": win.kernel[0], "k_w": win.kernel[1],
-              "stride_h": win.strides[0], "stride_w": win.strides[1],
-              "dil_h": win.dilations[0], "dil_w": win.dilations[1],
-              "pad_top": win.pads_begin[0], "pad_left": win.pads_begin[1],
-              "groups": node.attr("group", 1), "act": NO_ACT}
-    name = ctx.declare("o2m_conv2d_params", c_struct(params), "conv")
-    ctx.need(CONV)
-    return [f"o2m_conv2d_f32(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
-
-
-register("Conv", _conv, dtypes=(FLOAT,), macs=_conv_macs, check=window_check, emit_c=_emit_conv)
+register("Conv", _conv, dtypes=(FLOAT,), macs=_conv_macs, check=window_check)
 
 
 # ----- ConvTranspose -----------------------------------------------------

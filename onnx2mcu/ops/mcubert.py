@@ -52,19 +52,8 @@ from onnx2mcu.ir import DType, Graph, Node, Tensor
 from onnx2mcu.ops.registry import FLOAT, INDEX, QUANT, register
 
 DOMAIN = "onnx2mcu"
-MCUBERT_C = "o2m_mcubert.c"
 F4 = 4  # bytes of a float32
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
-
-
-def _c_struct(fields: dict) -> str:
-    return "{" + ", ".join(f".{k} = {v}" for k, v in fields.items()) + "}"
-
-
-def _c_float(value: float) -> str:
-    from onnx2mcu.codegen.context import c_float
-
-    return c_float(value)
 
 
 # ----- ClusteredEmbedding --------------------------------------------------
@@ -142,24 +131,8 @@ def _clemb_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-def _emit_clemb(node: Node, ctx) -> list[str]:
-    ids, id_map, meta, a, p = node.inputs[:5]
-    dtype = ctx.dtype(ids)
-    if dtype not in (DType.INT64, DType.INT32):
-        ctx.refuse(node, f"ids of dtype {dtype.value}")
-    n_clusters = ctx.numel(meta) // META_FIELDS
-    params = {"vocab": int(node.attr("vocab")), "dim": int(node.attr("dim")),
-              "clusters": n_clusters, "map_bytes": int(node.attr("map_bytes", 0))}
-    name = ctx.declare("o2m_clemb_params", _c_struct(params), "clemb")
-    ctx.need(MCUBERT_C)
-    suffix = "i64" if dtype is DType.INT64 else "i32"
-    return [f"o2m_clustered_embedding_{suffix}(&{name}, {ctx.numel(ids)}, {ctx.ptr(ids)}, "
-            f"{ctx.ptr(id_map) if id_map else 'NULL'}, {ctx.ptr(meta)}, {ctx.ptr(a)}, "
-            f"{ctx.ptr(p)}, {ctx.ptr(node.outputs[0])});"]
-
-
 register("ClusteredEmbedding", _clemb, domain=DOMAIN, dtypes=(INDEX, QUANT, INDEX, FLOAT, FLOAT),
-         infer=_clemb_infer, macs=_clemb_macs, check=_clemb_check, emit_c=_emit_clemb,
+         infer=_clemb_infer, macs=_clemb_macs, check=_clemb_check,
          index_rows=lambda node, graph: {0: int(node.attr("vocab"))})
 
 
@@ -348,31 +321,8 @@ def _mask_strides(shape, batch: int, seq: int) -> tuple[int, int]:
     return (full[2] * seq if full[0] == batch and batch > 1 else 0), row
 
 
-def _emit_attention(node: Node, ctx) -> list[str]:
-    for name in node.inputs:
-        if name and ctx.dtype(name) is not DType.FLOAT32:
-            ctx.refuse(node, f"input '{name}' is not float32")
-    d = _attention_node_dims(node, ctx.graph)
-    tq, tk, cache = attention_tiles(node, d["seq"])
-    mask = node.inputs[9] if len(node.inputs) > 9 else ""
-    mbs, mrs = _mask_strides(ctx.shape(mask), d["batch"], d["seq"]) if mask else (0, 0)
-    params = {"batch": d["batch"], "seq": d["seq"], "hidden": d["hidden"], "heads": d["heads"],
-              "head_dim": d["head_dim"], "out_dim": d["out"], "tile_q": tq, "tile_k": tk,
-              "cache_kv": cache, "nan_to_zero": int(bool(node.attr("nan_to_zero", 0))),
-              "q_scale": _c_float(node.attr("q_scale", 1.0)),
-              "k_scale": _c_float(node.attr("k_scale", 1.0)),
-              "s_scale": _c_float(node.attr("s_scale", 1.0)),
-              "mask_batch_stride": mbs, "mask_row_stride": mrs}
-    name = ctx.declare("o2m_attention_params", _c_struct(params), "attention")
-    ctx.need(MCUBERT_C)
-    args = ", ".join(ctx.ptr(n) if n else "NULL" for n in node.inputs[:9])
-    return [f"o2m_tiled_attention_f32(&{name}, {args}, {ctx.ptr(mask) if mask else 'NULL'}, "
-            f"{ctx.scratch(node)}, {ctx.ptr(node.outputs[0])});"]
-
-
 register("TiledAttention", _attention, domain=DOMAIN, dtypes=(FLOAT,), infer=_attention_infer,
-         scratch_bytes=_attention_scratch, macs=_attention_macs, check=_attention_check,
-         emit_c=_emit_attention)
+         scratch_bytes=_attention_scratch, macs=_attention_macs, check=_attention_check)
 
 
 # ----- TiledFFN ----------------------------------------------------------------
@@ -447,22 +397,5 @@ def _ffn_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-ACT_CODE = {"gelu": 0, "gelu_tanh": 1, "relu": 2}
-
-
-def _emit_ffn(node: Node, ctx) -> list[str]:
-    for name in node.inputs:
-        if name and ctx.dtype(name) is not DType.FLOAT32:
-            ctx.refuse(node, f"input '{name}' is not float32")
-    rows, hidden, inner, out_dim = _ffn_dims(node, ctx.graph)
-    tr, tf = ffn_tiles(node, rows, inner)
-    params = {"rows": rows, "hidden": hidden, "inner": inner, "out_dim": out_dim, "tile_rows": tr,
-              "tile_f": tf, "activation": ACT_CODE[node.attr("activation", "gelu")]}
-    name = ctx.declare("o2m_ffn_params", _c_struct(params), "ffn")
-    ctx.need(MCUBERT_C)
-    args = ", ".join(ctx.ptr(n) if n else "NULL" for n in node.inputs[:5])
-    return [f"o2m_tiled_ffn_f32(&{name}, {args}, {ctx.scratch(node)}, {ctx.ptr(node.outputs[0])});"]
-
-
 register("TiledFFN", _ffn, domain=DOMAIN, dtypes=(FLOAT,), infer=_ffn_infer,
-         scratch_bytes=_ffn_scratch, macs=_ffn_macs, check=_ffn_check, emit_c=_emit_ffn)
+         scratch_bytes=_ffn_scratch, macs=_ffn_macs, check=_ffn_check)

@@ -5,10 +5,9 @@ import math
 
 import numpy as np
 
-from onnx2mcu.codegen.context import CONV
-from onnx2mcu.ir import DType, Graph, Node
+from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops._util import has_output
-from onnx2mcu.ops.conv import c_struct, pad_spatial, window, window_2d, window_check
+from onnx2mcu.ops.conv import pad_spatial, window, window_check
 from onnx2mcu.ops.registry import FLOAT, QUANT, register
 
 
@@ -53,28 +52,7 @@ def _pool_macs(node: Node, graph: Graph) -> int:
     return out.numel * math.prod(node.attr("kernel_shape") or (1,))
 
 
-def emit_pool(kernel: str):
-    def emit(node: Node, ctx) -> list[str]:
-        if has_output(node, 1) and ctx.is_used(node.outputs[1]):
-            ctx.refuse(node, "the Indices output has no C kernel")
-        x, y = node.inputs[0], node.outputs[0]
-        win, (h_in, w_in) = window_2d(node, ctx)
-        n, c = ctx.shape(x)[:2]
-        params = {"n": n, "c": c, "h_in": h_in, "w_in": w_in, "h_out": win.out[0],
-                  "w_out": win.out[1], "k_h": win.kernel[0], "k_w": win.kernel[1],
-                  "stride_h": win.strides[0], "stride_w": win.strides[1],
-                  "dil_h": win.dilations[0], "dil_w": win.dilations[1],
-                  "pad_top": win.pads_begin[0], "pad_left": win.pads_begin[1],
-                  "pad_bottom": win.pads_end[0], "pad_right": win.pads_end[1],
-                  "count_include_pad": int(bool(node.attr("count_include_pad", 0)))}
-        name = ctx.declare("o2m_pool2d_params", c_struct(params), "pool")
-        ctx.need(CONV)
-        return [f"o2m_{kernel}_f32(&{name}, {ctx.ptr(x)}, {ctx.ptr(y)});"]
-    return emit
-
-
-register("MaxPool", _max_pool, dtypes=(FLOAT | QUANT,), macs=_pool_macs, check=window_check,
-         emit_c=emit_pool("maxpool2d"))
+register("MaxPool", _max_pool, dtypes=(FLOAT | QUANT,), macs=_pool_macs, check=window_check)
 
 
 def _window_sum(xp: np.ndarray, win, fn=None) -> np.ndarray:
@@ -111,8 +89,7 @@ def _count_grid(win, spatial, include_pad: bool) -> np.ndarray:
     return grid
 
 
-register("AveragePool", _average_pool, dtypes=(FLOAT,), macs=_pool_macs, check=window_check,
-         emit_c=emit_pool("avgpool2d"))
+register("AveragePool", _average_pool, dtypes=(FLOAT,), macs=_pool_macs, check=window_check)
 
 
 def _lp_pool(node: Node, inputs: list) -> list:
@@ -135,24 +112,11 @@ def _global(fn):
     return reference
 
 
-def emit_global(kernel: str):
-    def emit(node: Node, ctx) -> list[str]:
-        x, y = node.inputs[0], node.outputs[0]
-        if ctx.dtype(x) is not DType.FLOAT32:
-            ctx.refuse(node, f"no C kernel for dtype {ctx.dtype(x).value}")
-        shape = ctx.shape(x)
-        nc = shape[0] * shape[1]
-        hw = ctx.numel(x) // nc if nc else 0
-        ctx.need(CONV)
-        return [f"o2m_{kernel}_f32({nc}, {hw}, {ctx.ptr(x)}, {ctx.ptr(y)});"]
-    return emit
-
-
 register("GlobalAveragePool",
          _global(lambda x, axes: np.mean(x.astype(np.float64), axis=axes, keepdims=True)),
-         dtypes=(FLOAT,), emit_c=emit_global("global_avgpool"))
+         dtypes=(FLOAT,))
 register("GlobalMaxPool", _global(lambda x, axes: np.max(x, axis=axes, keepdims=True)),
-         dtypes=(FLOAT | QUANT,), emit_c=emit_global("global_maxpool"))
+         dtypes=(FLOAT | QUANT,))
 
 
 def _global_lp(node: Node, inputs: list) -> list:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx2mcu.codegen.context import QUANT as QUANT_C
-from onnx2mcu.codegen.context import axis_view
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops._util import input_or_none, norm_axis
 from onnx2mcu.ops.registry import FLOAT, QUANT, register
@@ -78,34 +76,7 @@ def _check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-_Q_SUFFIX = {DType.INT8: "s8", DType.UINT8: "u8", DType.INT32: "s32"}
-
-
-def _emit_quant(kernel: str):
-    def emit(node: Node, ctx) -> list[str]:
-        x, scale, y = node.inputs[0], node.inputs[1], node.outputs[0]
-        zero = node.inputs[2] if len(node.inputs) > 2 else ""
-        integer = y if kernel == "quantize" else x
-        if kernel == "quantize" and ctx.dtype(x) is not DType.FLOAT32:
-            ctx.refuse(node, f"no C kernel to quantize {ctx.dtype(x).value}")
-        suffix = _Q_SUFFIX.get(ctx.dtype(integer))
-        if suffix is None or (kernel == "quantize" and suffix == "s32"):
-            ctx.refuse(node, f"no C kernel for {ctx.dtype(integer).value}")
-        if zero and ctx.dtype(zero) is not ctx.dtype(integer):
-            ctx.refuse(node, "zero point of another dtype")
-        shape = ctx.shape(x)
-        if ctx.numel(scale) > 1:
-            axis = norm_axis(node.attr("axis", 1), len(shape))
-            outer, dim, inner = axis_view(shape, axis, axis)
-        else:
-            outer, dim, inner = 1, 1, ctx.numel(x)
-        ctx.need(QUANT_C)
-        return [f"o2m_{kernel}_{suffix}({outer}, {dim}, {inner}, {ctx.ptr(x)}, {ctx.ptr(scale)}, "
-                f"{ctx.ptr(zero)}, {ctx.ptr(y)});"]
-    return emit
-
-
 register("QuantizeLinear", _quantize, dtypes=(FLOAT | INT32, FLOAT, QUANT),
-         check=_check, emit_c=_emit_quant("quantize"))
+         check=_check)
 register("DequantizeLinear", _dequantize, dtypes=(QUANT | INT32, FLOAT, QUANT | INT32),
-         check=_check, emit_c=_emit_quant("dequantize"))
+         check=_check)

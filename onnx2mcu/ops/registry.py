@@ -2,7 +2,8 @@
 
 An `OpDef` gathers everything the pipeline needs to know about one op type:
 its numpy reference (the simulator), how it uses memory (alias, in-place,
-scratch), its cost, which dtypes it accepts, and (later) its C kernel call.
+scratch), its cost and which dtypes it accepts.  How a node becomes C is not here: the
+kernels live in codegen (codegen/kernels.py, codegen/emit/).
 Standard ONNX ops take their shape rule from ONNX shape inference; ops of
 our own domain give `infer`.  Adding an op is one `register(...)` call in the
 module of its family under `onnx2mcu/ops/`.
@@ -62,8 +63,6 @@ class OpDef:
     """Returns why this particular node cannot run (unsupported attribute...), or None."""
     index_rows: Callable[[Node, Graph], "dict[int, int]"] | None = None
     """{input position: rows of the table it indexes}: seeded test inputs stay valid ids."""
-    emit_c: Callable[[Node, "object"], "str | list[str]"] | None = None
-    """(node, codegen.context.CContext) -> the C statements of one step."""
     extra: dict = field(default_factory=dict)
     quantized: str = "float"
     """How a node of this op runs on quantized tensors (Tensor.quant):
@@ -133,6 +132,15 @@ def unsupported_reason(node: Node, graph: Graph) -> str | None:
     if op.check is not None:
         return op.check(node, graph)
     return None
+
+
+def node_scratch_bytes(node: Node, graph: Graph) -> int:
+    """Scratch bytes `node` needs while it runs: what its selected kernel recorded on the
+    graph (`Graph.scratch`, see codegen/kernels.py), else its op's formula."""
+    if node.name in graph.scratch:
+        return int(graph.scratch[node.name])
+    op = lookup(node.op_type, node.domain)
+    return int(op.scratch_bytes(node, graph)) if op is not None else 0
 
 
 _loaded = False

@@ -1,0 +1,13 @@
+"""The C emitters, one module per op family; importing this package registers every kernel
+(see codegen/kernels.py)."""
+from onnx2mcu.codegen.emit import adder  # noqa: F401
+from onnx2mcu.codegen.emit import binary  # noqa: F401
+from onnx2mcu.codegen.emit import conv  # noqa: F401
+from onnx2mcu.codegen.emit import elementwise  # noqa: F401
+from onnx2mcu.codegen.emit import linalg  # noqa: F401
+from onnx2mcu.codegen.emit import mcubert  # noqa: F401
+from onnx2mcu.codegen.emit import norm  # noqa: F401
+from onnx2mcu.codegen.emit import pool  # noqa: F401
+from onnx2mcu.codegen.emit import quant  # noqa: F401
+from onnx2mcu.codegen.emit import reduce  # noqa: F401
+from onnx2mcu.codegen.emit import shape  # noqa: F401

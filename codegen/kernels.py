@@ -1,0 +1,231 @@
+"""The kernel registry: which C lowering runs a node, for which dtype, on which backend.
+
+An op's semantics (reference, memory use, shape rule) live in the core
+(`onnx2mcu.ops`); how a node becomes C is a `Kernel` registered here by the
+modules of `codegen/emit/`.  A kernel is keyed by (domain, op_type, dtype,
+backend):
+
+* dtype is the DType of the node's first non-omitted input (the first
+  output's dtype for an op without inputs): see `node_dtype`;
+* backend names a family of implementations: "portable" (plain C99, every
+  board) today; a board lists the backends it prefers, best first
+  (`onnx2mcu.targets.Board.kernels`, e.g. ("arm-dsp", "portable")).
+
+Selection (`select_kernel`, `select_kernels`) takes, for each node, the first
+backend of the board's preference that has a kernel for the node whose
+`applies(node, graph)` says nothing against it.  It runs BEFORE scheduling:
+`select_kernels` records each selected node's scratch bytes on the IR
+(`Graph.scratch`), which the core memory model reads.  `render_model` checks
+that the schedule reserved exactly that scratch (see docs/ARCHITECTURE.md,
+"kernels").
+
+`c_support` is the one question "does this node run in C, and with which
+kernel" (compile, inspect and simulate all ask it).
+
+Adding a kernel is one `register_kernel(...)` call in its family module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from onnx2mcu.ir import DType, Graph, Node
+from onnx2mcu.ops import lookup, unsupported_reason
+
+Emit = Callable[[Node, "object"], "str | list[str]"]
+"""(node, codegen.context.CContext) -> the C statements of one step."""
+Applies = Callable[[Node, Graph], "str | None"]
+"""Why this kernel cannot serve this node (an attribute or rank it does not cover), or None."""
+Scratch = Callable[[Node, Graph], int]
+
+PORTABLE = "portable"
+BACKENDS = ("portable", "arm-dsp")
+"""Backend names a board may list (see onnx2mcu/targets.py)."""
+
+
+class KernelSelectionMismatch(RuntimeError):
+    """Internal error: a schedule's scratch disagrees with the kernels codegen would call.
+
+    The face must call `select_kernels(graph, board)` before `schedule(graph)`."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One C lowering of one op for one input dtype on one backend.
+
+    `sources`: the runtime_c files its statements may call into (the emitter
+    asks for the ones a particular node needs with `ctx.need`; codegen checks
+    they are among these).  `scratch_bytes`: None means the op's own formula
+    (`OpDef.scratch_bytes`, shared with graph_opt); a variant needing other
+    scratch gives its own."""
+
+    domain: str
+    op_type: str
+    dtype: DType
+    backend: str
+    emit: Emit
+    sources: tuple[str, ...] = ()
+    applies: Applies | None = None
+    scratch_bytes: Scratch | None = None
+
+    @property
+    def name(self) -> str:
+        op = f"{self.domain}.{self.op_type}" if self.domain else self.op_type
+        return f"{op}/{self.dtype.value}/{self.backend}"
+
+    def scratch(self, node: Node, graph: Graph) -> int:
+        if self.scratch_bytes is not None:
+            return int(self.scratch_bytes(node, graph))
+        op = lookup(node.op_type, node.domain)
+        return int(op.scratch_bytes(node, graph)) if op is not None else 0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The kernel chosen for one node and the scratch bytes it needs."""
+
+    node: str
+    kernel: Kernel
+    scratch: int
+
+
+_KERNELS: dict[tuple[str, str, DType, str], Kernel] = {}
+
+
+def register_kernel(op_type: str, emit: Emit, *, domain: str = "",
+                    dtypes: Iterable[DType] | None = None, backend: str = PORTABLE,
+                    sources: Sequence[str] = (), applies: Applies | None = None,
+                    scratch_bytes: Scratch | None = None) -> list[Kernel]:
+    """Register `emit` as the kernel of `op_type` for each of `dtypes` on `backend`.
+
+    `dtypes` None: every dtype the op accepts at input 0 (the emitter then
+    refuses the ones it does not cover with `ctx.refuse`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown kernel backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if dtypes is None:
+        op = lookup(op_type, domain)
+        if op is None:
+            raise ValueError(f"kernel for unknown op {domain}.{op_type}")
+        dtypes = sorted(op.dtypes[0], key=lambda d: d.value)
+    made = []
+    for dtype in dtypes:
+        key = (domain, op_type, dtype, backend)
+        if key in _KERNELS:
+            raise ValueError(f"kernel {op_type}/{dtype.value}/{backend} registered twice")
+        entry = Kernel(domain, op_type, dtype, backend, emit, tuple(sources), applies,
+                       scratch_bytes)
+        _KERNELS[key] = entry
+        made.append(entry)
+    return made
+
+
+def kernel_for(op_type: str, dtype: DType, backend: str = PORTABLE, domain: str = "") -> Kernel | None:
+    _load_families()
+    if domain == "ai.onnx":
+        domain = ""
+    return _KERNELS.get((domain, op_type, dtype, backend))
+
+
+def all_kernels() -> list[Kernel]:
+    _load_families()
+    return sorted(_KERNELS.values(), key=lambda k: (k.domain, k.op_type, k.dtype.value, k.backend))
+
+
+def node_dtype(node: Node, graph: Graph) -> DType:
+    """The dtype a node's kernel is keyed by: its first non-omitted input's (else first output's)."""
+    for name in list(node.inputs) + list(node.outputs):
+        if name:
+            return graph.tensors[name].dtype
+    return DType.FLOAT32
+
+
+def preference_of(board_or_preference) -> tuple[str, ...]:
+    """A board's kernel preference (`Board.kernels`), or a preference given directly."""
+    if isinstance(board_or_preference, str):
+        return (board_or_preference,)
+    kernels = getattr(board_or_preference, "kernels", None)
+    return tuple(kernels if kernels is not None else board_or_preference)
+
+
+def select_kernel(node: Node, graph: Graph, preference: Sequence[str]) -> Selection | str:
+    """The first backend of `preference` with a kernel that applies to `node`, or why none does."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    dtype = node_dtype(node, graph)
+    reasons = []
+    for backend in preference:
+        kernel = kernel_for(node.op_type, dtype, backend, domain)
+        if kernel is None:
+            continue
+        reason = kernel.applies(node, graph) if kernel.applies is not None else None
+        if reason is None:
+            return Selection(node.name, kernel, kernel.scratch(node, graph))
+        reasons.append(f"{backend}: {reason}")
+    if reasons:
+        return "; ".join(reasons)
+    if any(k[:2] == (domain, node.op_type) for k in _KERNELS):
+        return f"no C kernel for dtype {dtype.value}"
+    return "no C kernel yet"
+
+
+def select_kernels(graph: Graph, board) -> dict[str, Selection]:
+    """Select every node's kernel for `board` (a Board or a preference tuple) and record
+    the selected nodes' scratch on the IR (`Graph.scratch`), for the scheduler.
+
+    Nodes without a C kernel are left out (the simulator still runs them; they keep
+    their op's scratch formula)."""
+    preference = preference_of(board)
+    selected = {}
+    graph.scratch.clear()
+    for node in graph.nodes:
+        found = select_kernel(node, graph, preference)
+        if isinstance(found, Selection):
+            selected[node.name] = found
+            graph.scratch[node.name] = found.scratch
+    return selected
+
+
+def c_support(graph: Graph, board=(PORTABLE,)) -> dict[str, Selection | str]:
+    """Per node (in graph order): the kernel that runs it in C, or why it runs only in the
+    Python reference.
+
+    Besides the registry and each kernel's `applies`, the selected emitters are run once
+    against a placeholder layout, so refusals that depend on shapes inside an emitter
+    (`ctx.refuse`) are reported here too."""
+    from onnx2mcu.codegen.context import CContext, NotSupportedInC
+    from onnx2mcu.codegen.weights import layout_weights
+
+    preference = preference_of(board)
+    result: dict[str, Selection | str] = {}
+    weight_offsets, _ = layout_weights(graph)
+    distinct = {name: 16 * i for i, name in enumerate(sorted(graph.tensors))}
+    scratch = {node.name: 16 * (len(distinct) + i) for i, node in enumerate(graph.nodes)}
+    ctx = CContext(graph, distinct, dict(distinct, **weight_offsets), scratch)
+    for node in graph.nodes:
+        reason = unsupported_reason(node, graph)
+        found = select_kernel(node, graph, preference) if reason is None else reason
+        if isinstance(found, Selection):
+            try:
+                ctx.check_size(node, *node.inputs, *node.outputs)
+                found.kernel.emit(node, ctx)
+            except NotSupportedInC as exc:
+                found = str(exc).split("): ", 1)[-1]
+        result[node.name] = found
+    return result
+
+
+def python_only(graph: Graph, board=(PORTABLE,)) -> dict[str, str]:
+    """{node name: why} for the nodes only the Python reference can run."""
+    return {name: found for name, found in c_support(graph, board).items()
+            if not isinstance(found, Selection)}
+
+
+_loaded = False
+
+
+def _load_families() -> None:
+    """Import the emitter modules once; each registers its kernels at import."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from onnx2mcu.codegen import emit  # noqa: F401
