@@ -16,7 +16,7 @@ from typing import Mapping
 import jinja2
 import numpy as np
 
-from onnx2mcu import __version__
+from onnx2mcu.version import __version__
 from onnx2mcu.codegen.context import (C_TYPES, CContext, NotSupportedInC, c_float,
                                       c_identifier, c_int)
 from onnx2mcu.codegen.kernels import (PORTABLE, KernelSelectionMismatch, Selection,

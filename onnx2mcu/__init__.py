@@ -4,7 +4,7 @@ Kept light on purpose: stages import `onnx2mcu.ir` and must not drag in the
 whole pipeline.  The public API lives in `onnx2mcu.api` and is re-exported
 lazily.
 """
-__version__ = "0.1.0"
+from onnx2mcu.version import __version__  # noqa: F401
 
 
 def __getattr__(name: str):
