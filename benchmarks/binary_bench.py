@@ -244,7 +244,7 @@ def gemm_rows(work: Path, s: int, k: int, n: int, rng) -> list[dict]:
         rows.append(dict(kind="binary", variant=variant, count=count, macs=macs))
     # adder float32 and int8
     adder = lookup("AdderMatMul", "onnx2mcu")
-    for dtype, ctype, suffix in [(np.float32, "float", "f32"), (np.int8, "int8_t", "i8")]:
+    for dtype, ctype, suffix in [(np.float32, "float", "f32"), (np.int8, "int8_t", "s8")]:
         if dtype == np.int8:
             xa, wa = (rng.integers(-128, 128, sh).astype(np.int8) for sh in ((s, k), (n, k)))
         else:
@@ -300,7 +300,7 @@ def conv_rows(work: Path, c: int, h: int, m: int, rng) -> list[dict]:
         np.testing.assert_array_equal(y.view(np.uint32), ref.reshape(-1).view(np.uint32))
         rows.append(dict(kind="binary", variant=variant, count=count, macs=macs))
     adder = lookup("AdderConv", "onnx2mcu")
-    for dtype, ctype, suffix in [(np.float32, "float", "f32"), (np.int8, "int8_t", "i8")]:
+    for dtype, ctype, suffix in [(np.float32, "float", "f32"), (np.int8, "int8_t", "s8")]:
         if dtype == np.int8:
             xa = rng.integers(-128, 128, (1, c, h, h)).astype(np.int8)
             wa = rng.integers(-128, 128, (m, c, k, k)).astype(np.int8)

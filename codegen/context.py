@@ -23,32 +23,11 @@ import numpy as np
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph, Node, Tensor
 
-C_TYPES = {
-    DType.FLOAT32: "float",
-    DType.INT8: "int8_t",
-    DType.UINT8: "uint8_t",
-    DType.INT32: "int32_t",
-    DType.INT64: "int64_t",
-    DType.BOOL: "uint8_t",
-    DType.BIT: "uint32_t",
-}
-UNION_MEMBER = {  # member of the arena / weight unions to index for each dtype
-    DType.FLOAT32: "f32",
-    DType.INT8: "i8",
-    DType.UINT8: "u8",
-    DType.INT32: "i32",
-    DType.INT64: "i64",
-    DType.BOOL: "u8",
-    DType.BIT: "u32",
-}
-KERNEL_SUFFIX = {  # type suffix of the runtime_c kernels (o2m_add_f32, o2m_equal_u8...)
-    DType.FLOAT32: "f32",
-    DType.INT64: "i64",
-    DType.INT32: "i32",
-    DType.BOOL: "u8",
-}
-C_NUMPY = {"f32": np.float32, "i8": np.int8, "u8": np.uint8, "i32": np.int32, "i64": np.int64,
-           "u32": np.uint32}
+# all derived from the one dtype table (onnx2mcu/ir.py DTYPE_TABLE)
+C_TYPES = {dtype: dtype.ctype for dtype in DType}
+UNION_MEMBER = {dtype: dtype.member for dtype in DType}  # arena / weight union member to index
+KERNEL_SUFFIX = {dtype: dtype.suffix for dtype in DType}  # o2m_add_f32, o2m_equal_b8 ...
+C_NUMPY = {dtype.member: dtype.numpy for dtype in DType}  # union member -> its element type
 
 # runtime_c source of each kernel family
 CONV, ELEMENTWISE, LINALG, NORM, TENSOR, QUANT = (

@@ -24,12 +24,11 @@ from onnx2mcu.codegen.kernels import (PORTABLE, KernelSelectionMismatch, Selecti
 from onnx2mcu.codegen.kernels import c_support as kernel_support
 from onnx2mcu.codegen.weights import format_words, layout_weights, weight_words
 from onnx2mcu.errors import UserError
-from onnx2mcu.ir import DType, Graph
+from onnx2mcu.ir import DType, Graph, union_members
 from onnx2mcu.ops import lookup
 from onnx2mcu.scheduler import Schedule
 
-IO_SUFFIX = {DType.FLOAT32: "f32", DType.INT64: "i64", DType.INT32: "i32", DType.INT8: "i8",
-             DType.UINT8: "u8", DType.BOOL: "bool", DType.BIT: "u32"}
+IO_SUFFIX = {dtype: dtype.suffix for dtype in DType}  # harness o2m_out_<suffix> (ir.DTYPE_TABLE)
 
 
 @dataclass
@@ -174,9 +173,9 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
         f"{prefix}.h": env.get_template("model.h.j2").render(**common),
         f"{prefix}.c": env.get_template("model.c.j2").render(
             **common, steps=steps, declarations=ctx.declarations, uses_arena=uses_arena,
-            arena_words64=max((sched.arena_bytes + 7) // 8, 1)),
+            arena_words64=max((sched.arena_bytes + 7) // 8, 1), members=union_members()),
         f"{prefix}_weights.h": env.get_template("weights.h.j2").render(
-            **common, uses_weights=uses_weights, n_words=0 if words is None else len(words),
+            **common, members=union_members(), uses_weights=uses_weights, n_words=0 if words is None else len(words),
             words="" if words is None else format_words(words),
             offsets=sorted(weight_offsets.items(), key=lambda kv: (kv[1], kv[0])),
             n_ext_words=0 if ext_words is None else len(ext_words),
@@ -219,9 +218,7 @@ def render_harness(prefix: str, inputs: list[dict], outputs: list[dict],
     return _env().get_template("main.c.j2").render(prefix=prefix, inputs=inputs, outputs=outputs)
 
 
-_DTYPE_OF_CTYPE = {("float", "f32"): DType.FLOAT32, ("int64_t", "i64"): DType.INT64,
-                   ("int32_t", "i32"): DType.INT32, ("int8_t", "i8"): DType.INT8,
-                   ("uint8_t", "u8"): DType.UINT8, ("uint8_t", "bool"): DType.BOOL}
+_DTYPE_OF_CTYPE = {(dtype.ctype, dtype.suffix): dtype for dtype in DType}
 
 
 def _c_values(flat: np.ndarray, dtype: DType) -> str:

@@ -184,13 +184,15 @@ def select_kernels(graph: Graph, board) -> dict[str, Selection]:
     return selected
 
 
-def c_support(graph: Graph, board=(PORTABLE,)) -> dict[str, Selection | str]:
+def c_support(graph: Graph, board=(PORTABLE,), tolerant: bool = False) -> dict[str, Selection | str]:
     """Per node (in graph order): the kernel that runs it in C, or why it runs only in the
     Python reference.
 
     Besides the registry and each kernel's `applies`, the selected emitters are run once
     against a placeholder layout, so refusals that depend on shapes inside an emitter
-    (`ctx.refuse`) are reported here too."""
+    (`ctx.refuse`) are reported here too.  `tolerant` (inspect, whose graphs may hold
+    placeholder shapes): an emitter failing otherwise is reported as the reason instead of
+    raised."""
     from onnx2mcu.codegen.context import CContext, NotSupportedInC
     from onnx2mcu.codegen.weights import layout_weights
 
@@ -209,6 +211,10 @@ def c_support(graph: Graph, board=(PORTABLE,)) -> dict[str, Selection | str]:
                 found.kernel.emit(node, ctx)
             except NotSupportedInC as exc:
                 found = str(exc).split("): ", 1)[-1]
+            except Exception as exc:  # noqa: BLE001 - only when asked to be tolerant
+                if not tolerant:
+                    raise
+                found = f"cannot tell ({type(exc).__name__} lowering a node of unknown shape)"
         result[node.name] = found
     return result
 

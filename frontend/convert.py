@@ -24,14 +24,7 @@ from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
-_DTYPES = {
-    onnx.TensorProto.FLOAT: DType.FLOAT32,
-    onnx.TensorProto.INT8: DType.INT8,
-    onnx.TensorProto.UINT8: DType.UINT8,
-    onnx.TensorProto.INT32: DType.INT32,
-    onnx.TensorProto.INT64: DType.INT64,
-    onnx.TensorProto.BOOL: DType.BOOL,
-}
+_DTYPES = {dtype.onnx: dtype for dtype in DType if dtype.onnx is not None}  # ir.DTYPE_TABLE
 NO_OPS = {"Identity", "Dropout"}
 MAX_FOLD_ROUNDS = 50
 

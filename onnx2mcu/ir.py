@@ -15,7 +15,12 @@ import numpy as np
 
 
 class DType(Enum):
-    """Element types the IR can hold.  BIT is packed 1-bit (binary layers)."""
+    """Element types the IR can hold.  BIT is packed 1-bit (binary layers).
+
+    Everything else about a dtype (numpy type, ONNX code, C type, union member,
+    kernel suffix) is in its row of `DTYPE_TABLE` below; every other table in
+    the pipeline derives from it, so adding a dtype is one row there plus its
+    runtime_c kernels."""
 
     FLOAT32 = "float32"
     INT8 = "int8"
@@ -24,16 +29,39 @@ class DType(Enum):
     INT64 = "int64"
     BOOL = "bool"
     BIT = "bit"
+    INT16 = "int16"
+
+    @property
+    def info(self) -> "DTypeInfo":
+        return DTYPE_TABLE[self]
 
     @property
     def numpy(self) -> np.dtype:
-        if self is DType.BIT:
-            return np.dtype(np.uint32)  # packed words
-        return np.dtype(self.value)
+        """numpy dtype of one stored element (uint32 words for BIT)."""
+        return np.dtype(self.info.numpy)
 
     @property
     def itemsize(self) -> int:
         return self.numpy.itemsize
+
+    @property
+    def onnx(self) -> int | None:
+        """onnx.TensorProto data type code (None: no ONNX counterpart)."""
+        return self.info.onnx
+
+    @property
+    def ctype(self) -> str:
+        return self.info.ctype
+
+    @property
+    def member(self) -> str:
+        """Member of the arena / weight unions (one per C type) that views this dtype."""
+        return self.info.member
+
+    @property
+    def suffix(self) -> str:
+        """Type suffix of the C names: runtime_c kernels (o2m_add_s64) and harness I/O."""
+        return self.info.suffix
 
     @classmethod
     def from_numpy(cls, dtype: np.dtype | type) -> "DType":
@@ -42,6 +70,47 @@ class DType(Enum):
             if member.value == name:
                 return member
         raise KeyError(name)
+
+    @classmethod
+    def from_onnx(cls, code: int) -> "DType | None":
+        return next((member for member in cls if member.onnx == code), None)
+
+
+@dataclass(frozen=True)
+class DTypeInfo:
+    """One row of the dtype table.  `ops`: the standard ops accept it (registry ANY_SUPPORTED)."""
+
+    numpy: str
+    onnx: int | None
+    ctype: str
+    member: str
+    suffix: str
+    ops: bool = True
+
+
+# One suffix scheme in C: f32, s8, u8, s16, s32, s64, b8 (bool), u32 (packed bits).
+# ONNX codes are onnx.TensorProto's (FLOAT 1, UINT8 2, INT8 3, INT16 5, INT32 6, INT64 7,
+# BOOL 9); tests/test_kernel_registry.py checks them against onnx.
+DTYPE_TABLE: dict[DType, DTypeInfo] = {
+    DType.FLOAT32: DTypeInfo("float32", 1, "float", "f32", "f32"),
+    DType.INT8: DTypeInfo("int8", 3, "int8_t", "s8", "s8"),
+    DType.UINT8: DTypeInfo("uint8", 2, "uint8_t", "u8", "u8"),
+    DType.INT32: DTypeInfo("int32", 6, "int32_t", "s32", "s32"),
+    DType.INT64: DTypeInfo("int64", 7, "int64_t", "s64", "s64"),
+    DType.BOOL: DTypeInfo("bool", 9, "uint8_t", "u8", "b8"),
+    DType.BIT: DTypeInfo("uint32", None, "uint32_t", "u32", "u32", ops=False),
+    DType.INT16: DTypeInfo("int16", 5, "int16_t", "s16", "s16", ops=False),
+}
+
+
+def union_members() -> list[tuple[str, str, int]]:
+    """(C type, member, elements per 64-bit word) of the arena / weight unions: one member
+    per C type, widest first (then in table order)."""
+    seen: dict[str, tuple[str, str, int]] = {}
+    for dtype in DType:
+        info = dtype.info
+        seen.setdefault(info.member, (info.ctype, info.member, 8 // dtype.itemsize))
+    return sorted(seen.values(), key=lambda m: m[2])
 
 
 _QUANT_DTYPES = ("int8", "uint8", "int32")

@@ -152,7 +152,7 @@ O2M_FORCE_INLINE uint32_t add_absdiff(int8_t a, int8_t b)
 }
 
 /* sum_k |x0[k] - w0[k]| for k in [k0, K) (the scalar tail) */
-O2M_FORCE_INLINE uint32_t add_tail_i8(const int8_t *x0, const int8_t *w0, int32_t k0, int32_t K,
+O2M_FORCE_INLINE uint32_t add_tail_s8(const int8_t *x0, const int8_t *w0, int32_t k0, int32_t K,
                                       uint32_t a)
 {
     int32_t k;
@@ -162,7 +162,7 @@ O2M_FORCE_INLINE uint32_t add_tail_i8(const int8_t *x0, const int8_t *w0, int32_
     return a;
 }
 
-O2M_FORCE_INLINE void add_gemm_i8(int32_t M, int32_t N, int32_t K, const int8_t *x, const int8_t *w,
+O2M_FORCE_INLINE void add_gemm_s8(int32_t M, int32_t N, int32_t K, const int8_t *x, const int8_t *w,
                                   const add_out *o)
 {
     int32_t i = 0, j, k;
@@ -201,14 +201,14 @@ O2M_FORCE_INLINE void add_gemm_i8(int32_t M, int32_t N, int32_t K, const int8_t 
                 s13 = __usada8(u1, v, s13);
             }
 #endif
-            s00 = add_tail_i8(x0, w0, K4, K, s00);
-            s01 = add_tail_i8(x0, w1, K4, K, s01);
-            s02 = add_tail_i8(x0, w2, K4, K, s02);
-            s03 = add_tail_i8(x0, w3, K4, K, s03);
-            s10 = add_tail_i8(x1, w0, K4, K, s10);
-            s11 = add_tail_i8(x1, w1, K4, K, s11);
-            s12 = add_tail_i8(x1, w2, K4, K, s12);
-            s13 = add_tail_i8(x1, w3, K4, K, s13);
+            s00 = add_tail_s8(x0, w0, K4, K, s00);
+            s01 = add_tail_s8(x0, w1, K4, K, s01);
+            s02 = add_tail_s8(x0, w2, K4, K, s02);
+            s03 = add_tail_s8(x0, w3, K4, K, s03);
+            s10 = add_tail_s8(x1, w0, K4, K, s10);
+            s11 = add_tail_s8(x1, w1, K4, K, s11);
+            s12 = add_tail_s8(x1, w2, K4, K, s12);
+            s13 = add_tail_s8(x1, w3, K4, K, s13);
             add_put(o, i, j, (float)-(int32_t)s00);
             add_put(o, i, j + 1, (float)-(int32_t)s01);
             add_put(o, i, j + 2, (float)-(int32_t)s02);
@@ -228,8 +228,8 @@ O2M_FORCE_INLINE void add_gemm_i8(int32_t M, int32_t N, int32_t K, const int8_t 
                 s1 = __usada8(add_ld4(x1 + k), v, s1);
             }
 #endif
-            s0 = add_tail_i8(x0, w0, K4, K, s0);
-            s1 = add_tail_i8(x1, w0, K4, K, s1);
+            s0 = add_tail_s8(x0, w0, K4, K, s0);
+            s1 = add_tail_s8(x1, w0, K4, K, s1);
             add_put(o, i, j, (float)-(int32_t)s0);
             add_put(o, i + 1, j, (float)-(int32_t)s1);
         }
@@ -254,10 +254,10 @@ O2M_FORCE_INLINE void add_gemm_i8(int32_t M, int32_t N, int32_t K, const int8_t 
                 s3 = __usada8(u, add_ld4(w3 + k), s3);
             }
 #endif
-            s0 = add_tail_i8(x0, w0, K4, K, s0);
-            s1 = add_tail_i8(x0, w1, K4, K, s1);
-            s2 = add_tail_i8(x0, w2, K4, K, s2);
-            s3 = add_tail_i8(x0, w3, K4, K, s3);
+            s0 = add_tail_s8(x0, w0, K4, K, s0);
+            s1 = add_tail_s8(x0, w1, K4, K, s1);
+            s2 = add_tail_s8(x0, w2, K4, K, s2);
+            s3 = add_tail_s8(x0, w3, K4, K, s3);
             add_put(o, i, j, (float)-(int32_t)s0);
             add_put(o, i, j + 1, (float)-(int32_t)s1);
             add_put(o, i, j + 2, (float)-(int32_t)s2);
@@ -272,7 +272,7 @@ O2M_FORCE_INLINE void add_gemm_i8(int32_t M, int32_t N, int32_t K, const int8_t 
                 s = __usada8(add_ld4(x0 + k), add_ld4(w0 + k), s);
             }
 #endif
-            s = add_tail_i8(x0, w0, K4, K, s);
+            s = add_tail_s8(x0, w0, K4, K, s);
             add_put(o, i, j, (float)-(int32_t)s);
         }
     }
@@ -291,7 +291,7 @@ void o2m_adder_gemm_f32(const o2m_adder_gemm_params *p, const float *x, const fl
     add_gemm_f32(p->m, p->n, p->k, x, w, &o);
 }
 
-void o2m_adder_gemm_i8(const o2m_adder_gemm_params *p, const int8_t *x, const int8_t *w,
+void o2m_adder_gemm_s8(const o2m_adder_gemm_params *p, const int8_t *x, const int8_t *w,
                        const float *scale, const float *bias, float *y)
 {
     add_out o;
@@ -300,7 +300,7 @@ void o2m_adder_gemm_i8(const o2m_adder_gemm_params *p, const int8_t *x, const in
     o.y = y;
     o.row_stride = p->n;
     o.col_stride = 1;
-    add_gemm_i8(p->m, p->n, p->k, x, w, &o);
+    add_gemm_s8(p->m, p->n, p->k, x, w, &o);
 }
 
 /* The receptive field of output pixel `pix` as one row in (c, i, j) order. */
@@ -356,7 +356,7 @@ void o2m_adder_conv_f32(const o2m_adder_conv_params *p, const float *x, const fl
     }
 }
 
-void o2m_adder_conv_i8(const o2m_adder_conv_params *p, const int8_t *x, const int8_t *w,
+void o2m_adder_conv_s8(const o2m_adder_conv_params *p, const int8_t *x, const int8_t *w,
                        const float *scale, const float *bias, int8_t *scratch, float *y)
 {
     const int32_t K = p->c_in * p->k_h * p->k_w;
@@ -379,7 +379,7 @@ void o2m_adder_conv_i8(const o2m_adder_conv_params *p, const int8_t *x, const in
                 ADD_IM2COL(int8_t, padv);
             }
             o.y = y + (size_t)n * p->c_out * pixels + pix0;
-            add_gemm_i8(rows, p->c_out, K, scratch, w, &o);
+            add_gemm_s8(rows, p->c_out, K, scratch, w, &o);
         }
     }
 }

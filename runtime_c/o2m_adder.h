@@ -37,7 +37,7 @@ typedef struct {
 /* x: [m, k], w: [n, k], y: [m, n] dense. */
 void o2m_adder_gemm_f32(const o2m_adder_gemm_params *p, const float *x, const float *w,
                         const float *scale, const float *bias, float *y);
-void o2m_adder_gemm_i8(const o2m_adder_gemm_params *p, const int8_t *x, const int8_t *w,
+void o2m_adder_gemm_s8(const o2m_adder_gemm_params *p, const int8_t *x, const int8_t *w,
                        const float *scale, const float *bias, float *y);
 
 typedef struct {
@@ -59,7 +59,7 @@ typedef struct {
  */
 void o2m_adder_conv_f32(const o2m_adder_conv_params *p, const float *x, const float *w,
                         const float *scale, const float *bias, float *scratch, float *y);
-void o2m_adder_conv_i8(const o2m_adder_conv_params *p, const int8_t *x, const int8_t *w,
+void o2m_adder_conv_s8(const o2m_adder_conv_params *p, const int8_t *x, const int8_t *w,
                        const float *scale, const float *bias, int8_t *scratch, float *y);
 
 #ifdef __cplusplus

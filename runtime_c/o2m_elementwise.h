@@ -6,7 +6,7 @@
  * broadcast).  Broadcast operands must not overlap the output.
  * No scratch memory.
  *
- * Types suffix:  _f32 float, _i64 int64_t, _i32 int32_t, _u8 bool (uint8_t 0/1).
+ * Types suffix:  _f32 float, _s64 int64_t, _s32 int32_t, _b8 bool (uint8_t 0/1).
  */
 #ifndef O2M_ELEMENTWISE_H
 #define O2M_ELEMENTWISE_H
@@ -48,11 +48,11 @@ void o2m_floor_f32(int32_t n, const float *x, float *y);
 void o2m_ceil_f32(int32_t n, const float *x, float *y);
 void o2m_round_f32(int32_t n, const float *x, float *y); /* half to even (ONNX Round) */
 void o2m_sign_f32(int32_t n, const float *x, float *y);  /* -1, 0, 1 (NaN stays NaN) */
-void o2m_neg_i64(int32_t n, const int64_t *x, int64_t *y);
-void o2m_abs_i64(int32_t n, const int64_t *x, int64_t *y);
-void o2m_neg_i32(int32_t n, const int32_t *x, int32_t *y);
-void o2m_abs_i32(int32_t n, const int32_t *x, int32_t *y);
-void o2m_not_u8(int32_t n, const uint8_t *x, uint8_t *y);
+void o2m_neg_s64(int32_t n, const int64_t *x, int64_t *y);
+void o2m_abs_s64(int32_t n, const int64_t *x, int64_t *y);
+void o2m_neg_s32(int32_t n, const int32_t *x, int32_t *y);
+void o2m_abs_s32(int32_t n, const int32_t *x, int32_t *y);
+void o2m_not_b8(int32_t n, const uint8_t *x, uint8_t *y);
 
 /* ------------------------------------------------------- binary, broadcast
  * For OP in add, sub, mul, div, pow, max, min (float; pow and NaN-propagating
@@ -79,10 +79,10 @@ void o2m_not_u8(int32_t n, const uint8_t *x, uint8_t *y);
  *       with the output's shape.
  *
  * Comparisons equal, less, greater, less_equal, greater_equal exist in the
- * same three forms for T = f32, i64, i32 (equal also for u8) and write
+ * same three forms for T = f32, s64, s32 (equal also for b8) and write
  * uint8_t 0/1 to y; logical_and, logical_or, logical_xor exist for u8.
- * Comparisons of f32 / i64 / i32 cannot run in place (the output type
- * differs); the u8 ones can.
+ * Comparisons of f32 / s64 / s32 cannot run in place (the output type
+ * differs); the b8 ones can.
  */
 #define O2M_DECLARE_BINARY(NAME, T, TS, U)                                                         \
     void o2m_##NAME##_##TS(int32_t n, const T *a, const T *b, U *y);                               \
@@ -99,39 +99,39 @@ O2M_DECLARE_BINARY(pow, float, f32, float);
 O2M_DECLARE_BINARY(max, float, f32, float);
 O2M_DECLARE_BINARY(min, float, f32, float);
 
-O2M_DECLARE_BINARY(add, int64_t, i64, int64_t);
-O2M_DECLARE_BINARY(sub, int64_t, i64, int64_t);
-O2M_DECLARE_BINARY(mul, int64_t, i64, int64_t);
-O2M_DECLARE_BINARY(div, int64_t, i64, int64_t);
-O2M_DECLARE_BINARY(max, int64_t, i64, int64_t);
-O2M_DECLARE_BINARY(min, int64_t, i64, int64_t);
+O2M_DECLARE_BINARY(add, int64_t, s64, int64_t);
+O2M_DECLARE_BINARY(sub, int64_t, s64, int64_t);
+O2M_DECLARE_BINARY(mul, int64_t, s64, int64_t);
+O2M_DECLARE_BINARY(div, int64_t, s64, int64_t);
+O2M_DECLARE_BINARY(max, int64_t, s64, int64_t);
+O2M_DECLARE_BINARY(min, int64_t, s64, int64_t);
 
-O2M_DECLARE_BINARY(add, int32_t, i32, int32_t);
-O2M_DECLARE_BINARY(sub, int32_t, i32, int32_t);
-O2M_DECLARE_BINARY(mul, int32_t, i32, int32_t);
-O2M_DECLARE_BINARY(div, int32_t, i32, int32_t);
-O2M_DECLARE_BINARY(max, int32_t, i32, int32_t);
-O2M_DECLARE_BINARY(min, int32_t, i32, int32_t);
+O2M_DECLARE_BINARY(add, int32_t, s32, int32_t);
+O2M_DECLARE_BINARY(sub, int32_t, s32, int32_t);
+O2M_DECLARE_BINARY(mul, int32_t, s32, int32_t);
+O2M_DECLARE_BINARY(div, int32_t, s32, int32_t);
+O2M_DECLARE_BINARY(max, int32_t, s32, int32_t);
+O2M_DECLARE_BINARY(min, int32_t, s32, int32_t);
 
 O2M_DECLARE_BINARY(equal, float, f32, uint8_t);
 O2M_DECLARE_BINARY(less, float, f32, uint8_t);
 O2M_DECLARE_BINARY(greater, float, f32, uint8_t);
 O2M_DECLARE_BINARY(less_equal, float, f32, uint8_t);
 O2M_DECLARE_BINARY(greater_equal, float, f32, uint8_t);
-O2M_DECLARE_BINARY(equal, int64_t, i64, uint8_t);
-O2M_DECLARE_BINARY(less, int64_t, i64, uint8_t);
-O2M_DECLARE_BINARY(greater, int64_t, i64, uint8_t);
-O2M_DECLARE_BINARY(less_equal, int64_t, i64, uint8_t);
-O2M_DECLARE_BINARY(greater_equal, int64_t, i64, uint8_t);
-O2M_DECLARE_BINARY(equal, int32_t, i32, uint8_t);
-O2M_DECLARE_BINARY(less, int32_t, i32, uint8_t);
-O2M_DECLARE_BINARY(greater, int32_t, i32, uint8_t);
-O2M_DECLARE_BINARY(less_equal, int32_t, i32, uint8_t);
-O2M_DECLARE_BINARY(greater_equal, int32_t, i32, uint8_t);
-O2M_DECLARE_BINARY(equal, uint8_t, u8, uint8_t);
-O2M_DECLARE_BINARY(logical_and, uint8_t, u8, uint8_t);
-O2M_DECLARE_BINARY(logical_or, uint8_t, u8, uint8_t);
-O2M_DECLARE_BINARY(logical_xor, uint8_t, u8, uint8_t);
+O2M_DECLARE_BINARY(equal, int64_t, s64, uint8_t);
+O2M_DECLARE_BINARY(less, int64_t, s64, uint8_t);
+O2M_DECLARE_BINARY(greater, int64_t, s64, uint8_t);
+O2M_DECLARE_BINARY(less_equal, int64_t, s64, uint8_t);
+O2M_DECLARE_BINARY(greater_equal, int64_t, s64, uint8_t);
+O2M_DECLARE_BINARY(equal, int32_t, s32, uint8_t);
+O2M_DECLARE_BINARY(less, int32_t, s32, uint8_t);
+O2M_DECLARE_BINARY(greater, int32_t, s32, uint8_t);
+O2M_DECLARE_BINARY(less_equal, int32_t, s32, uint8_t);
+O2M_DECLARE_BINARY(greater_equal, int32_t, s32, uint8_t);
+O2M_DECLARE_BINARY(equal, uint8_t, b8, uint8_t);
+O2M_DECLARE_BINARY(logical_and, uint8_t, b8, uint8_t);
+O2M_DECLARE_BINARY(logical_or, uint8_t, b8, uint8_t);
+O2M_DECLARE_BINARY(logical_xor, uint8_t, b8, uint8_t);
 
 /* ------------------------------------------------------------------ where
  * y = cond ? a : b with numpy broadcasting (same stride convention as the
@@ -141,10 +141,10 @@ O2M_DECLARE_BINARY(logical_xor, uint8_t, u8, uint8_t);
 void o2m_where_nd_f32(int32_t rank, const int32_t *dims, const int32_t *c_strides,
                       const int32_t *a_strides, const int32_t *b_strides, const uint8_t *cond,
                       const float *a, const float *b, float *y);
-void o2m_where_nd_i64(int32_t rank, const int32_t *dims, const int32_t *c_strides,
+void o2m_where_nd_s64(int32_t rank, const int32_t *dims, const int32_t *c_strides,
                       const int32_t *a_strides, const int32_t *b_strides, const uint8_t *cond,
                       const int64_t *a, const int64_t *b, int64_t *y);
-void o2m_where_nd_i32(int32_t rank, const int32_t *dims, const int32_t *c_strides,
+void o2m_where_nd_s32(int32_t rank, const int32_t *dims, const int32_t *c_strides,
                       const int32_t *a_strides, const int32_t *b_strides, const uint8_t *cond,
                       const int32_t *a, const int32_t *b, int32_t *y);
 

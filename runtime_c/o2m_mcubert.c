@@ -190,7 +190,7 @@ static void clemb_row(const o2m_clemb_params *p, int64_t id, const uint8_t *map,
     }
 }
 
-void o2m_clustered_embedding_i64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
+void o2m_clustered_embedding_s64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
                                  const uint8_t *map, const int32_t *meta, const float *a,
                                  const float *pm, float *y)
 {
@@ -200,7 +200,7 @@ void o2m_clustered_embedding_i64(const o2m_clemb_params *p, int32_t n, const int
     }
 }
 
-void o2m_clustered_embedding_i32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
+void o2m_clustered_embedding_s32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
                                  const uint8_t *map, const int32_t *meta, const float *a,
                                  const float *pm, float *y)
 {

@@ -34,10 +34,10 @@ typedef struct {
     int32_t vocab, dim, clusters, map_bytes;
 } o2m_clemb_params;
 
-void o2m_clustered_embedding_i64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
+void o2m_clustered_embedding_s64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
                                  const uint8_t *map, const int32_t *meta, const float *a,
                                  const float *pm, float *y);
-void o2m_clustered_embedding_i32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
+void o2m_clustered_embedding_s32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
                                  const uint8_t *map, const int32_t *meta, const float *a,
                                  const float *pm, float *y);
 

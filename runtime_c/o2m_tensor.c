@@ -319,7 +319,7 @@ void o2m_gather(int32_t outer, int32_t axis_dim, int32_t inner, int32_t count, c
     }
 }
 
-void o2m_gather_i32(int32_t outer, int32_t axis_dim, int32_t inner, int32_t count,
+void o2m_gather_s32(int32_t outer, int32_t axis_dim, int32_t inner, int32_t count,
                     const void *x, const int32_t *indices, void *y, int32_t elem_size)
 {
     const size_t row = (size_t)inner * (size_t)elem_size;
@@ -390,7 +390,7 @@ void o2m_space_to_depth(int32_t n, int32_t c, int32_t h, int32_t w, int32_t bloc
 }
 
 /* ----------------------------------------------------------------- casts */
-static int64_t f32_to_i64(float v)
+static int64_t f32_to_s64(float v)
 {
     if (v != v) {
         return 0;
@@ -404,7 +404,7 @@ static int64_t f32_to_i64(float v)
     return (int64_t)v;
 }
 
-static int32_t f32_to_i32(float v)
+static int32_t f32_to_s32(float v)
 {
     if (v != v) {
         return 0;
@@ -428,15 +428,15 @@ static int32_t f32_to_i32(float v)
         }                                                                                          \
     }
 
-O2M_DEFINE_CAST(f32_i64, float, int64_t, f32_to_i64(v))
-O2M_DEFINE_CAST(f32_i32, float, int32_t, f32_to_i32(v))
-O2M_DEFINE_CAST(f32_u8bool, float, uint8_t, (uint8_t)(v != 0.0f))
+O2M_DEFINE_CAST(f32_s64, float, int64_t, f32_to_s64(v))
+O2M_DEFINE_CAST(f32_s32, float, int32_t, f32_to_s32(v))
+O2M_DEFINE_CAST(f32_b8, float, uint8_t, (uint8_t)(v != 0.0f))
 O2M_DEFINE_CAST(i64_f32, int64_t, float, (float)v)
 O2M_DEFINE_CAST(i32_f32, int32_t, float, (float)v)
-O2M_DEFINE_CAST(u8bool_f32, uint8_t, float, v != 0 ? 1.0f : 0.0f)
-O2M_DEFINE_CAST(i64_i32, int64_t, int32_t, (int32_t)(uint32_t)(uint64_t)v)
-O2M_DEFINE_CAST(i32_i64, int32_t, int64_t, (int64_t)v)
-O2M_DEFINE_CAST(i64_u8bool, int64_t, uint8_t, (uint8_t)(v != 0))
-O2M_DEFINE_CAST(i32_u8bool, int32_t, uint8_t, (uint8_t)(v != 0))
-O2M_DEFINE_CAST(u8bool_i64, uint8_t, int64_t, (int64_t)(v != 0))
-O2M_DEFINE_CAST(u8bool_i32, uint8_t, int32_t, (int32_t)(v != 0))
+O2M_DEFINE_CAST(b8_f32, uint8_t, float, v != 0 ? 1.0f : 0.0f)
+O2M_DEFINE_CAST(i64_s32, int64_t, int32_t, (int32_t)(uint32_t)(uint64_t)v)
+O2M_DEFINE_CAST(i32_s64, int32_t, int64_t, (int64_t)v)
+O2M_DEFINE_CAST(i64_b8, int64_t, uint8_t, (uint8_t)(v != 0))
+O2M_DEFINE_CAST(i32_b8, int32_t, uint8_t, (uint8_t)(v != 0))
+O2M_DEFINE_CAST(b8_s64, uint8_t, int64_t, (int64_t)(v != 0))
+O2M_DEFINE_CAST(b8_s32, uint8_t, int32_t, (int32_t)(v != 0))

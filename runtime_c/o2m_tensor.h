@@ -71,7 +71,7 @@ void o2m_pad(int32_t mode, int32_t rank, const int32_t *in_dims, const int32_t *
  */
 void o2m_gather(int32_t outer, int32_t axis_dim, int32_t inner, int32_t count, const void *x,
                 const int64_t *indices, void *y, int32_t elem_size);
-void o2m_gather_i32(int32_t outer, int32_t axis_dim, int32_t inner, int32_t count,
+void o2m_gather_s32(int32_t outer, int32_t axis_dim, int32_t inner, int32_t count,
                     const void *x, const int32_t *indices, void *y, int32_t elem_size);
 
 /*
@@ -89,20 +89,20 @@ void o2m_space_to_depth(int32_t n, int32_t c, int32_t h, int32_t w, int32_t bloc
  * Casts, y[i] = (TO)x[i].  Float to integer truncates toward zero and
  * saturates; NaN gives 0.  Anything to bool: != 0 (NaN is true).  Bool in:
  * any non-zero byte is 1.  In-place: only when the element sizes are equal
- * (f32 <-> i32).
+ * (f32 <-> s32).
  */
-void o2m_cast_f32_i64(int32_t n, const float *x, int64_t *y);
-void o2m_cast_f32_i32(int32_t n, const float *x, int32_t *y);
-void o2m_cast_f32_u8bool(int32_t n, const float *x, uint8_t *y);
-void o2m_cast_i64_f32(int32_t n, const int64_t *x, float *y);
-void o2m_cast_i32_f32(int32_t n, const int32_t *x, float *y);
-void o2m_cast_u8bool_f32(int32_t n, const uint8_t *x, float *y);
-void o2m_cast_i64_i32(int32_t n, const int64_t *x, int32_t *y); /* wraps like numpy */
-void o2m_cast_i32_i64(int32_t n, const int32_t *x, int64_t *y);
-void o2m_cast_i64_u8bool(int32_t n, const int64_t *x, uint8_t *y);
-void o2m_cast_i32_u8bool(int32_t n, const int32_t *x, uint8_t *y);
-void o2m_cast_u8bool_i64(int32_t n, const uint8_t *x, int64_t *y);
-void o2m_cast_u8bool_i32(int32_t n, const uint8_t *x, int32_t *y);
+void o2m_cast_f32_s64(int32_t n, const float *x, int64_t *y);
+void o2m_cast_f32_s32(int32_t n, const float *x, int32_t *y);
+void o2m_cast_f32_b8(int32_t n, const float *x, uint8_t *y);
+void o2m_cast_s64_f32(int32_t n, const int64_t *x, float *y);
+void o2m_cast_s32_f32(int32_t n, const int32_t *x, float *y);
+void o2m_cast_b8_f32(int32_t n, const uint8_t *x, float *y);
+void o2m_cast_s64_s32(int32_t n, const int64_t *x, int32_t *y); /* wraps like numpy */
+void o2m_cast_s32_s64(int32_t n, const int32_t *x, int64_t *y);
+void o2m_cast_s64_b8(int32_t n, const int64_t *x, uint8_t *y);
+void o2m_cast_s32_b8(int32_t n, const int32_t *x, uint8_t *y);
+void o2m_cast_b8_s64(int32_t n, const uint8_t *x, int64_t *y);
+void o2m_cast_b8_s32(int32_t n, const uint8_t *x, int32_t *y);
 
 #ifdef __cplusplus
 }

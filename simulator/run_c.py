@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from onnx2mcu.errors import UserError
+from onnx2mcu.ir import DType
 from onnx2mcu.targets import BOARDS, Board, get_board
 
 FAULT_EXIT_CODE = 99  # codegen/board/startup.c: a HardFault or unexpected exception
@@ -297,18 +298,12 @@ def _tail(text: "str | bytes | None", lines: int = 20) -> str:
 
 
 # ----- read-back protocol ----------------------------------------------------------
+# dtype token (the dtype's C suffix, ir.DTYPE_TABLE) -> (hex digits per word, numpy dtype of the
+# result); u16 has an o2m_out_u16 in the harness but no IR dtype
 _DTYPES: dict[str, tuple[int, np.dtype]] = {
-    # dtype token -> (hex digits per word, numpy dtype of the result)
-    "f32": (8, np.dtype(np.float32)),
-    "i32": (8, np.dtype(np.int32)),
-    "u32": (8, np.dtype(np.uint32)),
-    "i16": (8, np.dtype(np.int16)),
-    "u16": (8, np.dtype(np.uint16)),
-    "i8": (8, np.dtype(np.int8)),
-    "u8": (8, np.dtype(np.uint8)),
-    "bool": (8, np.dtype(np.bool_)),
-    "i64": (16, np.dtype(np.int64)),
-}
+    dtype.suffix: (16 if dtype.itemsize == 8 else 8,
+                   np.dtype(np.bool_) if dtype is DType.BOOL else dtype.numpy) for dtype in DType}
+_DTYPES["u16"] = (8, np.dtype(np.uint16))
 
 
 def _decode(name: str, dtype: str, words: list[str]) -> np.ndarray:
@@ -328,9 +323,9 @@ def _decode(name: str, dtype: str, words: list[str]) -> np.ndarray:
     if dtype == "u32":
         return u32
     s32 = u32.view(np.int32)
-    if dtype == "i32":
+    if dtype == DType.INT32.suffix:
         return s32
-    if dtype == "bool":
+    if dtype == DType.BOOL.suffix:
         return s32 != 0
     info = np.iinfo(np_dtype)
     if s32.size and (s32.min() < info.min or s32.max() > info.max):

@@ -36,7 +36,7 @@ def lib(tmp_path_factory, request):
     defines = ["O2M_ADDER_NO_TILING"] if request.param == "untiled" else []
     lib = build_and_load([runtime_dir() / "o2m_adder.c"], tmp_path_factory.mktemp("addlib"), name="adder",
                          defines=defines)
-    for suffix in ("f32", "i8"):
+    for suffix in ("f32", "s8"):
         declare(lib, f"o2m_adder_gemm_{suffix}", None, ctypes.POINTER(GemmParams), c_void_p, c_void_p,
                 c_void_p, c_void_p, c_void_p)
         declare(lib, f"o2m_adder_conv_{suffix}", None, ctypes.POINTER(ConvParams), c_void_p, c_void_p,
@@ -124,7 +124,7 @@ KS = [1, 3, 4, 5, 17, 64, 127, 128, 130, 515]
 def test_c_adder_gemm(lib, dtype, k):
     rng = np.random.default_rng(k)
     op = lookup("AdderMatMul", "onnx2mcu")
-    suffix = "i8" if dtype == np.int8 else "f32"
+    suffix = "s8" if dtype == np.int8 else "f32"
     fn = getattr(lib, f"o2m_adder_gemm_{suffix}")
     for m, n in [(1, 1), (2, 3), (3, 4), (5, 9), (4, 8)]:
         x, w = data(rng, (m, k), dtype), data(rng, (n, k), dtype)
@@ -154,7 +154,7 @@ def test_c_adder_conv(lib, dtype, case):
     s, b = rng.random(m).astype(np.float32), rng.standard_normal(m).astype(np.float32)
     pv = -5 if dtype == np.int8 else 0
     params, (oh, ow) = conv_params(case, pv)
-    suffix = "i8" if dtype == np.int8 else "f32"
+    suffix = "s8" if dtype == np.int8 else "f32"
     scratch = np.zeros(2 * c * k * k, dtype=dtype)
     y = np.zeros((n, m, oh, ow), dtype=np.float32)
     getattr(lib, f"o2m_adder_conv_{suffix}")(ctypes.byref(params), ptr(x), ptr(wt), ptr(s), ptr(b),
@@ -173,7 +173,7 @@ def test_cortex_m4_int8_usada8_and_float_bit_exact(tmp_path):
                                             (3, 6, 21, np.float32), (4, 4, 64, np.float32)]):
         x, w = data(rng, (m, k), dtype), data(rng, (n, k), dtype)
         s, b = rng.random(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
-        ctype, suffix = ("int8_t", "i8") if dtype == np.int8 else ("float", "f32")
+        ctype, suffix = ("int8_t", "s8") if dtype == np.int8 else ("float", "f32")
         decls += c_array(f"gx{idx}", x, ctype) + c_array(f"gw{idx}", w, ctype)
         decls += c_array(f"gs{idx}", s, "float") + c_array(f"gb{idx}", b, "float")
         decls += f"static float gy{idx}[{m * n}];\n"
@@ -190,7 +190,7 @@ def test_cortex_m4_int8_usada8_and_float_bit_exact(tmp_path):
             pv = 7 if dtype == np.int8 else 0
             params, (oh, ow) = conv_params(case, pv)
             fields = ", ".join(str(getattr(params, f)) for f, _ in ConvParams._fields_)
-            ctype, suffix = ("int8_t", "i8") if dtype == np.int8 else ("float", "f32")
+            ctype, suffix = ("int8_t", "s8") if dtype == np.int8 else ("float", "f32")
             decls += c_array(f"cx{tag}", x, ctype) + c_array(f"cw{tag}", wt, ctype)
             decls += f"static {ctype} cs{tag}[{2 * c * k * k}];\nstatic float cy{tag}[{n * m * oh * ow}];\n"
             decls += f"static const o2m_adder_conv_params cp{tag} = {{{fields}}};\n"

@@ -71,8 +71,8 @@ int main(void)
     o2m_out_f32("sqrt", sq, 8);
     o2m_out_f32("exp", ex, 8);
     o2m_out_f32("dot", dot, 1);
-    o2m_out_i32("ints", ints, 5);
-    o2m_out_i8("small", small, 4);
+    o2m_out_s32("ints", ints, 5);
+    o2m_out_s8("small", small, 4);
     o2m_done();
     return 0;
 }

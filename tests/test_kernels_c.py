@@ -91,8 +91,8 @@ BINARY_F32 = ["add", "sub", "mul", "div", "pow", "max", "min"]
 BINARY_INT = ["add", "sub", "mul", "div", "max", "min"]
 COMPARES = ["equal", "less", "greater", "less_equal", "greater_equal"]
 LOGICAL = ["equal", "logical_and", "logical_or", "logical_xor"]
-CASTS = ["f32_i64", "f32_i32", "f32_u8bool", "i64_f32", "i32_f32", "u8bool_f32", "i64_i32",
-         "i32_i64", "i64_u8bool", "i32_u8bool", "u8bool_i64", "u8bool_i32"]
+CASTS = ["f32_s64", "f32_s32", "f32_b8", "i64_f32", "i32_f32", "b8_f32", "i64_s32",
+         "i32_s64", "i64_b8", "i32_b8", "b8_s64", "b8_s32"]
 
 
 def _declare_all(lib: ctypes.CDLL) -> None:
@@ -108,7 +108,7 @@ def _declare_all(lib: ctypes.CDLL) -> None:
     d("o2m_gemm_f32", POINTER(GemmParams), P, P, P, P)
     for name in UNARY_NAMES:
         d(f"o2m_{name}_f32", I, P, P)
-    for name in ("neg_i64", "abs_i64", "neg_i32", "abs_i32", "not_u8"):
+    for name in ("neg_s64", "abs_s64", "neg_s32", "abs_s32", "not_b8"):
         d(f"o2m_{name}", I, P, P)
     d("o2m_clip_f32", I, P, P, F, F)
     d("o2m_hardsigmoid_f32", I, P, P, F, F)
@@ -116,14 +116,14 @@ def _declare_all(lib: ctypes.CDLL) -> None:
     d("o2m_elu_f32", I, P, P, F)
     d("o2m_selu_f32", I, P, P, F, F)
     families = [(op, t) for op in BINARY_F32 for t in ["f32"]]
-    families += [(op, t) for op in BINARY_INT for t in ["i64", "i32"]]
-    families += [(op, t) for op in COMPARES for t in ["f32", "i64", "i32"]]
-    families += [(op, "u8") for op in LOGICAL]
+    families += [(op, t) for op in BINARY_INT for t in ["s64", "s32"]]
+    families += [(op, t) for op in COMPARES for t in ["f32", "s64", "s32"]]
+    families += [(op, "b8") for op in LOGICAL]
     for op, t in families:
         d(f"o2m_{op}_{t}", I, P, P, P)
         d(f"o2m_{op}_bc_{t}", I, I, I, P, P, I, P)
         d(f"o2m_{op}_nd_{t}", I, P, P, P, P, P, P)
-    for t in ("f32", "i64", "i32"):
+    for t in ("f32", "s64", "s32"):
         d(f"o2m_where_nd_{t}", I, P, P, P, P, P, P, P, P)
     d("o2m_prelu_f32", I, P, P, P)
     d("o2m_prelu_bc_f32", I, I, I, P, P, P)
@@ -142,7 +142,7 @@ def _declare_all(lib: ctypes.CDLL) -> None:
     d("o2m_split", I, I, P, P, P, I)
     d("o2m_pad", I, I, P, P, P, P, P, P, I)
     d("o2m_gather", I, I, I, I, P, P, P, I)
-    d("o2m_gather_i32", I, I, I, I, P, P, P, I)
+    d("o2m_gather_s32", I, I, I, I, P, P, P, I)
     d("o2m_depth_to_space", I, I, I, I, I, I, P, P, I)
     d("o2m_space_to_depth", I, I, I, I, I, P, P, I)
     for name in CASTS:
@@ -557,10 +557,10 @@ ONNX_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "P
                "less_equal": "LessOrEqual", "greater_equal": "GreaterOrEqual",
                "logical_and": "And", "logical_or": "Or", "logical_xor": "Xor"}
 
-TYPES = {"f32": F32, "i64": I64, "i32": np.int32, "u8": np.uint8}
-BINARY_FAMILIES = ([(op, "f32") for op in BINARY_F32] + [(op, t) for op in BINARY_INT for t in ("i64", "i32")]
-                   + [(op, t) for op in COMPARES for t in ("f32", "i64", "i32")]
-                   + [(op, "u8") for op in LOGICAL])
+TYPES = {"f32": F32, "s64": I64, "s32": np.int32, "b8": np.uint8}
+BINARY_FAMILIES = ([(op, "f32") for op in BINARY_F32] + [(op, t) for op in BINARY_INT for t in ("s64", "s32")]
+                   + [(op, t) for op in COMPARES for t in ("f32", "s64", "s32")]
+                   + [(op, "b8") for op in LOGICAL])
 ND_SHAPES = [
     ((2, 3, 4, 5), (3, 1, 5)),
     ((1,), (4, 3)),
@@ -573,7 +573,7 @@ ND_SHAPES = [
 
 def make_operands(rng, op, t, a_shape, b_shape):
     dtype = TYPES[t]
-    if t == "u8":
+    if t == "b8":
         return (rng.integers(0, 2, size=a_shape).astype(np.uint8),
                 rng.integers(0, 2, size=b_shape).astype(np.uint8))
     if op in COMPARES and t == "f32":  # small integers so that ties occur
@@ -583,7 +583,7 @@ def make_operands(rng, op, t, a_shape, b_shape):
 
 
 def out_dtype(op, t):
-    return np.uint8 if op in COMPARES or t == "u8" else TYPES[t]
+    return np.uint8 if op in COMPARES or t == "b8" else TYPES[t]
 
 
 @pytest.mark.parametrize("op,t", BINARY_FAMILIES)
@@ -604,8 +604,8 @@ def test_binary_same_shape_and_inplace(lib, op, t):
 
 @pytest.mark.parametrize("v_first", [0, 1])
 @pytest.mark.parametrize("view", [(1, 1, 17), (3, 5, 1), (2, 3, 7)])
-@pytest.mark.parametrize("op,t", [(op, "f32") for op in BINARY_F32] + [("sub", "i64"), ("div", "i32"),
-                                                                      ("less", "f32"), ("greater_equal", "i64")])
+@pytest.mark.parametrize("op,t", [(op, "f32") for op in BINARY_F32] + [("sub", "s64"), ("div", "s32"),
+                                                                      ("less", "f32"), ("greater_equal", "s64")])
 def test_binary_channel_broadcast(lib, op, t, view, v_first):
     outer, mid, inner = view
     rng = rng_for("bin_bc", op, t, view, v_first)
@@ -661,14 +661,14 @@ def test_binary_library_agreement(lib):
     rng = rng_for("bin_lib")
     for op, t in BINARY_FAMILIES:
         a, b = make_operands(rng, op, t, (2, 3, 4), (3, 1))
-        if t == "u8":
+        if t == "b8":
             a, b = a.astype(bool), b.astype(bool)
         other = lib_ref(ONNX_BINARY[op], [a, b])
         if other is None:
             continue
         out_shape = (2, 3, 4)
         y = np.zeros(out_shape, out_dtype(op, t))
-        au, bu = (a.astype(np.uint8), b.astype(np.uint8)) if t == "u8" else (a, b)
+        au, bu = (a.astype(np.uint8), b.astype(np.uint8)) if t == "b8" else (a, b)
         getattr(lib, f"o2m_{op}_nd_{t}")(3, ptr(i32(out_shape)), ptr(bcast_strides(au, out_shape)),
                                          ptr(bcast_strides(bu, out_shape)), ptr(au), ptr(bu), ptr(y))
         check_binary(y, np.asarray(other[0]))
@@ -678,7 +678,7 @@ WHERE_SHAPES = [((2, 1, 5), (3, 1), (2, 3, 5)), ((2, 3, 5), (2, 3, 5), (3, 1)), 
 
 
 @pytest.mark.parametrize("shapes", WHERE_SHAPES, ids=["b_dense", "b_broadcast", "scalar_a"])
-@pytest.mark.parametrize("t", ["f32", "i64", "i32"])
+@pytest.mark.parametrize("t", ["f32", "s64", "s32"])
 def test_where(lib, t, shapes):
     c_shape, a_shape, b_shape = shapes
     rng = rng_for("where", t, shapes)
@@ -807,7 +807,7 @@ def test_sigmoid_softplus_extremes(lib):
         close(y, ref, rtol=1e-6, atol=1e-30)
 
 
-@pytest.mark.parametrize("t", ["i64", "i32"])
+@pytest.mark.parametrize("t", ["s64", "s32"])
 def test_integer_unary_and_not(lib, t):
     dtype = TYPES[t]
     x = np.array([-5, -1, 0, 1, 7, 123456], dtype)
@@ -816,7 +816,7 @@ def test_integer_unary_and_not(lib, t):
         getattr(lib, f"o2m_{name}_{t}")(x.size, ptr(x), ptr(y))
         np.testing.assert_array_equal(y, ref)
     b = np.array([0, 1, 1, 0], np.uint8)
-    lib.o2m_not_u8(b.size, ptr(b), ptr(b))
+    lib.o2m_not_b8(b.size, ptr(b), ptr(b))
     np.testing.assert_array_equal(b, [1, 0, 0, 1])
 
 
@@ -1136,17 +1136,17 @@ def test_pad_crop_and_int64(lib):
     np.testing.assert_array_equal(y, pad_numpy(x, begin, end, "constant", 0))
 
 
-@pytest.mark.parametrize("index_type", ["i64", "i32"])
+@pytest.mark.parametrize("index_type", ["s64", "s32"])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_gather(lib, axis, index_type):
     rng = rng_for("gather", axis, index_type)
     x = randf(rng, 5, 7, 3)
     dim = x.shape[axis]
-    idx = rng.integers(-dim, dim, size=(2, 3)).astype(I64 if index_type == "i64" else np.int32)
+    idx = rng.integers(-dim, dim, size=(2, 3)).astype(I64 if index_type == "s64" else np.int32)
     outer = int(np.prod(x.shape[:axis]))
     inner = int(np.prod(x.shape[axis + 1:]))
     y = np.zeros(x.shape[:axis] + idx.shape + x.shape[axis + 1:], F32)
-    fn = lib.o2m_gather if index_type == "i64" else lib.o2m_gather_i32
+    fn = lib.o2m_gather if index_type == "s64" else lib.o2m_gather_s32
     fn(outer, dim, inner, idx.size, ptr(x), ptr(idx), ptr(y), 4)
     np.testing.assert_array_equal(y, np.take(x, idx, axis=axis))
     other = lib_ref("Gather", [x, idx], {"axis": axis})
@@ -1201,27 +1201,27 @@ def test_casts(lib):
         getattr(lib, f"o2m_cast_{name}")(x.size, ptr(x), ptr(y))
         return y
 
-    np.testing.assert_array_equal(run("f32_i64", f, I64),
+    np.testing.assert_array_equal(run("f32_s64", f, I64),
                                   [-2, 0, 0, 0, 1, 2, 3000000000, -3000000000, 2**63 - 1, 0])
-    np.testing.assert_array_equal(run("f32_i32", f, np.int32),
+    np.testing.assert_array_equal(run("f32_s32", f, np.int32),
                                   [-2, 0, 0, 0, 1, 2, 2**31 - 1, -(2**31), 2**31 - 1, 0])
-    np.testing.assert_array_equal(run("f32_u8bool", f, np.uint8), [1, 1, 0, 1, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(run("f32_b8", f, np.uint8), [1, 1, 0, 1, 1, 1, 1, 1, 1, 1])
     np.testing.assert_array_equal(run("i64_f32", i64, F32), i64.astype(F32))
     np.testing.assert_array_equal(run("i32_f32", i32v, F32), i32v.astype(F32))
-    np.testing.assert_array_equal(run("u8bool_f32", b, F32), b.astype(F32))
-    np.testing.assert_array_equal(run("i64_i32", i64, np.int32), i64.astype(np.int32))
-    np.testing.assert_array_equal(run("i32_i64", i32v, I64), i32v.astype(I64))
-    np.testing.assert_array_equal(run("i64_u8bool", i64, np.uint8), (i64 != 0).astype(np.uint8))
-    np.testing.assert_array_equal(run("i32_u8bool", i32v, np.uint8), (i32v != 0).astype(np.uint8))
-    np.testing.assert_array_equal(run("u8bool_i64", b, I64), b.astype(I64))
-    np.testing.assert_array_equal(run("u8bool_i32", b, np.int32), b.astype(np.int32))
+    np.testing.assert_array_equal(run("b8_f32", b, F32), b.astype(F32))
+    np.testing.assert_array_equal(run("i64_s32", i64, np.int32), i64.astype(np.int32))
+    np.testing.assert_array_equal(run("i32_s64", i32v, I64), i32v.astype(I64))
+    np.testing.assert_array_equal(run("i64_b8", i64, np.uint8), (i64 != 0).astype(np.uint8))
+    np.testing.assert_array_equal(run("i32_b8", i32v, np.uint8), (i32v != 0).astype(np.uint8))
+    np.testing.assert_array_equal(run("b8_s64", b, I64), b.astype(I64))
+    np.testing.assert_array_equal(run("b8_s32", b, np.int32), b.astype(np.int32))
     finite = f[np.abs(f) < 1e9]
     other = lib_ref("Cast", [finite], {"to": 7})  # TensorProto.INT64
     if other is not None:
-        np.testing.assert_array_equal(run("f32_i64", finite, I64), other[0])
+        np.testing.assert_array_equal(run("f32_s64", finite, I64), other[0])
     g = f.copy()  # f32 -> i32 in place (same element size)
-    lib.o2m_cast_f32_i32(g.size, ptr(g), ptr(g))
-    np.testing.assert_array_equal(g.view(np.int32), run("f32_i32", f, np.int32))
+    lib.o2m_cast_f32_s32(g.size, ptr(g), ptr(g))
+    np.testing.assert_array_equal(g.view(np.int32), run("f32_s32", f, np.int32))
 
 
 # ==================================================================== quant

@@ -54,7 +54,7 @@ def lib(tmp_path_factory):
     declare(lib, "o2m_attention_tile_rows", c_int32, POINTER(AttentionParams), c_int32,
             POINTER(c_int32))
     declare(lib, "o2m_tiled_ffn_f32", None, POINTER(FfnParams), *[c_void_p] * 7)
-    for suffix in ("i64", "i32"):
+    for suffix in ("s64", "s32"):
         declare(lib, f"o2m_clustered_embedding_{suffix}", None, POINTER(ClembParams), c_int32,
                 *[c_void_p] * 6)
     return lib
@@ -235,7 +235,7 @@ def test_clustered_embedding(lib, vocab, dim, clusters, ranks, id32, seed):
                      vocab=vocab, dim=dim, map_bytes=comp.map_bytes)
     p = ClembParams(vocab, dim, clusters, comp.map_bytes)
     y = np.full((ids.size, dim), np.nan, dtype=np.float32)
-    fn = lib.o2m_clustered_embedding_i32 if id32 else lib.o2m_clustered_embedding_i64
+    fn = lib.o2m_clustered_embedding_s32 if id32 else lib.o2m_clustered_embedding_s64
     fn(ctypes.byref(p), ids.size, ptr(ids), ptr(comp.id_map), ptr(comp.meta), ptr(comp.a),
        ptr(comp.p), ptr(y))
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)

@@ -87,14 +87,14 @@ static void o2m_out(const char *name, const char *dtype, enum o2m_kind kind, con
 }
 
 void o2m_out_f32(const char *name, const float *data, size_t count) { o2m_out(name, "f32", O2M_F32, data, count); }
-void o2m_out_i32(const char *name, const int32_t *data, size_t count) { o2m_out(name, "i32", O2M_I32, data, count); }
+void o2m_out_s32(const char *name, const int32_t *data, size_t count) { o2m_out(name, "s32", O2M_I32, data, count); }
 void o2m_out_u32(const char *name, const uint32_t *data, size_t count) { o2m_out(name, "u32", O2M_U32, data, count); }
-void o2m_out_i16(const char *name, const int16_t *data, size_t count) { o2m_out(name, "i16", O2M_I16, data, count); }
+void o2m_out_s16(const char *name, const int16_t *data, size_t count) { o2m_out(name, "s16", O2M_I16, data, count); }
 void o2m_out_u16(const char *name, const uint16_t *data, size_t count) { o2m_out(name, "u16", O2M_U16, data, count); }
-void o2m_out_i8(const char *name, const int8_t *data, size_t count) { o2m_out(name, "i8", O2M_I8, data, count); }
+void o2m_out_s8(const char *name, const int8_t *data, size_t count) { o2m_out(name, "s8", O2M_I8, data, count); }
 void o2m_out_u8(const char *name, const uint8_t *data, size_t count) { o2m_out(name, "u8", O2M_U8, data, count); }
-void o2m_out_bool(const char *name, const uint8_t *data, size_t count) { o2m_out(name, "bool", O2M_U8, data, count); }
-void o2m_out_i64(const char *name, const int64_t *data, size_t count) { o2m_out(name, "i64", O2M_I64, data, count); }
+void o2m_out_b8(const char *name, const uint8_t *data, size_t count) { o2m_out(name, "b8", O2M_U8, data, count); }
+void o2m_out_s64(const char *name, const int64_t *data, size_t count) { o2m_out(name, "s64", O2M_I64, data, count); }
 
 void o2m_done(void)
 {

@@ -6,8 +6,8 @@
  *     <count> words in hex, separated by spaces/newlines (8 per line)
  * and finally a line
  *     DONE
- * dtype is f32 (IEEE-754 bits of each float, 8 hex digits), i32/u32/i16/u16/i8/u8/bool
- * (the value as a 32-bit two's-complement word, 8 hex digits) or i64 (16 hex digits).
+ * dtype is f32 (IEEE-754 bits of each float, 8 hex digits), s32/u32/s16/u16/s8/u8/b8
+ * (the value as a 32-bit two's-complement word, 8 hex digits) or s64 (16 hex digits).
  * Names must not contain white space. simulator/run_c.py:parse_outputs reads it back
  * bit-exactly.
  *
@@ -22,14 +22,14 @@
 #include <stdint.h>
 
 void o2m_out_f32(const char *name, const float *data, size_t count);
-void o2m_out_i32(const char *name, const int32_t *data, size_t count);
+void o2m_out_s32(const char *name, const int32_t *data, size_t count);
 void o2m_out_u32(const char *name, const uint32_t *data, size_t count);
-void o2m_out_i16(const char *name, const int16_t *data, size_t count);
+void o2m_out_s16(const char *name, const int16_t *data, size_t count);
 void o2m_out_u16(const char *name, const uint16_t *data, size_t count);
-void o2m_out_i8(const char *name, const int8_t *data, size_t count);
+void o2m_out_s8(const char *name, const int8_t *data, size_t count);
 void o2m_out_u8(const char *name, const uint8_t *data, size_t count);
-void o2m_out_bool(const char *name, const uint8_t *data, size_t count);
-void o2m_out_i64(const char *name, const int64_t *data, size_t count);
+void o2m_out_b8(const char *name, const uint8_t *data, size_t count);
+void o2m_out_s64(const char *name, const int64_t *data, size_t count);
 void o2m_done(void);
 
 void o2m_mark_begin(void);

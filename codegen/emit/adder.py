@@ -8,12 +8,8 @@ import math
 
 from onnx2mcu.codegen.context import ADDER
 from onnx2mcu.codegen.kernels import register_kernel
-from onnx2mcu.ir import DType, Node
+from onnx2mcu.ir import Node
 from onnx2mcu.ops.binary import DOMAIN, conv_window
-
-
-def _suffix(dtype: DType) -> str:
-    return "i8" if dtype is DType.INT8 else "f32"
 
 
 def _adder_matmul_emit(node: Node, ctx) -> list[str]:
@@ -24,7 +20,7 @@ def _adder_matmul_emit(node: Node, ctx) -> list[str]:
     ctx.need(ADDER)
     scale = node.inputs[2] if len(node.inputs) > 2 else ""
     bias = node.inputs[3] if len(node.inputs) > 3 else ""
-    return [f"o2m_adder_gemm_{_suffix(x.dtype)}(&{params}, {ctx.ptr(node.inputs[0])}, "
+    return [f"o2m_adder_gemm_{x.dtype.suffix}(&{params}, {ctx.ptr(node.inputs[0])}, "
             f"{ctx.ptr(node.inputs[1])}, {ctx.ptr(scale)}, {ctx.ptr(bias)}, {ctx.ptr(node.outputs[0])});"]
 
 
@@ -41,7 +37,7 @@ def _adder_conv_emit(node: Node, ctx) -> list[str]:
     ctx.need(ADDER)
     scale = node.inputs[2] if len(node.inputs) > 2 else ""
     bias = node.inputs[3] if len(node.inputs) > 3 else ""
-    return [f"o2m_adder_conv_{_suffix(x.dtype)}(&{params}, {ctx.ptr(node.inputs[0])}, "
+    return [f"o2m_adder_conv_{x.dtype.suffix}(&{params}, {ctx.ptr(node.inputs[0])}, "
             f"{ctx.ptr(node.inputs[1])}, {ctx.ptr(scale)}, {ctx.ptr(bias)}, "
             f"{ctx.scratch(node, x.dtype)}, {ctx.ptr(node.outputs[0])});"]
 

@@ -69,7 +69,7 @@ def emit_binary_call(node: Node, ctx, kernel: str, a: str, b: str, y: str, suffi
             f"{ctx.int_array(sb, 'strides')}, {pa}, {pb}, {py});"]
 
 
-def emit_binary(kernel: str, allowed=("f32", "i64", "i32")):
+def emit_binary(kernel: str, allowed=("f32", "s64", "s32")):
     def emit(node: Node, ctx) -> list[str]:
         a, b = node.inputs[0], node.inputs[1]
         suffix = _suffix(node, ctx, a, allowed)
@@ -81,7 +81,7 @@ def emit_binary(kernel: str, allowed=("f32", "i64", "i32")):
 
 def _emit_relu(node: Node, ctx) -> list[str]:
     x, y = node.inputs[0], node.outputs[0]
-    suffix = _suffix(node, ctx, x, ("f32", "i64", "i32"))
+    suffix = _suffix(node, ctx, x, ("f32", "s64", "s32"))
     if suffix == "f32":
         return emit_unary("relu")(node, ctx)
     ctx.need(ELEMENTWISE)  # integer relu: max(x, 0) with a broadcast zero
@@ -111,7 +111,7 @@ def _emit_celu(node: Node, ctx) -> list[str]:
 
 def _emit_clip(node: Node, ctx) -> list[str]:
     x, y = node.inputs[0], node.outputs[0]
-    suffix = _suffix(node, ctx, x, ("f32", "i64", "i32"))
+    suffix = _suffix(node, ctx, x, ("f32", "s64", "s32"))
     lo = node.inputs[1] if has_input(node, 1) else ""
     hi = node.inputs[2] if has_input(node, 2) else ""
     n = ctx.numel(y)
@@ -156,7 +156,7 @@ def emit_variadic(kernel: str, mean: bool = False):
     def emit(node: Node, ctx) -> list[str]:
         names = [name for name in node.inputs if name]
         y = node.outputs[0]
-        suffix = _suffix(node, ctx, names[0], ("f32",) if mean else ("f32", "i64", "i32"))
+        suffix = _suffix(node, ctx, names[0], ("f32",) if mean else ("f32", "s64", "s32"))
         if any(ctx.dtype(name) is not ctx.dtype(names[0]) for name in names):
             ctx.refuse(node, "mixed input dtypes")
         if len(names) == 1:
@@ -183,7 +183,7 @@ def emit_variadic(kernel: str, mean: bool = False):
 def _emit_where(node: Node, ctx) -> list[str]:
     c, a, b = node.inputs[:3]
     y = node.outputs[0]
-    suffix = _suffix(node, ctx, a, ("f32", "i64", "i32"))
+    suffix = _suffix(node, ctx, a, ("f32", "s64", "s32"))
     out = ctx.shape(y)
     dims, (sc, sa, sb, _) = simplify_strided(out, [broadcast_strides(ctx.shape(n), out)
                                                    for n in (c, a, b)] + [dense_strides(out)])
@@ -195,7 +195,7 @@ def _emit_where(node: Node, ctx) -> list[str]:
             f"{ctx.int_array(sb, 'strides')}, {ctx.ptr(c)}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)});"]
 
 
-_CAST_NAME = {DType.FLOAT32: "f32", DType.INT64: "i64", DType.INT32: "i32", DType.BOOL: "u8bool"}
+CAST_DTYPES = (DType.FLOAT32, DType.INT64, DType.INT32, DType.BOOL)  # o2m_cast_<from>_<to>
 
 
 def _emit_cast(node: Node, ctx) -> list[str]:
@@ -203,15 +203,15 @@ def _emit_cast(node: Node, ctx) -> list[str]:
     src, dst = ctx.dtype(x), ctx.dtype(y)
     if src is dst:
         return emit_copy_same(ctx, x, y)
-    if src not in _CAST_NAME or dst not in _CAST_NAME:
+    if src not in CAST_DTYPES or dst not in CAST_DTYPES:
         ctx.refuse(node, f"no C kernel for a cast from {src.value} to {dst.value}")
     ctx.need(TENSOR)
-    return [f"o2m_cast_{_CAST_NAME[src]}_{_CAST_NAME[dst]}({ctx.numel(y)}, {ctx.ptr(x)}, "
+    return [f"o2m_cast_{src.suffix}_{dst.suffix}({ctx.numel(y)}, {ctx.ptr(x)}, "
             f"{ctx.ptr(y)});"]
 
 
 # ----- registrations ----------------------------------------------------------
-F32, FI = ("f32",), ("f32", "i64", "i32")
+F32, FI = ("f32",), ("f32", "s64", "s32")
 
 
 def _kernel(op_type: str, emit, allowed=F32, sources=(ELEMENTWISE,)) -> None:
@@ -242,19 +242,19 @@ for _op, _name in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"
     _kernel(_op, emit_binary(_name), FI)
 _kernel("Pow", emit_binary("pow", F32))
 _kernel("PRelu", _emit_prelu)
-_kernel("Equal", emit_binary("equal", FI + ("u8",)), FI + ("u8",))
+_kernel("Equal", emit_binary("equal", FI + ("b8",)), FI + ("b8",))
 for _op, _name in (("Less", "less"), ("Greater", "greater"), ("LessOrEqual", "less_equal"),
                    ("GreaterOrEqual", "greater_equal")):
     _kernel(_op, emit_binary(_name, FI), FI)
 for _op, _name in (("And", "logical_and"), ("Or", "logical_or"), ("Xor", "logical_xor")):
-    _kernel(_op, emit_binary(_name, ("u8",)), ("u8",))
+    _kernel(_op, emit_binary(_name, ("b8",)), ("b8",))
 _kernel("Sum", emit_variadic("add"), FI)
 _kernel("Max", emit_variadic("max"), FI)
 _kernel("Min", emit_variadic("min"), FI)
 _kernel("Mean", emit_variadic("add", mean=True))
 # Where is keyed by its first input, the bool condition; the emitter checks the values' dtype
 register_kernel("Where", _emit_where, dtypes=(DType.BOOL,), sources=(ELEMENTWISE,))
-_kernel("Not", emit_unary("not", allowed=("u8",)), ("u8",))
+_kernel("Not", emit_unary("not", allowed=("b8",)), ("b8",))
 # a cast between equal dtypes is a copy of any dtype; the emitter refuses pairs without a kernel
 register_kernel("Cast", _emit_cast, sources=(TENSOR,))
 register_kernel("CastLike", _emit_cast, sources=(TENSOR,))

@@ -30,7 +30,7 @@ def _emit_clemb(node: Node, ctx) -> list[str]:
               "clusters": n_clusters, "map_bytes": int(node.attr("map_bytes", 0))}
     name = ctx.declare("o2m_clemb_params", _c_struct(params), "clemb")
     ctx.need(MCUBERT_C)
-    suffix = "i64" if dtype is DType.INT64 else "i32"
+    suffix = dtype.suffix
     return [f"o2m_clustered_embedding_{suffix}(&{name}, {ctx.numel(ids)}, {ctx.ptr(ids)}, "
             f"{ctx.ptr(id_map) if id_map else 'NULL'}, {ctx.ptr(meta)}, {ctx.ptr(a)}, "
             f"{ctx.ptr(p)}, {ctx.ptr(node.outputs[0])});"]

@@ -8,7 +8,7 @@ from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import norm_axis
 
 
-_Q_SUFFIX = {DType.INT8: "s8", DType.UINT8: "u8", DType.INT32: "s32"}
+Q_DTYPES = (DType.INT8, DType.UINT8, DType.INT32)  # o2m_(de)quantize_<suffix>; no quantize to s32
 
 
 def _emit_quant(kernel: str):
@@ -18,8 +18,8 @@ def _emit_quant(kernel: str):
         integer = y if kernel == "quantize" else x
         if kernel == "quantize" and ctx.dtype(x) is not DType.FLOAT32:
             ctx.refuse(node, f"no C kernel to quantize {ctx.dtype(x).value}")
-        suffix = _Q_SUFFIX.get(ctx.dtype(integer))
-        if suffix is None or (kernel == "quantize" and suffix == "s32"):
+        suffix = ctx.dtype(integer).suffix
+        if ctx.dtype(integer) not in Q_DTYPES or (kernel == "quantize" and suffix == "s32"):
             ctx.refuse(node, f"no C kernel for {ctx.dtype(integer).value}")
         if zero and ctx.dtype(zero) is not ctx.dtype(integer):
             ctx.refuse(node, "zero point of another dtype")

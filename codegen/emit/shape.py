@@ -219,7 +219,8 @@ def _emit_gather(node: Node, ctx) -> list[str]:
     shape = ctx.shape(x)
     axis = norm_axis(node.attr("axis", 0), len(shape))
     outer, inner = prod(shape[:axis]), prod(shape[axis + 1:])
-    kernel = "o2m_gather" if ctx.dtype(indices) is DType.INT64 else "o2m_gather_i32"
+    kernel = ("o2m_gather" if ctx.dtype(indices) is DType.INT64
+              else f"o2m_gather_{ctx.dtype(indices).suffix}")
     ctx.need(TENSOR)
     return [f"{kernel}({outer}, {shape[axis]}, {inner}, {ctx.numel(indices)}, {ctx.ptr(x)}, "
             f"{ctx.ptr(indices)}, {ctx.ptr(y)}, {elem_size(ctx, x)});"]

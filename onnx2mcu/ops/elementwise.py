@@ -257,13 +257,9 @@ register("Not", _not, dtypes=(BOOL,), inplace_inputs=(0,))
 
 # ----- casts -------------------------------------------------------------
 def _onnx_to_numpy(to: int) -> np.dtype | None:
-    from onnx import TensorProto
-
-    table = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64,
-             TensorProto.INT32: np.int32, TensorProto.BOOL: np.bool_,
-             TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8}
-    found = table.get(to)
-    return None if found is None else np.dtype(found)
+    """numpy dtype of an ONNX type code the ops support (ir.DTYPE_TABLE), else None."""
+    found = DType.from_onnx(to)
+    return found.numpy if found in ANY_SUPPORTED else None
 
 
 def _cast_check(node: Node, graph: Graph) -> str | None:

@@ -22,8 +22,7 @@ Reference = Callable[[Node, list], list]
 
 FLOAT = frozenset({DType.FLOAT32})
 INDEX = frozenset({DType.INT64, DType.INT32})
-ANY_SUPPORTED = frozenset({DType.FLOAT32, DType.INT64, DType.INT32, DType.BOOL, DType.INT8,
-                           DType.UINT8})
+ANY_SUPPORTED = frozenset(dtype for dtype in DType if dtype.info.ops)  # see ir.DTYPE_TABLE
 BOOL = frozenset({DType.BOOL})
 QUANT = frozenset({DType.INT8, DType.UINT8})
 INTEGER = INDEX | QUANT

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from onnx2mcu.ir import Graph, Node
+from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops._util import (const_input, has_input, has_output, input_or_none, int_list,
                                 ints_from, norm_axes, norm_axis)
 from onnx2mcu.ops.registry import ANY_SUPPORTED, BOOL, FLOAT, INDEX, register, shape_inputs
@@ -324,12 +324,9 @@ register("ConstantOfShape", _constant_of_shape, dtypes=(INDEX,), macs=_zero,
          extra=shape_inputs(0))
 register("Range", _range, dtypes=(FLOAT | INDEX,), macs=_zero, extra=shape_inputs(0, 1, 2))
 def _eye_like_check(node: Node, graph: Graph) -> str | None:
-    from onnx import TensorProto
-
     dtype = node.attr("dtype")
-    ok = (None, TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL,
-          TensorProto.INT8, TensorProto.UINT8)
-    return None if dtype in ok else f"EyeLike dtype {dtype} not supported"
+    ok = dtype is None or DType.from_onnx(dtype) in ANY
+    return None if ok else f"EyeLike dtype {dtype} not supported"
 
 
 register("EyeLike", _eye_like, dtypes=(ANY,), macs=_zero, check=_eye_like_check)
