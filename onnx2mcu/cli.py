@@ -44,8 +44,11 @@ def load_graph(args: argparse.Namespace, board=None):
 
         budget = board.ram_bytes - DEFAULT_STACK_BYTES - DEFAULT_HEAP_BYTES
     options = OptimizeOptions(compress_embeddings=getattr(args, "compress_embeddings", None),
-                              tile=getattr(args, "tile", "auto"), ram_budget=budget)
+                              tile=getattr(args, "tile", "auto"), ram_budget=budget,
+                              binary_sign_zero=getattr(args, "binary_sign_zero", "exact"))
     graph, done = optimize(graph, options)
+    for note in done.get("optimize_notes", []):
+        print(f"onnx2mcu: note: {note}", file=sys.stderr)
     return model, graph, done
 
 
@@ -347,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tile attention and FFN so long sequences fit in RAM")
         p.add_argument("--ram-budget", type=int, metavar="BYTES",
                        help="RAM the tiled model may use (default: the board's)")
+        p.add_argument("--binary-sign-zero", choices=("exact", "plus-one"), default="exact",
+                       help="binary layers from ONNX Sign: exact keeps Sign(0) = 0; plus-one maps 0 "
+                            "to +1 (faster, differs from ONNX at exact zeros; reported)")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)
