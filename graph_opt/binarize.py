@@ -252,12 +252,13 @@ def never_zero(mult: np.ndarray, bias: np.ndarray | None, dots: np.ndarray) -> b
     mult = np.asarray(mult, dtype=np.float32).reshape(-1)
     bias = None if bias is None else np.asarray(bias, dtype=np.float32).reshape(-1)
     rows = max(1, (1 << 22) // max(1, df.size))
-    for start in range(0, mult.size, rows):
-        y = (df * mult[start:start + rows, None]).astype(np.float32)
-        if bias is not None:
-            y = (y + bias[start:start + rows, None]).astype(np.float32)
-        if not np.all(np.isfinite(y) & (y != 0)):
-            return False
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0: NaN, which is no proof
+        for start in range(0, mult.size, rows):
+            y = (df * mult[start:start + rows, None]).astype(np.float32)
+            if bias is not None:
+                y = (y + bias[start:start + rows, None]).astype(np.float32)
+            if not np.all(np.isfinite(y) & (y != 0)):
+                return False
     return True
 
 
