@@ -207,22 +207,15 @@ def _sink_expand(node, view, out_shape):
             narrow = tuple(np.broadcast_shapes(view.shapes[y], *others))
         except ValueError:
             continue
-        inputs = list(node.input)
-        inputs[i] = y
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.input[i] = y
         if narrow == out_shape:  # the Expand added nothing this op's broadcasting would not
-            new = onnx.NodeProto()
-            new.CopyFrom(node)
-            del new.input[:]
-            new.input.extend(inputs)
             return [new]
         # sink only through ops on small tensors next to the expanded one: constants
         if any(view.const(n) is None for j, n in enumerate(node.input) if j != i and n):
             continue
         narrow_out = view.names.tensor(f"{node.output[0]}_narrow")
-        new = onnx.NodeProto()
-        new.CopyFrom(node)
-        del new.input[:]
-        new.input.extend(inputs)
         new.output[0] = narrow_out
         view.shapes[narrow_out] = narrow
         return [new, _expand(view, narrow_out, node.output[0], out_shape, f"{node.name}_expand")]

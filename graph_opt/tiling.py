@@ -39,7 +39,7 @@ import numpy as np
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
 from onnx2mcu.rewrite import (FreshNames, Rewriter, bias_add, drop_unused_tensors, is_closed,
-                              is_standard, projection, same_layout, scalar)
+                              is_standard, other_input, projection, same_layout, scalar)
 
 if TYPE_CHECKING:
     from onnx2mcu.graph_opt.pipeline import PassContext
@@ -107,6 +107,15 @@ def _projection(idx: Rewriter, name: str) -> tuple[str, str, str, list[Node]] | 
     if found is None or not found.plain or (found.bias and idx.const(found.bias).ndim != 1):
         return None
     return found.x, found.weight, found.bias, found.nodes
+
+
+def _then_bias(idx: Rewriter, out: str, width: int, nodes: list[Node]) -> tuple[str, str]:
+    """(output after the bias Add that may follow `out`, the bias or ""); the Add joins `nodes`."""
+    biased = bias_add(idx, out, width)
+    if biased is None:
+        return out, ""
+    nodes.append(biased[1])
+    return biased[1].outputs[0], biased[0]
 
 
 # ----- attention -------------------------------------------------------------------
@@ -215,13 +224,7 @@ def _match_attention(idx: Rewriter, softmax: Node) -> _Match | None:
     if wo_value is None or wo_value.ndim != 2 or wo_value.shape[0] != inner:
         return None
     out_nodes = [user]
-    out = user.outputs[0]
-    bo = ""
-    biased = bias_add(idx, out, wo_value.shape[1])
-    if biased is not None:
-        bo, add = biased
-        out = add.outputs[0]
-        out_nodes.append(add)
+    out, bo = _then_bias(idx, user.outputs[0], wo_value.shape[1], out_nodes)
 
     nodes += q_chain + k_chain + v_chain + q_nodes + k_nodes + v_nodes + merge_chain + out_nodes
     if not is_closed(idx, nodes, out):
@@ -273,14 +276,14 @@ def _match_activation(idx: Rewriter, h: str) -> tuple[str, str, list[Node]] | No
     plus = idx.sole_consumer(erf.outputs[0])
     if plus is None or plus.op_type != "Add":
         return None
-    one = plus.inputs[1] if plus.inputs[0] == erf.outputs[0] else plus.inputs[0]
+    one = other_input(plus, erf.outputs[0])
     if not _close(scalar(idx.const(one)), 1.0):
         return None
-    other = mul.inputs[1] if mul.inputs[0] == h else mul.inputs[0]
+    other = other_input(mul, h)
     last = idx.sole_consumer(mul.outputs[0])
     if last is None or last.op_type != "Mul":
         return None
-    rest = last.inputs[1] if last.inputs[0] == mul.outputs[0] else last.inputs[0]
+    rest = other_input(last, mul.outputs[0])
     if other == plus.outputs[0] and _close(scalar(idx.const(rest)), 0.5):
         pass  # (x * (erf + 1)) * 0.5: the exporters' order
     elif _close(scalar(idx.const(other)), 0.5) and rest == plus.outputs[0]:
@@ -304,12 +307,7 @@ def _match_ffn(idx: Rewriter, first: Node) -> _Match | None:
     if inner <= hidden:  # not an expanding FFN: its intermediate is no larger than its input
         return None
     nodes = [first]
-    h, b1 = first.outputs[0], ""
-    biased = bias_add(idx, h, inner)
-    if biased is not None:
-        b1, add = biased
-        h = add.outputs[0]
-        nodes.append(add)
+    h, b1 = _then_bias(idx, first.outputs[0], inner, nodes)
     act = _match_activation(idx, h)
     if act is None:
         return None
@@ -323,12 +321,7 @@ def _match_ffn(idx: Rewriter, first: Node) -> _Match | None:
     if w2v is None or w2v.ndim != 2 or w2v.shape[0] != inner or w2v.dtype != np.float32:
         return None
     nodes.append(second)
-    out, b2 = second.outputs[0], ""
-    biased = bias_add(idx, out, w2v.shape[1])
-    if biased is not None:
-        b2, add = biased
-        out = add.outputs[0]
-        nodes.append(add)
+    out, b2 = _then_bias(idx, second.outputs[0], w2v.shape[1], nodes)
     if not is_closed(idx, nodes, out):
         return None
     new = Node(name=idx.names.node(f"{nodes[-1].name}/tiled_ffn"), op_type="TiledFFN",

@@ -39,6 +39,11 @@ def is_standard(node) -> bool:
     return node.domain in STANDARD_DOMAINS
 
 
+def other_input(node: Node, name: str) -> str:
+    """The input of a two-input node that is not `name`."""
+    return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+
+
 # ----------------------------------------------------------------- fresh names
 class FreshNames:
     """Unique names `base`, `base_1`, `base_2`, ... for new tensors and nodes.
@@ -325,7 +330,7 @@ def affine_consumer(ix: GraphIndex, name: str, axis: int) -> Affine | None:
         return None
     op = nxt.op_type
     if op in ("Mul", "Add", "Sub", "Div") and len(nxt.inputs) == 2:
-        other = nxt.inputs[1] if nxt.inputs[0] == name else nxt.inputs[0]
+        other = other_input(nxt, name)
         value = ix.const(other)
         if value is None or (op in ("Sub", "Div") and nxt.inputs[0] != name):
             return None
@@ -418,7 +423,7 @@ def bias_add(ix: GraphIndex, name: str, width: int) -> tuple[str, Node] | None:
     add = ix.sole_consumer(name)
     if add is None or add.op_type != "Add" or not is_standard(add) or len(add.inputs) != 2:
         return None
-    other = add.inputs[1] if add.inputs[0] == name else add.inputs[0]
+    other = other_input(add, name)
     value = ix.const(other)
     if value is None or value.ndim != 1 or value.shape[0] != width:
         return None
@@ -494,7 +499,7 @@ def same_layout(ix: GraphIndex, source: str, nodes: Sequence[Node], shape: Seque
     return got is not None and got.shape == want.shape and bool(np.array_equal(got, want))
 
 
-__all__ = ["FreshNames", "GraphIndex", "Rewriter", "Projection", "Affine", "affine_consumer", "is_standard", "is_topological",
+__all__ = ["FreshNames", "GraphIndex", "Rewriter", "other_input", "Projection", "Affine", "affine_consumer", "is_standard", "is_topological",
            "stable_topological_order", "live_nodes", "remove_dead", "drop_unused_tensors", "scalar",
            "channel_vector", "as_projection", "projection", "bias_add", "is_closed", "positions",
            "run_index_ops", "same_layout", "GraphError"]
