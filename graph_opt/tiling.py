@@ -270,18 +270,16 @@ def _match_activation(idx: Rewriter, h: str) -> tuple[str, str, list[Node]] | No
     if scale is None:
         return None
     mul = next((u for u in users if u is not scale and u.op_type == "Mul"), None)
-    erf = idx.sole_consumer(scale.outputs[0])
-    if mul is None or erf is None or erf.op_type != "Erf":
-        return None
-    plus = idx.sole_consumer(erf.outputs[0])
-    if plus is None or plus.op_type != "Add":
+    erf = idx.sole_consumer(scale.outputs[0], "Erf")
+    plus = idx.sole_consumer(erf.outputs[0], "Add") if erf is not None else None
+    if mul is None or plus is None:
         return None
     one = other_input(plus, erf.outputs[0])
     if not _close(scalar(idx.const(one)), 1.0):
         return None
     other = other_input(mul, h)
-    last = idx.sole_consumer(mul.outputs[0])
-    if last is None or last.op_type != "Mul":
+    last = idx.sole_consumer(mul.outputs[0], "Mul")
+    if last is None:
         return None
     rest = other_input(last, mul.outputs[0])
     if other == plus.outputs[0] and _close(scalar(idx.const(rest)), 0.5):

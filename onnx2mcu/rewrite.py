@@ -110,10 +110,12 @@ class GraphIndex:
     def consumers(self, name: str) -> list[Node]:
         return self._get()[1].get(name, [])
 
-    def sole_consumer(self, name: str) -> Node | None:
-        """The only node reading `name`, when `name` is no graph output; else None."""
+    def sole_consumer(self, name: str, op_type: str | None = None) -> Node | None:
+        """The only node reading `name` (of `op_type`, if given), when `name` is no graph
+        output; else None."""
         users = self.consumers(name)
-        if len(users) == 1 and name not in self.graph.outputs:
+        if len(users) == 1 and name not in self.graph.outputs and \
+                (op_type is None or users[0].op_type == op_type):
             return users[0]
         return None
 
