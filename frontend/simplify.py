@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnx2mcu.frontend.fold import static_shapes
+from onnx2mcu.rewrite import FreshNames, is_standard, live_nodes
 
 BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "And", "Or", "Xor", "Equal", "Less",
                 "Greater", "LessOrEqual", "GreaterOrEqual", "Max", "Min", "Mod"}
@@ -50,8 +51,8 @@ class _View:
         self.producer = {o: n for n in graph.node for o in n.output if o}
         self.outputs = {o.name for o in graph.output}
         self._values: dict[str, np.ndarray] = {}
-        self._taken = {o for n in graph.node for o in n.output} | set(self.inits) | \
-            {i.name for i in graph.input}
+        self.names = FreshNames(tensors={o for n in graph.node for o in n.output} | set(self.inits) |
+                                {i.name for i in graph.input})
 
     def const(self, name: str) -> np.ndarray | None:
         if name not in self.inits:
@@ -60,16 +61,8 @@ class _View:
             self._values[name] = numpy_helper.to_array(self.inits[name])
         return self._values[name]
 
-    def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self._taken:
-            i += 1
-            name = f"{base}_{i}"
-        self._taken.add(name)
-        return name
-
     def add_const(self, base: str, value: np.ndarray) -> str:
-        name = self.fresh(base)
+        name = self.names.tensor(base)
         init = numpy_helper.from_array(np.asarray(value), name)
         self.model.graph.initializer.append(init)
         self.inits[name] = init
@@ -83,7 +76,7 @@ def simplify_once(model: onnx.ModelProto) -> bool:
     changed = False
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        if node.domain not in ("", "ai.onnx"):
+        if not is_standard(node):
             new_nodes.append(node)
             continue
         replacement = _rewrite(node, view)
@@ -113,7 +106,7 @@ def _rewrite(node: onnx.NodeProto, view: _View) -> list[onnx.NodeProto] | None:
         return _gather_nd_identity(node, view, out_shape)
     if op in RESHAPE_LIKE and node.input[0] in view.producer:
         source = view.producer[node.input[0]]
-        if source.op_type in RESHAPE_LIKE and source.domain in ("", "ai.onnx") and \
+        if source.op_type in RESHAPE_LIKE and is_standard(source) and \
                 source.input[0] in view.shapes:
             return [_reshape(view, source.input[0], out, out_shape, node.name)]
         return None
@@ -183,7 +176,7 @@ def _expand(view: _View, source: str, out: str, shape, name: str) -> onnx.NodePr
 def _expanded_input(view: _View, name: str) -> str | None:
     """y when `name` is Expand(y, shape) of a runtime y with a known shape."""
     source = view.producer.get(name)
-    if source is None or source.op_type != "Expand" or source.domain not in ("", "ai.onnx"):
+    if source is None or source.op_type != "Expand" or not is_standard(source):
         return None
     y = source.input[0]
     if y not in view.shapes or view.const(y) is not None:
@@ -214,22 +207,15 @@ def _sink_expand(node, view, out_shape):
             narrow = tuple(np.broadcast_shapes(view.shapes[y], *others))
         except ValueError:
             continue
-        inputs = list(node.input)
-        inputs[i] = y
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.input[i] = y
         if narrow == out_shape:  # the Expand added nothing this op's broadcasting would not
-            new = onnx.NodeProto()
-            new.CopyFrom(node)
-            del new.input[:]
-            new.input.extend(inputs)
             return [new]
         # sink only through ops on small tensors next to the expanded one: constants
         if any(view.const(n) is None for j, n in enumerate(node.input) if j != i and n):
             continue
-        narrow_out = view.fresh(f"{node.output[0]}_narrow")
-        new = onnx.NodeProto()
-        new.CopyFrom(node)
-        del new.input[:]
-        new.input.extend(inputs)
+        narrow_out = view.names.tensor(f"{node.output[0]}_narrow")
         new.output[0] = narrow_out
         view.shapes[narrow_out] = narrow
         return [new, _expand(view, narrow_out, node.output[0], out_shape, f"{node.name}_expand")]
@@ -241,7 +227,7 @@ def _bypass(model: onnx.ModelProto, view: _View) -> bool:
     graph = model.graph
     renames: dict[str, str] = {}
     for node in graph.node:
-        if node.domain not in ("", "ai.onnx") or not node.output or node.output[0] in view.outputs:
+        if not is_standard(node) or not node.output or node.output[0] in view.outputs:
             continue
         out, src = node.output[0], node.input[0] if node.input else ""
         if not src:
@@ -269,15 +255,10 @@ def remove_dead_nodes(model: onnx.ModelProto) -> bool:
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
            for n in graph.node for a in n.attribute):
         return False  # subgraphs read outer names that node inputs do not show
-    needed = {o.name for o in graph.output}
-    keep: list[onnx.NodeProto] = []
-    for node in reversed(graph.node):
-        if any(o and o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
+    keep = live_nodes(list(graph.node), [o.name for o in graph.output], lambda n: n.input,
+                      lambda n: n.output)
     if len(keep) == len(graph.node):
         return False
-    keep.reverse()
     del graph.node[:]
     graph.node.extend(keep)
     used = {i for n in keep for i in n.input} | {o.name for o in graph.output}

@@ -15,6 +15,11 @@ Recognised (all exact):
   then the whole subgraph becomes AdderConv(X, W[M, C, kh, kw]).
 Then the batch norm (and any per-channel Mul/Add) that follows folds into
 the op's scale and bias, as for binary layers.
+
+No rewrite here can change results beyond float rounding (the kernels sum
+the same |a - w| terms in another order; the folded affine rounds once to
+float32), for every input including 0, -0 and padding: unlike Sign in
+binarize.py there is no approximation to opt into.
 """
 from __future__ import annotations
 
@@ -23,11 +28,16 @@ from collections import Counter
 
 import numpy as np
 
-from onnx2mcu.graph_opt.binarize import DOMAIN, Editor, absorb_affine, scalar
+from typing import TYPE_CHECKING
+
+from onnx2mcu.graph_opt.binarize import DOMAIN, absorb_affine
 from onnx2mcu.ir import DType, Graph, Node
-from onnx2mcu.ops import lookup
 from onnx2mcu.ops.adder import im2col
 from onnx2mcu.ops.conv import Window
+from onnx2mcu.rewrite import Rewriter, is_standard, positions, run_index_ops, scalar
+
+if TYPE_CHECKING:
+    from onnx2mcu.graph_opt.pipeline import PassContext
 
 ADDER_OPS = {"AdderMatMul", "AdderConv"}
 INDEX_OPS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Pad", "Gather", "Slice",
@@ -35,7 +45,7 @@ INDEX_OPS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Pad", "
 MAX_PROBE_ELEMENTS = 1 << 22
 
 
-def _reduce_axes(ed: Editor, node: Node, rank: int) -> list[int] | None:
+def _reduce_axes(ed: Rewriter, node: Node, rank: int) -> list[int] | None:
     axes = None
     if len(node.inputs) > 1 and node.inputs[1]:
         value = ed.const(node.inputs[1])
@@ -49,13 +59,13 @@ def _reduce_axes(ed: Editor, node: Node, rank: int) -> list[int] | None:
     return sorted({a % rank for a in axes})
 
 
-def _core(ed: Editor, neg: Node):
+def _core(ed: Rewriter, neg: Node):
     """(sub node, A name, W constant, reduction axis, keepdims, nodes) of an adder core, or None."""
     if neg.op_type == "Neg":
         red = ed.producer(neg.inputs[0])
     else:
         return None
-    if red is None or red.domain not in ("", "ai.onnx") or ed.sole_consumer(red.outputs[0]) is not neg:
+    if red is None or not is_standard(red) or ed.sole_consumer(red.outputs[0]) is not neg:
         return None
     chain = [neg, red]
     if red.op_type == "ReduceSum":
@@ -68,11 +78,11 @@ def _core(ed: Editor, neg: Node):
         sub = ed.producer(red.inputs[0])
     else:
         return None
-    if sub is None or sub.op_type != "Sub" or sub.domain not in ("", "ai.onnx") or \
+    if sub is None or sub.op_type != "Sub" or not is_standard(sub) or \
             ed.sole_consumer(sub.outputs[0]) is not chain[-1]:
         return None
     chain.append(sub)
-    rank = len(ed.g.tensors[sub.outputs[0]].shape)
+    rank = len(ed.graph.tensors[sub.outputs[0]].shape)
     axes = _reduce_axes(ed, red, rank)
     if axes is None or len(axes) != 1 or red.attr("noop_with_empty_axes", 0):
         return None
@@ -83,7 +93,7 @@ def _core(ed: Editor, neg: Node):
         act, w = b, ed.const(a)  # |W - A| = |A - W|
     else:
         return None
-    if w.dtype != np.float32 or ed.g.tensors[act].dtype is not DType.FLOAT32:
+    if w.dtype != np.float32 or ed.graph.tensors[act].dtype is not DType.FLOAT32:
         return None
     return act, w, axes[0], int(red.attr("keepdims", 1)), chain
 
@@ -92,8 +102,8 @@ def _padded(shape, rank) -> tuple[int, ...]:
     return (1,) * (rank - len(shape)) + tuple(shape)
 
 
-def _linear(ed: Editor, neg: Node, act: str, w: np.ndarray, axis: int, chain, stats) -> bool:
-    g = ed.g
+def _linear(ed: Rewriter, neg: Node, act: str, w: np.ndarray, axis: int, chain, stats) -> bool:
+    g = ed.graph
     diff = g.tensors[chain[-1].outputs[0]].shape
     rank = len(diff)
     if rank < 2 or axis != rank - 1:
@@ -130,42 +140,35 @@ def _linear(ed: Editor, neg: Node, act: str, w: np.ndarray, axis: int, chain, st
 
 
 # ----------------------------------------------------------------- conv through unfold
-def _index_path(ed: Editor, act: str) -> list[tuple[str, list[Node]]]:
+def _index_path(ed: Rewriter, act: str) -> list[tuple[str, list[Node]]]:
     """Candidate sources: (4-D tensor, index-only nodes from it to `act` in order), farthest first."""
     nodes: list[Node] = []
     candidates: list[tuple[str, list[Node]]] = []
     name = act
     while True:
-        t = ed.g.tensors[name]
+        t = ed.graph.tensors[name]
         if len(t.shape) == 4 and nodes:
             candidates.append((name, list(reversed(nodes))))
         node = ed.producer(name)
-        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in INDEX_OPS:
+        if node is None or not is_standard(node) or node.op_type not in INDEX_OPS:
             break
         runtime = [i for i in node.inputs if i and ed.const(i) is None]
         if len(runtime) != 1 or node.op_type == "Pad" and (
                 node.attr("mode", "constant") != "constant" or
-                (len(node.inputs) > 2 and node.inputs[2] and scalar(ed.const(node.inputs[2])) != 0.0)):
+                (len(node.inputs) > 2 and node.inputs[2] and
+                 scalar(ed.const(node.inputs[2]), uniform=True) != 0.0)):
             break
         nodes.append(node)
         name = runtime[0]
     return list(reversed(candidates))
 
 
-def _probe(ed: Editor, source: str, nodes: list[Node]) -> np.ndarray | None:
-    g = ed.g
-    shape = g.tensors[source].shape
-    count = math.prod(shape)
-    if count >= MAX_PROBE_ELEMENTS:
+def _probe(ed: Rewriter, source: str, nodes: list[Node]) -> np.ndarray | None:
+    """The index ops run on X's positions 1, 2, ... (0 is left for padding)."""
+    shape = ed.shape(source)
+    if math.prod(shape) >= MAX_PROBE_ELEMENTS:
         return None
-    values = {source: np.arange(1, count + 1, dtype=np.float32).reshape(shape)}
-    for node in nodes:
-        args = [values.get(n, ed.const(n)) if n else None for n in node.inputs]
-        outs = lookup(node.op_type, node.domain).reference(node, args)
-        for name, value in zip(node.outputs, outs):
-            if name:
-                values[name] = np.asarray(value)
-    return values[nodes[-1].outputs[0]]
+    return run_index_ops(ed, source, positions(shape, first=1, dtype=np.float32), nodes)
 
 
 def _find_window(probe_x: np.ndarray, cols: np.ndarray, kk: int) -> tuple[Window, tuple[int, int]] | None:
@@ -222,9 +225,9 @@ def _find_window(probe_x: np.ndarray, cols: np.ndarray, kk: int) -> tuple[Window
     return win, (kh, kw)
 
 
-def _conv(ed: Editor, neg: Node, act: str, w: np.ndarray, axis: int, keepdims: int, chain,
+def _conv(ed: Rewriter, neg: Node, act: str, w: np.ndarray, axis: int, keepdims: int, chain,
           stats) -> bool:
-    g = ed.g
+    g = ed.graph
     diff = g.tensors[chain[-1].outputs[0]].shape
     if len(diff) != 4 or axis != 2:
         return False
@@ -242,7 +245,7 @@ def _conv(ed: Editor, neg: Node, act: str, w: np.ndarray, axis: int, keepdims: i
         if probe is None:
             continue
         cols = probe.reshape(batch, k, pixels)
-        probe_x = np.arange(1, math.prod(xs) + 1, dtype=np.float32).reshape(xs)
+        probe_x = positions(xs, first=1, dtype=np.float32)
         found = _find_window(probe_x, cols, k // c)
         if found is None:
             continue
@@ -271,11 +274,13 @@ def _conv(ed: Editor, neg: Node, act: str, w: np.ndarray, axis: int, keepdims: i
     return False
 
 
-def lower_adder(graph: Graph, options=None) -> dict | None:
-    ed = Editor(graph)
+def lower_adder(graph: Graph, ctx: PassContext) -> dict | None:
+    """The graph_opt pass.  Exact: every rewrite here computes the same sums (in another
+    order, within float rounding), so none needs an option (see the module docstring)."""
+    ed = Rewriter(graph, ctx.names)
     stats: Counter = Counter()
     for node in list(graph.nodes):
-        if node not in graph.nodes or node.domain not in ("", "ai.onnx") or node.op_type != "Neg":
+        if not any(n is node for n in graph.nodes) or not is_standard(node) or node.op_type != "Neg":
             continue
         core = _core(ed, node)
         if core is None:
@@ -290,5 +295,4 @@ def lower_adder(graph: Graph, options=None) -> dict | None:
     ed.remove_dead()
     absorb_affine(ed, ADDER_OPS, stats, "absorbed_affine")
     ed.remove_dead()
-    graph.validate()
     return dict(stats) or None

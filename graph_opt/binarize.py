@@ -5,8 +5,8 @@
    e.g. folded from sign(W) * mean|W|) becomes a float-form `BinaryMatMul` /
    `BinaryConv` (ops/binary.py) with scale alpha_j (times the activation's
    scale) and the Gemm/Conv bias.  A binarized activation is
-       Sign(x)                          (0 -> +1 here, see the mapping below)
-       Where(Less(x, 0), -c, c)         (exact, c > 0 a scalar constant)
+       Sign(x)                          (ONNX: Sign(0) = 0, see "Sign(0)" below)
+       Where(Less(x, 0), -c, c)         (0 -> +c: the packed mapping, exact)
        Where(GreaterOrEqual(x, 0), c, -c)
    optionally times a positive scalar constant.
 2. Affine absorption (shared with graph_opt/adder.py): Mul / Div / Add / Sub
@@ -23,180 +23,91 @@
    finish exactly over every possible dot product, so the result equals
    "float output < 0" bit for bit.
 
-Sign mapping: -1 where x < 0, +1 elsewhere (0, -0 and NaN give +1), in the
-simulator and in the C kernels alike.  ONNX's Sign(0) is 0, so a lowered
-`Sign` pattern differs from onnxruntime only where an activation is exactly
-0; the Where forms above are exact.  Everything else here is exact in real
-arithmetic; folded constants round once to float32.
+Packed mapping (ops/binary.py, runtime_c): -1 where x < 0, +1 elsewhere, so
+0, -0 and NaN give +1.  The Where forms and onnx2mcu's BinaryMatMul/BinaryConv
+mean exactly that.  ONNX Sign(0) is 0, so a `Sign` layer is lowered, by
+default (`binary_sign_zero="exact"`), in one of two exact ways:
+- one bit-plane when the compiler proves its input is never exactly 0: the
+  input is the float output of a binary layer lowered here whose float32
+  finish, evaluated over every dot product it can reach, is never 0 (the
+  same exhaustive check as the thresholds);
+- otherwise the ternary form, from two bit-planes with the same packed
+  weights: with p(x) the packed mapping, Sign(x) = (p(x) - p(-x)) / 2 (x > 0:
+  1 + 1, x < 0: -1 - 1, x = 0: 1 - 1), so the layer is
+      D = XnorGemm(pack(x)) - XnorGemm(pack(-x))   (each exactly float(dot))
+      y = D * (scale / 2) + bias                    (D = 2 * dot, exact)
+  which costs a Neg, a second pack and popcount pass, and a Sub/Mul/Add on
+  the output; zero padding of a convolution stays zero (padded taps count
+  in neither plane).  D * (scale/2) rounds like dot * scale, so a ternary
+  layer's output is proven nonzero (or not) for the next layer the same way.
+`binary_sign_zero="plus-one"` (CLI `--binary-sign-zero plus-one`) maps
+Sign(0) to +1 instead: one bit-plane always, results differ from ONNX
+wherever an input is exactly 0; the report counts those layers and adds a
+note.  NaN inputs: the GreaterOrEqual form gives -c for NaN where the packed
+mapping gives +c; everything else here is exact in real arithmetic, and
+folded constants round once to float32.
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ir import DType, Graph, GraphError, Node
 from onnx2mcu.ops.binary import pack_signs, words
 from onnx2mcu.ops.conv import window
+from onnx2mcu.rewrite import Rewriter, affine_consumer, as_projection, channel_vector, is_standard, scalar
+
+if TYPE_CHECKING:
+    from onnx2mcu.graph_opt.pipeline import PassContext
 
 DOMAIN = "onnx2mcu"
 FLOAT_FORM = {"BinaryMatMul", "BinaryConv"}
 
 
-# ----------------------------------------------------------------- graph editing helpers
-class Editor:
-    """Small helpers to rewrite an IR graph in place."""
-
-    def __init__(self, graph: Graph):
-        self.g = graph
-        self._maps: tuple[dict, dict] | None = None
-
-    # maps are recomputed after every change (graphs here have at most a few thousand nodes)
-    def changed(self) -> None:
-        self._maps = None
-
-    def _get(self) -> tuple[dict, dict]:
-        if self._maps is None:
-            self._maps = (self.g.producers(), self.g.consumers())
-        return self._maps
-
-    def producer(self, name: str) -> Node | None:
-        return self._get()[0].get(name)
-
-    def consumers(self, name: str) -> list[Node]:
-        return self._get()[1].get(name, [])
-
-    def sole_consumer(self, name: str) -> Node | None:
-        users = self.consumers(name)
-        if len(users) == 1 and name not in self.g.outputs:
-            return users[0]
-        return None
-
-    def const(self, name: str) -> np.ndarray | None:
-        if not name or name not in self.g.tensors:
-            return None
-        return self.g.tensors[name].data
-
-    def fresh(self, base: str) -> str:
-        taken = set(self.g.tensors) | {n.name for n in self.g.nodes}
-        name, i = base, 0
-        while name in taken:
-            i += 1
-            name = f"{base}_{i}"
-        return name
-
-    def add_const(self, base: str, data: np.ndarray, dtype: DType | None = None,
-                  shape: tuple[int, ...] | None = None) -> str:
-        name = self.fresh(base)
-        data = np.ascontiguousarray(data)
-        dtype = dtype or DType.from_numpy(data.dtype)
-        self.g.tensors[name] = Tensor(name, tuple(shape if shape is not None else data.shape), dtype, data)
-        return name
-
-    def add_tensor(self, base: str, shape, dtype: DType) -> str:
-        name = self.fresh(base)
-        self.g.tensors[name] = Tensor(name, tuple(int(d) for d in shape), dtype)
-        return name
-
-    def insert_before(self, anchor: Node, node: Node) -> None:
-        self.g.nodes.insert(self.g.nodes.index(anchor), node)
-        self.changed()
-
-    def replace(self, old: Node, new: list[Node]) -> None:
-        index = self.g.nodes.index(old)
-        self.g.nodes[index:index + 1] = new
-        self.changed()
-
-    def remove(self, node: Node) -> None:
-        self.g.nodes.remove(node)
-        self.changed()
-
-    def new_node(self, base: str, op_type: str, inputs, outputs, attrs=None, domain: str = "") -> Node:
-        names = {n.name for n in self.g.nodes}
-        name, i = base, 0
-        while name in names:
-            i += 1
-            name = f"{base}_{i}"
-        return Node(name, op_type, list(inputs), list(outputs), dict(attrs or {}), domain)
-
-    def remove_dead(self) -> None:
-        """Drop nodes whose outputs nobody reads, then tensors nothing refers to."""
-        outputs = set(self.g.outputs)
-        while True:
-            used = {n for node in self.g.nodes for n in node.inputs if n} | outputs
-            dead = [node for node in self.g.nodes
-                    if not any(o in used for o in node.outputs if o)]
-            if not dead:
-                break
-            for node in dead:
-                self.g.nodes.remove(node)
-        referenced = {n for node in self.g.nodes for n in node.inputs + node.outputs if n}
-        referenced |= set(self.g.inputs) | outputs
-        for name in [t for t in self.g.tensors if t not in referenced]:
-            del self.g.tensors[name]
-        self.changed()
-
-
-def scalar(value: np.ndarray | None) -> float | None:
-    """The value of a constant whose elements are all equal (a scalar in effect), else None."""
-    if value is None or np.asarray(value).size == 0:
-        return None
-    flat = np.asarray(value).reshape(-1)
-    if not np.all(flat == flat[0]):
-        return None
-    return float(flat[0])
-
-
-def channel_vector(value: np.ndarray, out_shape: tuple[int, ...], axis: int) -> np.ndarray | None:
-    """A constant that broadcasts along `axis` only (or is a scalar) as a [C] float64 vector."""
-    value = np.asarray(value, dtype=np.float64)
-    rank = len(out_shape)
-    channels = out_shape[axis]
-    if value.size == 1:
-        return np.full(channels, float(value.reshape(-1)[0]))
-    if value.ndim > rank:
-        return None
-    shape = (1,) * (rank - value.ndim) + value.shape
-    for i, d in enumerate(shape):
-        if i != axis and d != 1:
-            return None
-    if shape[axis] != channels:
-        return None
-    return value.reshape(-1)
-
-
 # ----------------------------------------------------------------- 1. patterns
-def binarized_source(ed: Editor, name: str) -> tuple[str, float] | None:
-    """If tensor `name` is c * sign(x) under our mapping, return (x, c)."""
+class BinarizedSource(NamedTuple):
+    """Tensor `x` binarized, times `gain`; `zero_is_zero`: ONNX Sign (0 -> 0), else 0 -> +1."""
+
+    x: str
+    gain: float
+    zero_is_zero: bool
+
+
+def binarized_source(ed: Rewriter, name: str) -> BinarizedSource | None:
+    """If tensor `name` is c * sign(x) (ONNX Sign or the packed mapping), how."""
     node = ed.producer(name)
-    if node is None or node.domain not in ("", "ai.onnx"):
+    if node is None or not is_standard(node):
         return None
     if node.op_type == "Sign":
-        return node.inputs[0], 1.0
+        return BinarizedSource(node.inputs[0], 1.0, True)
     if node.op_type == "Mul":
         for a, b in ((0, 1), (1, 0)):
-            c = scalar(ed.const(node.inputs[b]))
-            if c is not None and c > 0 and ed.const(node.inputs[a]) is None:
+            c = scalar(ed.const(node.inputs[b]), uniform=True)
+            if c is not None and c > 0 and ed.const(node.inputs[a]) is None \
+                    and ed.shape(node.outputs[0]) == ed.shape(node.inputs[a]):
                 inner = binarized_source(ed, node.inputs[a])
                 if inner is not None:
-                    return inner[0], inner[1] * c
+                    return inner._replace(gain=inner.gain * c)
         return None
     if node.op_type == "Where" and len(node.inputs) == 3:
         cond = ed.producer(node.inputs[0])
-        hi, lo = scalar(ed.const(node.inputs[1])), scalar(ed.const(node.inputs[2]))
-        if cond is None or hi is None or lo is None or cond.domain not in ("", "ai.onnx"):
+        hi = scalar(ed.const(node.inputs[1]), uniform=True)
+        lo = scalar(ed.const(node.inputs[2]), uniform=True)
+        if cond is None or hi is None or lo is None or not is_standard(cond):
             return None
-        zero = scalar(ed.const(cond.inputs[1])) if len(cond.inputs) == 2 else None
+        zero = scalar(ed.const(cond.inputs[1]), uniform=True) if len(cond.inputs) == 2 else None
         if zero != 0.0 or ed.const(cond.inputs[0]) is not None:
             return None
         x = cond.inputs[0]
-        if ed.g.tensors[x].shape != ed.g.tensors[name].shape:
+        if ed.shape(x) != ed.shape(name):
             return None  # a constant widened the result
         if cond.op_type == "Less" and hi < 0 and lo == -hi:  # x < 0 -> -c, else c
-            return x, lo
+            return BinarizedSource(x, lo, False)
         if cond.op_type == "GreaterOrEqual" and lo < 0 and hi == -lo:  # x >= 0 -> c, else -c
-            return x, hi
+            return BinarizedSource(x, hi, False)
     return None
 
 
@@ -212,139 +123,112 @@ def per_channel_magnitude(w: np.ndarray, axis: int) -> np.ndarray | None:
     return alpha
 
 
-def _patterns(ed: Editor, stats: Counter) -> None:
-    g = ed.g
+def _conv_pattern(ed: Rewriter, node: Node, src: BinarizedSource) -> Node | None:
+    w = ed.const(node.inputs[1])
+    if w is None or node.attr("group", 1) != 1 or w.ndim != 4:
+        return None
+    alpha = per_channel_magnitude(w, 0)
+    if alpha is None:
+        return None
+    bias = ed.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if len(node.inputs) > 2 and node.inputs[2] and bias is None:
+        return None
+    wt = np.where(w < 0, np.float32(-1), np.float32(1)).astype(np.float32)
+    scale = (alpha * src.gain).astype(np.float32)
+    inputs = [src.x, ed.add_const(node.name + "_wsign", wt), ed.add_const(node.name + "_scale", scale)]
+    if bias is not None:
+        inputs.append(ed.add_const(node.name + "_bias", bias.astype(np.float32)))
+    attrs = {k: v for k, v in node.attrs.items()
+             if k in ("kernel_shape", "strides", "pads", "dilations", "auto_pad")}
+    return ed.new_node(node.name, "BinaryConv", inputs, [node.outputs[0]], attrs, DOMAIN)
+
+
+def _matmul_pattern(ed: Rewriter, node: Node, src: BinarizedSource) -> Node | None:
+    proj = as_projection(ed, node)
+    if proj is None:
+        return None
+    wk = proj.weight_in_out(ed)  # [K, N]
+    alpha = per_channel_magnitude(wk, 1)
+    if alpha is None:
+        return None
+    out = node.outputs[0]
+    bias = None
+    if proj.bias:
+        out_shape = ed.shape(out)
+        bias = channel_vector(ed.const(proj.bias), out_shape, len(out_shape) - 1)
+        if bias is None:
+            return None
+        bias = bias * proj.beta
+    wt = np.where(wk.T < 0, np.float32(-1), np.float32(1)).astype(np.float32)  # [N, K]
+    scale = (alpha * src.gain * proj.alpha).astype(np.float32)
+    inputs = [src.x, ed.add_const(node.name + "_wsign", wt), ed.add_const(node.name + "_scale", scale)]
+    if bias is not None:
+        inputs.append(ed.add_const(node.name + "_bias", bias.astype(np.float32)))
+    return ed.new_node(node.name, "BinaryMatMul", inputs, [out], {}, DOMAIN)
+
+
+def _patterns(ed: Rewriter, stats: Counter) -> set[str]:
+    """Float-form nodes for the recognised layers; returns the names of those whose input
+    comes from ONNX Sign (Sign(0) = 0)."""
+    g = ed.graph
+    from_sign: set[str] = set()
     for node in list(g.nodes):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in ("MatMul", "Gemm", "Conv"):
-            continue
-        if node not in g.nodes:
+        if not is_standard(node) or node.op_type not in ("MatMul", "Gemm", "Conv"):
             continue
         src = binarized_source(ed, node.inputs[0])
-        if src is None:
+        if src is None or ed.const(node.inputs[1]) is None or \
+                g.tensors[src.x].dtype is not DType.FLOAT32:
             continue
-        x, c = src
-        w = ed.const(node.inputs[1])
-        if w is None or g.tensors[x].dtype is not DType.FLOAT32:
+        new = _conv_pattern(ed, node, src) if node.op_type == "Conv" else _matmul_pattern(ed, node, src)
+        if new is None:
             continue
-        out = node.outputs[0]
-        if node.op_type == "Conv":
-            if node.attr("group", 1) != 1 or w.ndim != 4:
-                continue
-            alpha = per_channel_magnitude(w, 0)
-            if alpha is None:
-                continue
-            bias = ed.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-            if len(node.inputs) > 2 and node.inputs[2] and bias is None:
-                continue
-            wt = np.where(w < 0, np.float32(-1), np.float32(1)).astype(np.float32)
-            scale = (alpha * c).astype(np.float32)
-            inputs = [x, ed.add_const(node.name + "_wsign", wt), ed.add_const(node.name + "_scale", scale)]
-            if bias is not None:
-                inputs.append(ed.add_const(node.name + "_bias", bias.astype(np.float32)))
-            attrs = {k: v for k, v in node.attrs.items()
-                     if k in ("kernel_shape", "strides", "pads", "dilations", "auto_pad")}
-            new = ed.new_node(node.name, "BinaryConv", inputs, [out], attrs, DOMAIN)
-        else:
-            if w.ndim != 2 or (node.op_type == "Gemm" and node.attr("transA", 0)):
-                continue
-            wk = w.T if node.op_type == "Gemm" and node.attr("transB", 0) else w  # [K, N]
-            alpha = per_channel_magnitude(wk, 1)
-            if alpha is None:
-                continue
-            gain = float(node.attr("alpha", 1.0)) if node.op_type == "Gemm" else 1.0
-            bias = None
-            if node.op_type == "Gemm" and len(node.inputs) > 2 and node.inputs[2]:
-                cval = ed.const(node.inputs[2])
-                if cval is None:
-                    continue
-                bias = channel_vector(cval, g.tensors[out].shape, len(g.tensors[out].shape) - 1)
-                if bias is None:
-                    continue
-                bias = bias * float(node.attr("beta", 1.0))
-            wt = np.where(wk.T < 0, np.float32(-1), np.float32(1)).astype(np.float32)  # [N, K]
-            scale = (alpha * c * gain).astype(np.float32)
-            inputs = [x, ed.add_const(node.name + "_wsign", wt), ed.add_const(node.name + "_scale", scale)]
-            if bias is not None:
-                inputs.append(ed.add_const(node.name + "_bias", bias.astype(np.float32)))
-            new = ed.new_node(node.name, "BinaryMatMul", inputs, [out], {}, DOMAIN)
         ed.replace(node, [new])
+        if src.zero_is_zero:
+            from_sign.add(new.name)
         stats["binary_patterns"] += 1
+    return from_sign
 
 
 # ----------------------------------------------------------------- 2. affine absorption
-def channel_axis(ed: Editor, node: Node) -> int:
+def channel_axis(ed: Rewriter, node: Node) -> int:
     """Axis of output channels in the output of a float-form binary/adder op."""
-    rank = len(ed.g.tensors[node.outputs[0]].shape)
+    rank = len(ed.shape(node.outputs[0]))
     return 1 if node.op_type.endswith("Conv") else rank - 1
 
 
-def absorb_affine(ed: Editor, ops: set[str], stats: Counter, key: str) -> None:
+def absorb_affine(ed: Rewriter, ops: set[str], stats: Counter, key: str) -> None:
     """Fold Mul/Div/Add/Sub/BatchNormalization after `ops` nodes into their scale and bias."""
-    g = ed.g
-    for node in list(g.nodes):
+    for node in list(ed.graph.nodes):
         if node.domain != DOMAIN or node.op_type not in ops:
             continue
         while True:
-            out = node.outputs[0]
-            nxt = ed.sole_consumer(out)
-            if nxt is None or nxt.domain not in ("", "ai.onnx"):
-                break
-            shape = g.tensors[out].shape
-            axis = channel_axis(ed, node)
-            if not nxt.outputs or g.tensors[nxt.outputs[0]].shape != shape:
-                break
-            mul = add = None
-            op = nxt.op_type
-            if op in ("Mul", "Add", "Sub", "Div") and len(nxt.inputs) == 2:
-                other = nxt.inputs[1] if nxt.inputs[0] == out else nxt.inputs[0]
-                value = ed.const(other)
-                if value is None or (op in ("Sub", "Div") and nxt.inputs[0] != out):
-                    break
-                vec = channel_vector(value, shape, axis)
-                if vec is None:
-                    break
-                if op == "Mul":
-                    mul = vec
-                elif op == "Div":
-                    if np.any(vec == 0):
-                        break
-                    mul = 1.0 / vec
-                elif op == "Add":
-                    add = vec
-                else:
-                    add = -vec
-            elif op == "BatchNormalization" and not any(nxt.outputs[1:]):
-                if axis != 1 or len(shape) < 2:
-                    break
-                params = [ed.const(n) for n in nxt.inputs[1:5]]
-                if any(p is None for p in params):
-                    break
-                gamma, beta, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
-                s = gamma / np.sqrt(var + float(nxt.attr("epsilon", 1e-5)))
-                mul, add = s, beta - mean * s
-            else:
+            affine = affine_consumer(ed, node.outputs[0], channel_axis(ed, node))
+            if affine is None:
                 break
             scale, bias = _scale_bias(ed, node)
-            if mul is not None:
-                scale, bias = scale * mul, bias * mul
-            if add is not None:
-                bias = bias + add
+            if affine.mul is not None:
+                scale, bias = scale * affine.mul, bias * affine.mul
+            if affine.add is not None:
+                bias = bias + affine.add
             _set_scale_bias(ed, node, scale, bias)
-            node.outputs[0] = nxt.outputs[0]
-            ed.remove(nxt)
+            node.outputs[0] = affine.node.outputs[0]
+            ed.remove(affine.node)
             stats[key] += 1
 
 
-def _scale_bias(ed: Editor, node: Node) -> tuple[np.ndarray, np.ndarray]:
-    channels = ed.g.tensors[node.outputs[0]].shape[channel_axis(ed, node)]
-    scale = ed.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    bias = ed.const(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] else None
+def _optional_const(ed: Rewriter, node: Node, index: int) -> np.ndarray | None:
+    return ed.const(node.inputs[index]) if len(node.inputs) > index and node.inputs[index] else None
+
+
+def _scale_bias(ed: Rewriter, node: Node) -> tuple[np.ndarray, np.ndarray]:
+    channels = ed.shape(node.outputs[0])[channel_axis(ed, node)]
+    scale, bias = _optional_const(ed, node, 2), _optional_const(ed, node, 3)
     scale = np.ones(channels) if scale is None else np.asarray(scale, dtype=np.float64).reshape(-1)
     bias = np.zeros(channels) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
     return scale, bias
 
 
-def _set_scale_bias(ed: Editor, node: Node, scale: np.ndarray, bias: np.ndarray) -> None:
+def _set_scale_bias(ed: Rewriter, node: Node, scale: np.ndarray, bias: np.ndarray) -> None:
     while len(node.inputs) < 4:
         node.inputs.append("")
     node.inputs[2] = ed.add_const(node.name + "_scale", scale.astype(np.float32))
@@ -353,9 +237,8 @@ def _set_scale_bias(ed: Editor, node: Node, scale: np.ndarray, bias: np.ndarray)
 
 
 # ----------------------------------------------------------------- 3. lowering
-def _p_table(ed: Editor, node: Node, channels: int) -> np.ndarray:
-    scale = ed.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    bias = ed.const(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] else None
+def _p_table(ed: Rewriter, node: Node, channels: int) -> np.ndarray:
+    scale, bias = _optional_const(ed, node, 2), _optional_const(ed, node, 3)
     table = np.empty((channels, 2), dtype=np.float32)
     table[:, 0] = 1.0 if scale is None else np.asarray(scale, dtype=np.float32).reshape(-1)
     # -0.0 adds nothing to any value, so "no bias" and this table agree bit for bit
@@ -363,30 +246,63 @@ def _p_table(ed: Editor, node: Node, channels: int) -> np.ndarray:
     return table
 
 
-def _lower(ed: Editor, stats: Counter) -> None:
-    g = ed.g
-    packs: dict[tuple[str, int], str] = {}
-    for node in list(g.nodes):
-        if node.domain != DOMAIN or node.op_type not in FLOAT_FORM:
-            continue
-        x, wname = node.inputs[0], node.inputs[1]
-        w = ed.const(wname)
-        xt = g.tensors[x]
-        scale_ok = all(not n or ed.const(n) is not None for n in node.inputs[2:4])
-        if w is None or xt.dtype is not DType.FLOAT32 or not scale_ok:
-            continue
-        conv = node.op_type == "BinaryConv"
-        if conv and (node.attr("group", 1) != 1 or len(xt.shape) != 4):
-            continue
-        axis = 1 if conv else len(xt.shape) - 1
+def never_zero(mult: np.ndarray, bias: np.ndarray | None, dots: np.ndarray) -> bool:
+    """Whether float32(float32(d) * mult[c]) (+ bias[c]) is finite and nonzero for every d, c."""
+    df = np.asarray(dots).astype(np.float32)[None, :]
+    mult = np.asarray(mult, dtype=np.float32).reshape(-1)
+    bias = None if bias is None else np.asarray(bias, dtype=np.float32).reshape(-1)
+    rows = max(1, (1 << 22) // max(1, df.size))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0: NaN, which is no proof
+        for start in range(0, mult.size, rows):
+            y = (df * mult[start:start + rows, None]).astype(np.float32)
+            if bias is not None:
+                y = (y + bias[start:start + rows, None]).astype(np.float32)
+            if not np.all(np.isfinite(y) & (y != 0)):
+                return False
+    return True
+
+
+class _Lowering:
+    """Stage 3 state: shared packs, the outputs proven never 0, what the report needs."""
+
+    def __init__(self, ed: Rewriter, stats: Counter, from_sign: set[str], plus_one: bool):
+        self.ed, self.stats, self.from_sign, self.plus_one = ed, stats, from_sign, plus_one
+        self.packs: dict[tuple[str, int], str] = {}
+        self.negated: dict[str, str] = {}
+        self.nonzero: set[str] = set()
+        self.plus_one_layers: list[str] = []
+
+    def pack(self, x: str, axis: int, nodes: list[Node]) -> str:
         key = (x, axis)
-        new_nodes: list[Node] = []
-        if key not in packs:
-            moved = list(xt.shape[:axis]) + list(xt.shape[axis + 1:]) + [xt.shape[axis]]
-            packed = ed.add_tensor(x + "_bits", moved, DType.BIT)
-            new_nodes.append(ed.new_node(x + "_pack", "PackSigns", [x], [packed], {"axis": axis}, DOMAIN))
-            packs[key] = packed
-            stats["packed_activations"] += 1
+        if key not in self.packs:
+            shape = self.ed.shape(x)
+            moved = list(shape[:axis]) + list(shape[axis + 1:]) + [shape[axis]]
+            packed = self.ed.add_tensor(x + "_bits", moved, DType.BIT)
+            nodes.append(self.ed.new_node(x + "_pack", "PackSigns", [x], [packed], {"axis": axis}, DOMAIN))
+            self.packs[key] = packed
+            self.stats["packed_activations"] += 1
+        return self.packs[key]
+
+    def negative(self, x: str, nodes: list[Node]) -> str:
+        if x not in self.negated:
+            neg = self.ed.add_tensor(x + "_neg", self.ed.shape(x), DType.FLOAT32)
+            nodes.append(self.ed.new_node(x + "_neg", "Neg", [x], [neg]))
+            self.negated[x] = neg
+        return self.negated[x]
+
+    def lower(self, node: Node) -> None:
+        ed, g = self.ed, self.ed.graph
+        x, w = node.inputs[0], ed.const(node.inputs[1])
+        xt = g.tensors[x]
+        conv = node.op_type == "BinaryConv"
+        axis = 1 if conv else len(xt.shape) - 1
+        zero_is_zero = node.name in self.from_sign
+        if zero_is_zero and x in self.nonzero:
+            self.stats["sign_inputs_proven_nonzero"] += 1
+            zero_is_zero = False
+        elif zero_is_zero and self.plus_one:
+            self.plus_one_layers.append(node.name)
+            zero_is_zero = False
         out = node.outputs[0]
         if conv:
             wt = np.transpose(w, (0, 2, 3, 1))  # [M, kh, kw, C]
@@ -395,18 +311,80 @@ def _lower(ed: Editor, stats: Counter) -> None:
             attrs = {"kernel_shape": list(kernel), "strides": list(win.strides),
                      "pads": list(win.pads_begin) + list(win.pads_end), "dilations": list(win.dilations),
                      "channels": int(xt.shape[1]), "output": "float"}
-            op_type = "XnorConv"
+            op_type, kmax = "XnorConv", int(math.prod(w.shape[1:]))
         else:
             wt = w
             attrs = {"k": int(xt.shape[-1]), "output": "float"}
-            op_type = "XnorGemm"
+            op_type, kmax = "XnorGemm", int(xt.shape[-1])
+        new_nodes: list[Node] = []
+        packed = self.pack(x, axis, new_nodes)
         wbits = ed.add_const(node.name + "_wbits", pack_signs(wt), DType.BIT, tuple(wt.shape))
-        table = ed.add_const(node.name + "_affine", _p_table(ed, node, w.shape[0]))
-        new_nodes.append(ed.new_node(node.name, op_type, [packs[key], wbits, table], [out], attrs, DOMAIN))
-        stats["float_weight_bytes"] += int(w.size) * 4
-        stats["packed_weight_bytes"] += g.tensors[wbits].nbytes
-        stats["binary_layers"] += 1
+        table = _p_table(ed, node, w.shape[0])
+        if zero_is_zero:
+            self._ternary(node, op_type, attrs, axis, packed, wbits, table, new_nodes)
+            # y = float32(float32(2d) * (m / 2)) + b over every integer dot |d| <= kmax
+            half = (table[:, 0] * np.float32(0.5)).astype(np.float32)
+            dots = 2 * np.arange(-kmax, kmax + 1, dtype=np.int64)
+            proven = never_zero(half, _optional_const(ed, node, 3), dots)
+        else:
+            tname = ed.add_const(node.name + "_affine", table)
+            new_nodes.append(ed.new_node(node.name, op_type, [packed, wbits, tname], [out], attrs, DOMAIN))
+            # a binary GEMM's dot has the parity of k; a convolution's depends on its valid taps
+            dots = np.arange(-kmax, kmax + 1, 1 if conv else 2, dtype=np.int64)
+            proven = never_zero(table[:, 0], table[:, 1], dots)
+        if proven:
+            self.nonzero.add(out)
+        self.stats["float_weight_bytes"] += int(w.size) * 4
+        self.stats["packed_weight_bytes"] += g.tensors[wbits].nbytes
+        self.stats["binary_layers"] += 1
         ed.replace(node, new_nodes)
+
+    def _ternary(self, node: Node, op_type: str, attrs: dict, axis: int, packed: str, wbits: str,
+                 table: np.ndarray, new_nodes: list[Node]) -> None:
+        """Sign(x) with Sign(0) = 0 from two bit-planes (see the module docstring)."""
+        ed = self.ed
+        x, out = node.inputs[0], node.outputs[0]
+        shape = ed.shape(out)
+        channels = table.shape[0]
+        packed_neg = self.pack(self.negative(x, new_nodes), axis, new_nodes)
+        unit = np.zeros((channels, 2), dtype=np.float32)
+        unit[:, 0], unit[:, 1] = 1.0, -0.0
+        unit_name = ed.add_const(node.name + "_unit", unit)
+        pos = ed.add_tensor(out + "_pos", shape, DType.FLOAT32)
+        neg = ed.add_tensor(out + "_negpart", shape, DType.FLOAT32)
+        twice = ed.add_tensor(out + "_twice", shape, DType.FLOAT32)
+        new_nodes.append(ed.new_node(node.name, op_type, [packed, wbits, unit_name], [pos], attrs, DOMAIN))
+        new_nodes.append(ed.new_node(node.name + "_neg", op_type, [packed_neg, wbits, unit_name], [neg],
+                                     dict(attrs), DOMAIN))
+        new_nodes.append(ed.new_node(node.name + "_ternary", "Sub", [pos, neg], [twice]))
+        per_channel = (channels,) + (1,) * (len(shape) - 2) if op_type == "XnorConv" else (channels,)
+        half = (table[:, 0] * np.float32(0.5)).astype(np.float32).reshape(per_channel)
+        bias = _optional_const(ed, node, 3)
+        scaled = out if bias is None else ed.add_tensor(out + "_scaled", shape, DType.FLOAT32)
+        new_nodes.append(ed.new_node(node.name + "_scale", "Mul",
+                                     [twice, ed.add_const(node.name + "_half_scale", half)], [scaled]))
+        if bias is not None:
+            b = np.asarray(bias, dtype=np.float32).reshape(per_channel)
+            new_nodes.append(ed.new_node(node.name + "_bias", "Add",
+                                         [scaled, ed.add_const(node.name + "_bias", b)], [out]))
+        self.stats["sign_zero_exact_layers"] += 1
+
+
+def _lowerable(ed: Rewriter, node: Node) -> bool:
+    x = ed.graph.tensors[node.inputs[0]]
+    consts = all(not n or ed.const(n) is not None for n in node.inputs[1:4])
+    if ed.const(node.inputs[1]) is None or x.dtype is not DType.FLOAT32 or not consts:
+        return False
+    return node.op_type != "BinaryConv" or (node.attr("group", 1) == 1 and len(x.shape) == 4)
+
+
+def _lower(ed: Rewriter, stats: Counter, from_sign: set[str], plus_one: bool) -> list[str]:
+    """Stage 3; returns the Sign layers lowered with the opt-in Sign(0) = +1 mapping."""
+    lowering = _Lowering(ed, stats, from_sign, plus_one)
+    for node in list(ed.graph.nodes):
+        if node.domain == DOMAIN and node.op_type in FLOAT_FORM and _lowerable(ed, node):
+            lowering.lower(node)
+    return lowering.plus_one_layers
 
 
 # ----------------------------------------------------------------- 4. thresholds
@@ -434,8 +412,8 @@ def thresholds(table: np.ndarray, kmax: int) -> np.ndarray | None:
     return out
 
 
-def _fuse_thresholds(ed: Editor, stats: Counter) -> None:
-    g = ed.g
+def _fuse_thresholds(ed: Rewriter, stats: Counter) -> None:
+    g = ed.graph
     for node in list(g.nodes):
         if node.domain != DOMAIN or node.op_type not in ("XnorGemm", "XnorConv") or \
                 node.attr("output", "float") != "float":
@@ -443,7 +421,7 @@ def _fuse_thresholds(ed: Editor, stats: Counter) -> None:
         nxt = ed.sole_consumer(node.outputs[0])
         if nxt is None or nxt.domain != DOMAIN or nxt.op_type != "PackSigns":
             continue
-        rank = len(g.tensors[node.outputs[0]].shape)
+        rank = len(ed.shape(node.outputs[0]))
         axis = int(nxt.attr("axis", -1)) % rank
         if axis != (1 if node.op_type == "XnorConv" else rank - 1):
             continue
@@ -461,20 +439,29 @@ def _fuse_thresholds(ed: Editor, stats: Counter) -> None:
 
 
 # ----------------------------------------------------------------- the pass
-def lower_binary(graph: Graph, options=None) -> dict | None:
-    ed = Editor(graph)
+def lower_binary(graph: Graph, ctx: PassContext) -> dict | None:
+    ed = Rewriter(graph, ctx.names)
     stats: Counter = Counter()
-    _patterns(ed, stats)
+    from_sign = _patterns(ed, stats)
+    unlowerable = [n.name for n in graph.nodes if n.name in from_sign and not _lowerable(ed, n)]
+    if unlowerable:  # BinaryMatMul/BinaryConv mean 0 -> +1: a Sign layer left in that form would lie
+        raise GraphError(f"binary Sign layers that cannot be lowered: {', '.join(unlowerable)}")
     if not any(n.domain == DOMAIN and n.op_type in FLOAT_FORM for n in graph.nodes):
         return None
     ed.remove_dead()
     absorb_affine(ed, FLOAT_FORM, stats, "absorbed_affine")
-    _lower(ed, stats)
+    plus_one = _lower(ed, stats, from_sign, ctx.options.binary_sign_zero == "plus-one")
     ed.remove_dead()
     _fuse_thresholds(ed, stats)
     ed.remove_dead()
-    graph.validate()
-    return dict(stats) or None
+    report = dict(stats)
+    if plus_one:
+        report["sign_zero"] = "plus-one"
+        report["sign_zero_plus_one_layers"] = plus_one
+        ctx.report.note(f"binary: --binary-sign-zero plus-one lowered Sign(0) as +1 in {len(plus_one)} "
+                        f"layer(s) ({', '.join(plus_one)}): outputs differ from ONNX wherever one of "
+                        "their inputs is exactly 0")
+    return report or None
 
 
-__all__ = ["lower_binary", "Editor", "absorb_affine", "thresholds", "words"]
+__all__ = ["lower_binary", "absorb_affine", "binarized_source", "never_zero", "thresholds", "words"]

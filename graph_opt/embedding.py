@@ -34,12 +34,17 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnx2mcu.errors import UserError
-from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.mcubert import DOMAIN, META_FIELDS, reconstruct_rows
+from onnx2mcu.rewrite import Rewriter, is_standard
+
+if TYPE_CHECKING:
+    from onnx2mcu.graph_opt.pipeline import PassContext
 
 MIN_ROWS = 1024  # a table smaller than this is not worth a search
 MIN_BYTES = 64 * 1024
@@ -124,7 +129,7 @@ def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
     """Constant table name -> the Gather nodes that look rows up in it with run-time ids."""
     found: dict[str, list[Node]] = {}
     for node in graph.nodes:
-        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        if node.op_type != "Gather" or not is_standard(node) or len(node.inputs) != 2:
             continue
         table, ids = (graph.tensors[n] for n in node.inputs)
         if not table.is_const or ids.is_const or table.dtype is not DType.FLOAT32:
@@ -444,16 +449,9 @@ def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0) -> tuple
 
 
 # ----- the pass -------------------------------------------------------------------------------
-def _fresh(graph: Graph, base: str) -> str:
-    name, i = base, 1
-    while name in graph.tensors:
-        name, i = f"{base}_{i}", i + 1
-    return name
-
-
-def compress_embeddings(graph: Graph, options) -> dict | None:
+def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
     """The graph_opt pass: replace embedding Gathers by ClusteredEmbedding within the budget."""
-    spec = getattr(options, "compress_embeddings", None)
+    spec = ctx.options.compress_embeddings
     if spec is None or str(spec).strip().lower() in ("", "none", "off"):
         return None
     budget = parse_budget(spec)
@@ -461,6 +459,7 @@ def compress_embeddings(graph: Graph, options) -> dict | None:
     if not lookups:
         return {"tables": [], "ratio": 1.0, "rel_error": 0.0,
                 "note": "no embedding lookup (Gather of a constant table with run-time ids) found"}
+    ed = Rewriter(graph, ctx.names)
     weights_before = graph.weights_bytes
     all_bytes = sum(graph.tensors[t].nbytes for t in lookups)
     tables = []
@@ -477,17 +476,14 @@ def compress_embeddings(graph: Graph, options) -> dict | None:
             if value is None:
                 names[key] = ""
                 continue
-            names[key] = _fresh(graph, f"{base}.clustered.{key}")
-            graph.tensors[names[key]] = Tensor(names[key], tuple(value.shape), dtype, value)
+            names[key] = ed.add_const(f"{base}.clustered.{key}", value, dtype)
         for gather in gathers:
-            index = next(i for i, n in enumerate(graph.nodes) if n is gather)
-            graph.nodes[index] = Node(
-                name=f"{gather.name}/clustered", op_type="ClusteredEmbedding", domain=DOMAIN,
-                inputs=[gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]],
-                outputs=list(gather.outputs),
-                attrs={"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
-                       "map_bytes": result.map_bytes})
-        if not any(table_name in n.inputs for n in graph.nodes):
+            ed.replace(gather, [ed.new_node(
+                f"{gather.name}/clustered", "ClusteredEmbedding",
+                [gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]],
+                list(gather.outputs), {"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
+                                       "map_bytes": result.map_bytes}, DOMAIN)])
+        if not ed.consumers(table_name) and table_name not in graph.outputs:
             del graph.tensors[table_name]
         info["name"] = table_name
         info["lookups"] = [g.name for g in gathers]
@@ -497,7 +493,6 @@ def compress_embeddings(graph: Graph, options) -> dict | None:
         sq_err += (info["rel_error"] ** 2) * float((table64 ** 2).sum())
         before += tensor.nbytes
         after += info["bytes_after"]
-    graph.validate()
     weights_after = graph.weights_bytes
     return {"budget": budget.describe(), "ratio": round(before / after, 4),
             "rel_error": round(math.sqrt(sq_err / sq_norm), 6) if sq_norm else 0.0,

@@ -1,17 +1,27 @@
 """The IR -> IR rewrites, run in a fixed order between the frontend and the scheduler.
 
-Each pass is `fn(graph, options) -> dict | None`: it rewrites `graph` in
-place and returns what it did for the report (None when it did nothing).
-Passes that change numerics (embedding compression) run only when asked;
-exact rewrites (lowering of recognised binary/adder patterns, transformer
-tiling) run by default.
+The pass contract: each pass is `fn(graph, ctx: PassContext) -> dict | None`.
+It rewrites `graph` in place and returns what it did for the report (None
+when it did nothing); `ctx` carries the options, the report sink (for notes
+the user must read, e.g. that an opt-in rewrite changed results) and the one
+fresh-name source of the run.  After every pass `Graph.validate()` runs and
+a broken graph raises GraphError naming the pass.
+
+Passes that change numerics run only when asked (embedding compression, the
+`plus-one` Sign(0) mapping of binary layers) and say so in the report; exact
+rewrites (lowering of recognised binary/adder patterns, transformer tiling)
+run by default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from onnx2mcu.ir import Graph
+from onnx2mcu.errors import UserError
+from onnx2mcu.ir import Graph, GraphError
+from onnx2mcu.rewrite import FreshNames
+
+SIGN_ZERO_MAPPINGS = ("exact", "plus-one")
 
 
 @dataclass
@@ -19,9 +29,49 @@ class OptimizeOptions:
     compress_embeddings: str | None = None  # "4x", "0.25" (ratio) or "500000" (bytes); None: off
     tile: str = "auto"  # "auto" | "none"
     ram_budget: int | None = None  # bytes of RAM the tiled model may use (default: the board's)
+    # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,
+    # differs from ONNX where an input is exactly 0; opt-in and reported)
+    binary_sign_zero: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:
+            raise UserError(f"--binary-sign-zero {self.binary_sign_zero}: choose "
+                            + " or ".join(SIGN_ZERO_MAPPINGS))
 
 
-Pass = Callable[[Graph, OptimizeOptions], "dict | None"]
+@dataclass
+class PassReport:
+    """The report sink: one section per pass (what it returned) and notes for the user."""
+
+    sections: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """Something the user must know, e.g. that an opt-in rewrite changed results."""
+        self.notes.append(text)
+
+    def to_dict(self) -> dict:
+        """{pass key: section, ...}, plus "optimize_notes" when a pass left notes."""
+        out = dict(self.sections)
+        if self.notes:
+            out["optimize_notes"] = list(self.notes)
+        return out
+
+
+@dataclass
+class PassContext:
+    """What a pass gets besides the graph."""
+
+    options: OptimizeOptions
+    report: PassReport
+    names: FreshNames
+
+    @classmethod
+    def for_graph(cls, graph: Graph, options: OptimizeOptions | None = None) -> "PassContext":
+        return cls(options or OptimizeOptions(), PassReport(), FreshNames(graph))
+
+
+Pass = Callable[[Graph, PassContext], "dict | None"]
 
 # (report key, pass); passes add themselves here, in the order they must run.
 PASSES: list[tuple[str, Pass]] = []
@@ -44,13 +94,20 @@ from onnx2mcu.graph_opt.tiling import tile_transformer  # noqa: E402
 PASSES += [("embedding_compression", compress_embeddings), ("tiling", tile_transformer)]
 
 
+def run_pass(key: str, fn: Pass, graph: Graph, ctx: PassContext) -> None:
+    """One pass, its section in the report, then the graph's invariants."""
+    result = fn(graph, ctx)
+    if result:
+        ctx.report.sections[key] = result
+    try:
+        graph.validate()
+    except GraphError as exc:
+        raise GraphError(f"after graph_opt pass '{key}': {exc}") from exc
+
+
 def optimize(graph: Graph, options: OptimizeOptions | None = None) -> tuple[Graph, dict]:
     """Run every pass; returns the graph and {report key: what the pass did}."""
-    options = options or OptimizeOptions()
-    report: dict = {}
+    ctx = PassContext.for_graph(graph, options)
     for key, fn in PASSES:
-        result = fn(graph, options)
-        if result:
-            report[key] = result
-    graph.validate()
-    return graph, report
+        run_pass(key, fn, graph, ctx)
+    return graph, ctx.report.to_dict()

@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnx2mcu.budget import MemoryBudget, io_bytes
 from onnx2mcu.ir import DType, Graph, Node
-from onnx2mcu.ops import lookup
 from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
+from onnx2mcu.rewrite import (FreshNames, Rewriter, bias_add, drop_unused_tensors, is_closed,
+                              is_standard, other_input, projection, same_layout, scalar)
+
+if TYPE_CHECKING:
+    from onnx2mcu.graph_opt.pipeline import PassContext
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
 TILE_SLACK = 0.03  # without a budget: tiles may add at most this fraction to the floor
@@ -51,62 +56,33 @@ class _Match:
     info: dict = field(default_factory=dict)
 
 
-class _Index:
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self.producers = graph.producers()
-        self.consumers = graph.consumers()
-
-    def const(self, name: str) -> np.ndarray | None:
-        return self.graph.tensors[name].data if name else None
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.graph.tensors[name].shape)
-
-    def users(self, name: str) -> list[Node]:
-        return self.consumers.get(name, [])
-
-    def only_user(self, name: str) -> Node | None:
-        users = self.users(name)
-        return users[0] if len(users) == 1 and name not in self.graph.outputs else None
-
-
-def _scalar(value: np.ndarray | None) -> float | None:
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    if arr.size != 1 or arr.dtype.kind != "f":
-        return None
-    return float(arr.reshape(-1)[0])
-
-
-def _scale_of(idx: _Index, node: Node) -> tuple[str, float] | None:
+def _scale_of(idx: Rewriter, node: Node) -> tuple[str, float] | None:
     """(other input, multiplier) of a Mul/Div by a float scalar constant."""
     if node.op_type not in ("Mul", "Div") or len(node.inputs) != 2:
         return None
     a, b = node.inputs
     if node.op_type == "Mul":
         for x, c in ((a, b), (b, a)):
-            value = _scalar(idx.const(c))
+            value = scalar(idx.const(c))
             if value is not None and idx.const(x) is None:
                 return x, value
         return None
-    value = _scalar(idx.const(b))
+    value = scalar(idx.const(b))
     if value is None or value == 0.0 or idx.const(a) is not None:
         return None
     return a, 1.0 / value
 
 
-def _walk_back(idx: _Index, name: str) -> tuple[str, list[Node], float]:
+def _walk_back(idx: Rewriter, name: str) -> tuple[str, list[Node], float]:
     """Back from `name` through layout ops and scalar scales: (start tensor, chain in
     forward order, product of the scales)."""
     chain: list[Node] = []
     scale = 1.0
     while True:
-        node = idx.producers.get(name)
+        node = idx.producer(name)
         if node is None:
             break
-        if node.op_type in LAYOUT_OPS and node.domain in ("", "ai.onnx"):
+        if node.op_type in LAYOUT_OPS and is_standard(node):
             chain.append(node)
             name = node.inputs[0]
             continue
@@ -120,58 +96,30 @@ def _walk_back(idx: _Index, name: str) -> tuple[str, list[Node], float]:
     return name, chain[::-1], scale
 
 
-def _apply_layout(idx: _Index, chain: list[Node], probe: np.ndarray) -> np.ndarray | None:
-    """Run the layout ops of `chain` (scales skipped) on `probe`; None if one cannot run."""
-    value = probe
-    for node in chain:
-        if node.op_type not in LAYOUT_OPS:
-            continue
-        op = lookup(node.op_type, node.domain)
-        args = [value] + [idx.const(n) if n else None for n in node.inputs[1:]]
-        if any(a is None for a, n in zip(args[1:], node.inputs[1:]) if n):
-            return None
-        try:
-            value = op.reference(node, args)[0]
-        except Exception:  # noqa: BLE001 - an op that cannot run on the probe is no match
-            return None
-    return value
+def _same_layout(idx: Rewriter, source: str, chain: list[Node], shape: tuple[int, ...], expect) -> bool:
+    """The layout ops of `chain` (scales pass through) move elements of `source` as `expect` does."""
+    return same_layout(idx, source, chain, shape, expect, passthrough=("Mul", "Div"))
 
 
-def _same_layout(idx: _Index, chain: list[Node], shape: tuple[int, ...], expect) -> bool:
-    probe = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
-    got = _apply_layout(idx, chain, probe)
-    want = expect(probe)
-    return got is not None and got.shape == want.shape and bool(np.array_equal(got, want))
-
-
-def _projection(idx: _Index, name: str) -> tuple[str, str, str, list[Node]] | None:
+def _projection(idx: Rewriter, name: str) -> tuple[str, str, str, list[Node]] | None:
     """`name` = x @ W (+ b) with constant W [in, out] and b [out]: (x, W, b or "", nodes)."""
-    node = idx.producers.get(name)
-    nodes: list[Node] = []
-    bias = ""
-    if node is not None and node.op_type == "Add":
-        a, b = node.inputs
-        for mm_out, c in ((a, b), (b, a)):
-            value = idx.const(c)
-            mm = idx.producers.get(mm_out)
-            if value is not None and value.ndim == 1 and mm is not None and mm.op_type == "MatMul":
-                bias, nodes, node = c, [node], mm
-                break
-        else:
-            return None
-    if node is None or node.op_type != "MatMul":
+    found = projection(idx, name)
+    if found is None or not found.plain or (found.bias and idx.const(found.bias).ndim != 1):
         return None
-    x, w = node.inputs
-    wv = idx.const(w)
-    if wv is None or wv.ndim != 2 or idx.const(x) is not None or wv.dtype != np.float32:
-        return None
-    if bias and idx.graph.tensors[bias].shape[0] != wv.shape[1]:
-        return None
-    return x, w, bias, [node] + nodes
+    return found.x, found.weight, found.bias, found.nodes
+
+
+def _then_bias(idx: Rewriter, out: str, width: int, nodes: list[Node]) -> tuple[str, str]:
+    """(output after the bias Add that may follow `out`, the bias or ""); the Add joins `nodes`."""
+    biased = bias_add(idx, out, width)
+    if biased is None:
+        return out, ""
+    nodes.append(biased[1])
+    return biased[1].outputs[0], biased[0]
 
 
 # ----- attention -------------------------------------------------------------------
-def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
+def _match_attention(idx: Rewriter, softmax: Node) -> _Match | None:
     graph = idx.graph
     scores_in = softmax.inputs[0]
     shape = idx.shape(scores_in)
@@ -185,24 +133,24 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
     # probabilities -> (NaN guard) -> P @ V
     probs = softmax.outputs[0]
     nan_to_zero = 0
-    users = idx.users(probs)
+    users = idx.consumers(probs)
     if len(users) == 2 and {u.op_type for u in users} == {"IsNaN", "Where"}:
         isnan = next(u for u in users if u.op_type == "IsNaN")
         where = next(u for u in users if u.op_type == "Where")
-        zero = _scalar(idx.const(where.inputs[1]))
+        zero = scalar(idx.const(where.inputs[1]))
         if (where.inputs[0] != isnan.outputs[0] or where.inputs[2] != probs or zero != 0.0
-                or idx.only_user(isnan.outputs[0]) is not where):
+                or idx.sole_consumer(isnan.outputs[0]) is not where):
             return None
         nodes += [isnan, where]
         probs, nan_to_zero = where.outputs[0], 1
-    pv = idx.only_user(probs)
+    pv = idx.sole_consumer(probs)
     if pv is None or pv.op_type != "MatMul" or pv.inputs[0] != probs:
         return None
     nodes.append(pv)
 
     # scores: MatMul(Qh, Kt) [-> scalar scale] [-> + mask]
     mask = ""
-    node = idx.producers.get(scores_in)
+    node = idx.producer(scores_in)
     if node is not None and node.op_type == "Add":
         a, b = node.inputs
         full = [n for n in (a, b) if idx.shape(n) == shape and _from_scores(idx, n)]
@@ -214,7 +162,7 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
                 or mshape[3] != S or graph.tensors[mask].dtype is not DType.FLOAT32):
             return None
         nodes.append(node)
-        node = idx.producers.get(full[0])
+        node = idx.producer(full[0])
     s_scale = 1.0
     while node is not None and node.op_type in ("Mul", "Div"):
         scaled = _scale_of(idx, node)
@@ -222,7 +170,7 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
             return None
         nodes.append(node)
         s_scale *= scaled[1]
-        node = idx.producers.get(scaled[0])
+        node = idx.producer(scaled[0])
     if node is None or node.op_type != "MatMul":
         return None
     qk = node
@@ -249,16 +197,16 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
     dh = inner // nh
     proj_shape = (B, S, inner)
     split = lambda p: p.reshape(B, S, nh, dh).transpose(0, 2, 1, 3)  # noqa: E731
-    if not (_same_layout(idx, q_chain, proj_shape, split)
-            and _same_layout(idx, k_chain, proj_shape, lambda p: split(p).transpose(0, 1, 3, 2))
-            and _same_layout(idx, v_chain, proj_shape, split)):
+    if not (_same_layout(idx, q_in, q_chain, proj_shape, split)
+            and _same_layout(idx, k_in, k_chain, proj_shape, lambda p: split(p).transpose(0, 1, 3, 2))
+            and _same_layout(idx, v_in, v_chain, proj_shape, split)):
         return None
 
     # context [B, nh, S, dh] -> merge heads -> output projection
     merge_chain: list[Node] = []
     name = pv.outputs[0]
     while True:
-        user = idx.only_user(name)
+        user = idx.sole_consumer(name)
         if user is None:
             return None
         if user.op_type in LAYOUT_OPS and user.inputs[0] == name:
@@ -268,7 +216,7 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
         break
     if user.op_type != "MatMul" or user.inputs[0] != name:
         return None
-    if not _same_layout(idx, merge_chain, (B, nh, S, dh),
+    if not _same_layout(idx, pv.outputs[0], merge_chain, (B, nh, S, dh),
                         lambda p: p.transpose(0, 2, 1, 3).reshape(B, S, inner)):
         return None
     wo = user.inputs[1]
@@ -276,20 +224,12 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
     if wo_value is None or wo_value.ndim != 2 or wo_value.shape[0] != inner:
         return None
     out_nodes = [user]
-    out = user.outputs[0]
-    bo = ""
-    add = idx.only_user(out)
-    if add is not None and add.op_type == "Add":
-        other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-        value = idx.const(other)
-        if value is not None and value.ndim == 1 and value.shape[0] == wo_value.shape[1]:
-            bo, out = other, add.outputs[0]
-            out_nodes.append(add)
+    out, bo = _then_bias(idx, user.outputs[0], wo_value.shape[1], out_nodes)
 
     nodes += q_chain + k_chain + v_chain + q_nodes + k_nodes + v_nodes + merge_chain + out_nodes
-    if not _closed(idx, nodes, out):
+    if not is_closed(idx, nodes, out):
         return None
-    new = Node(name=_unique_name(graph, f"{out_nodes[-1].name}/tiled_attention"),
+    new = Node(name=idx.names.node(f"{out_nodes[-1].name}/tiled_attention"),
                op_type="TiledAttention", domain=DOMAIN,
                inputs=[x, wq, bq, wk, bk, wv, bv, wo, bo, mask], outputs=[out],
                attrs={"heads": nh, "q_scale": q_scale, "k_scale": k_scale, "s_scale": s_scale,
@@ -297,37 +237,13 @@ def _match_attention(idx: _Index, softmax: Node) -> _Match | None:
     return _Match(nodes, new, {"heads": nh, "head_dim": dh, "seq": S})
 
 
-def _from_scores(idx: _Index, name: str) -> bool:
+def _from_scores(idx: Rewriter, name: str) -> bool:
     """`name` is a product of two activations, possibly scaled by scalars."""
-    node = idx.producers.get(name)
+    node = idx.producer(name)
     while node is not None and _scale_of(idx, node) is not None:
-        node = idx.producers.get(_scale_of(idx, node)[0])
+        node = idx.producer(_scale_of(idx, node)[0])
     return (node is not None and node.op_type == "MatMul"
             and all(idx.const(n) is None for n in node.inputs))
-
-
-def _closed(idx: _Index, nodes: list[Node], out: str) -> bool:
-    """Every tensor the pattern makes, except `out`, is used only inside it (and is no output)."""
-    inside = {id(n) for n in nodes}
-    if len(inside) != len(nodes):
-        return False
-    for node in nodes:
-        for name in node.outputs:
-            if not name or name == out:
-                continue
-            if name in idx.graph.outputs:
-                return False
-            if any(id(u) not in inside for u in idx.users(name)):
-                return False
-    return True
-
-
-def _unique_name(graph: Graph, base: str) -> str:
-    taken = {n.name for n in graph.nodes}
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    return name
 
 
 # ----- FFN --------------------------------------------------------------------------
@@ -335,9 +251,9 @@ def _close(value: float | None, want: float) -> bool:
     return value is not None and abs(value - want) <= 1e-6 * abs(want)
 
 
-def _match_activation(idx: _Index, h: str) -> tuple[str, str, list[Node]] | None:
+def _match_activation(idx: Rewriter, h: str) -> tuple[str, str, list[Node]] | None:
     """(activation, output tensor, nodes) for the activation applied to `h`."""
-    users = idx.users(h)
+    users = idx.consumers(h)
     if h in idx.graph.outputs:
         return None
     if len(users) == 1 and users[0].op_type == "Gelu":
@@ -354,32 +270,30 @@ def _match_activation(idx: _Index, h: str) -> tuple[str, str, list[Node]] | None
     if scale is None:
         return None
     mul = next((u for u in users if u is not scale and u.op_type == "Mul"), None)
-    erf = idx.only_user(scale.outputs[0])
-    if mul is None or erf is None or erf.op_type != "Erf":
+    erf = idx.sole_consumer(scale.outputs[0], "Erf")
+    plus = idx.sole_consumer(erf.outputs[0], "Add") if erf is not None else None
+    if mul is None or plus is None:
         return None
-    plus = idx.only_user(erf.outputs[0])
-    if plus is None or plus.op_type != "Add":
+    one = other_input(plus, erf.outputs[0])
+    if not _close(scalar(idx.const(one)), 1.0):
         return None
-    one = plus.inputs[1] if plus.inputs[0] == erf.outputs[0] else plus.inputs[0]
-    if not _close(_scalar(idx.const(one)), 1.0):
+    other = other_input(mul, h)
+    last = idx.sole_consumer(mul.outputs[0], "Mul")
+    if last is None:
         return None
-    other = mul.inputs[1] if mul.inputs[0] == h else mul.inputs[0]
-    last = idx.only_user(mul.outputs[0])
-    if last is None or last.op_type != "Mul":
-        return None
-    rest = last.inputs[1] if last.inputs[0] == mul.outputs[0] else last.inputs[0]
-    if other == plus.outputs[0] and _close(_scalar(idx.const(rest)), 0.5):
+    rest = other_input(last, mul.outputs[0])
+    if other == plus.outputs[0] and _close(scalar(idx.const(rest)), 0.5):
         pass  # (x * (erf + 1)) * 0.5: the exporters' order
-    elif _close(_scalar(idx.const(other)), 0.5) and rest == plus.outputs[0]:
+    elif _close(scalar(idx.const(other)), 0.5) and rest == plus.outputs[0]:
         pass  # (x * 0.5) * (erf + 1)
     else:
         return None
-    if idx.only_user(plus.outputs[0]) is None:
+    if idx.sole_consumer(plus.outputs[0]) is None:
         return None
     return "gelu", last.outputs[0], [scale, erf, plus, mul, last]
 
 
-def _match_ffn(idx: _Index, first: Node) -> _Match | None:
+def _match_ffn(idx: Rewriter, first: Node) -> _Match | None:
     graph = idx.graph
     x, w1 = first.inputs
     w1v = idx.const(w1)
@@ -391,20 +305,13 @@ def _match_ffn(idx: _Index, first: Node) -> _Match | None:
     if inner <= hidden:  # not an expanding FFN: its intermediate is no larger than its input
         return None
     nodes = [first]
-    h, b1 = first.outputs[0], ""
-    add = idx.only_user(h)
-    if add is not None and add.op_type == "Add":
-        other = add.inputs[1] if add.inputs[0] == h else add.inputs[0]
-        value = idx.const(other)
-        if value is not None and value.ndim == 1 and value.shape[0] == inner:
-            b1, h = other, add.outputs[0]
-            nodes.append(add)
+    h, b1 = _then_bias(idx, first.outputs[0], inner, nodes)
     act = _match_activation(idx, h)
     if act is None:
         return None
     kind, a, act_nodes = act
     nodes += act_nodes
-    second = idx.only_user(a)
+    second = idx.sole_consumer(a)
     if second is None or second.op_type != "MatMul" or second.inputs[0] != a:
         return None
     w2 = second.inputs[1]
@@ -412,17 +319,10 @@ def _match_ffn(idx: _Index, first: Node) -> _Match | None:
     if w2v is None or w2v.ndim != 2 or w2v.shape[0] != inner or w2v.dtype != np.float32:
         return None
     nodes.append(second)
-    out, b2 = second.outputs[0], ""
-    add = idx.only_user(out)
-    if add is not None and add.op_type == "Add":
-        other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-        value = idx.const(other)
-        if value is not None and value.ndim == 1 and value.shape[0] == w2v.shape[1]:
-            b2, out = other, add.outputs[0]
-            nodes.append(add)
-    if not _closed(idx, nodes, out):
+    out, b2 = _then_bias(idx, second.outputs[0], w2v.shape[1], nodes)
+    if not is_closed(idx, nodes, out):
         return None
-    new = Node(name=_unique_name(graph, f"{nodes[-1].name}/tiled_ffn"), op_type="TiledFFN",
+    new = Node(name=idx.names.node(f"{nodes[-1].name}/tiled_ffn"), op_type="TiledFFN",
                domain=DOMAIN, inputs=[x, w1, b1, w2, b2], outputs=[out],
                attrs={"activation": kind, "tile_rows": 1, "tile_f": 1})
     rows = graph.tensors[x].numel // hidden
@@ -430,46 +330,25 @@ def _match_ffn(idx: _Index, first: Node) -> _Match | None:
 
 
 # ----- rewriting --------------------------------------------------------------------
-def _replace(graph: Graph, match: _Match) -> None:
-    doomed = {id(n) for n in match.nodes}
-    position = max(i for i, n in enumerate(graph.nodes) if id(n) in doomed)
-    new_nodes = []
-    for i, node in enumerate(graph.nodes):
-        if i == position:
-            new_nodes.append(match.new)
-        elif id(node) not in doomed:
-            new_nodes.append(node)
-    graph.nodes = new_nodes
-
-
-def drop_unused_tensors(graph: Graph) -> None:
-    used = set(graph.inputs) | set(graph.outputs)
-    for node in graph.nodes:
-        used.update(n for n in node.inputs if n)
-        used.update(n for n in node.outputs if n)
-    for name in [n for n in graph.tensors if n not in used]:
-        del graph.tensors[name]
-
-
-def rewrite(graph: Graph) -> tuple[list[Node], list[Node]]:
+def rewrite(graph: Graph, names: FreshNames | None = None) -> tuple[list[Node], list[Node]]:
     """Replace every recognised attention and FFN block; returns the new nodes."""
+    ed = Rewriter(graph, names)
     attention: list[Node] = []
-    for softmax in [n for n in graph.nodes if n.op_type == "Softmax" and n.domain in ("", "ai.onnx")]:
-        match = _match_attention(_Index(graph), softmax)
+    for softmax in [n for n in graph.nodes if n.op_type == "Softmax" and is_standard(n)]:
+        match = _match_attention(ed, softmax)
         if match is not None:
-            _replace(graph, match)
+            ed.replace(match.nodes, [match.new])
             attention.append(match.new)
     ffn: list[Node] = []
-    for first in [n for n in graph.nodes if n.op_type == "MatMul" and n.domain in ("", "ai.onnx")]:
+    for first in [n for n in graph.nodes if n.op_type == "MatMul" and is_standard(n)]:
         if not any(n is first for n in graph.nodes):
             continue
-        match = _match_ffn(_Index(graph), first)
+        match = _match_ffn(ed, first)
         if match is not None:
-            _replace(graph, match)
+            ed.replace(match.nodes, [match.new])
             ffn.append(match.new)
     if attention or ffn:
         drop_unused_tensors(graph)
-        graph.validate()
     return attention, ffn
 
 
@@ -573,8 +452,9 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
     return report
 
 
-def tile_transformer(graph: Graph, options) -> dict | None:
+def tile_transformer(graph: Graph, ctx: PassContext) -> dict | None:
     """The graph_opt pass: `options.tile` "auto" | "none", `options.ram_budget` bytes or None."""
+    options = ctx.options
     mode = getattr(options, "tile", "auto") or "auto"
     if mode == "none":
         return None
@@ -583,7 +463,7 @@ def tile_transformer(graph: Graph, options) -> dict | None:
 
         raise UserError(f"--tile {mode}: choose auto or none")
     untiled_peak = _peak(graph)
-    attention, ffn = rewrite(graph)
+    attention, ffn = rewrite(graph, ctx.names)
     if not attention and not ffn:
         return None
     for node in attention:

@@ -36,13 +36,19 @@ def pipeline_options(args: argparse.Namespace, **overrides):
 
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot"):
+                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
         values["check_onnxruntime"] = False
     values.update(overrides)
     return Options(**values)
+
+
+def print_notes(optimization: dict) -> None:
+    """What graph_opt wants the user to know (an opt-in rewrite that changes results...)."""
+    for note in optimization.get("optimize_notes", []):
+        print(f"onnx2mcu: note: {note}", file=sys.stderr)
 
 
 def example_names() -> list[str]:
@@ -147,6 +153,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = resolve_model(args)
     options = pipeline_options(args, simulate=True)
     optimized = run(model, replace(options, stop_after="optimize"))  # the op count, for the progress bar
+    print_notes(optimized.optimization)
     progress = _progress(len(optimized.graph.nodes), "simulate", quiet=args.json)
     try:
         result = run(model, replace(options, progress=progress.update_to), graph=optimized.graph,
@@ -221,7 +228,9 @@ def _progress(total: int, label: str, quiet: bool = False):
 def cmd_compile(args: argparse.Namespace) -> int:
     from onnx2mcu.pipeline import run
 
-    result = run(resolve_model(args), pipeline_options(args, output=args.output)).compiled
+    done = run(resolve_model(args), pipeline_options(args, output=args.output))
+    print_notes(done.optimization)
+    result = done.compiled
     if args.json:
         data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
         # report.json leaves timings out so that builds are byte-identical; print them here
@@ -272,6 +281,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
     # one schedule, simulated and compiled: the simulator checks the very plan the C runs
     result = run(resolve_model(args), pipeline_options(args, simulate=True, output=out_dir))
+    print_notes(result.optimization)
     sim_data = result.simulation.to_dict()
     data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
@@ -334,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tile attention and FFN so long sequences fit in RAM")
         p.add_argument("--ram-budget", type=int, metavar="BYTES",
                        help="RAM the tiled model may use (default: the board's)")
+        p.add_argument("--binary-sign-zero", choices=("exact", "plus-one"), default="exact",
+                       help="binary layers from ONNX Sign: exact keeps Sign(0) = 0; plus-one maps 0 "
+                            "to +1 (faster, differs from ONNX at exact zeros; reported)")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)

@@ -116,6 +116,10 @@ def union_members() -> list[tuple[str, str, int]]:
 _QUANT_DTYPES = ("int8", "uint8", "int32")
 
 
+class GraphError(Exception):
+    """A graph breaks the IR's invariants (order, names): a bug in a rewrite, not in the input."""
+
+
 @dataclass(eq=False)
 class QuantParams:
     """Affine quantization: real = scale * (q - zero_point), per tensor or per `axis`.
@@ -295,17 +299,28 @@ class Graph:
         return sum(t.nbytes for t in self.constants() if t.name in used)
 
     def validate(self) -> None:
-        """Raise AssertionError if the node list is not topologically ordered or names dangle."""
+        """Raise GraphError unless nodes are topologically ordered, uniquely named, and every
+        name they use exists (a real exception: `python -O` strips asserts)."""
         available = set(self.inputs) | {t.name for t in self.constants()}
+        for name in available:
+            if name not in self.tensors:
+                raise GraphError(f"graph input {name} has no tensor")
         seen_nodes: set[str] = set()
         for node in self.nodes:
-            assert node.name not in seen_nodes, f"duplicate node name {node.name}"
+            if node.name in seen_nodes:
+                raise GraphError(f"duplicate node name {node.name}")
             seen_nodes.add(node.name)
             for name in node.inputs:
-                assert not name or name in available, f"{node.name}: input {name} not yet produced"
+                if name and name not in available:
+                    raise GraphError(f"{node.name}: input {name} not yet produced")
             for name in node.outputs:
-                if name:
-                    assert name in self.tensors, f"{node.name}: output {name} has no tensor"
-                    available.add(name)
+                if not name:
+                    continue
+                if name not in self.tensors:
+                    raise GraphError(f"{node.name}: output {name} has no tensor")
+                if name in available:
+                    raise GraphError(f"{node.name}: output {name} is already produced")
+                available.add(name)
         for name in self.outputs:
-            assert name in available, f"graph output {name} is never produced"
+            if name not in available:
+                raise GraphError(f"graph output {name} is never produced")

@@ -39,6 +39,7 @@ class Options:
     # graph_opt
     compress_embeddings: str | None = None  # --compress-embeddings "4x" | "0.25" | "500000"
     tile: str = "auto"  # --tile auto | none
+    binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
     # the target
     board: str | Board = "host"  # --board
@@ -120,6 +121,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
 
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
+            binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram()))
     else:
         result = PipelineResult(model, graph, board, budget, dict(optimization or {}))

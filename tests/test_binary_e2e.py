@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 from onnx2mcu import layers  # noqa: E402
 from onnx2mcu.build import compile_model  # noqa: E402
 from onnx2mcu.frontend import load  # noqa: E402
-from onnx2mcu.graph_opt import optimize  # noqa: E402
+from onnx2mcu.graph_opt import OptimizeOptions, optimize  # noqa: E402
 from onnx2mcu.runner import run_project_dir  # noqa: E402
 from onnx2mcu.scheduler import schedule  # noqa: E402
 from onnx2mcu.simulator import simulate  # noqa: E402
@@ -211,8 +211,14 @@ def test_dynamo_export_patterns_lower():
     x = torch.randn(1, 4, 9, 11)
     proto = layers.export(model, (x,), None, form="standard", dynamo=True, input_names=["x"])
     graph, report = optimize(load(proto))
-    assert ops_of(graph) == {"AdderConv", "PackSigns", "XnorConv"}
+    # the Sign layer's input (an adder conv + BN) may be exactly 0: the exact ternary form
+    # (two bit-planes, graph_opt/binarize.py); --binary-sign-zero plus-one gives one plane
+    assert ops_of(graph) == {"AdderConv", "PackSigns", "XnorConv", "Neg", "Sub", "Mul", "Add"}
     assert report["adder"]["adder_conv"] == 2 and report["binary"]["binary_layers"] == 1
+    assert report["binary"]["sign_zero_exact_layers"] == 1
     out = sim_outputs(graph, {"x": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(next(iter(out.values())), model(x).numpy(), rtol=1e-4, atol=1e-5)
+    fast, report = optimize(load(proto), OptimizeOptions(binary_sign_zero="plus-one"))
+    assert ops_of(fast) == {"AdderConv", "PackSigns", "XnorConv"}
+    assert report["binary"]["sign_zero"] == "plus-one" and report["optimize_notes"]

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from onnx2mcu.examples import build_bert_tiny
 from onnx2mcu.frontend import load
 from onnx2mcu.graph_opt import OptimizeOptions, optimize
+from onnx2mcu.graph_opt.pipeline import PassContext
 from onnx2mcu.graph_opt.tiling import rewrite, tile_transformer
 from onnx2mcu.scheduler import schedule
 from onnx2mcu.simulator import simulate
@@ -155,17 +156,22 @@ def test_tiles_borrow_unwritten_output_rows():
     assert all(rows == 2 or t0 + rows == 128 for t0, rows, free in plan if not free)
 
 
+def tile(graph, options: OptimizeOptions):
+    """The tiling pass alone, as the pipeline runs it."""
+    return tile_transformer(graph, PassContext.for_graph(graph, options))
+
+
 def test_budget_sets_tile_sizes():
     model = bert_example(hidden=64, heads=4, ffn=256, layers=2, seq=64)
     base = load(model, None)
     floor_graph = copy.deepcopy(base)
-    least = tile_transformer(floor_graph, OptimizeOptions())
+    least = tile(floor_graph, OptimizeOptions())
     assert least["target_from"].startswith("floor")
     assert least["peak_bytes"] <= least["target_peak_bytes"]
     # a roomy budget buys the K/V cache and larger tiles, and stays within the budget
     roomy = copy.deepcopy(base)
     budget = 3 * least["peak_bytes"]
-    report = tile_transformer(roomy, OptimizeOptions(ram_budget=budget))
+    report = tile(roomy, OptimizeOptions(ram_budget=budget))
     assert report["attention"]["cache_kv"] and report["fits"]
     assert report["peak_bytes"] <= budget
     assert report["ffn"]["tile_f"] > least["ffn"]["tile_f"]
@@ -174,18 +180,18 @@ def test_budget_sets_tile_sizes():
     # (a budget also pays for the harness's copies of the outputs, and 3% for fragmentation)
     middle = copy.deepcopy(base)
     outputs = sum(base.tensors[n].nbytes for n in base.outputs)
-    report = tile_transformer(middle, OptimizeOptions(
+    report = tile(middle, OptimizeOptions(
         ram_budget=outputs + int(least["peak_bytes"] * 1.2 / 0.97)))
     assert report["fits"] and report["peak_bytes"] <= least["peak_bytes"] * 1.2
     assert not report["attention"]["cache_kv"]
     assert report["attention"]["kv_passes"] <= least["attention"]["kv_passes"]
     # a budget below the floor: smallest tiles, reported as not fitting
     tight = copy.deepcopy(base)
-    report = tile_transformer(tight, OptimizeOptions(ram_budget=least["floor_peak_bytes"] // 2))
+    report = tile(tight, OptimizeOptions(ram_budget=least["floor_peak_bytes"] // 2))
     assert not report["fits"] and report["peak_bytes"] == report["floor_peak_bytes"]
     # --tile none: nothing changes
     untouched = copy.deepcopy(base)
-    assert tile_transformer(untouched, OptimizeOptions(tile="none")) is None
+    assert tile(untouched, OptimizeOptions(tile="none")) is None
     assert [n.op_type for n in untouched.nodes] == [n.op_type for n in base.nodes]
 
 
