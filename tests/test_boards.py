@@ -219,10 +219,10 @@ def test_parse_outputs_roundtrip():
     text = "\n".join([
         "hello from the program",
         "OUT x 8 f32", " ".join(words[:5]), " ".join(words[5:]),
-        "OUT ids 3 i32", "ffffffff 00000000 7fffffff",
-        "OUT q 2 i8", "ffffff80 0000007f",
-        "OUT flag 2 bool", "00000000 00000001",
-        "OUT big 1 i64", "8000000000000000",
+        "OUT ids 3 s32", "ffffffff 00000000 7fffffff",
+        "OUT q 2 s8", "ffffff80 0000007f",
+        "OUT flag 2 b8", "00000000 00000001",
+        "OUT big 1 s64", "8000000000000000",
         "OUT legacy 1", "3f800000",
         "DONE", "trailing noise",
     ])
