@@ -27,58 +27,14 @@ Adding a kernel is one `register_kernel(...)` call in its family module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 from onnx2mcu.ir import DType, Graph, Node
-from onnx2mcu.ops import lookup, unsupported_reason
-
-Emit = Callable[[Node, "object"], "str | list[str]"]
-"""(node, codegen.context.CContext) -> the C statements of one step."""
-Applies = Callable[[Node, Graph], "str | None"]
-"""Why this kernel cannot serve this node (an attribute or rank it does not cover), or None."""
-Scratch = Callable[[Node, Graph], int]
-
-PORTABLE = "portable"
-BACKENDS = ("portable", "arm-dsp")
-"""Backend names a board may list (see onnx2mcu/targets.py)."""
-
-
-class KernelSelectionMismatch(RuntimeError):
-    """Internal error: a schedule's scratch disagrees with the kernels codegen would call.
-
-    The face must call `select_kernels(graph, board)` before `schedule(graph)`."""
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """One C lowering of one op for one input dtype on one backend.
-
-    `sources`: the runtime_c files its statements may call into (the emitter
-    asks for the ones a particular node needs with `ctx.need`; codegen checks
-    they are among these).  `scratch_bytes`: None means the op's own formula
-    (`OpDef.scratch_bytes`, shared with graph_opt); a variant needing other
-    scratch gives its own."""
-
-    domain: str
-    op_type: str
-    dtype: DType
-    backend: str
-    emit: Emit
-    sources: tuple[str, ...] = ()
-    applies: Applies | None = None
-    scratch_bytes: Scratch | None = None
-
-    @property
-    def name(self) -> str:
-        op = f"{self.domain}.{self.op_type}" if self.domain else self.op_type
-        return f"{op}/{self.dtype.value}/{self.backend}"
-
-    def scratch(self, node: Node, graph: Graph) -> int:
-        if self.scratch_bytes is not None:
-            return int(self.scratch_bytes(node, graph))
-        op = lookup(node.op_type, node.domain)
-        return int(op.scratch_bytes(node, graph)) if op is not None else 0
-
+from onnx2mcu.codegen import emit  # noqa: F401  (fills the table: every family registers)
+from onnx2mcu.codegen.kernel_registry import (BACKENDS, PORTABLE, Applies, Emit, Kernel,  # noqa: F401
+                                              KernelSelectionMismatch, Scratch, _KERNELS,
+                                              all_kernels, kernel_for, register_kernel)
+from onnx2mcu.ops import unsupported_reason
 
 @dataclass(frozen=True)
 class Selection:
@@ -87,48 +43,6 @@ class Selection:
     node: str
     kernel: Kernel
     scratch: int
-
-
-_KERNELS: dict[tuple[str, str, DType, str], Kernel] = {}
-
-
-def register_kernel(op_type: str, emit: Emit, *, domain: str = "",
-                    dtypes: Iterable[DType] | None = None, backend: str = PORTABLE,
-                    sources: Sequence[str] = (), applies: Applies | None = None,
-                    scratch_bytes: Scratch | None = None) -> list[Kernel]:
-    """Register `emit` as the kernel of `op_type` for each of `dtypes` on `backend`.
-
-    `dtypes` None: every dtype the op accepts at input 0 (the emitter then
-    refuses the ones it does not cover with `ctx.refuse`)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown kernel backend '{backend}' (known: {', '.join(BACKENDS)})")
-    if dtypes is None:
-        op = lookup(op_type, domain)
-        if op is None:
-            raise ValueError(f"kernel for unknown op {domain}.{op_type}")
-        dtypes = sorted(op.dtypes[0], key=lambda d: d.value)
-    made = []
-    for dtype in dtypes:
-        key = (domain, op_type, dtype, backend)
-        if key in _KERNELS:
-            raise ValueError(f"kernel {op_type}/{dtype.value}/{backend} registered twice")
-        entry = Kernel(domain, op_type, dtype, backend, emit, tuple(sources), applies,
-                       scratch_bytes)
-        _KERNELS[key] = entry
-        made.append(entry)
-    return made
-
-
-def kernel_for(op_type: str, dtype: DType, backend: str = PORTABLE, domain: str = "") -> Kernel | None:
-    _load_families()
-    if domain == "ai.onnx":
-        domain = ""
-    return _KERNELS.get((domain, op_type, dtype, backend))
-
-
-def all_kernels() -> list[Kernel]:
-    _load_families()
-    return sorted(_KERNELS.values(), key=lambda k: (k.domain, k.op_type, k.dtype.value, k.backend))
 
 
 def node_dtype(node: Node, graph: Graph) -> DType:
@@ -223,15 +137,3 @@ def python_only(graph: Graph, board=(PORTABLE,)) -> dict[str, str]:
     """{node name: why} for the nodes only the Python reference can run."""
     return {name: found for name, found in c_support(graph, board).items()
             if not isinstance(found, Selection)}
-
-
-_loaded = False
-
-
-def _load_families() -> None:
-    """Import the emitter modules once; each registers its kernels at import."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from onnx2mcu.codegen import emit  # noqa: F401

@@ -37,7 +37,7 @@ from onnx2mcu.ops.conv import Window
 from onnx2mcu.rewrite import Rewriter, is_standard, positions, run_index_ops, scalar
 
 if TYPE_CHECKING:
-    from onnx2mcu.graph_opt.pipeline import PassContext
+    from onnx2mcu.graph_opt.context import PassContext
 
 ADDER_OPS = {"AdderMatMul", "AdderConv"}
 INDEX_OPS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Pad", "Gather", "Slice",

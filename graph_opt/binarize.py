@@ -61,7 +61,7 @@ from onnx2mcu.ops.conv import window
 from onnx2mcu.rewrite import Rewriter, affine_consumer, as_projection, channel_vector, is_standard, scalar
 
 if TYPE_CHECKING:
-    from onnx2mcu.graph_opt.pipeline import PassContext
+    from onnx2mcu.graph_opt.context import PassContext
 
 DOMAIN = "onnx2mcu"
 FLOAT_FORM = {"BinaryMatMul", "BinaryConv"}

@@ -44,7 +44,7 @@ from onnx2mcu.ops.mcubert import DOMAIN, META_FIELDS, reconstruct_rows
 from onnx2mcu.rewrite import Rewriter, is_standard
 
 if TYPE_CHECKING:
-    from onnx2mcu.graph_opt.pipeline import PassContext
+    from onnx2mcu.graph_opt.context import PassContext
 
 MIN_ROWS = 1024  # a table smaller than this is not worth a search
 MIN_BYTES = 64 * 1024

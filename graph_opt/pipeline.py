@@ -14,64 +14,9 @@ run by default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
-from onnx2mcu.errors import UserError
+from onnx2mcu.graph_opt.context import (SIGN_ZERO_MAPPINGS, OptimizeOptions, Pass,  # noqa: F401
+                                        PassContext, PassReport)
 from onnx2mcu.ir import Graph, GraphError
-from onnx2mcu.rewrite import FreshNames
-
-SIGN_ZERO_MAPPINGS = ("exact", "plus-one")
-
-
-@dataclass
-class OptimizeOptions:
-    compress_embeddings: str | None = None  # "4x", "0.25" (ratio) or "500000" (bytes); None: off
-    tile: str = "auto"  # "auto" | "none"
-    ram_budget: int | None = None  # bytes of RAM the tiled model may use (default: the board's)
-    # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,
-    # differs from ONNX where an input is exactly 0; opt-in and reported)
-    binary_sign_zero: str = "exact"
-
-    def __post_init__(self) -> None:
-        if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:
-            raise UserError(f"--binary-sign-zero {self.binary_sign_zero}: choose "
-                            + " or ".join(SIGN_ZERO_MAPPINGS))
-
-
-@dataclass
-class PassReport:
-    """The report sink: one section per pass (what it returned) and notes for the user."""
-
-    sections: dict[str, dict] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def note(self, text: str) -> None:
-        """Something the user must know, e.g. that an opt-in rewrite changed results."""
-        self.notes.append(text)
-
-    def to_dict(self) -> dict:
-        """{pass key: section, ...}, plus "optimize_notes" when a pass left notes."""
-        out = dict(self.sections)
-        if self.notes:
-            out["optimize_notes"] = list(self.notes)
-        return out
-
-
-@dataclass
-class PassContext:
-    """What a pass gets besides the graph."""
-
-    options: OptimizeOptions
-    report: PassReport
-    names: FreshNames
-
-    @classmethod
-    def for_graph(cls, graph: Graph, options: OptimizeOptions | None = None) -> "PassContext":
-        return cls(options or OptimizeOptions(), PassReport(), FreshNames(graph))
-
-
-Pass = Callable[[Graph, PassContext], "dict | None"]
 
 # (report key, pass); passes add themselves here, in the order they must run.
 PASSES: list[tuple[str, Pass]] = []

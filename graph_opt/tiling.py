@@ -43,7 +43,7 @@ from onnx2mcu.rewrite import (FreshNames, Rewriter, bias_add, drop_unused_tensor
                               is_standard, other_input, projection, same_layout, scalar)
 
 if TYPE_CHECKING:
-    from onnx2mcu.graph_opt.pipeline import PassContext
+    from onnx2mcu.graph_opt.context import PassContext
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten")
 TILE_SLACK = 0.03  # without a budget: tiles may add at most this fraction to the floor

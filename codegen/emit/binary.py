@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from onnx2mcu.codegen.context import BINARY
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import Node
 from onnx2mcu.ops.binary import DOMAIN, _output_mode, _pack_axis, conv_window
 

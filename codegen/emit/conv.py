@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from onnx2mcu.codegen.context import CONV
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops.conv import Window, window
 

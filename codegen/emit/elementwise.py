@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from onnx2mcu.codegen.context import (ELEMENTWISE, KERNEL_SUFFIX, TENSOR, bc_view,
                                       broadcast_strides, c_float, dense_strides, simplify_strided)
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import has_input
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from onnx2mcu.codegen.context import (LINALG, broadcast_strides, c_float, dense_strides, prod,
                                       simplify_strided)
 from onnx2mcu.codegen.emit.conv import NO_ACT, c_struct
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from onnx2mcu.codegen.context import MCUBERT as MCUBERT_C
 from onnx2mcu.codegen.context import c_float
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops.mcubert import (DOMAIN, META_FIELDS, _attention_node_dims, _ffn_dims,
                                   _mask_strides, attention_tiles, ffn_tiles)

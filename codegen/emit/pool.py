@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from onnx2mcu.codegen.context import CONV
 from onnx2mcu.codegen.emit.conv import c_struct, window_2d
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import has_output
 

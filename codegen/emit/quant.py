@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from onnx2mcu.codegen.context import QUANT as QUANT_C
 from onnx2mcu.codegen.context import axis_view
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import norm_axis
 

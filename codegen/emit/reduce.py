@@ -3,7 +3,7 @@ ArgMax / ArgMin (float32)."""
 from __future__ import annotations
 
 from onnx2mcu.codegen.context import ELEMENTWISE, NORM, axis_view, prod
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import norm_axis
 from onnx2mcu.ops.reduce import _axes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onnx2mcu.codegen.context import (TENSOR, broadcast_strides, dense_strides, prod,
                                       simplify_strided)
-from onnx2mcu.codegen.kernels import register_kernel
+from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import has_input, has_output, int_list, norm_axis
 

@@ -103,14 +103,12 @@ def register(op_type: str, reference: Reference, **kwargs) -> OpDef:
 
 
 def lookup(op_type: str, domain: str = "") -> OpDef | None:
-    _load_families()
     if domain == "ai.onnx":
         domain = ""
     return _REGISTRY.get((domain, op_type))
 
 
 def all_ops() -> list[OpDef]:
-    _load_families()
     return sorted(_REGISTRY.values(), key=lambda o: (o.domain, o.op_type))
 
 
@@ -140,18 +138,6 @@ def node_scratch_bytes(node: Node, graph: Graph) -> int:
         return int(graph.scratch[node.name])
     op = lookup(node.op_type, node.domain)
     return int(op.scratch_bytes(node, graph)) if op is not None else 0
-
-
-_loaded = False
-
-
-def _load_families() -> None:
-    """Import the op family modules once; each registers its ops at import."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from onnx2mcu.ops import families  # noqa: F401
 
 
 def shape_inputs(*positions: int) -> dict:
