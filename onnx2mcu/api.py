@@ -19,7 +19,7 @@ from onnx2mcu.ir import Graph
 from onnx2mcu.scheduler import Schedule, schedule
 from onnx2mcu.simulator import SimResult
 from onnx2mcu.simulator import simulate as _simulate
-from onnx2mcu.simulator.compare import Agreement, compare, run_onnxruntime, seeded_inputs
+from onnx2mcu.simulator.compare import Agreement, Tolerance, compare, run_onnxruntime, seeded_inputs
 
 ModelLike = "str | os.PathLike | onnx.ModelProto"
 
@@ -54,8 +54,8 @@ class SimulationReport:
 def simulate(model, input_shapes: Mapping[str, Sequence[int]] | None = None,
              inputs: Mapping[str, np.ndarray] | None = None, scheduler: str = "ilp",
              time_limit: float = 60.0, seed: int = 0, check_onnxruntime: bool = True,
-             progress: Callable[[int], None] | None = None, graph: Graph | None = None
-             ) -> SimulationReport:
+             progress: Callable[[int], None] | None = None, graph: Graph | None = None,
+             tolerance: Tolerance | None = None) -> SimulationReport:
     """Schedule, run in the simulator over the planned arena, and compare with onnxruntime."""
     if graph is None:
         from onnx2mcu.graph_opt import optimize
@@ -72,5 +72,5 @@ def simulate(model, input_shapes: Mapping[str, Sequence[int]] | None = None,
             check_onnxruntime = False  # onnxruntime cannot load our custom-domain ops
     if check_onnxruntime:
         expected = run_onnxruntime(proto, values, graph.outputs)
-        agreement = compare(result.outputs, expected)
+        agreement = compare(result.outputs, expected, tolerance)
     return SimulationReport(graph, sched, result, values, agreement)

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from onnx2mcu.errors import UserError
 
+EXIT_MISMATCH = 1  # run/check/simulate: an output outside tolerance
 EXIT_USER_ERROR = 2
 
 
@@ -152,21 +153,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         report = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
                               time_limit=args.time_limit, seed=args.seed,
-                              check_onnxruntime=not args.no_check, progress=progress.update_to)
+                              check_onnxruntime=not args.no_check, progress=progress.update_to,
+                              tolerance=tolerance_of(args))
     finally:
         progress.close()
     data = {**report.to_dict(), **done}
+    status = 0 if report.agreement is None or report.agreement.ok else EXIT_MISMATCH
     if args.plot:
         from onnx2mcu.simulator.plot import plot_memory
 
         plot_memory(data, args.plot)
     if args.json:
         print(json.dumps(data))
-        return 0
+        return status
     print(format_memory_report(data))
     if args.plot:
         print(f"plot       {args.plot}")
-    return 0
+    if report.agreement is not None and not report.agreement.ok:
+        print(report.agreement.table())
+        print(_mismatch_line("simulator", report.agreement.to_dict()))
+    return status
 
 
 def format_memory_report(data: dict) -> str:
@@ -184,8 +190,11 @@ def format_memory_report(data: dict) -> str:
              f"lower bound {sched['lower_bound']} B" if sched.get("lower_bound") else "not proven optimal")
     lines.append(f"scheduler  {sched['method']} ({sched['seconds']:.3f} s, {proof})")
     if data["max_rel_err"] is not None:
+        verdict = data.get("agreement") or {}
         lines.append(f"vs onnxruntime  max_abs_err {data['max_abs_err']:.3g}  "
-                     f"max_rel_err {data['max_rel_err']:.3g}")
+                     f"max_rel_err {data['max_rel_err']:.3g}"
+                     + (f"  {'agree' if verdict['ok'] else 'DISAGREE'} (atol {verdict['atol']:g}, "
+                        f"rtol {verdict['rtol']:g})" if verdict else ""))
     return "\n".join(lines)
 
 
@@ -249,18 +258,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     from onnx2mcu.runner import run_project_dir
 
     mode = "qemu" if args.qemu else "host"
-    data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout)
+    data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout,
+                           tolerance=tolerance_of(args))
     data.pop("outputs")
+    table = data.pop("table")
+    status = 0 if data["ok"] else EXIT_MISMATCH
     if args.json:
         print(json.dumps(data))
-        return 0
+        return status
     print(format_run(data))
-    return 0
+    print(table)
+    if not data["ok"]:
+        print(_mismatch_line(mode, data["agreement"]))
+    return status
+
+
+def tolerance_of(args: argparse.Namespace):
+    from onnx2mcu.simulator.compare import Tolerance
+
+    return Tolerance(atol=args.atol, rtol=args.rtol, int_lsb=args.int8_tolerance)
+
+
+def _mismatch_line(stage: str, agreement: dict) -> str:
+    """One line naming the first output outside tolerance and its worst element."""
+    bad = [o for o in agreement["outputs"] if not o["ok"]]
+    first = bad[0]
+    return (f"onnx2mcu: {stage} outputs disagree with the reference: {len(bad)} output(s) outside "
+            f"tolerance (atol {agreement['atol']:g}, rtol {agreement['rtol']:g}, integer "
+            f"{agreement['int_tolerance']} LSB); first '{first['name']}' element {first['worst_index']}: "
+            f"{first['ours']} vs {first['theirs']} ({first['mismatches']} of {first['elements']} elements)")
 
 
 def format_run(data: dict) -> str:
     lines = [f"{data['mode']:<5} max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}"
-             f"  (vs {data.get('reference', 'onnxruntime')})"]
+             f"  (vs {data.get('reference', 'onnxruntime')})  {'agree' if data.get('ok', True) else 'DISAGREE'}"]
     if data.get("instructions") is not None:
         lines.append(f"      instructions {data['instructions']:,} (inference "
                      f"{(data.get('inference_instructions') or 0):,})")
@@ -271,48 +302,84 @@ def format_run(data: dict) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from onnx2mcu import api
-    from onnx2mcu.build import compile_model
-    from onnx2mcu.runner import run_project_dir
     from onnx2mcu.simulator.compare import load_npz
-    from onnx2mcu.simulator.run_c import have_tool
     from onnx2mcu.targets import get_board
 
     model, graph, done = load_graph(args, get_board(args.board))
     inputs = load_npz(args.inputs, graph) if args.inputs else None
+    tolerance = tolerance_of(args)
     sim = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
-                       time_limit=args.time_limit, seed=args.seed)
+                       time_limit=args.time_limit, seed=args.seed, tolerance=tolerance)
+    temporary = args.output is None
     out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
+    try:
+        data = _check_stages(args, model, graph, done, sim, out_dir, tolerance)
+    finally:
+        if temporary:
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
+    if temporary:
+        data["dir"] = None
+    stages = [("simulate", data["simulate"]), ("host", data["host"]), ("qemu", data["qemu"])]
+    failed = [(name, stage) for name, stage in stages if stage and stage.get("agreement")
+              and not stage["agreement"]["ok"]]
+    status = EXIT_MISMATCH if failed else 0
+    if args.json:
+        print(json.dumps(data))
+        return status
+    s, h, q = data["simulate"], data["host"], data["qemu"]
+    print(f"model {data['model']}  board {args.board}  project "
+          f"{out_dir if not temporary else '(temporary, removed)'}")
+    print("| stage | max_abs_err | max_rel_err | verdict | peak/arena B | flash B | RAM B | instructions |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| simulate | {_err(s['max_abs_err'])} | {_err(s['max_rel_err'])} | {_verdict(s)} | "
+          f"{s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
+    print(f"| host | {_err(h['max_abs_err'])} | {_err(h['max_rel_err'])} | {_verdict(h)} | "
+          f"- / {h['arena_bytes']} | - | - | - |")
+    if q:
+        print(f"| qemu {args.board} | {_err(q['max_abs_err'])} | {_err(q['max_rel_err'])} | {_verdict(q)} | "
+              f"- / {q['arena_bytes']} | {q['flash_bytes']} | {q['ram_bytes']} | {q['instructions']:,} |")
+    else:
+        print(f"qemu skipped: {data['skipped']}")
+    for name, stage in failed:
+        print(f"\n{name}:")
+        print(stage["table"])
+    for name, stage in failed:
+        print(_mismatch_line(name, stage["agreement"]))
+    return status
+
+
+def _check_stages(args, model, graph, done, sim, out_dir, tolerance) -> dict:
+    from onnx2mcu.build import compile_model
+    from onnx2mcu.runner import run_project_dir
+    from onnx2mcu.simulator.run_c import have_tool
+
     compile_model(model, out_dir, board=args.board, inputs=sim.inputs, graph=graph,
                   scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
                   optimization=done)
     sim_data = sim.to_dict()
     data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
-                                                         "peak_step", "max_abs_err", "max_rel_err")}}
-    data["host"] = _strip(run_project_dir(out_dir, "host"))
+                                                         "peak_step", "max_abs_err", "max_rel_err",
+                                                         "agreement")}}
+    if sim.agreement is not None:
+        data["simulate"]["table"] = sim.agreement.table()
+    data["host"] = _strip(run_project_dir(out_dir, "host", tolerance=tolerance))
     if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
-        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout))
+        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout, tolerance=tolerance))
         data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
     else:
         data["qemu"] = None
         data["elf"] = None
         data["skipped"] = ("qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
                            "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
-    if args.json:
-        print(json.dumps(data))
-        return 0
-    s, h, q = data["simulate"], data["host"], data["qemu"]
-    print(f"model {data['model']}  board {args.board}  project {out_dir}")
-    print("| stage | max_rel_err | peak/arena B | flash B | RAM B | instructions |")
-    print("|---|---|---|---|---|---|")
-    print(f"| simulate | {_err(s['max_rel_err'])} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
-    print(f"| host | {_err(h['max_rel_err'])} | - / {h['arena_bytes']} | - | - | - |")
-    if q:
-        print(f"| qemu {args.board} | {_err(q['max_rel_err'])} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
-              f"{q['ram_bytes']} | {q['instructions']:,} |")
-    else:
-        print(f"qemu skipped: {data['skipped']}")
-    return 0
+    return data
+
+
+def _verdict(stage: dict) -> str:
+    agreement = stage.get("agreement")
+    return "-" if not agreement else ("ok" if agreement["ok"] else "FAIL")
 
 
 def _err(value: float | None) -> str:
@@ -322,6 +389,17 @@ def _err(value: float | None) -> str:
 def _strip(data: dict) -> dict:
     data.pop("outputs", None)
     return data
+
+
+def tolerance_args(p: argparse.ArgumentParser) -> None:
+    from onnx2mcu.simulator.compare import DEFAULT_ATOL, DEFAULT_INT8_TOLERANCE, DEFAULT_RTOL
+
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                   help=f"absolute tolerance of float outputs (numpy allclose; default {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help=f"relative tolerance of float outputs (default {DEFAULT_RTOL:g})")
+    p.add_argument("--int8-tolerance", type=int, default=DEFAULT_INT8_TOLERANCE, metavar="N",
+                   help="integer outputs may differ by N LSB (default: exact)")
 
 
 # ----- parser ---------------------------------------------------------------
@@ -360,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit, seconds")
     p.add_argument("--plot", help="draw live bytes per step to this PNG")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    tolerance_args(p)
     optimize_args(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -387,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
     p.add_argument("--json", action="store_true")
+    tolerance_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="compile + simulate + run on host + run under QEMU, one table")
@@ -394,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", help="project folder (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=None)
+    tolerance_args(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("boards", help="list the supported boards")
