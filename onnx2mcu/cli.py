@@ -366,13 +366,17 @@ def _check_stages(args, model, graph, done, sim, out_dir, tolerance) -> dict:
     if sim.agreement is not None:
         data["simulate"]["table"] = sim.agreement.table()
     data["host"] = _strip(run_project_dir(out_dir, "host", tolerance=tolerance))
-    if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
+    from onnx2mcu.targets import get_board
+
+    emulated = get_board(args.board).qemu_machine is not None
+    if emulated and have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
         data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout, tolerance=tolerance))
         data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
     else:
         data["qemu"] = None
         data["elf"] = None
-        data["skipped"] = ("qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
+        data["skipped"] = (f"{args.board} is not emulated by QEMU" if not emulated else
+                           "qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
                            "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
     return data
 
