@@ -183,3 +183,36 @@ def test_simulate_exit_code_follows_the_verdict(monkeypatch, capsys):
     assert "DISAGREE" in out and "FAIL" in out
     assert cli.main(["simulate", "--example", "cnn", "--atol", "0.02"]) == 0
     assert cli.main(["simulate", "--example", "cnn", "--no-check"]) == 0
+
+
+# ----- interrupted compiles ---------------------------------------------------------
+def _complete(project: Path) -> bool:
+    report = json.loads((project / "report.json").read_text())
+    prefix = report["prefix"]
+    needed = [f"{prefix}.c", f"{prefix}.h", f"{prefix}_weights.h", "main.c", "Makefile", "test_inputs.npz",
+              "source.onnx"]
+    wrong = "other" if prefix == "model" else "model"
+    return (prefix in ("model", "other") and all((project / n).exists() for n in needed)
+            and not (project / f"{wrong}.c").exists())
+
+
+def test_killed_compile_leaves_old_or_new_and_next_compile_cleans_up(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "proj"
+    assert cli.main(["compile", "--example", "cnn", "-o", str(out)]) == 0
+    for delay in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
+        proc = subprocess.Popen([sys.executable, "-m", "onnx2mcu.cli", "compile", "--example", "cnn",
+                                 "-o", str(out), "--prefix", "other"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert out.is_dir() and _complete(out), delay
+    # a staging folder a killed compile left (pid gone) is removed by the next compile
+    stale = tmp_path / ".proj.onnx2mcu-staging-999999999-abcd"
+    (stale / "half").mkdir(parents=True)
+    assert cli.main(["compile", "--example", "cnn", "-o", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"]
+    assert json.loads((out / "report.json").read_text())["prefix"] == "model"
