@@ -231,7 +231,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from onnx2mcu.simulator.compare import load_npz
     from onnx2mcu.targets import get_board
 
+    check_output_path(args.output)
     model, graph, done = load_graph(args, get_board(args.board))
+    refuse_uncompilable(graph, get_board(args.board))
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     result = compile_model(model, args.output, board=args.board, inputs=inputs, graph=graph,
                            scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
@@ -252,6 +254,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"build      {hint}" + ("   # then: onnx2mcu run " + str(args.output) + " --qemu"
                                    if result.board.qemu_machine else ""))
     return 0
+
+
+def check_output_path(path) -> None:
+    from onnx2mcu.frontend.validate import check_output_path as check
+
+    check(path)
+
+
+def refuse_uncompilable(graph, board) -> None:
+    """What the generated C could not build or run is refused before codegen (frontend/validate.py)."""
+    from onnx2mcu.frontend.validate import validate_for_codegen, validate_harness
+
+    validate_for_codegen(graph, graph.source)
+    validate_harness(graph, graph.source, board)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -305,7 +321,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from onnx2mcu.simulator.compare import load_npz
     from onnx2mcu.targets import get_board
 
+    if args.output:
+        check_output_path(args.output)
     model, graph, done = load_graph(args, get_board(args.board))
+    refuse_uncompilable(graph, get_board(args.board))
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     tolerance = tolerance_of(args)
     sim = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
@@ -362,7 +381,7 @@ def _check_stages(args, model, graph, done, sim, out_dir, tolerance) -> dict:
     data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
                                                          "peak_step", "max_abs_err", "max_rel_err",
-                                                         "agreement")}}
+                                                         "max_scaled_err", "agreement")}}
     if sim.agreement is not None:
         data["simulate"]["table"] = sim.agreement.table()
     data["host"] = _strip(run_project_dir(out_dir, "host", tolerance=tolerance))
@@ -413,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="onnx2mcu", description="ONNX to C99 for microcontrollers")
     parser.add_argument("--version", action="version", version=f"onnx2mcu {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
@@ -421,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                        help="bind an input's shape (repeatable)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--max-tensor-bytes", type=int, metavar="BYTES",
+                       help="refuse models with a larger tensor (default: the board's largest memory, "
+                            "else 1 GiB)")
 
     def optimize_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--compress-embeddings", metavar="RATIO|BYTES",
@@ -501,14 +524,62 @@ def cmd_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_limits(args: argparse.Namespace) -> None:
+    """--max-tensor-bytes, else the board's largest memory, bounds every tensor the frontend reads."""
+    from onnx2mcu.frontend import validate
+
+    limit = getattr(args, "max_tensor_bytes", None)
+    if limit is None and getattr(args, "board", None):
+        from onnx2mcu.targets import get_board
+
+        limit = validate.board_tensor_limit(get_board(args.board))
+    validate.configure(limit if limit is not None else validate.DEFAULT_MAX_TENSOR_BYTES)
+
+
+EXIT_INTERNAL_ERROR = 70  # sysexits EX_SOFTWARE: a bug in onnx2mcu
+EXIT_OUT_OF_MEMORY = 3
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure_limits(args)
         return args.func(args)
     except UserError as exc:
         print(f"onnx2mcu: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except MemoryError:
+        print("onnx2mcu: error: out of memory; the model or its inputs need more memory than this "
+              "machine has (lower --max-tensor-bytes to refuse such models early)", file=sys.stderr)
+        return EXIT_OUT_OF_MEMORY
+    except OSError as exc:  # the file system refused (disk full, permissions): not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"onnx2mcu: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback unless --debug
+        from onnx2mcu import __version__
+        from onnx2mcu.frontend.validate import library_error
+
+        error = library_error(exc, getattr(args, "model", None) or getattr(args, "dir", None))
+        if error is not None:
+            if args.debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"onnx2mcu: error: {_one_line(error)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if args.debug:
+            raise
+        command = " ".join(["onnx2mcu", *(sys.argv[1:] if argv is None else argv)])
+        print(f"onnx2mcu: internal error ({type(exc).__name__}: {_one_line(exc)[:200]}); this is a bug "
+              f"in onnx2mcu {__version__}: please report it with the command `{command}` and the "
+              "model (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     except KeyboardInterrupt:
         print("onnx2mcu: interrupted", file=sys.stderr)
         return 130

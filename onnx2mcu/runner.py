@@ -120,7 +120,7 @@ def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
     agreement = compare(outputs, expected, tolerance)
     data = {"mode": mode, "board": board.name if mode == "qemu" else "host", "reference": reference,
             "max_abs_err": agreement.max_abs_err, "max_rel_err": agreement.max_rel_err,
-            "ok": agreement.ok, "agreement": agreement.to_dict(), "table": agreement.table(),
+            "max_scaled_err": agreement.max_scaled_err, "ok": agreement.ok, "agreement": agreement.to_dict(), "table": agreement.table(),
             "arena_bytes": report["arena_bytes"], "weights_bytes": report["weights_bytes"],
             "run_seconds": round(result.seconds, 3)}
     if mode == "qemu":
