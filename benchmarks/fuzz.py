@@ -88,7 +88,10 @@ class Mutant:
 
 def mutate(index: int, seeds: list[Path], rng_seed: int) -> Mutant:
     rng = random.Random(f"{rng_seed}:{index}")
-    seed_path = seeds[rng.randrange(len(seeds))]
+    real = [p for p in seeds if NODE_DIR not in p.parents]
+    cases = [p for p in seeds if NODE_DIR in p.parents]
+    pool = real if real and (not cases or rng.random() < 0.5) else cases  # half on the real models
+    seed_path = pool[rng.randrange(len(pool))]
     family = FAMILIES[index % len(FAMILIES)]
     command = COMMANDS[(index // len(FAMILIES)) % len(COMMANDS)]
     original = seed_path.read_bytes()

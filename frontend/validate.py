@@ -27,6 +27,9 @@ MIN_SUPPORTED_OPSET = 1
 """Older default-domain opsets are lifted to 13 by load.py; below 1 is not ONNX."""
 MAX_SUPPORTED_OPSET = onnx.defs.onnx_opset_version()
 """The newest default-domain opset the installed onnx knows (its checker and shape inference)."""
+ACTIVATION_COPIES = 4
+"""The simulator's arena, its per-op numpy results and onnxruntime's buffers: about four
+copies of the activations are alive while a model is checked."""
 MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux)
 MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
 
@@ -355,6 +358,13 @@ def validate_graph(graph: Graph, label: str) -> None:
         if nbytes > limit:
             raise UserError(f"{label}: tensor '{name}' {list(tensor.shape)} needs {nbytes} bytes, more "
                             f"than the limit of {limit} bytes (--max-tensor-bytes or the board's memory)")
+    # the simulator's arena, its numpy results and onnxruntime each hold up to every activation
+    activations = sum(_product(t.shape, limit) * t.dtype.itemsize for t in graph.tensors.values()
+                      if not t.is_const)
+    if activations * ACTIVATION_COPIES > limit:
+        raise UserError(f"{label}: the activations total {activations} bytes; checking them takes about "
+                        f"{ACTIVATION_COPIES}x that, more than the limit of {limit} bytes "
+                        "(--max-tensor-bytes or the board's memory); bind smaller shapes with --input-shape")
     for name in graph.inputs:
         if any(d <= 0 for d in graph.tensors[name].shape):
             raise UserError(f"{label}: input '{name}' has shape {list(graph.tensors[name].shape)}; "
