@@ -20,7 +20,7 @@ from onnx2mcu.ops import lookup, unsupported_reason
 from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_shapes, node_attrs,
                                     shape_inference_error, static_shapes)
 from onnx2mcu.frontend.load import read_model
-from onnx2mcu.frontend.validate import library_error, validate_graph
+from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
 _DTYPES = {
@@ -47,7 +47,7 @@ def load(model: str | os.PathLike | onnx.ModelProto,
         return _load(model, input_shapes, check)
     except Exception as exc:
         label = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "<model>")
-        error = library_error(exc, label)
+        error = library_error(exc, label, reading=True)
         if error is None:
             raise
         raise error from exc
@@ -57,6 +57,7 @@ def _load(model, input_shapes, check: bool) -> Graph:
     proto, label = read_model(model)
     proto = _copy(proto)
     notes = _bind_inputs(proto, dict(input_shapes or {}), label)
+    validate_bound_inputs(proto, label)
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)

@@ -119,6 +119,7 @@ def validate_model(proto: onnx.ModelProto, label: str, model_dir: str | os.PathL
     graph = proto.graph
     if not graph.node:
         raise UserError(f"{label}: the graph has no nodes; re-export the model")
+    _check_names(graph, label)
     _check_opsets(proto, label)
     limit = max_tensor_bytes()
     for init in graph.initializer:
@@ -139,8 +140,26 @@ def validate_model(proto: onnx.ModelProto, label: str, model_dir: str | os.PathL
     for info in graph.output:
         _check_value_info(info, "output", label, limit, shape_optional=True)
     _check_wiring(graph, label, initializers)
+    opset = next((e.version for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
     for node in graph.node:
-        _check_attributes(node, label, graph)
+        _check_attributes(node, label, graph, opset)
+
+
+def _check_names(graph: onnx.GraphProto, label: str) -> None:
+    """Protobuf hands back bytes for a string field that is not UTF-8: a damaged file."""
+    def bad(value) -> bool:
+        return not isinstance(value, str)
+
+    for index, node in enumerate(graph.node):
+        fields = [node.name, node.op_type, node.domain, *node.input, *node.output,
+                  *(a.name for a in node.attribute)]
+        if any(bad(v) for v in fields):
+            raise UserError(f"{label}: node {index} has a name that is not valid UTF-8; the file is damaged")
+    for info in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        if bad(info.name):
+            raise UserError(f"{label}: a tensor name is not valid UTF-8; the file is damaged")
+    if bad(graph.name):
+        raise UserError(f"{label}: the graph name is not valid UTF-8; the file is damaged")
 
 
 def _check_opsets(proto: onnx.ModelProto, label: str) -> None:
@@ -292,11 +311,29 @@ def _check_wiring(graph: onnx.GraphProto, label: str, initializers: set[str]) ->
         raise UserError(f"{label}: graph output '{missing[0]}' is not computed by any node")
 
 
-def _check_attributes(node: onnx.NodeProto, label: str, graph: onnx.GraphProto) -> None:
+def _schema_attribute_types(op_type: str, opset: int) -> dict[str, int] | None:
+    try:
+        schema = onnx.defs.get_schema(op_type, max_inclusive_version=opset, domain="")
+    except Exception:  # noqa: BLE001 - unknown op: reported later, all at once
+        return None
+    return {name: int(attr.type) for name, attr in schema.attributes.items()}
+
+
+def _check_attributes(node: onnx.NodeProto, label: str, graph: onnx.GraphProto, opset: int = 0) -> None:
     if node.domain not in ("", "ai.onnx"):
         return
     who = _node_label(node)
     attrs = {a.name: a for a in node.attribute}
+    if len(attrs) != len(node.attribute):
+        raise UserError(f"{label}: node '{who}' ({node.op_type}) sets an attribute twice")
+    expected = _schema_attribute_types(node.op_type, opset) if opset else None
+    for name, attr in attrs.items():
+        if expected is not None and name in expected and attr.type != expected[name]:
+            got = onnx.AttributeProto.AttributeType.Name(attr.type) if attr.type in \
+                onnx.AttributeProto.AttributeType.values() else str(attr.type)
+            want = onnx.AttributeProto.AttributeType.Name(expected[name])
+            raise UserError(f"{label}: node '{who}' ({node.op_type}) attribute '{name}' is {got}, "
+                            f"the op expects {want}")
     for name in _POSITIVE_INTS.get(node.op_type, ()):
         values = _ints(attrs.get(name))
         if any(v < 1 for v in values):
@@ -332,12 +369,11 @@ def _node_label(node: onnx.NodeProto, index: int | None = None) -> str:
 
 
 def _product(dims: Iterable[int], limit: int) -> int:
-    """The element count, saturating once it passes the limit (no bignum work on 2^62 dims)."""
+    """The exact element count (Python ints: 2^62 dims do not overflow); `limit` is unused
+    but keeps call sites explicit about what the count is compared with."""
     count = 1
     for d in dims:
         count *= int(d)
-        if count > limit:
-            return limit + 1
     return count
 
 
@@ -406,10 +442,17 @@ def validate_for_codegen(graph: Graph, label: str) -> None:
 _LIBRARIES = ("onnx.", "onnxruntime", "google.protobuf", "numpy", "onnx_ir", "onnxscript")
 
 
-def library_error(exc: BaseException, label: str | None) -> UserError | None:
+_READING_ERRORS = (ValueError, TypeError, IndexError, KeyError, ArithmeticError, RuntimeError,
+                   AttributeError, AssertionError, UnicodeError, OSError)
+
+
+def library_error(exc: BaseException, label: str | None, reading: bool = False) -> UserError | None:
     """A UserError for an exception raised inside onnx, onnxruntime, protobuf or numpy (the
     model is what they rejected), naming the file and the node being processed; None for
-    anything else (a bug in onnx2mcu) and for MemoryError."""
+    anything else (a bug in onnx2mcu) and for MemoryError.
+
+    `reading=True` is the frontend's boundary: there numpy raises from C (no Python frame of
+    its own) on what a damaged file declares, so the usual error types count as the file's."""
     if isinstance(exc, (UserError, MemoryError, KeyboardInterrupt, SystemExit)):
         return None
     frames = []
@@ -426,6 +469,8 @@ def library_error(exc: BaseException, label: str | None) -> UserError | None:
     module = type(exc).__module__ or ""
     if library is None and module.split(".")[0] in ("onnx", "onnxruntime", "google"):
         library = module.split(".")[0]
+    if library is None and reading and isinstance(exc, _READING_ERRORS):
+        library = "reading"
     if library is None:
         return None
     node = None
@@ -438,6 +483,9 @@ def library_error(exc: BaseException, label: str | None) -> UserError | None:
     at = f"node '{getattr(node, 'name', '') or '?'}' ({node.op_type}): " if node is not None else ""
     text = str(exc).strip().splitlines()
     first = text[0][:300] if text else type(exc).__name__
+    if library == "reading":
+        return UserError(f"{where}{at}cannot read the model ({type(exc).__name__}: {first}); the file may "
+                         "be damaged; if it runs in onnxruntime, please report this with the model")
     return UserError(f"{where}{at}{library} rejected the model ({type(exc).__name__}: {first}); "
                      "the file may be damaged or use a feature onnx2mcu does not support")
 
@@ -457,3 +505,32 @@ def validate_harness(graph: Graph, label: str, board) -> None:
         raise UserError(f"{label}: the test harness would hold {io_bytes} bytes of inputs and outputs, "
                         f"more than the {limit} bytes {board.name} can take; bind smaller shapes with "
                         "--input-shape")
+
+
+def validate_bound_inputs(proto: onnx.ModelProto, label: str) -> None:
+    """After --input-shape and batch binding, before shape inference and folding see the dims."""
+    limit = max_tensor_bytes()
+    initializers = {i.name for i in proto.graph.initializer}
+    for info in proto.graph.input:
+        if info.name in initializers or not info.type.HasField("tensor_type"):
+            continue
+        dims = [d.dim_value for d in info.type.tensor_type.shape.dim]
+        nbytes = _product(dims, limit) * _ITEMSIZE.get(info.type.tensor_type.elem_type, 8)
+        if nbytes > limit:
+            raise UserError(f"{label}: input '{info.name}' bound to {dims} needs {nbytes} bytes, more than "
+                            f"the limit of {limit} bytes (--max-tensor-bytes); give smaller --input-shape")
+
+
+def validate_npz_header(path, name: str, shape: tuple, dtype) -> None:
+    """An array of an --inputs .npz, judged by its header before it is read."""
+    import numpy as np
+
+    if dtype.hasobject:
+        raise UserError(f"{path}: array '{name}' holds Python objects; save plain numeric arrays")
+    if any(d < 0 for d in shape):
+        raise UserError(f"{path}: array '{name}' has a negative dim {list(shape)}")
+    limit = max_tensor_bytes()
+    nbytes = _product(shape, limit) * max(np.dtype(dtype).itemsize, 1)
+    if nbytes > limit:
+        raise UserError(f"{path}: array '{name}' {list(shape)} needs {nbytes} bytes, more than the limit of "
+                        f"{limit} bytes (--max-tensor-bytes)")

@@ -48,12 +48,36 @@ def _index_range(graph: Graph, name: str, consumers) -> int | None:
 def read_npz(path) -> dict[str, np.ndarray]:
     """Every array of an .npz, with one clear error when the file is missing or unreadable."""
     try:
+        _check_npz_headers(path)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: inputs file not found") from None
     except Exception as exc:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _check_npz_headers(path) -> None:
+    """Every member's dtype and shape from its .npy header, before numpy allocates it."""
+    import zipfile
+
+    from onnx2mcu.frontend.validate import validate_npz_header
+
+    if not zipfile.is_zipfile(path):
+        return  # np.load says what it is
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            validate_npz_header(path, info.filename[:-4], shape, dtype)
 
 
 def load_npz(path: str, graph: Graph) -> dict[str, np.ndarray]:
