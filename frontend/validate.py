@@ -72,11 +72,13 @@ def max_tensor_bytes() -> int:
 
 
 def board_tensor_limit(board) -> int:
-    """The largest memory of a board bounds any one tensor; the host gets the 1 GiB default."""
+    """The default limit for a board: at least 1 GiB, more for a board with more memory.
+
+    The limit guards the memory of the machine running onnx2mcu; whether the model fits
+    the board is build.check_budget's job, which names RAM/flash, the bytes needed and the
+    step at the peak (and which --force overrides), so a board never lowers the limit."""
     sizes = [s for s in (board.ram_bytes, board.flash_bytes, board.ext_bytes) if s]
-    if board.is_host or not sizes:
-        return DEFAULT_MAX_TENSOR_BYTES
-    return max(sizes)
+    return max([DEFAULT_MAX_TENSOR_BYTES, *sizes])
 
 
 # ----- paths --------------------------------------------------------------------
@@ -393,14 +395,14 @@ def validate_graph(graph: Graph, label: str) -> None:
         nbytes = _product(tensor.shape, limit) * tensor.dtype.itemsize
         if nbytes > limit:
             raise UserError(f"{label}: tensor '{name}' {list(tensor.shape)} needs {nbytes} bytes, more "
-                            f"than the limit of {limit} bytes (--max-tensor-bytes or the board's memory)")
+                            f"than the limit of {limit} bytes (--max-tensor-bytes)")
     # the simulator's arena, its numpy results and onnxruntime each hold up to every activation
     activations = sum(_product(t.shape, limit) * t.dtype.itemsize for t in graph.tensors.values()
                       if not t.is_const)
     if activations * ACTIVATION_COPIES > limit:
         raise UserError(f"{label}: the activations total {activations} bytes; checking them takes about "
                         f"{ACTIVATION_COPIES}x that, more than the limit of {limit} bytes "
-                        "(--max-tensor-bytes or the board's memory); bind smaller shapes with --input-shape")
+                        "(--max-tensor-bytes); bind smaller shapes with --input-shape")
     for name in graph.inputs:
         if any(d <= 0 for d in graph.tensors[name].shape):
             raise UserError(f"{label}: input '{name}' has shape {list(graph.tensors[name].shape)}; "

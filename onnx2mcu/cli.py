@@ -442,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bind an input's shape (repeatable)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.add_argument("--max-tensor-bytes", type=int, metavar="BYTES",
-                       help="refuse models with a larger tensor (default: the board's largest memory, "
-                            "else 1 GiB)")
+                       help="refuse models with a larger tensor, before reading it (default 1 GiB, "
+                            "or a bigger board's largest memory)")
 
     def optimize_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--compress-embeddings", metavar="RATIO|BYTES",
@@ -545,6 +545,15 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from onnx2mcu.frontend import validate
+
+    try:
+        return _main(argv)
+    finally:
+        validate.configure(validate.DEFAULT_MAX_TENSOR_BYTES)  # the limit is per command
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
