@@ -22,6 +22,7 @@ from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_
                                     shape_inference_error, static_shapes)
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
+from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
 _DTYPES = {dtype.onnx: dtype for dtype in DType if dtype.onnx is not None}  # ir.DTYPE_TABLE
@@ -33,11 +34,25 @@ def load(model: str | os.PathLike | onnx.ModelProto,
          input_shapes: Mapping[str, Sequence[int]] | None = None, check: bool = True) -> Graph:
     """Read an ONNX model and return the IR with every shape static.
 
-    `check=False` keeps unsupported nodes (for `inspect`, which lists them).
+    `check=False` keeps unsupported nodes (for `inspect`, which lists them).  An exception
+    raised by onnx, protobuf or numpy on this model becomes one UserError naming the file
+    and node (frontend/validate.library_error).
     """
+    try:
+        return _load(model, input_shapes, check)
+    except Exception as exc:
+        label = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "<model>")
+        error = library_error(exc, label, reading=True)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _load(model, input_shapes, check: bool) -> Graph:
     proto, label = read_model(model)
     proto = _copy(proto)
     notes = _bind_inputs(proto, dict(input_shapes or {}), label)
+    validate_bound_inputs(proto, label)
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
@@ -55,6 +70,7 @@ def load(model: str | os.PathLike | onnx.ModelProto,
         if check or not _unknown_shapes(proto) <= _unsupported_outputs(proto):
             raise shape_inference_error(label, inference_errors[0])
     graph = _to_ir(proto, label, notes, strict=check)
+    validate_graph(graph, label)
     if check:
         _check_supported(graph, label)
         _check_reshapes(graph, label)

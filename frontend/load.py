@@ -8,6 +8,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from onnx2mcu.errors import UserError
+from onnx2mcu.frontend.validate import check_path, validate_model
 
 MIN_OPSET = 13
 """Older default-domain opsets are converted up to this one first."""
@@ -17,14 +18,18 @@ def read_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelPr
     """Return (model, label used in messages); checks it and lifts old opsets."""
     if isinstance(model, onnx.ModelProto):
         proto, label = model, model.graph.name or "<model>"
+        validate_model(proto, label, None)
     else:
-        path = Path(model)
+        path = check_path(model)
         label = str(path)
-        if not path.exists():
-            raise UserError(f"{label}: file not found; give the path of an .onnx model")
-        if path.is_dir():
-            raise UserError(f"{label}: is a folder, not an .onnx file")
-        data = path.read_bytes()
+        try:
+            if not path.exists():
+                raise UserError(f"{label}: file not found; give the path of an .onnx model")
+            if path.is_dir():
+                raise UserError(f"{label}: is a folder, not an .onnx file")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{label}: cannot read the model ({exc.strerror or exc})") from None
         if not data:
             raise UserError(f"{label}: file is empty; re-export the model")
         try:
@@ -35,6 +40,7 @@ def read_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelPr
         if proto.ByteSize() == 0 or not proto.HasField("graph") or not proto.graph.node:
             raise UserError(f"{label}: not an ONNX model (no graph inside); "
                             "the file may be truncated or of another format")
+        validate_model(proto, label, path.parent)
         if _uses_external_data(proto):
             try:
                 onnx.load_external_data_for_model(proto, str(path.parent))
@@ -43,7 +49,7 @@ def read_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelPr
                                 "keep the .data file next to the model") from None
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, ValueError, RuntimeError, TypeError) as exc:
         raise UserError(f"{label}: invalid ONNX model: {_first_line(exc)}") from None
     return _lift_opset(proto, label), label
 

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from onnx2mcu.errors import UserError
 
+EXIT_MISMATCH = 1  # run/check/simulate: an output outside tolerance
 EXIT_USER_ERROR = 2
 
 
@@ -41,6 +42,8 @@ def pipeline_options(args: argparse.Namespace, **overrides):
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
         values["check_onnxruntime"] = False
+    if hasattr(args, "atol"):
+        values["tolerance"] = tolerance_of(args)
     values.update(overrides)
     return Options(**values)
 
@@ -160,21 +163,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                      optimization=optimized.optimization)
     finally:
         progress.close()
-    data = {**result.simulation.to_dict(), **result.optimization}
+    report = result.simulation
+    data = {**report.to_dict(), **result.optimization}
+    status = 0 if report.agreement is None or report.agreement.ok else EXIT_MISMATCH
     from onnx2mcu.codegen.kernels import python_only
 
     data["python_only"] = [{"node": name, "op": result.graph.node(name).op_type, "reason": why}
                            for name, why in python_only(result.graph).items()]
     if args.json:
         print(json.dumps(data))
-        return 0
+        return status
     print(format_memory_report(data))
     if data["python_only"]:
         print(f"python-only nodes: {', '.join(e['node'] + ' (' + e['op'] + ')' for e in data['python_only'])}"
               " (no C kernel: `compile` refuses them)")
     if args.plot:
         print(f"plot       {args.plot}")
-    return 0
+    if report.agreement is not None and not report.agreement.ok:
+        print(report.agreement.table())
+        print(_mismatch_line("simulator", report.agreement.to_dict()))
+    return status
 
 
 def format_memory_report(data: dict) -> str:
@@ -192,8 +200,11 @@ def format_memory_report(data: dict) -> str:
              f"lower bound {sched['lower_bound']} B" if sched.get("lower_bound") else "not proven optimal")
     lines.append(f"scheduler  {sched['method']} ({sched['seconds']:.3f} s, {proof})")
     if data["max_rel_err"] is not None:
+        verdict = data.get("agreement") or {}
         lines.append(f"vs onnxruntime  max_abs_err {data['max_abs_err']:.3g}  "
-                     f"max_rel_err {data['max_rel_err']:.3g}")
+                     f"max_rel_err {data['max_rel_err']:.3g}"
+                     + (f"  {'agree' if verdict['ok'] else 'DISAGREE'} (atol {verdict['atol']:g}, "
+                        f"rtol {verdict['rtol']:g})" if verdict else ""))
     return "\n".join(lines)
 
 
@@ -228,6 +239,7 @@ def _progress(total: int, label: str, quiet: bool = False):
 def cmd_compile(args: argparse.Namespace) -> int:
     from onnx2mcu.pipeline import run
 
+    check_output_path(args.output)
     done = run(resolve_model(args), pipeline_options(args, output=args.output))
     print_notes(done.optimization)
     result = done.compiled
@@ -249,22 +261,50 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_path(path) -> None:
+    from onnx2mcu.frontend.validate import check_output_path as check
+
+    check(path)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from onnx2mcu.runner import run_project_dir
 
     mode = "qemu" if args.qemu else "host"
-    data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout)
+    data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout,
+                           tolerance=tolerance_of(args))
     data.pop("outputs")
+    table = data.pop("table")
+    status = 0 if data["ok"] else EXIT_MISMATCH
     if args.json:
         print(json.dumps(data))
-        return 0
+        return status
     print(format_run(data))
-    return 0
+    print(table)
+    if not data["ok"]:
+        print(_mismatch_line(mode, data["agreement"]))
+    return status
+
+
+def tolerance_of(args: argparse.Namespace):
+    from onnx2mcu.simulator.compare import Tolerance
+
+    return Tolerance(atol=args.atol, rtol=args.rtol, int_lsb=args.int8_tolerance)
+
+
+def _mismatch_line(stage: str, agreement: dict) -> str:
+    """One line naming the first output outside tolerance and its worst element."""
+    bad = [o for o in agreement["outputs"] if not o["ok"]]
+    first = bad[0]
+    return (f"onnx2mcu: {stage} outputs disagree with the reference: {len(bad)} output(s) outside "
+            f"tolerance (atol {agreement['atol']:g}, rtol {agreement['rtol']:g}, integer "
+            f"{agreement['int_tolerance']} LSB); first '{first['name']}' element {first['worst_index']}: "
+            f"{first['ours']} vs {first['theirs']} ({first['mismatches']} of {first['elements']} elements)")
 
 
 def format_run(data: dict) -> str:
     lines = [f"{data['mode']:<5} max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}"
-             f"  (vs {data.get('reference', 'onnxruntime')})"]
+             f"  (vs {data.get('reference', 'onnxruntime')})  {'agree' if data.get('ok', True) else 'DISAGREE'}"]
     if data.get("instructions") is not None:
         lines.append(f"      instructions {data['instructions']:,} (inference "
                      f"{(data.get('inference_instructions') or 0):,})")
@@ -275,41 +315,84 @@ def format_run(data: dict) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from onnx2mcu.pipeline import run
+
+    if args.output:
+        check_output_path(args.output)
+    tolerance = tolerance_of(args)
+    temporary = args.output is None
+    out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
+    try:
+        # one schedule, simulated and compiled: the simulator checks the very plan the C runs
+        result = run(resolve_model(args), pipeline_options(args, simulate=True, output=out_dir,
+                                                           tolerance=tolerance))
+        print_notes(result.optimization)
+        data = _check_stages(args, result.simulation, out_dir, tolerance)
+    finally:
+        if temporary:
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)
+    if temporary:
+        data["dir"] = None
+    stages = [("simulate", data["simulate"]), ("host", data["host"]), ("qemu", data["qemu"])]
+    failed = [(name, stage) for name, stage in stages if stage and stage.get("agreement")
+              and not stage["agreement"]["ok"]]
+    status = EXIT_MISMATCH if failed else 0
+    if args.json:
+        print(json.dumps(data))
+        return status
+    s, h, q = data["simulate"], data["host"], data["qemu"]
+    print(f"model {data['model']}  board {args.board}  project "
+          f"{out_dir if not temporary else '(temporary, removed)'}")
+    print("| stage | max_abs_err | max_rel_err | verdict | peak/arena B | flash B | RAM B | instructions |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| simulate | {_err(s['max_abs_err'])} | {_err(s['max_rel_err'])} | {_verdict(s)} | "
+          f"{s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
+    print(f"| host | {_err(h['max_abs_err'])} | {_err(h['max_rel_err'])} | {_verdict(h)} | "
+          f"- / {h['arena_bytes']} | - | - | - |")
+    if q:
+        print(f"| qemu {args.board} | {_err(q['max_abs_err'])} | {_err(q['max_rel_err'])} | {_verdict(q)} | "
+              f"- / {q['arena_bytes']} | {q['flash_bytes']} | {q['ram_bytes']} | {q['instructions']:,} |")
+    else:
+        print(f"qemu skipped: {data['skipped']}")
+    for name, stage in failed:
+        print(f"\n{name}:")
+        print(stage["table"])
+    for name, stage in failed:
+        print(_mismatch_line(name, stage["agreement"]))
+    return status
+
+
+def _check_stages(args, sim, out_dir, tolerance) -> dict:
     from onnx2mcu.runner import run_project_dir
     from onnx2mcu.simulator.run_c import have_tool
 
-    out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
-    # one schedule, simulated and compiled: the simulator checks the very plan the C runs
-    result = run(resolve_model(args), pipeline_options(args, simulate=True, output=out_dir))
-    print_notes(result.optimization)
-    sim_data = result.simulation.to_dict()
+    sim_data = sim.to_dict()
     data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
-                                                         "peak_step", "max_abs_err", "max_rel_err")}}
-    data["host"] = _strip(run_project_dir(out_dir, "host"))
-    if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
-        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout))
+                                                         "peak_step", "max_abs_err", "max_rel_err",
+                                                         "max_scaled_err", "agreement")}}
+    if sim.agreement is not None:
+        data["simulate"]["table"] = sim.agreement.table()
+    data["host"] = _strip(run_project_dir(out_dir, "host", tolerance=tolerance))
+    from onnx2mcu.targets import get_board
+
+    emulated = get_board(args.board).qemu_machine is not None
+    if emulated and have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
+        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout, tolerance=tolerance))
         data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
     else:
         data["qemu"] = None
         data["elf"] = None
-        data["skipped"] = ("qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
+        data["skipped"] = (f"{args.board} is not emulated by QEMU" if not emulated else
+                           "qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
                            "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
-    if args.json:
-        print(json.dumps(data))
-        return 0
-    s, h, q = data["simulate"], data["host"], data["qemu"]
-    print(f"model {data['model']}  board {args.board}  project {out_dir}")
-    print("| stage | max_rel_err | peak/arena B | flash B | RAM B | instructions |")
-    print("|---|---|---|---|---|---|")
-    print(f"| simulate | {_err(s['max_rel_err'])} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
-    print(f"| host | {_err(h['max_rel_err'])} | - / {h['arena_bytes']} | - | - | - |")
-    if q:
-        print(f"| qemu {args.board} | {_err(q['max_rel_err'])} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
-              f"{q['ram_bytes']} | {q['instructions']:,} |")
-    else:
-        print(f"qemu skipped: {data['skipped']}")
-    return 0
+    return data
+
+
+def _verdict(stage: dict) -> str:
+    agreement = stage.get("agreement")
+    return "-" if not agreement else ("ok" if agreement["ok"] else "FAIL")
 
 
 def _err(value: float | None) -> str:
@@ -321,6 +404,17 @@ def _strip(data: dict) -> dict:
     return data
 
 
+def tolerance_args(p: argparse.ArgumentParser) -> None:
+    from onnx2mcu.simulator.compare import DEFAULT_ATOL, DEFAULT_INT8_TOLERANCE, DEFAULT_RTOL
+
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                   help=f"absolute tolerance of float outputs (numpy allclose; default {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help=f"relative tolerance of float outputs (default {DEFAULT_RTOL:g})")
+    p.add_argument("--int8-tolerance", type=int, default=DEFAULT_INT8_TOLERANCE, metavar="N",
+                   help="integer outputs may differ by N LSB (default: exact)")
+
+
 # ----- parser ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from onnx2mcu import __version__
@@ -328,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="onnx2mcu", description="ONNX to C99 for microcontrollers")
     parser.add_argument("--version", action="version", version=f"onnx2mcu {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
@@ -336,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                        help="bind an input's shape (repeatable)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--max-tensor-bytes", type=int, metavar="BYTES",
+                       help="refuse models with a larger tensor, before reading it (default 1 GiB, "
+                            "or a bigger board's largest memory)")
 
     def optimize_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--compress-embeddings", metavar="RATIO|BYTES",
@@ -360,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit, seconds")
     p.add_argument("--plot", help="draw live bytes per step to this PNG")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    tolerance_args(p)
     optimize_args(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -387,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
     p.add_argument("--json", action="store_true")
+    tolerance_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="compile + simulate + run on host + run under QEMU, one table")
@@ -394,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", help="project folder (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=None)
+    tolerance_args(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("boards", help="list the supported boards")
@@ -416,14 +517,71 @@ def cmd_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_limits(args: argparse.Namespace) -> None:
+    """--max-tensor-bytes, else the board's largest memory, bounds every tensor the frontend reads."""
+    from onnx2mcu.frontend import validate
+
+    limit = getattr(args, "max_tensor_bytes", None)
+    if limit is None and getattr(args, "board", None):
+        from onnx2mcu.targets import get_board
+
+        limit = validate.board_tensor_limit(get_board(args.board))
+    validate.configure(limit if limit is not None else validate.DEFAULT_MAX_TENSOR_BYTES)
+
+
+EXIT_INTERNAL_ERROR = 70  # sysexits EX_SOFTWARE: a bug in onnx2mcu
+EXIT_OUT_OF_MEMORY = 3
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from onnx2mcu.frontend import validate
+
+    try:
+        return _main(argv)
+    finally:
+        validate.configure(validate.DEFAULT_MAX_TENSOR_BYTES)  # the limit is per command
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure_limits(args)
         return args.func(args)
     except UserError as exc:
         print(f"onnx2mcu: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except MemoryError:
+        print("onnx2mcu: error: out of memory; the model or its inputs need more memory than this "
+              "machine has (lower --max-tensor-bytes to refuse such models early)", file=sys.stderr)
+        return EXIT_OUT_OF_MEMORY
+    except OSError as exc:  # the file system refused (disk full, permissions): not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"onnx2mcu: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback unless --debug
+        from onnx2mcu import __version__
+        from onnx2mcu.frontend.validate import library_error
+
+        error = library_error(exc, getattr(args, "model", None) or getattr(args, "dir", None))
+        if error is not None:
+            if args.debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"onnx2mcu: error: {_one_line(error)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if args.debug:
+            raise
+        command = " ".join(["onnx2mcu", *(sys.argv[1:] if argv is None else argv)])
+        print(f"onnx2mcu: internal error ({type(exc).__name__}: {_one_line(exc)[:200]}); this is a bug "
+              f"in onnx2mcu {__version__}: please report it with the command `{command}` and the "
+              "model (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     except KeyboardInterrupt:
         print("onnx2mcu: interrupted", file=sys.stderr)
         return 130

@@ -39,15 +39,31 @@ def _umask() -> int:
     return mask
 
 
+STAGING_TAG = "onnx2mcu-staging"
+"""Staging folders are `.<out>.onnx2mcu-staging-<pid>-<random>` beside the output folder;
+the pid lets a later compile tell a killed compile's leftovers from a running one's."""
+
+
 def write_folder_atomic(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
                         finish: Callable[[Path], None] | None = None) -> Path:
-    """Write `files` (relative path -> text or bytes) into a fresh temporary sibling folder,
-    let `finish(tmp)` add more, then swap it in for `out_dir`; returns the resolved folder."""
+    """Write `files` into a fresh staging sibling folder, let `finish(tmp)` add more, then swap it in.
+
+    The swap is one atomic exchange of the two folder names (Linux renameat2), so a compile
+    killed at any point leaves the old folder or the new one at `out_dir`, never a mix; the
+    staging folders a killed compile left are removed by the next compile of the same folder."""
     out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        raise UserError(f"{out}: exists and is not a folder; pass another -o")
+    remove_stale_staging(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{STAGING_TAG}-{os.getpid()}-", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"{out.parent}: cannot write the output folder here ({exc.strerror}); "
+                        "pick a writable -o") from None
+    umask = os.umask(0o22)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the project private
     try:
         for rel, content in files.items():
             path = tmp / rel
@@ -59,13 +75,80 @@ def write_folder_atomic(out_dir: str | os.PathLike, files: Mapping[str, str | by
         if finish is not None:
             finish(tmp)
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.rename(out, old / "x")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, out):
+                shutil.rmtree(tmp, ignore_errors=True)  # now holds the old project
+            else:
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.{STAGING_TAG}-{os.getpid()}-old-",
+                                            dir=out.parent))
+                os.rename(out, old / "x")
+                os.rename(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{out}: cannot write the project ({exc.strerror or exc}); "
+                        "check the folder's permissions and free space") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _make_parent(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{out}: a parent of the output folder is a file; pick another -o") from None
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder's parent ({exc.strerror}); "
+                        "pick a writable -o") from None
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders of compiles of `out` whose process is gone; when a killed
+    compile had moved the old folder aside (non-atomic fallback), put it back first."""
+    removed = []
+    try:
+        candidates = sorted(out.parent.glob(f".{out.name}.{STAGING_TAG}-*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        pid_text = path.name[len(f".{out.name}.{STAGING_TAG}-"):].split("-", 1)[0]
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        moved_aside = path / "x"
+        if path.name.split("-")[-2:-1] == ["old"] and moved_aside.is_dir() and not out.exists():
+            os.rename(moved_aside, out)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier compile in this process finished or failed: its folder is stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from onnx2mcu.build import CompileResult
     from onnx2mcu.scheduler import Schedule
     from onnx2mcu.simulator import SimResult
-    from onnx2mcu.simulator.compare import Agreement
+    from onnx2mcu.simulator.compare import Agreement, Tolerance
 
 STOP_AFTER = ("load", "optimize", "schedule")
 
@@ -54,6 +54,7 @@ class Options:
     # simulate
     simulate: bool = False  # run the simulator over the planned arena
     check_onnxruntime: bool = True  # and compare with onnxruntime (--no-check: False)
+    tolerance: "Tolerance | None" = None  # --atol/--rtol/--int8-tolerance (None: the defaults)
     plot: str | os.PathLike | None = None  # --plot PNG of live bytes per step (needs simulate)
     progress: Callable[[int], None] | None = None  # called with each simulated step
     # codegen
@@ -132,6 +133,11 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
 
     if options.output is not None:
         from onnx2mcu.codegen.generate import c_support, raise_unsupported
+        from onnx2mcu.frontend.validate import validate_for_codegen, validate_harness
+
+        # what the generated C could not build or run is refused before codegen
+        validate_for_codegen(graph, graph.source)
+        validate_harness(graph, graph.source, board)
 
         problems = c_support(graph, board)
         if problems:
@@ -190,7 +196,8 @@ def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarr
         if {n.domain for n in proto.graph.node} - {"", "ai.onnx"}:
             check = False  # onnxruntime cannot load our custom-domain ops
     if check:
-        agreement = compare(sim.outputs, run_onnxruntime(proto, values, graph.outputs))
+        agreement = compare(sim.outputs, run_onnxruntime(proto, values, graph.outputs),
+                            options.tolerance)
     report = SimulationReport(graph, sched, sim, values, agreement)
     if options.plot:
         from onnx2mcu.simulator.plot import plot_memory

@@ -48,6 +48,8 @@ def simulation_report(report: "SimulationReport") -> dict:
         "live_at_peak": result.live_at_peak,
         "max_abs_err": None if report.agreement is None else report.agreement.max_abs_err,
         "max_rel_err": None if report.agreement is None else report.agreement.max_rel_err,
+        "max_scaled_err": None if report.agreement is None else report.agreement.max_scaled_err,
+        "agreement": None if report.agreement is None else report.agreement.to_dict(),
         "macs": sum(macs(graph).values()),
         "notes": graph.notes,
         "inputs": {n: list(graph.tensors[n].shape) for n in graph.inputs},

@@ -18,7 +18,7 @@ from onnx2mcu.build import SOURCE_MODEL, TEST_INPUTS
 from onnx2mcu.codegen.board_project import write_board_files
 from onnx2mcu.codegen.generate import dump_json, render_harness
 from onnx2mcu.errors import UserError
-from onnx2mcu.simulator.compare import compare, read_npz, run_onnxruntime
+from onnx2mcu.simulator.compare import Tolerance, compare, read_npz, run_onnxruntime
 from onnx2mcu.simulator.elf import elf_sizes
 from onnx2mcu.simulator.run_c import build, run_host, run_qemu
 from onnx2mcu.targets import get_board
@@ -86,8 +86,12 @@ def expected_outputs(proto: onnx.ModelProto, report: dict,
 
 
 def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
-                    count_instructions: bool = True, timeout: float | None = None) -> dict:
-    """Build + run + read back + compare; mode is 'host' or 'qemu'."""
+                    count_instructions: bool = True, timeout: float | None = None,
+                    tolerance: Tolerance | None = None) -> dict:
+    """Build + run + read back + compare; mode is 'host' or 'qemu'.
+
+    data["ok"] is the allclose verdict (see simulator/compare.Tolerance); the CLI turns a
+    False into exit code 1, and data["agreement"] names the output and element that failed."""
     project = Path(project_dir)
     if not project.is_dir():
         raise UserError(f"{project}: no such folder; create it with `onnx2mcu compile MODEL -o {project}`")
@@ -113,9 +117,10 @@ def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
         outputs[name] = outputs[name].reshape(info["shape"])
     proto = onnx.load(str(project / SOURCE_MODEL))
     expected, reference = expected_outputs(proto, report, values)
-    agreement = compare(outputs, expected)
+    agreement = compare(outputs, expected, tolerance)
     data = {"mode": mode, "board": board.name if mode == "qemu" else "host", "reference": reference,
             "max_abs_err": agreement.max_abs_err, "max_rel_err": agreement.max_rel_err,
+            "max_scaled_err": agreement.max_scaled_err, "ok": agreement.ok, "agreement": agreement.to_dict(), "table": agreement.table(),
             "arena_bytes": report["arena_bytes"], "weights_bytes": report["weights_bytes"],
             "run_seconds": round(result.seconds, 3)}
     if mode == "qemu":

@@ -49,6 +49,9 @@ ARM_GCC = "arm-none-eabi-gcc"
 ARM_NM = "arm-none-eabi-nm"
 QEMU = "qemu-system-arm"
 HOST_CC = "gcc"
+EXTRA_CFLAGS_ENV = "ONNX2MCU_HOST_CFLAGS"
+"""Extra flags for every host build (`make EXTRA_CFLAGS=...`): the sanitizer test and the
+deliberately-wrong-kernel test use it; the generated files do not change."""
 
 _INSTALL_HINT = ("install them with: apt-get install --no-install-recommends gcc-arm-none-eabi "
                  "libnewlib-arm-none-eabi qemu-system-arm")
@@ -124,7 +127,11 @@ def build(project_dir: "str | os.PathLike", target: "Board | str | None" = None,
     _require("make", "build the generated project")
     _require(HOST_CC if board.is_host else ARM_GCC, f"build for {board.name}")
     cmd = ["make", "-C", str(project), f"-j{max(1, int(jobs))}"]
-    for key, value in (make_vars or {}).items():
+    make_vars = dict(make_vars or {})
+    extra = os.environ.get(EXTRA_CFLAGS_ENV)
+    if extra and board.is_host and "EXTRA_CFLAGS" not in make_vars:
+        make_vars["EXTRA_CFLAGS"] = extra  # the CFLAGS hook of Makefile.host.j2 (sanitizers, test faults)
+    for key, value in make_vars.items():
         cmd.append(f"{key}={value}")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

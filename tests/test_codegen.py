@@ -228,7 +228,7 @@ def test_generated_sources_are_listed_in_the_makefile(synthetic_project):
 @needs_host
 def test_synthetic_model_on_host(synthetic_project):
     data = run_project_dir(str(synthetic_project), "host")
-    assert data["max_rel_err"] <= 1e-5
+    assert data["max_scaled_err"] <= 1e-5
     assert data["outputs"]["kout"].tolist() == [[0, 1, 2], [3, 4, 5]]  # a constant output
     assert data["outputs"]["dmask"].all()
 
@@ -243,7 +243,7 @@ def test_synthetic_model_builds_for_cortex_m4(synthetic_project):
 @needs_qemu
 def test_synthetic_model_under_qemu(synthetic_project):
     data = run_project_dir(str(synthetic_project), "qemu")
-    assert data["max_rel_err"] <= 1e-5
+    assert data["max_scaled_err"] <= 1e-5
 
 
 # ----- big weight blobs compile fast ------------------------------------------------------
@@ -288,7 +288,7 @@ def test_four_megabytes_of_weights_compile_fast(tmp_path, capsys):
     assert rss_mb < 2048
     if HAVE_HOST:
         data = run_project_dir(str(tmp_path / "big"), "host")
-        assert data["max_rel_err"] <= 1e-5
+        assert data["max_scaled_err"] <= 1e-5
 
 
 # ----- emitter support and layout helpers -------------------------------------------------

@@ -163,7 +163,7 @@ def test_pass_replaces_the_lookup_and_reports(monkeypatch):
 
             init.CopyFrom(numpy_helper.from_array(rebuilt.astype(np.float32), table.name))
     want = run_onnxruntime(model, values, graph.outputs)
-    assert compare(ours, want).max_rel_err <= 1e-4
+    assert compare(ours, want).max_scaled_err <= 1e-4
     # off by default
     again, done = optimize(copy.deepcopy(original), OptimizeOptions(tile="none"))
     assert "embedding_compression" not in done and "Gather" in [n.op_type for n in again.nodes]
@@ -219,14 +219,15 @@ def test_bert_tiny_total_parameters_shrink_5_7x(exports, capsys):
                  f"attention_mask=1,{SEQ}", "--compress-embeddings", str(table_budget),
                  "--inputs", str(npz), "--scheduler", "file-order", "--json"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 1  # lossy by design: outside the default tolerance, and simulate says so
     data = json.loads(out)
+    assert data["agreement"]["ok"] is False
     report = data["embedding_compression"]
     assert total / data["weights_bytes"] >= 5.7, (total, data["weights_bytes"])
     assert report["ratio"] > 10 and 0 < report["rel_error"] < 1
     assert report["weights_ratio"] >= 5.7
     # random weights: the error against the uncompressed model is real but bounded
-    assert 0 < data["max_rel_err"] < 2
+    assert 0 < data["max_scaled_err"] < 2
     assert "tiling" in data
 
 

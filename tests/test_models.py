@@ -51,7 +51,7 @@ def simulate_json(argv: list[str], capsys) -> dict:
 def check_report(data: dict) -> None:
     for key in KEYS:
         assert key in data, f"--json lacks '{key}'"
-    assert data["max_rel_err"] is not None and data["max_rel_err"] <= MAX_REL_ERR, data["max_rel_err"]
+    assert data["max_scaled_err"] is not None and data["max_scaled_err"] <= MAX_REL_ERR, data["max_scaled_err"]
     assert 0 <= data["max_abs_err"] < float("inf")
     assert data["arena_bytes"] >= data["peak_bytes"] > 0
     assert data["weights_bytes"] > 0
