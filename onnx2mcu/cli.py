@@ -37,7 +37,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
 
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero"):
+                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):

@@ -54,6 +54,7 @@ class Options:
     # simulate
     simulate: bool = False  # run the simulator over the planned arena
     check_onnxruntime: bool = True  # and compare with onnxruntime (--no-check: False)
+    max_tensor_bytes: int | None = None  # --max-tensor-bytes (None: 1 GiB or the board's largest memory)
     tolerance: "Tolerance | None" = None  # --atol/--rtol/--int8-tolerance (None: the defaults)
     plot: str | os.PathLike | None = None  # --plot PNG of live bytes per step (needs simulate)
     progress: Callable[[int], None] | None = None  # called with each simulated step
@@ -110,6 +111,10 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
     if options.stop_after not in (None, *STOP_AFTER):
         raise UserError(f"stop_after '{options.stop_after}': choose one of {', '.join(STOP_AFTER)}")
     board = get_board(options.board)
+    from onnx2mcu.frontend import validate
+
+    validate.configure(options.max_tensor_bytes if options.max_tensor_bytes is not None
+                       else validate.board_tensor_limit(board))
     budget = MemoryBudget.for_board(board, options.ram_budget, options.stack_bytes, options.heap_bytes)
     if graph is None:
         from onnx2mcu.frontend import load

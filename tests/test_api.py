@@ -24,8 +24,9 @@ from onnx2mcu.pipeline import Options, run
 pytestmark = [pytest.mark.unit]
 ROOT = Path(__file__).resolve().parents[1]
 NOT_PIPELINE = {"help", "model", "example", "json", "timeout", "func", "command", "dir", "host", "qemu",
-                "version"}
-RENAMED = {"input_shape": "input_shapes", "no_check": "check_onnxruntime"}
+                "version", "debug"}
+RENAMED = {"input_shape": "input_shapes", "no_check": "check_onnxruntime",
+           "atol": "tolerance", "rtol": "tolerance", "int8_tolerance": "tolerance"}
 
 
 def _subparsers():

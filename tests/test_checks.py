@@ -168,16 +168,16 @@ def test_check_with_a_wrong_kernel_exits_1_and_leaves_no_temp_folder(tmp_path):
 def test_simulate_exit_code_follows_the_verdict(monkeypatch, capsys):
     assert cli.main(["simulate", "--example", "cnn"]) == 0
     capsys.readouterr()
-    from onnx2mcu import api
+    import onnx2mcu.simulator as simulator
 
-    real = api._simulate
+    real = simulator.simulate
 
     def wrong_simulator(*args, **kwargs):  # a deliberately wrong kernel in the simulator
         result = real(*args, **kwargs)
         result.outputs = {k: v + np.float32(0.01) for k, v in result.outputs.items()}
         return result
 
-    monkeypatch.setattr(api, "_simulate", wrong_simulator)
+    monkeypatch.setattr(simulator, "simulate", wrong_simulator)
     assert cli.main(["simulate", "--example", "cnn"]) == 1
     out = capsys.readouterr().out
     assert "DISAGREE" in out and "FAIL" in out

@@ -324,7 +324,6 @@ def test_shape_rule_of_our_own_op_fills_what_onnx_inference_cannot(monkeypatch):
         return [(x.shape[:-1] + (2 * x.shape[-1],), DType.FLOAT32)]
 
     op = registry.OpDef("Twice", twice, domain="test.onnx2mcu", infer=infer)
-    registry._load_families()
     monkeypatch.setitem(registry._REGISTRY, ("test.onnx2mcu", "Twice"), op)
     nodes = [helper.make_node("Twice", ["x"], ["t"], name="twice", domain="test.onnx2mcu"),
              helper.make_node("Relu", ["t"], ["r"], name="relu"),
