@@ -1,7 +1,8 @@
 """IR + schedule -> a folder of C sources: model.{c,h}, weights, kernels, harness, Makefile, report.
 
-The whole folder is written under a temporary name next to the destination
-and renamed into place, so a failure never leaves half a project behind.
+Every file is written aside in a staging folder and renamed into place by
+codegen/output_dir.py, so a failure never leaves half a project behind and a
+user's own files in the output folder are never lost.
 Output is a pure function of (IR, schedule, options): no timestamps, stable
 ordering, so the same model gives byte-identical files.
 """
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +19,7 @@ import jinja2
 import numpy as np
 
 from onnx2mcu import __version__
+from onnx2mcu.codegen import output_dir
 from onnx2mcu.codegen.context import (C_TYPES, CContext, NotSupportedInC, c_float,
                                       c_identifier, c_int)
 from onnx2mcu.codegen.weights import format_words, layout_weights, weight_words
@@ -219,13 +219,11 @@ def runtime_files(kernel_sources: list[str]) -> dict[str, bytes]:
 
 
 def write_project(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
-                  finish=None) -> Path:
-    """Write `files` into a fresh temporary sibling folder, let `finish(tmp)` add more, then swap it in."""
-    out = Path(out_dir).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+                  finish=None, force: bool = False) -> Path:
+    """Write `files` into a staging folder, let `finish(tmp)` add more, then install them in `out_dir`.
+
+    codegen/output_dir.py decides what may be replaced (never a file of the user's)."""
+    tmp = output_dir.make_staging(out_dir)
     try:
         for rel, content in files.items():
             path = tmp / rel
@@ -236,17 +234,10 @@ def write_project(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
                 path.write_bytes(content)
         if finish is not None:
             finish(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.rename(out, old / "x")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        output_dir.discard(tmp)
         raise
-    return out
+    return output_dir.install(tmp, force=force, version=__version__)
 
 
 def dump_json(data: dict) -> str:

@@ -117,7 +117,7 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                          + [name for name in kernels if name.endswith(".c")])
         write_board_files(board, tmp, sources)
 
-    out = write_project(out_dir, files, finish)
+    out = write_project(out_dir, files, finish, force=force)
     return CompileResult(out, graph, sched, board, report)
 
 

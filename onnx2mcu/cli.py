@@ -72,6 +72,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        from onnx2mcu.codegen.output_dir import default_file_mode
+
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; the user's umask decides
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -271,10 +274,7 @@ def format_run(data: dict) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from onnx2mcu import api
-    from onnx2mcu.build import compile_model
-    from onnx2mcu.runner import run_project_dir
     from onnx2mcu.simulator.compare import load_npz
-    from onnx2mcu.simulator.run_c import have_tool
     from onnx2mcu.targets import get_board
 
     model, graph, done = load_graph(args, get_board(args.board))
@@ -282,6 +282,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     sim = api.simulate(model, graph=graph, inputs=inputs, scheduler=args.scheduler,
                        time_limit=args.time_limit, seed=args.seed)
     out_dir = args.output or tempfile.mkdtemp(prefix="onnx2mcu-check-")
+    try:
+        return _check_in(args, model, graph, done, sim, out_dir)
+    finally:
+        if not args.output:
+            import shutil
+
+            shutil.rmtree(out_dir, ignore_errors=True)  # the temporary project is ours: leave nothing behind
+
+
+def _check_in(args: argparse.Namespace, model, graph, done, sim, out_dir: str) -> int:
+    from onnx2mcu.build import compile_model
+    from onnx2mcu.runner import run_project_dir
+    from onnx2mcu.simulator.run_c import have_tool
+
     compile_model(model, out_dir, board=args.board, inputs=sim.inputs, graph=graph,
                   scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
                   optimization=done)
@@ -302,7 +316,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return 0
     s, h, q = data["simulate"], data["host"], data["qemu"]
-    print(f"model {data['model']}  board {args.board}  project {out_dir}")
+    where = out_dir if args.output else "(temporary, removed)"
+    print(f"model {data['model']}  board {args.board}  project {where}")
     print("| stage | max_rel_err | peak/arena B | flash B | RAM B | instructions |")
     print("|---|---|---|---|---|---|")
     print(f"| simulate | {_err(s['max_rel_err'])} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
@@ -369,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
         p.add_argument("--time-limit", type=float, default=60.0)
-        p.add_argument("--force", action="store_true", help="emit even if the model does not fit the board")
+        p.add_argument("--force", action="store_true", help="emit even if the model does not fit the board, or into a non-empty "
+                       "folder onnx2mcu did not write (nothing of yours is deleted or overwritten)")
         optimize_args(p)
 
     p = sub.add_parser("compile", help="write C sources, kernels and a board project")

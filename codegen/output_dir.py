@@ -1,0 +1,166 @@
+"""Put a staged set of generated files into the user's output folder without losing any of the user's files.
+
+`compile -o DIR` may point at a folder that already holds the user's own work
+(their `app.c`, the model itself, `-o .`). The rules, see docs/ARCHITECTURE.md
+("output folder"):
+
+  * every folder we write gets a manifest, MANIFEST, naming the files we wrote
+    (with their SHA-256);
+  * a missing or empty folder is simply filled;
+  * a folder with our manifest gets exactly our files replaced: each one is
+    written aside (in a staging folder inside DIR, so on the same file system)
+    and renamed over the old one; files the previous manifest named that the new
+    output no longer has are removed only when unchanged since we wrote them;
+  * a non-empty folder without our manifest is refused (one clear line) unless
+    `force`; even then nothing is deleted, and a file of the user's that has the
+    name of one of ours is never overwritten (the whole write is refused first);
+  * the folder itself is never renamed or replaced (it may be the current
+    directory), and folders and files get the user's normal permissions (umask),
+    not the 0700 / 0600 of temporary files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from onnx2mcu.errors import UserError
+
+MANIFEST = ".onnx2mcu-manifest.json"
+STAGING_PREFIX = ".onnx2mcu-staging-"
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_dir_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+def default_file_mode() -> int:
+    return 0o666 & ~current_umask()
+
+
+def make_staging(out_dir: str | os.PathLike) -> Path:
+    """A fresh staging folder inside `out_dir` (created with normal permissions when missing).
+
+    Inside the destination, so the final renames never cross a file system and
+    `-o .` needs no write access to the parent folder."""
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; choose a folder for -o")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    if created:
+        (staging / ".created-by-us").write_bytes(b"")  # lets discard() remove the folder again
+    return staging
+
+
+def discard(staging: Path) -> None:
+    """Remove a staging folder after a failure (and the output folder if we only just created it)."""
+    staging = Path(staging)
+    created = (staging / ".created-by-us").exists()
+    shutil.rmtree(staging, ignore_errors=True)
+    if created:
+        try:
+            staging.parent.rmdir()  # only when empty: never removes anything else
+        except OSError:
+            pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(out: Path) -> dict[str, str] | None:
+    """{relative path: sha256} of the files a previous compile wrote into `out`, or None."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data["files"]
+        if data.get("generator") != "onnx2mcu" or not isinstance(files, dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, OSError):
+        raise UserError(f"{path}: not a valid onnx2mcu manifest; remove it, or choose another output "
+                        "folder") from None
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def _staged_files(staging: Path) -> list[str]:
+    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")
+                  if p.is_file() and p.name != ".created-by-us")
+
+
+def _user_entries(out: Path, staging: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p != staging and p.name != MANIFEST
+                  and not p.name.startswith(STAGING_PREFIX))
+
+
+def _safe(rel: str) -> str:
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or ".." in parts or not parts:
+        raise UserError(f"{MANIFEST}: entry '{rel}' points outside the output folder; remove the manifest")
+    return rel
+
+
+def install(staging: str | os.PathLike, force: bool = False, version: str = "") -> Path:
+    """Move every file of `staging` into its parent folder by the rules above; returns that folder.
+
+    `staging` comes from make_staging(). On any refusal the staging folder is
+    discarded and the output folder is left exactly as it was."""
+    staging = Path(staging)
+    out = staging.parent
+    try:
+        new = _staged_files(staging)
+        old = read_manifest(out)
+        if old is None:
+            entries = _user_entries(out, staging)
+            if entries and not force:
+                shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+                raise UserError(f"{out}: folder is not empty ({shown}) and was not written by onnx2mcu; "
+                                "choose a new or empty folder, or pass --force to add the generated files "
+                                "beside yours (nothing of yours is deleted)")
+            old = {}
+        old = {_safe(k): v for k, v in old.items()}
+        clashes = [rel for rel in new if rel not in old and (out / rel).exists()]
+        if clashes:
+            raise UserError(f"{out}: would overwrite your file(s) {', '.join(clashes[:8])}, which onnx2mcu "
+                            "did not write; move them away or choose another output folder")
+        manifest = {rel: sha256_of(staging / rel) for rel in new}
+        dir_mode = default_dir_mode()
+        for rel in new:
+            target = out / rel
+            for parent in reversed(target.relative_to(out).parents[:-1]):
+                folder = out / parent
+                if not folder.is_dir():
+                    folder.mkdir(mode=dir_mode)
+            if target.is_dir():
+                raise UserError(f"{target}: is a folder, where onnx2mcu writes a file; move it away")
+            os.replace(staging / rel, target)
+        for rel in sorted(set(old) - set(new)):
+            stale = out / rel
+            # ours and unchanged since: remove; edited by the user since: keep
+            if stale.is_file() and sha256_of(stale) == old[rel]:
+                stale.unlink()
+        data = {"generator": "onnx2mcu", "version": version, "files": manifest}
+        (staging / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(staging / MANIFEST, out / MANIFEST)
+    finally:
+        created = (staging / ".created-by-us").exists()
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+    return out
