@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from onnx2mcu.codegen.board_project import DEFAULT_HEAP_BYTES, DEFAULT_STACK_BYTES, write_board_files
+from onnx2mcu.codegen.context import c_identifier
 from onnx2mcu.codegen.weights import external_weights
 from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files, write_project
 from onnx2mcu.errors import UserError
@@ -88,8 +89,14 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                   inputs: Mapping[str, np.ndarray] | None = None, scheduler: str | None = None,
                   time_limit: float = 60.0, force: bool = False, prefix: str = "model",
                   seed: int = 0, graph: Graph | None = None,
-                  optimization: dict | None = None) -> CompileResult:
-    """`graph` (already loaded and optimized) skips loading; `optimization` is what graph_opt did."""
+                  optimization: dict | None = None, fmt: str = "project") -> CompileResult:
+    """`graph` (already loaded and optimized) skips loading; `optimization` is what graph_opt did.
+
+    `fmt` is one of codegen.formats.FORMATS; all but "project" write no harness or board files."""
+    from onnx2mcu.codegen.formats import FORMATS, format_files
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     board = get_board(board)
     if graph is None:
         from onnx2mcu.graph_opt import optimize
@@ -106,6 +113,13 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
     report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
+    if fmt != "project":
+        from onnx2mcu import __version__
+
+        lib = format_files(fmt, generated.files, kernels, c_identifier(prefix), board, __version__,
+                           os.path.basename(graph.source) or graph.name)
+        out = write_project(out_dir, lib, None, force=force)
+        return CompileResult(out, graph, sched, board, report)
     files.update(kernels)
     files["report.json"] = dump_json(report)
     proto = model if isinstance(model, onnx.ModelProto) else read_model(model)[0]

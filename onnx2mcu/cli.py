@@ -229,7 +229,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     result = compile_model(model, args.output, board=args.board, inputs=inputs, graph=graph,
                            scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
-                           prefix=args.prefix, seed=args.seed, optimization=done)
+                           prefix=args.prefix, seed=args.seed, optimization=done, fmt=args.format)
     if args.json:
         data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
         # report.json leaves timings out so that builds are byte-identical; print them here
@@ -242,6 +242,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
           f"at step {r['peak_step']}: {r['peak_node']})")
     print(f"weights    {human_bytes(r['weights_bytes'])} ({r['weights_bytes']} B, flash)")
+    if args.format != "project":
+        print(f"format     {args.format}: see {Path(result.out_dir) / 'README.md'}")
+        return 0
     hint = "make -C " + str(args.output)
     print(f"build      {hint}" + ("   # then: onnx2mcu run " + str(args.output) + " --qemu"
                                    if result.board.qemu_machine else ""))
@@ -393,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--prefix", default="model", help="C name prefix (model_run, MODEL_ARENA_BYTES)")
+    p.add_argument("--format", choices=("project", "library", "cmake", "zephyr"), default="project",
+                   help="project: library + harness + board files + Makefile; library: only the model's C "
+                        "and the kernels it uses; cmake: + CMakeLists.txt and an arm-none-eabi toolchain "
+                        "file; zephyr: + zephyr/module.yml and Kconfig")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="build a compiled folder, run it on the host or under QEMU, compare")
