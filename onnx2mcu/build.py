@@ -89,7 +89,8 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                   inputs: Mapping[str, np.ndarray] | None = None, scheduler: str | None = None,
                   time_limit: float = 60.0, force: bool = False, prefix: str = "model",
                   seed: int = 0, graph: Graph | None = None,
-                  optimization: dict | None = None, fmt: str = "project") -> CompileResult:
+                  optimization: dict | None = None, fmt: str = "project",
+                  io: str = "semihosting") -> CompileResult:
     """`graph` (already loaded and optimized) skips loading; `optimization` is what graph_opt did.
 
     `fmt` is one of codegen.formats.FORMATS; all but "project" write no harness or board files."""
@@ -111,6 +112,8 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
     generated = render_model(graph, sched, prefix=prefix, test_inputs=values,
                              external=external_weights_for(graph, board))
     report = {**build_report(graph, sched, board, generated.report, prefix), **(optimization or {})}
+    if io != "semihosting":
+        report["io"] = io  # how `onnx2mcu flash --read-results` gets the outputs back
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
     if fmt != "project":
@@ -129,10 +132,17 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
         np.savez(tmp / TEST_INPUTS, **values)
         sources = sorted([f"{generated_name}" for generated_name in generated.files if generated_name.endswith(".c")]
                          + [name for name in kernels if name.endswith(".c")])
-        write_board_files(board, tmp, sources)
+        write_board_files(board, tmp, sources, io=io, rtt_buffer_bytes=rtt_bytes_for(graph))
 
     out = write_project(out_dir, files, finish, force=force)
     return CompileResult(out, graph, sched, board, report)
+
+
+def rtt_bytes_for(graph: Graph) -> int:
+    """An RTT buffer that holds every output line of the harness (o2m_io.h), rounded up."""
+    words = sum(graph.tensors[n].numel for n in graph.outputs)
+    text = 17 * words + 80 * (len(graph.outputs) + 1) + sum(len(n) for n in graph.outputs)
+    return max(256, (text + 255) // 256 * 256)
 
 
 def build_report(graph: Graph, sched: Schedule, board: Board, codegen: dict, prefix: str) -> dict:

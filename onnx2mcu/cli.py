@@ -229,7 +229,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     inputs = load_npz(args.inputs, graph) if args.inputs else None
     result = compile_model(model, args.output, board=args.board, inputs=inputs, graph=graph,
                            scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
-                           prefix=args.prefix, seed=args.seed, optimization=done, fmt=args.format)
+                           prefix=args.prefix, seed=args.seed, optimization=done, fmt=args.format,
+                           io=args.io)
     if args.json:
         data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
         # report.json leaves timings out so that builds are byte-identical; print them here
@@ -396,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--prefix", default="model", help="C name prefix (model_run, MODEL_ARENA_BYTES)")
+    p.add_argument("--io", choices=("semihosting", "rtt"), default="semihosting",
+                   help="how the harness reports outputs: semihosting (QEMU, debuggers) or a SEGGER-RTT "
+                        "control block in RAM (any Cortex-M board through pyOCD/OpenOCD/GDB)")
     p.add_argument("--format", choices=("project", "library", "cmake", "zephyr"), default="project",
                    help="project: library + harness + board files + Makefile; library: only the model's C "
                         "and the kernels it uses; cmake: + CMakeLists.txt and an arm-none-eabi toolchain "
@@ -419,10 +423,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None)
     p.set_defaults(func=cmd_check)
 
+    add_flash_parser(sub)
+
     p = sub.add_parser("boards", help="list the supported boards")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_boards)
     return parser
+
+
+# ----- flash (self-contained: its parser block and its command) ----------------
+def add_flash_parser(sub) -> None:
+    p = sub.add_parser("flash", help="build .elf/.hex/.bin, program a board, read the results back")
+    p.add_argument("dir", help="a folder written by `onnx2mcu compile --board NAME` (--io rtt to read results)")
+    p.add_argument("--probe", nargs="+", metavar=("pyocd|openocd|gdb", "HOST:PORT"), required=True,
+                   help="pyocd, openocd, or gdb HOST:PORT (any GDB server, e.g. qemu-system-arm -S -gdb)")
+    p.add_argument("--target", help="the probe's target name (pyOCD target type / OpenOCD config file)")
+    p.add_argument("--read-results", action="store_true",
+                   help="run to the end, read the outputs over RTT and compare them with the simulator")
+    p.add_argument("--dry-run", action="store_true", help="print the commands / API calls, run nothing")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flash)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from onnx2mcu.flash import PROBES, flash
+
+    probe, *rest = args.probe
+    if probe not in PROBES or len(rest) > 1 or (rest and probe != "gdb"):
+        raise UserError(f"--probe {' '.join(args.probe)}: expected pyocd, openocd, or gdb HOST:PORT")
+    data = flash(args.dir, probe, address=rest[0] if rest else None, target=args.target,
+                 read_results=args.read_results, dry_run=args.dry_run, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(data))
+    elif args.dry_run:
+        print("\n".join(data["plan"]))
+    else:
+        print(f"flashed    {args.dir} to {data['board']} via {probe}")
+        if args.read_results:
+            print(f"results    max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}  "
+                  f"(vs {data['reference']}): {'agree' if data['agree'] else 'DIFFER'}")
+    return 0 if data.get("agree", True) else 1
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
