@@ -296,9 +296,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _check_in(args: argparse.Namespace, model, graph, done, sim, out_dir: str) -> int:
+    from onnx2mcu.board_check import agrees, board_build, stand_in
     from onnx2mcu.build import compile_model
     from onnx2mcu.runner import run_project_dir
     from onnx2mcu.simulator.run_c import have_tool
+    from onnx2mcu.targets import get_board
 
     compile_model(model, out_dir, board=args.board, inputs=sim.inputs, graph=graph,
                   scheduler=args.scheduler, time_limit=args.time_limit, force=args.force,
@@ -308,17 +310,36 @@ def _check_in(args: argparse.Namespace, model, graph, done, sim, out_dir: str) -
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
                                                          "peak_step", "max_abs_err", "max_rel_err")}}
     data["host"] = _strip(run_project_dir(out_dir, "host"))
-    if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
-        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout))
-        data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
+    board = get_board(args.board)
+    qemu_board = stand_in(board)
+    label = args.board
+    if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc") and qemu_board is not None:
+        qemu_dir = out_dir
+        if qemu_board is not board:  # same core family, emulated; the real board's build gives the sizes
+            data["elf"] = board_build(out_dir, board)
+            qemu_dir = str(Path(out_dir) / f".qemu-{qemu_board.name}")
+            compile_model(model, qemu_dir, board=qemu_board, inputs=sim.inputs, graph=graph,
+                          scheduler=args.scheduler, time_limit=args.time_limit, force=True, optimization=done)
+            label = f"{qemu_board.name} (stand-in for {board.name}, {board.core})"
+        data["qemu"] = _strip(run_project_dir(qemu_dir, "qemu", timeout=args.timeout))
+        data["qemu_board"] = qemu_board.name
+        if qemu_board is board:
+            data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
+    elif qemu_board is None and have_tool("arm-none-eabi-gcc") and not board.is_host:
+        data["qemu"] = None
+        data["elf"] = board_build(out_dir, board)
+        data["skipped"] = f"no emulated board for {board.core} in the registry"
     else:
         data["qemu"] = None
         data["elf"] = None
         data["skipped"] = ("qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
                            "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+    outputs = json.loads((Path(out_dir) / "report.json").read_text())["outputs"]
+    data["agree"] = all(agrees(data[k], outputs, args.rtol, args.atol) for k in ("host", "qemu"))
+    status = 0 if data["agree"] else 1
     if args.json:
         print(json.dumps(data))
-        return 0
+        return status
     s, h, q = data["simulate"], data["host"], data["qemu"]
     where = out_dir if args.output else "(temporary, removed)"
     print(f"model {data['model']}  board {args.board}  project {where}")
@@ -326,12 +347,19 @@ def _check_in(args: argparse.Namespace, model, graph, done, sim, out_dir: str) -
     print("|---|---|---|---|---|---|")
     print(f"| simulate | {_err(s['max_rel_err'])} | {s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
     print(f"| host | {_err(h['max_rel_err'])} | - / {h['arena_bytes']} | - | - | - |")
+    e = data.get("elf") or {}
+    if q and data["qemu_board"] != args.board:
+        print(f"| build {args.board} | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
     if q:
-        print(f"| qemu {args.board} | {_err(q['max_rel_err'])} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
+        print(f"| qemu {label} | {_err(q['max_rel_err'])} | - / {q['arena_bytes']} | {q['flash_bytes']} | "
               f"{q['ram_bytes']} | {q['instructions']:,} |")
     else:
+        if e:
+            print(f"| build {args.board} | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
         print(f"qemu skipped: {data['skipped']}")
-    return 0
+    if not data["agree"]:
+        print("outputs DIFFER from the reference beyond the tolerance (--rtol/--atol)")
+    return status
 
 
 def _err(value: float | None) -> str:
@@ -421,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", help="project folder (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4; integer outputs: exact)")
+    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5; integer outputs: exact)")
     p.set_defaults(func=cmd_check)
 
     add_flash_parser(sub)
