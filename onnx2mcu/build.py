@@ -98,6 +98,8 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt != "project" and io != "semihosting":
+        raise UserError(f"--io {io} is for the test harness of --format project; --format {fmt} has no harness")
     board = get_board(board)
     if graph is None:
         from onnx2mcu.graph_opt import optimize

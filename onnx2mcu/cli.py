@@ -256,13 +256,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from onnx2mcu.runner import run_project_dir
 
     mode = "qemu" if args.qemu else "host"
+    from onnx2mcu.board_check import agrees
+    from onnx2mcu.runner import read_report
+
     data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout)
     data.pop("outputs")
+    data["agree"] = agrees(data, read_report(Path(args.dir))["outputs"], args.rtol, args.atol)
+    status = 0 if data["agree"] else 1
     if args.json:
         print(json.dumps(data))
-        return 0
+        return status
     print(format_run(data))
-    return 0
+    if not data["agree"]:
+        print("outputs DIFFER from the reference beyond the tolerance (--rtol/--atol)")
+    return status
 
 
 def format_run(data: dict) -> str:
@@ -441,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--qemu", action="store_true")
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
+    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4; integer outputs: exact)")
+    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5; integer outputs: exact)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 

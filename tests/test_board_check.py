@@ -82,3 +82,15 @@ def test_stand_ins_and_tolerances():
     assert agrees({"max_abs_err": 1.0, "max_rel_err": 0.01}, ints, 0.02, None)
     assert agrees({"max_abs_err": 1e-6, "max_rel_err": 1e-7}, floats, None, None)
     assert not agrees({"max_abs_err": 0.1, "max_rel_err": 0.05}, floats, None, None)
+
+
+@needs_qemu
+def test_run_exits_1_when_outputs_differ(relu_file, tmp_path, capsys):
+    out = tmp_path / "proj"
+    assert main(["compile", str(relu_file), "-o", str(out)]) == 0
+    assert main(["run", str(out), "--host"]) == 0
+    model_c = out / "model.c"
+    model_c.write_text(model_c.read_text().replace("o2m_relu_f32", "o2m_neg_f32"))
+    capsys.readouterr()
+    assert main(["run", str(out), "--host"]) == 1
+    assert "DIFFER" in capsys.readouterr().out
