@@ -23,6 +23,8 @@ from onnx2mcu.fileio import write_atomic
 from onnx2mcu.targets import Board, get_board
 
 RUNTIME_FILES = ("o2m_io.c", "o2m_io.h")
+RTT_FILES = ("o2m_rtt.c", "o2m_rtt.h")
+IO_CHANNELS = ("semihosting", "rtt")
 
 
 def _template_text(name: str) -> str:
@@ -60,7 +62,7 @@ def _check_sources(out_dir: Path, app_sources: Iterable[str]) -> list[str]:
             raise UserError(f"app source '{src}' is not a .c file")
         if any(ch.isspace() for ch in text) or "$" in text:
             raise UserError(f"app source '{src}': file names with spaces or '$' cannot go in a Makefile")
-        if text in RUNTIME_FILES or text == "startup.c":
+        if text in RUNTIME_FILES + RTT_FILES or text == "startup.c":
             raise UserError(f"app source '{src}' clashes with a file the board project writes itself")
         if text not in names:
             names.append(text)
@@ -74,6 +76,8 @@ def write_board_files(
     stack_bytes: int = DEFAULT_STACK_BYTES,
     heap_bytes: int = DEFAULT_HEAP_BYTES,
     extra_cflags: Sequence[str] = (),
+    io: str = "semihosting",
+    rtt_buffer_bytes: int = 1024,
 ) -> list[Path]:
     """Write startup.c, board.ld, Makefile and o2m_io.{c,h} for `board` into out_dir.
 
@@ -86,10 +90,19 @@ def write_board_files(
     if stack_bytes <= 0 or heap_bytes < 0:
         raise UserError(f"stack must be > 0 and heap >= 0 bytes (got stack={stack_bytes}, heap={heap_bytes})")
     sources = _check_sources(out, app_sources)
+    if io not in IO_CHANNELS:
+        raise UserError(f"--io '{io}': choose one of {', '.join(IO_CHANNELS)}")
+    if io == "rtt" and board.is_host:
+        raise UserError("--io rtt needs an MCU board (--board ...); the host build prints on stdout")
     written: list[Path] = []
-    for name in RUNTIME_FILES:
+    runtime = RUNTIME_FILES + (RTT_FILES if io == "rtt" else ())
+    for name in runtime:
         _write(out / name, _template_text(name))
         written.append(out / name)
+    if io == "rtt":
+        # the whole output fits, so a debugger may read it at the end (o2m_rtt.h)
+        extra_cflags = [*extra_cflags, "-DO2M_IO_RTT", f"-DO2M_RTT_BUFFER_BYTES={int(rtt_buffer_bytes)}"]
+        sources = ["o2m_rtt.c", *sources]
 
     if board.is_host:
         _write(out / "Makefile", _render("Makefile.host.j2", sources=["o2m_io.c", *sources],
@@ -103,6 +116,6 @@ def write_board_files(
     _write(out / "startup.c", _template_text("startup.c"))
     _write(out / "board.ld", _render("board.ld.j2", board=board, stack_bytes=stack_bytes, heap_bytes=heap_bytes))
     _write(out / "Makefile", _render("Makefile.j2", board=board, sources=["startup.c", "o2m_io.c", *sources],
-                                     extra_cflags=list(extra_cflags)))
+                                     extra_cflags=list(extra_cflags), io=io))
     written += [out / "startup.c", out / "board.ld", out / "Makefile"]
     return written

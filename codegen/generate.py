@@ -1,7 +1,8 @@
 """IR + schedule -> a folder of C sources: model.{c,h}, weights, kernels, harness, Makefile, report.
 
-The whole folder is written under a temporary name next to the destination
-and renamed into place, so a failure never leaves half a project behind.
+Every file is written aside in a staging folder and renamed into place by
+codegen/output_dir.py, so a failure never leaves half a project behind and a
+user's own files in the output folder are never lost.
 Output is a pure function of (IR, schedule, options): no timestamps, stable
 ordering, so the same model gives byte-identical files.
 """
@@ -149,6 +150,7 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                  "shape": list(tensor.shape), "size": tensor.numel, "nbytes": tensor.nbytes,
                  "ptr": ctx.ptr(name), "io": IO_SUFFIX[tensor.dtype],
                  "wire_name": "".join(ch if ch.isalnum() or ch in "_.-/:" else "_" for ch in name)}
+        entry["quant"] = _io_quant(tensor)
         if values is not None:
             entry["initializer"] = _c_values(np.asarray(values, dtype=tensor.dtype.numpy).reshape(-1),
                                         tensor.dtype)
@@ -190,6 +192,15 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
               "arena_bytes": sched.arena_bytes,
               "peak_bytes": sched.peak_bytes, "kernels": sorted(ctx.kernels), "c_io": harness_io}
     return GeneratedModel(files, sorted(ctx.kernels), report)
+
+
+def _io_quant(tensor) -> dict | None:
+    """Per-tensor scale and zero point of a quantized input/output, for the header's macros."""
+    q = tensor.quant
+    if q is None or np.asarray(q.scale).size != 1:
+        return None
+    return {"scale": c_float(float(np.asarray(q.scale).reshape(-1)[0])),
+            "zero_point": int(np.asarray(q.zero_point).reshape(-1)[0])}
 
 
 def _unique_idents(entries: list[dict]) -> None:

@@ -11,10 +11,12 @@ import onnx
 
 from onnx2mcu.budget import MemoryBudget, Need, harness_bytes, io_bytes
 from onnx2mcu.codegen.board_project import write_board_files
+from onnx2mcu.codegen.context import c_identifier
 from onnx2mcu.codegen.weights import external_weights
 from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files
-from onnx2mcu.fileio import write_folder_atomic
-from onnx2mcu.codegen.generate import c_support, raise_unsupported
+from onnx2mcu.codegen.output_dir import write_output
+from onnx2mcu.errors import UserError
+from onnx2mcu.version import __version__
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.ir import Graph
 from onnx2mcu.report import schedule_entries, tensor_entries
@@ -72,8 +74,17 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
 
 def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedule, board: Board,
                  budget: MemoryBudget, values: Mapping[str, np.ndarray], prefix: str = "model",
-                 force: bool = False, optimization: dict | None = None) -> CompileResult:
-    """The codegen stage: check the budget (unless `force`), render, write the folder atomically."""
+                 force: bool = False, optimization: dict | None = None, fmt: str = "project",
+                 io: str = "semihosting") -> CompileResult:
+    """The codegen stage: check the budget (unless `force`), render, write the output folder
+    (codegen/output_dir.py: never a file of the user's).  `fmt` is one of
+    codegen.formats.FORMATS; all but "project" write no harness or board files."""
+    from onnx2mcu.codegen.formats import FORMATS, format_files
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt != "project" and io != "semihosting":
+        raise UserError(f"--io {io} is for the test harness of --format project; --format {fmt} has no harness")
     external = external_weights_for(graph, budget)
     if not force:
         budget.check(need_of(graph, sched, external), graph.source)
@@ -84,8 +95,15 @@ def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedul
 
     report = {**build_report(graph, sched, board, budget, generated.report, prefix),
               **{k: v for k, v in (optimization or {}).items() if k not in NOT_IN_BUILD_REPORT}}
+    if io != "semihosting":
+        report["io"] = io  # how `onnx2mcu flash --read-results` gets the outputs back
     files: dict[str, str | bytes] = dict(generated.files)
     kernels = runtime_files(generated.kernel_sources)
+    if fmt != "project":
+        lib = format_files(fmt, generated.files, kernels, c_identifier(prefix), board, __version__,
+                           os.path.basename(graph.source) or graph.name)
+        out = write_output(out_dir, lib, None, force=force, version=__version__)
+        return CompileResult(out, graph, sched, board, report)
     files.update(kernels)
     files["report.json"] = dump_json(report)
     proto = model if isinstance(model, onnx.ModelProto) else read_model(model)[0]
@@ -95,10 +113,18 @@ def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedul
         np.savez(tmp / TEST_INPUTS, **values)
         sources = sorted([f"{generated_name}" for generated_name in generated.files if generated_name.endswith(".c")]
                          + [name for name in kernels if name.endswith(".c")])
-        write_board_files(board, tmp, sources, stack_bytes=budget.stack_bytes, heap_bytes=budget.heap_bytes)
+        write_board_files(board, tmp, sources, stack_bytes=budget.stack_bytes, heap_bytes=budget.heap_bytes,
+                          io=io, rtt_buffer_bytes=rtt_bytes_for(graph))
 
-    out = write_folder_atomic(out_dir, files, finish)
+    out = write_output(out_dir, files, finish, force=force, version=__version__)
     return CompileResult(out, graph, sched, board, report)
+
+
+def rtt_bytes_for(graph: Graph) -> int:
+    """An RTT buffer that holds every output line of the harness (o2m_io.h), rounded up."""
+    words = sum(graph.tensors[n].numel for n in graph.outputs)
+    text = 17 * words + 80 * (len(graph.outputs) + 1) + sum(len(n) for n in graph.outputs)
+    return max(256, (text + 255) // 256 * 256)
 
 
 def build_report(graph: Graph, sched: Schedule, board: Board, budget: MemoryBudget, codegen: dict,

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Sequence
 
 from onnx2mcu.errors import UserError
@@ -37,7 +38,8 @@ def pipeline_options(args: argparse.Namespace, **overrides):
 
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes"):
+                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes",
+                 "format", "io"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
@@ -255,6 +257,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
           f"at step {r['peak_step']}: {r['peak_node']})")
     print(f"weights    {human_bytes(r['weights_bytes'])} ({r['weights_bytes']} B, flash)")
+    if args.format != "project":
+        print(f"format     {args.format}: see {Path(result.out_dir) / 'README.md'}")
+        return 0
     hint = "make -C " + str(args.output)
     print(f"build      {hint}" + ("   # then: onnx2mcu run " + str(args.output) + " --qemu"
                                    if result.board.qemu_machine else ""))
@@ -350,8 +355,11 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"{s['peak_bytes']} / {s['arena_bytes']} | - | - | - |")
     print(f"| host | {_err(h['max_abs_err'])} | {_err(h['max_rel_err'])} | {_verdict(h)} | "
           f"- / {h['arena_bytes']} | - | - | - |")
+    e = data.get("elf") or {}
+    if e and data.get("qemu_board") != args.board:
+        print(f"| build {args.board} | - | - | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
     if q:
-        print(f"| qemu {args.board} | {_err(q['max_abs_err'])} | {_err(q['max_rel_err'])} | {_verdict(q)} | "
+        print(f"| qemu {data['qemu_label']} | {_err(q['max_abs_err'])} | {_err(q['max_rel_err'])} | {_verdict(q)} | "
               f"- / {q['arena_bytes']} | {q['flash_bytes']} | {q['ram_bytes']} | {q['instructions']:,} |")
     else:
         print(f"qemu skipped: {data['skipped']}")
@@ -375,18 +383,37 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
     if sim.agreement is not None:
         data["simulate"]["table"] = sim.agreement.table()
     data["host"] = _strip(run_project_dir(out_dir, "host", tolerance=tolerance))
+    from onnx2mcu.board_check import board_build, stand_in
     from onnx2mcu.targets import get_board
 
-    emulated = get_board(args.board).qemu_machine is not None
-    if emulated and have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc"):
-        data["qemu"] = _strip(run_project_dir(out_dir, "qemu", timeout=args.timeout, tolerance=tolerance))
-        data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
+    board = get_board(args.board)
+    qemu_board = stand_in(board)
+    data["qemu_board"] = qemu_board.name if qemu_board is not None else None
+    data["qemu_label"] = args.board
+    data["elf"] = None
+    if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc") and qemu_board is not None:
+        qemu_dir = out_dir
+        if qemu_board is not board:  # same core family, emulated; the real board's build gives the sizes
+            from onnx2mcu.build import compile_model
+
+            data["elf"] = board_build(out_dir, board)
+            qemu_dir = str(Path(out_dir) / f".qemu-{qemu_board.name}")
+            compile_model(resolve_model(args), qemu_dir, board=qemu_board, inputs=sim.inputs, graph=sim.graph,
+                          scheduler=args.scheduler, time_limit=args.time_limit, force=True)
+            data["qemu_label"] = f"{qemu_board.name} (stand-in for {board.name}, {board.core})"
+        data["qemu"] = _strip(run_project_dir(qemu_dir, "qemu", timeout=args.timeout, tolerance=tolerance))
+        if qemu_board is board:
+            data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
     else:
         data["qemu"] = None
-        data["elf"] = None
-        data["skipped"] = (f"{args.board} is not emulated by QEMU" if not emulated else
-                           "qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
-                           "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+        if qemu_board is None and have_tool("arm-none-eabi-gcc") and not board.is_host:
+            data["elf"] = board_build(out_dir, board)
+            data["skipped"] = f"no emulated board for {board.core} in the registry"
+        elif board.is_host:
+            data["skipped"] = "the host board runs no QEMU stage"
+        else:
+            data["skipped"] = ("qemu-system-arm or arm-none-eabi-gcc not installed: apt-get install -y "
+                               "--no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
     return data
 
 
@@ -468,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
         p.add_argument("--time-limit", type=float, default=60.0)
-        p.add_argument("--force", action="store_true", help="emit even if the model does not fit the board")
+        p.add_argument("--force", action="store_true", help="emit even if the model does not fit the board, or into a non-empty "
+                       "folder onnx2mcu did not write (nothing of yours is deleted or overwritten)")
         optimize_args(p)
 
     p = sub.add_parser("compile", help="write C sources, kernels and a board project")
@@ -476,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--prefix", default="model", help="C name prefix (model_run, MODEL_ARENA_BYTES)")
+    p.add_argument("--io", choices=("semihosting", "rtt"), default="semihosting",
+                   help="how the harness reports outputs: semihosting (QEMU, debuggers) or a SEGGER-RTT "
+                        "control block in RAM (any Cortex-M board through pyOCD/OpenOCD/GDB)")
+    p.add_argument("--format", choices=("project", "library", "cmake", "zephyr"), default="project",
+                   help="project: library + harness + board files + Makefile; library: only the model's C "
+                        "and the kernels it uses; cmake: + CMakeLists.txt and an arm-none-eabi toolchain "
+                        "file; zephyr: + zephyr/module.yml and Kconfig")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="build a compiled folder, run it on the host or under QEMU, compare")
@@ -485,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--qemu", action="store_true")
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
+    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4; integer outputs: exact)")
+    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5; integer outputs: exact)")
     p.add_argument("--json", action="store_true")
     tolerance_args(p)
     p.set_defaults(func=cmd_run)
@@ -497,10 +534,47 @@ def build_parser() -> argparse.ArgumentParser:
     tolerance_args(p)
     p.set_defaults(func=cmd_check)
 
+    add_flash_parser(sub)
+
     p = sub.add_parser("boards", help="list the supported boards")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_boards)
     return parser
+
+
+# ----- flash (self-contained: its parser block and its command) ----------------
+def add_flash_parser(sub) -> None:
+    p = sub.add_parser("flash", help="build .elf/.hex/.bin, program a board, read the results back")
+    p.add_argument("dir", help="a folder written by `onnx2mcu compile --board NAME` (--io rtt to read results)")
+    p.add_argument("--probe", nargs="+", metavar=("pyocd|openocd|gdb", "HOST:PORT"), required=True,
+                   help="pyocd, openocd, or gdb HOST:PORT (any GDB server, e.g. qemu-system-arm -S -gdb)")
+    p.add_argument("--target", help="the probe's target name (pyOCD target type / OpenOCD config file)")
+    p.add_argument("--read-results", action="store_true",
+                   help="run to the end, read the outputs over RTT and compare them with the simulator")
+    p.add_argument("--dry-run", action="store_true", help="print the commands / API calls, run nothing")
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flash)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from onnx2mcu.flash import PROBES, flash
+
+    probe, *rest = args.probe
+    if probe not in PROBES or len(rest) > 1 or (rest and probe != "gdb"):
+        raise UserError(f"--probe {' '.join(args.probe)}: expected pyocd, openocd, or gdb HOST:PORT")
+    data = flash(args.dir, probe, address=rest[0] if rest else None, target=args.target,
+                 read_results=args.read_results, dry_run=args.dry_run, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(data))
+    elif args.dry_run:
+        print("\n".join(data["plan"]))
+    else:
+        print(f"flashed    {args.dir} to {data['board']} via {probe}")
+        if args.read_results:
+            print(f"results    max_abs_err {data['max_abs_err']:.3g}  max_rel_err {data['max_rel_err']:.3g}  "
+                  f"(vs {data['reference']}): {'agree' if data['agree'] else 'DIFFER'}")
+    return 0 if data.get("agree", True) else 1
 
 
 def cmd_boards(args: argparse.Namespace) -> int:

@@ -61,6 +61,8 @@ class Options:
     # codegen
     output: str | os.PathLike | None = None  # -o: write the C project here (None: no codegen)
     prefix: str = "model"  # --prefix of the C names
+    format: str = "project"  # --format project | library | cmake | zephyr (codegen/formats.py)
+    io: str = "semihosting"  # --io semihosting | rtt: how the harness reports its outputs
     force: bool = False  # --force: emit even if the model does not fit the board
     # partial runs (`inspect` stops after "load" and keeps unsupported ops)
     stop_after: str | None = None  # "load" | "optimize" | "schedule" | None (all asked stages)
@@ -169,6 +171,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
 
         result.compiled = emit_project(model, options.output, graph, result.schedule, board, budget,
                                        values, prefix=options.prefix, force=options.force,
+                                       fmt=options.format, io=options.io,
                                        optimization=result.optimization)
     return result
 

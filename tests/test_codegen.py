@@ -164,12 +164,12 @@ def test_failed_compile_keeps_the_previous_folder(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_recompile_replaces_the_folder(tmp_path):
+def test_recompile_replaces_our_files_and_keeps_the_users(tmp_path):
     out = tmp_path / "out"
     compile_model(_unary_model("Relu"), out)
-    (out / "stale.txt").write_text("old")
+    (out / "mine.txt").write_text("the user's")
     compile_model(_unary_model("Tanh"), out)
-    assert not (out / "stale.txt").exists()
+    assert (out / "mine.txt").read_text() == "the user's", "a file we did not write is never deleted"
     assert "o2m_tanh_f32" in (out / "model.c").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 

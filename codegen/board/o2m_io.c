@@ -5,6 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef O2M_IO_RTT
+#include "o2m_rtt.h"
+#define O2M_PUTS(text) o2m_rtt_puts(text)
+#else
+#define O2M_PUTS(text) fputs(text, stdout)
+#endif
+
 #define O2M_WORDS_PER_LINE 8
 
 static const char o2m_hex_digits[] = "0123456789abcdef";
@@ -28,13 +35,13 @@ static void o2m_header(const char *name, size_t count, const char *dtype)
         *--p = (char)('0' + (int)(n % 10u));
         n /= 10u;
     } while (n != 0u);
-    fputs("OUT ", stdout);
-    fputs(name, stdout);
-    fputs(" ", stdout);
-    fputs(p, stdout);
-    fputs(" ", stdout);
-    fputs(dtype, stdout);
-    fputs("\n", stdout);
+    O2M_PUTS("OUT ");
+    O2M_PUTS(name);
+    O2M_PUTS(" ");
+    O2M_PUTS(p);
+    O2M_PUTS(" ");
+    O2M_PUTS(dtype);
+    O2M_PUTS("\n");
 }
 
 /* Words come from a callback-free switch so that every dtype shares one loop. */
@@ -82,7 +89,7 @@ static void o2m_out(const char *name, const char *dtype, enum o2m_kind kind, con
         }
         *p++ = '\n';
         *p = '\0';
-        fputs(line, stdout);
+        O2M_PUTS(line);
     }
 }
 
@@ -98,8 +105,12 @@ void o2m_out_s64(const char *name, const int64_t *data, size_t count) { o2m_out(
 
 void o2m_done(void)
 {
-    fputs("DONE\n", stdout);
+    O2M_PUTS("DONE\n");
+#ifdef O2M_IO_RTT
+    o2m_rtt_finished();
+#else
     fflush(stdout);
+#endif
 }
 
 /* Marker functions: the QEMU plugin adds up the instructions executed from each

@@ -119,8 +119,16 @@ void Reset_Handler(void)
     O2M_REG(O2M_SCB_CPACR) |= (0xFu << 20);
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
+#ifdef O2M_IO_RTT
+    /* RTT harness: no semihosting (a board without a debugger would stop at its BKPT). */
+    (void)main();
+    for (;;) {
+        __asm__ volatile("wfi");
+    }
+#else
     initialise_monitor_handles();
     exit(main());
+#endif
 }
 
 /* ----- raw semihosting: no libc, usable from a fault handler ------------- */
@@ -130,6 +138,21 @@ void Reset_Handler(void)
 #define O2M_ADP_STOPPED_APPLICATION_EXIT 0x20026u
 #define O2M_ADP_STOPPED_RUNTIME_ERROR 0x20023u
 
+#ifdef O2M_IO_RTT
+#include "o2m_rtt.h"
+/* RTT harness: a fault's line goes to the RTT buffer, then the core waits for the debugger. */
+static uint32_t o2m_semihost(uint32_t op, const void *arg)
+{
+    if (op == O2M_SYS_WRITE0) {
+        o2m_rtt_puts((const char *)arg);
+        o2m_rtt_finished();
+    }
+    for (;;) {
+        __asm__ volatile("wfi");
+    }
+    return 0u;
+}
+#else
 static uint32_t o2m_semihost(uint32_t op, const void *arg)
 {
     register uint32_t r0 __asm__("r0") = op;
@@ -137,6 +160,7 @@ static uint32_t o2m_semihost(uint32_t op, const void *arg)
     __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
     return r0;
 }
+#endif
 
 static void o2m_fault_exit(void)
 {
