@@ -59,7 +59,8 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
                   inputs: Mapping[str, np.ndarray] | None = None, scheduler: str | None = None,
                   time_limit: float = 60.0, force: bool = False, prefix: str = "model",
                   seed: int = 0, graph: Graph | None = None,
-                  optimization: dict | None = None, **options) -> CompileResult:
+                  optimization: dict | None = None, fmt: str = "project", io: str = "semihosting",
+                  **options) -> CompileResult:
     """`onnx2mcu compile` from code: the pipeline (onnx2mcu/pipeline.py) with an output folder.
 
     `graph` (already loaded and optimized) skips loading and graph_opt; `optimization` is
@@ -68,7 +69,8 @@ def compile_model(model, out_dir: str | os.PathLike, board: str | Board = "host"
 
     opts = pipeline.Options(board=board, input_shapes=input_shapes, inputs=inputs,
                             scheduler=scheduler or pipeline.Options.scheduler, time_limit=time_limit,
-                            force=force, prefix=prefix, seed=seed, output=out_dir, **options)
+                            force=force, prefix=prefix, seed=seed, output=out_dir, format=fmt, io=io,
+                            **options)
     return pipeline.run(model, opts, graph=graph, optimization=optimization).compiled
 
 

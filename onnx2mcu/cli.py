@@ -520,8 +520,6 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--qemu", action="store_true")
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
-    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-4; integer outputs: exact)")
-    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-5; integer outputs: exact)")
     p.add_argument("--json", action="store_true")
     tolerance_args(p)
     p.set_defaults(func=cmd_run)

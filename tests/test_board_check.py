@@ -11,7 +11,6 @@ from onnx import helper as h
 
 from onnx2mcu.board_check import agrees, stand_in
 from onnx2mcu.cli import main
-from onnx2mcu.ops import lookup
 
 HAVE_QEMU = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm", "gcc", "make"))
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc / qemu-system-arm / gcc missing")
@@ -39,23 +38,24 @@ def test_check_on_nucleo_runs_on_its_stand_in(relu_file, capsys):
 @needs_qemu
 def test_check_exits_1_when_the_c_is_wrong(relu_file, capsys, monkeypatch):
     """A deliberately broken emitter (Relu emitted as Neg): host and QEMU outputs differ."""
-    op = lookup("Relu", "")
-    original = op.emit_c
+    import dataclasses
+
+    from onnx2mcu.codegen import kernel_registry
+    from onnx2mcu.codegen.kernels import kernel_for
+    from onnx2mcu.ir import DType
+
+    kernel = kernel_for("Relu", DType.FLOAT32)
+    original = kernel.emit
 
     def broken(node, ctx):
         code = original(node, ctx)
         return code.replace("o2m_relu_f32", "o2m_neg_f32") if isinstance(code, str) else \
             [line.replace("o2m_relu_f32", "o2m_neg_f32") for line in code]
-    import dataclasses
 
-    import onnx2mcu.codegen.generate as generate
-
-    broken_op = dataclasses.replace(op, emit_c=broken)
-    real_lookup = generate.lookup
-    monkeypatch.setattr(generate, "lookup",
-                        lambda op_type, domain="": broken_op if op_type == "Relu" else real_lookup(op_type, domain))
+    monkeypatch.setitem(kernel_registry._KERNELS, ("", "Relu", DType.FLOAT32, kernel.backend),
+                        dataclasses.replace(kernel, emit=broken))
     assert main(["check", str(relu_file), "--board", "nucleo-f746zg"]) == 1
-    assert "DIFFER" in capsys.readouterr().out
+    assert "disagree" in capsys.readouterr().out
 
 
 @needs_qemu
@@ -93,4 +93,4 @@ def test_run_exits_1_when_outputs_differ(relu_file, tmp_path, capsys):
     model_c.write_text(model_c.read_text().replace("o2m_relu_f32", "o2m_neg_f32"))
     capsys.readouterr()
     assert main(["run", str(out), "--host"]) == 1
-    assert "DIFFER" in capsys.readouterr().out
+    assert "disagree" in capsys.readouterr().out
