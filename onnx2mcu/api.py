@@ -19,7 +19,7 @@ from onnx2mcu.ir import Graph
 from onnx2mcu.pipeline import Options, PipelineResult, SimulationReport
 
 if TYPE_CHECKING:
-    from onnx2mcu.build import CompileResult
+    from onnx2mcu.project import CompileResult
 
 __all__ = ["load", "simulate", "compile", "run", "Options", "PipelineResult", "SimulationReport"]
 

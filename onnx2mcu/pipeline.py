@@ -23,7 +23,7 @@ from onnx2mcu.scheduler import METHODS
 from onnx2mcu.targets import Board, get_board
 
 if TYPE_CHECKING:
-    from onnx2mcu.build import CompileResult
+    from onnx2mcu.project import CompileResult
     from onnx2mcu.scheduler import Schedule
     from onnx2mcu.simulator import SimResult
     from onnx2mcu.simulator.compare import Agreement, Tolerance
@@ -167,7 +167,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
     if options.simulate:
         result.simulation = _simulate(model, graph, result.schedule, values, options)
     if options.output is not None:
-        from onnx2mcu.build import emit_project
+        from onnx2mcu.project import emit_project
 
         result.compiled = emit_project(model, options.output, graph, result.schedule, board, budget,
                                        values, prefix=options.prefix, force=options.force,

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from onnx2mcu.build import SOURCE_MODEL, TEST_INPUTS
+from onnx2mcu.project import SOURCE_MODEL, TEST_INPUTS
 from onnx2mcu.codegen.board_project import write_board_files
 from onnx2mcu.codegen.generate import dump_json, render_harness
 from onnx2mcu.errors import UserError

@@ -5,6 +5,7 @@ frontend -> graph_opt -> scheduler -> codegen, with the simulator beside codegen
 The core (onnx2mcu/ except the face modules) imports no stage, and no module
 imports another in a cycle. Imports inside functions count the same as those
 at the top: deferring an import hides a dependency, it does not remove it.
+Imports under `if TYPE_CHECKING:` name types for annotations only and are left out.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ STAGE_DIRS = {"frontend": "frontend", "graph_opt": "graph_opt", "scheduler": "sc
 # rank of each stage: a stage may import stages of a lower rank only
 RANK = {"frontend": 0, "graph_opt": 1, "scheduler": 2, "codegen": 3, "simulator": 3}
 # the face: the command line, the Python API and the drivers that run the whole pipeline
-FACE = {"cli", "api", "build", "runner", "pipeline", "report", "__init__", "__main__"}
+FACE = {"cli", "api", "build", "project", "runner", "pipeline", "report", "flash", "board_check",
+        "__init__", "__main__"}
 
 
 def module_files() -> dict[str, Path]:
@@ -43,6 +45,9 @@ def imports_of(path: Path, module: str, is_package: bool, modules: set[str] | No
 
     `from pkg import name` depends on `pkg.name` when that is a module, else on `pkg`."""
     tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):  # `if TYPE_CHECKING:` imports are for annotations only
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            node.body = []
     base = module.split(".") if is_package else module.split(".")[:-1]
     names: set[str] = set()
     for node in ast.walk(tree):
