@@ -91,8 +91,8 @@ BINARY_F32 = ["add", "sub", "mul", "div", "pow", "max", "min"]
 BINARY_INT = ["add", "sub", "mul", "div", "max", "min"]
 COMPARES = ["equal", "less", "greater", "less_equal", "greater_equal"]
 LOGICAL = ["equal", "logical_and", "logical_or", "logical_xor"]
-CASTS = ["f32_s64", "f32_s32", "f32_b8", "i64_f32", "i32_f32", "b8_f32", "i64_s32",
-         "i32_s64", "i64_b8", "i32_b8", "b8_s64", "b8_s32"]
+CASTS = ["f32_s64", "f32_s32", "f32_b8", "s64_f32", "s32_f32", "b8_f32", "s64_s32",
+         "s32_s64", "s64_b8", "s32_b8", "b8_s64", "b8_s32"]
 
 
 def _declare_all(lib: ctypes.CDLL) -> None:
@@ -1206,13 +1206,13 @@ def test_casts(lib):
     np.testing.assert_array_equal(run("f32_s32", f, np.int32),
                                   [-2, 0, 0, 0, 1, 2, 2**31 - 1, -(2**31), 2**31 - 1, 0])
     np.testing.assert_array_equal(run("f32_b8", f, np.uint8), [1, 1, 0, 1, 1, 1, 1, 1, 1, 1])
-    np.testing.assert_array_equal(run("i64_f32", i64, F32), i64.astype(F32))
-    np.testing.assert_array_equal(run("i32_f32", i32v, F32), i32v.astype(F32))
+    np.testing.assert_array_equal(run("s64_f32", i64, F32), i64.astype(F32))
+    np.testing.assert_array_equal(run("s32_f32", i32v, F32), i32v.astype(F32))
     np.testing.assert_array_equal(run("b8_f32", b, F32), b.astype(F32))
-    np.testing.assert_array_equal(run("i64_s32", i64, np.int32), i64.astype(np.int32))
-    np.testing.assert_array_equal(run("i32_s64", i32v, I64), i32v.astype(I64))
-    np.testing.assert_array_equal(run("i64_b8", i64, np.uint8), (i64 != 0).astype(np.uint8))
-    np.testing.assert_array_equal(run("i32_b8", i32v, np.uint8), (i32v != 0).astype(np.uint8))
+    np.testing.assert_array_equal(run("s64_s32", i64, np.int32), i64.astype(np.int32))
+    np.testing.assert_array_equal(run("s32_s64", i32v, I64), i32v.astype(I64))
+    np.testing.assert_array_equal(run("s64_b8", i64, np.uint8), (i64 != 0).astype(np.uint8))
+    np.testing.assert_array_equal(run("s32_b8", i32v, np.uint8), (i32v != 0).astype(np.uint8))
     np.testing.assert_array_equal(run("b8_s64", b, I64), b.astype(I64))
     np.testing.assert_array_equal(run("b8_s32", b, np.int32), b.astype(np.int32))
     finite = f[np.abs(f) < 1e9]
