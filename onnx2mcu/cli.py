@@ -36,7 +36,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
 
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot"):
+                 "inputs", "seed", "force", "prefix", "plot", "requant"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tile attention and FFN so long sequences fit in RAM")
         p.add_argument("--ram-budget", type=int, metavar="BYTES",
                        help="RAM the tiled model may use (default: the board's)")
+        p.add_argument("--requant", choices=("fixed", "float"), default="fixed",
+                       help="int8 requantization: fixed (TFLite's integer arithmetic, bit-exact with "
+                            "TFLite Micro) or float (float32 rescale, as onnxruntime)")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)
