@@ -99,6 +99,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                      "unsupported": unsupported_reason(node, graph),
                      "c_kernel": found.kernel.name if isinstance(found, Selection) else None,
                      "python_only": None if isinstance(found, Selection) else found})
+    from onnx2mcu.report import precision_report
+
+    precision = precision_report(graph)
+    if precision is not None:
+        dtype_of = {e["node"]: e["dtype"] for e in precision["nodes"]}
+        for r in rows:
+            r["dtype"] = dtype_of[r["node"]]
     unsupported = [r for r in rows if r["unsupported"]]
     summary = {"model": graph.source, "ops": len(rows), "weights_bytes": graph.weights_bytes,
                "macs": sum(node_macs.values()), "notes": graph.notes,
@@ -107,6 +114,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                "op_counts": _count(r["op"] for r in rows),
                "unsupported": [{"node": r["node"], "op": r["op"], "reason": r["unsupported"]}
                                for r in unsupported], "nodes": rows}
+    if precision is not None:
+        summary["precision"] = {k: v for k, v in precision.items() if k != "nodes"}
     if args.json:
         print(json.dumps(summary, indent=1))
         return 0
@@ -115,7 +124,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"note    {note}")
     print(f"inputs  {summary['inputs']}\noutputs {summary['outputs']}")
     print(f"ops     {len(rows)}  ({', '.join(f'{k} {v}' for k, v in summary['op_counts'].items())})")
-    print(f"weights {human_bytes(graph.weights_bytes)}   MACs {summary['macs']:,}\n")
+    print(f"weights {human_bytes(graph.weights_bytes)}   MACs {summary['macs']:,}")
+    if precision is not None:
+        print(precision_line(precision))
+    print()
     width = min(max((len(r["node"]) for r in rows), default=4), 48)
     print(f"{'node':<{width}}  {'op':<20} {'output':<20} {'params':>10} {'MACs':>12}  C")
     for r in rows:
@@ -155,6 +167,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         progress.close()
     data = {**result.simulation.to_dict(), **result.optimization}
     from onnx2mcu.codegen.kernels import python_only
+    from onnx2mcu.report import precision_report
+
+    precision = precision_report(result.graph)
+    if precision is not None:
+        data["precision"] = {k: v for k, v in precision.items() if k != "nodes"}
 
     data["python_only"] = [{"node": name, "op": result.graph.node(name).op_type, "reason": why}
                            for name, why in python_only(result.graph).items()]
@@ -162,12 +179,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return 0
     print(format_memory_report(data))
+    if "precision" in data:
+        print(precision_line(data["precision"]))
     if data["python_only"]:
         print(f"python-only nodes: {', '.join(e['node'] + ' (' + e['op'] + ')' for e in data['python_only'])}"
               " (no C kernel: `compile` refuses them)")
     if args.plot:
         print(f"plot       {args.plot}")
     return 0
+
+
+def precision_line(precision: dict) -> str:
+    islands = precision["float_islands"]
+    where = (": " + ", ".join(f"{e['op']} '{e['node']}'" for e in islands[:6])
+             + (" ..." if len(islands) > 6 else "")) if islands else ""
+    return (f"int8       {precision['int8_nodes']} node(s) on int8 (requant {precision['requant']}), "
+            f"{precision['float_nodes']} in float{where}")
 
 
 def format_memory_report(data: dict) -> str:
@@ -229,7 +256,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return 0
     r = result.report
+    from onnx2mcu.report import float_island_line
+
+    island = float_island_line(r.get("precision"))
     print(f"wrote      {result.out_dir}  (board {result.board.name})")
+    if island:
+        print(island)
     print(f"ops        {r['ops']}")
     print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
           f"at step {r['peak_step']}: {r['peak_node']})")

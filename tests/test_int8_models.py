@@ -287,3 +287,59 @@ def test_tflite_quantize_rounding_c_equals_the_reference(tmp_path):
         want = _quantize_away(x, QuantizeInt8("fixed", float(scale), zp))
         assert np.array_equal(y, want)
         assert np.array_equal(want[:40] - zp, np.clip(np.where(ties < 0, np.floor(ties / scale), np.ceil(ties / scale)) + zp, -128, 127).astype(np.int64) - zp)
+
+
+def island_model() -> onnx.ModelProto:
+    """x -> Q -> DQ -> LayerNormalization -> Q -> DQ -> Relu -> Q -> DQ -> y: the LayerNormalization
+    has no integer kernel (a float island), the Relu runs through its int8 table."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def c(name, value, dtype):
+        return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"], name="dq_in"),
+             helper.make_node("LayerNormalization", ["xf", "gamma", "beta"], ["ln"], name="ln", axis=-1),
+             helper.make_node("QuantizeLinear", ["ln", "s", "z"], ["lq"], name="q_ln"),
+             helper.make_node("DequantizeLinear", ["lq", "s", "z"], ["lf"], name="dq_ln"),
+             helper.make_node("Relu", ["lf"], ["r"], name="relu"),
+             helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"], name="q_out"),
+             helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["y"], name="dq_out")]
+    inits = [c("s", 0.05, np.float32), c("z", 1, np.int8), c("gamma", np.ones(16), np.float32),
+             c("beta", np.zeros(16), np.float32)]
+    graph = helper.make_graph(nodes, "island", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.c
+def test_compile_says_which_nodes_run_in_float(tmp_path, capsys):
+    import json
+
+    from onnx2mcu.cli import main
+
+    path = tmp_path / "island.onnx"
+    onnx.save(island_model(), path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "float island" in line] == [
+        "1 float island(s): LayerNormalization 'ln' (no integer kernel: they run in float between a "
+        "DequantizeLinear and a QuantizeLinear)"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    nodes = {e["node"]: e for e in report["precision"]["nodes"]}
+    assert nodes["relu"] == {"node": "relu", "op": "Relu", "dtype": "int8", "kernel": "Relu/int8/portable"}
+    assert nodes["ln"]["dtype"] == "float" and nodes["ln"]["kernel"] == "LayerNormalization/float32/portable"
+    assert report["precision"]["int8_nodes"] == 1 and report["precision"]["float_nodes"] == 1
+    assert main(["simulate", str(path)]) == 0
+    assert "int8       1 node(s) on int8 (requant fixed), 1 in float: LayerNormalization 'ln'" in \
+        capsys.readouterr().out
+    assert main(["inspect", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["precision"]["int8_nodes"] == 1 and {r["node"]: r["dtype"] for r in data["nodes"]}["relu"] == "int8"
+
+
+def test_a_float_model_has_no_precision_report(tmp_path):
+    from onnx2mcu.report import precision_report
+
+    graph = run(model_path(MODELS["kws"][2]), Options(stop_after="optimize")).graph
+    assert precision_report(graph) is None
