@@ -6,6 +6,7 @@ errors.UserError); output files are written to a temporary name and renamed.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -277,7 +278,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     mode = "qemu" if args.qemu else "host"
     data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout)
-    data.pop("outputs")
+    outputs = data.pop("outputs")
+    if args.outputs:
+        import numpy as np
+
+        from onnx2mcu.fileio import write_atomic
+
+        path = args.outputs if str(args.outputs).endswith(".npz") else f"{args.outputs}.npz"
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(value) for name, value in outputs.items()})
+        write_atomic(path, buffer.getvalue())
+        data["outputs_file"] = path
     if args.json:
         print(json.dumps(data))
         return 0
@@ -407,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--host", action="store_true")
     where.add_argument("--qemu", action="store_true")
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
+    p.add_argument("--outputs", metavar="FILE.npz",
+                   help="save the outputs read back from the device, in their own dtypes")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)

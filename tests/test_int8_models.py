@@ -343,3 +343,19 @@ def test_a_float_model_has_no_precision_report(tmp_path):
 
     graph = run(model_path(MODELS["kws"][2]), Options(stop_after="optimize")).graph
     assert precision_report(graph) is None
+
+
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_HOST, reason="gcc missing")
+def test_run_saves_the_device_outputs_in_their_dtypes(tmp_path, capsys):
+    from onnx2mcu.cli import main
+
+    out = tmp_path / "ad"
+    result = run(model_path(MODELS["ad"][0]), Options(output=out, simulate=True, check_onnxruntime=False,
+                                                       scheduler="greedy"))
+    assert main(["run", str(out), "--host", "--outputs", str(tmp_path / "y.npz")]) == 0
+    capsys.readouterr()
+    with np.load(tmp_path / "y.npz") as saved:
+        (y,) = result.graph.outputs
+        assert saved[y].dtype == np.int8
+        assert saved[y].tobytes() == result.simulation.result.outputs[y].tobytes()

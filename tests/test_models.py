@@ -84,11 +84,12 @@ def test_qdq_model(relative, capsys):
     data = simulate_json([str(shared_model(relative)), "--requant", "float"], capsys)
     graph = load(str(shared_model(relative)))
     (y,) = graph.outputs
-    producer = graph.producers()[y]
-    scale = (graph.tensors[y].quant.scale if graph.tensors[y].quant is not None
-             else graph.tensors[producer.inputs[1]].data)  # a float output after its DequantizeLinear
+    if graph.tensors[y].quant is not None:  # int8 output: one step is 1
+        step = 1.0
+    else:  # a float output after its DequantizeLinear: one step is its scale
+        step = float(graph.tensors[graph.producers()[y].inputs[1]].data)
     check_report(data, max_rel_err=None)
-    assert data["max_abs_err"] <= 1.001 * float(scale if graph.tensors[y].quant is None else 1.0)
+    assert data["max_abs_err"] <= 1.001 * step
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
