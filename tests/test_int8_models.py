@@ -359,3 +359,89 @@ def test_run_saves_the_device_outputs_in_their_dtypes(tmp_path, capsys):
         (y,) = result.graph.outputs
         assert saved[y].dtype == np.int8
         assert saved[y].tobytes() == result.simulation.result.outputs[y].tobytes()
+
+
+# ----- the other int8 ops, on a small QDQ model ---------------------------------------
+def many_ops_model() -> onnx.ModelProto:
+    """Every op wrapped as DQ -> op -> Q (how QDQ tools write them): MaxPool, Sigmoid, Tanh,
+    Concat of two scales (requantized), Mul, Sub, Pad, HardSwish, GlobalAveragePool, ReduceMean, Add."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits, nodes = [], []
+
+    def qparams(tag, scale, zp):
+        inits.extend([numpy_helper.from_array(np.asarray(scale, np.float32), f"s_{tag}"),
+                      numpy_helper.from_array(np.asarray(zp, np.int8), f"z_{tag}")])
+        return [f"s_{tag}", f"z_{tag}"]
+
+    def op(name, op_type, inputs, q, extra=(), **attrs):
+        floats = []
+        for i, (tensor, tq) in enumerate(inputs):
+            nodes.append(helper.make_node("DequantizeLinear", [tensor, *tq], [f"{name}_in{i}"], name=f"{name}_dq{i}"))
+            floats.append(f"{name}_in{i}")
+        nodes.append(helper.make_node(op_type, floats + list(extra), [f"{name}_f"], name=name, **attrs))
+        nodes.append(helper.make_node("QuantizeLinear", [f"{name}_f", *q], [name], name=f"{name}_q"))
+        return name, q
+
+    x_q = qparams("x", 0.04, 3)
+    nodes.append(helper.make_node("QuantizeLinear", ["x", *x_q], ["xq"], name="q_x"))
+    pool = op("pool", "MaxPool", [("xq", x_q)], x_q, kernel_shape=[2, 2], strides=[2, 2])
+    sig = op("sig", "Sigmoid", [pool], qparams("sig", 1 / 256, -128))
+    tanh = op("tanh", "Tanh", [pool], qparams("tanh", 1 / 128, 0))
+    cat = op("cat", "Concat", [sig, tanh], qparams("cat", 1 / 150, -20), axis=1)
+    mul = op("mul", "Mul", [cat, cat], qparams("mul", 1 / 180, -100))
+    sub = op("sub", "Sub", [mul, cat], qparams("sub", 1 / 120, 10))
+    inits.append(numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "pads"))
+    pad = op("pad", "Pad", [sub], sub[1], extra=["pads"])
+    hs = op("hs", "HardSwish", [pad], qparams("hs", 1 / 140, -30))
+    gap = op("gap", "GlobalAveragePool", [hs], qparams("gap", 1 / 130, -25))
+    mean = op("mean", "ReduceMean", [hs], gap[1], axes=[2, 3], keepdims=1)
+    add = op("add", "Add", [gap, mean], qparams("add", 1 / 70, -40))
+    nodes.append(helper.make_node("DequantizeLinear", [add[0], *add[1]], ["y"], name="dq_y"))
+    graph = helper.make_graph(nodes, "many", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 1, 1])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_HOST, reason="gcc missing")
+@pytest.mark.parametrize("requant", ["fixed", "float"])
+def test_other_int8_ops_in_c_equal_the_simulator(requant, tmp_path):
+    path = tmp_path / "many.onnx"
+    onnx.save(many_ops_model(), path)
+    out = tmp_path / "out"
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 2, (1, 4, 8, 8)).astype(np.float32)
+    result = run(path, Options(output=out, simulate=True, check_onnxruntime=False, scheduler="greedy",
+                               requant=requant, inputs={"x": x}))
+    graph = result.graph
+    precision = {n.op_type: node_precision(n, graph) for n in graph.nodes}
+    assert "float" not in precision.values(), precision
+    assert int8_params(graph.node("cat"), graph).requants[0] is not None  # two scales: requantized
+    outputs, _ = run_c(out, "host")
+    expected = result.simulation.result.outputs["y"]
+    assert outputs["y"].reshape(expected.shape).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("requant", ["fixed", "float"])
+def test_other_int8_ops_within_one_lsb_of_onnxruntime_per_node(requant, tmp_path):
+    """Each node given onnxruntime's inputs (its QDQ graph, run as DQ -> float op -> Q): within 1 LSB.
+    Sigmoid/Tanh/HardSwish tables round as TFLite in fixed mode and as QuantizeLinear in float mode."""
+    path = tmp_path / "many.onnx"
+    onnx.save(many_ops_model(), path)
+    graph = run(path, Options(stop_after="optimize", requant=requant)).graph
+    checked = [t for n in graph.nodes if int8_params(n, graph) is not None for t in n.outputs]
+    session = onnxruntime_with_intermediates(path, graph, checked)
+    rng = np.random.default_rng(9)
+    for _ in range(5):
+        x = rng.normal(0, 2, (1, 4, 8, 8)).astype(np.float32)
+        reference = dict(zip(checked, session.run(checked, {"x": x})))
+        env = {"x": x}
+        for node in graph.nodes:
+            args = [env[i] if i in env else (graph.tensors[i].data if i else None) for i in node.inputs]
+            for out, value in zip(node.outputs, run_reference(node, args, graph)):
+                env[out] = value
+                if out in reference:
+                    diff = np.abs(value.astype(np.int32) - reference[out].astype(np.int32)).max()
+                    assert diff <= 1, (node.name, diff)
+                    env[out] = reference[out]
