@@ -196,6 +196,21 @@ class CContext:
             return name
         return self._intern(f"{ctype}[]|{hint}|{body}", make)
 
+    def float_array(self, values, hint: str = "scales") -> str:
+        """A static const float table (values exact as float32)."""
+        items = [c_float(v) for v in np.asarray(values, np.float32).reshape(-1).tolist()] or ["0.0f"]
+        body = ", ".join(items)
+
+        def make() -> str:
+            name = self._name(hint)
+            self.declarations.append(f"static const float {name}[{len(items)}] = {{{body}}};")
+            return name
+        return self._intern(f"float[]|{hint}|{body}", make)
+
+    def include(self, header: str) -> None:
+        """#include a runtime_c header model.c does not include by default (the int8 kernels')."""
+        self._intern(f"#include|{header}", lambda: self.declarations.insert(0, f'#include "{header}"') or header)
+
     def ptr_array(self, names: Sequence[str], writable: bool, hint: str) -> str:
         """A static table of pointers to tensors (Concat inputs, Split outputs)."""
         body = ", ".join(self.ptr(n) for n in names)

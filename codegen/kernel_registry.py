@@ -101,3 +101,23 @@ def all_kernels() -> list[Kernel]:
     return sorted(_KERNELS.values(), key=lambda k: (k.domain, k.op_type, k.dtype.value, k.backend))
 
 
+def register_int8_kernel(op_type: str, emit: Emit, runs_int8: Callable[[Node, Graph], bool],
+                         sources: Sequence[str]) -> Kernel:
+    """The INT8 portable kernel of `op_type`: `emit` for the nodes that run on quantized
+    integers (`runs_int8`), the op's plain int8 kernel (if any: integer arithmetic on
+    unquantized int8 values, data movement) for the others."""
+    key = ("", op_type, DType.INT8, PORTABLE)
+    before = _KERNELS.get(key)
+
+    def dispatch(node: Node, ctx) -> "str | list[str]":
+        if runs_int8(node, ctx.graph):
+            return emit(node, ctx)
+        if before is None:
+            ctx.refuse(node, "no C kernel for int8 values without quantization")
+        return before.emit(node, ctx)
+
+    merged = tuple(dict.fromkeys((*(before.sources if before else ()), *sources)))
+    entry = Kernel("", op_type, DType.INT8, PORTABLE, dispatch, merged,
+                   before.applies if before else None, before.scratch_bytes if before else None)
+    _KERNELS[key] = entry
+    return entry

@@ -58,7 +58,7 @@ def runs_on_integers(graph: Graph, node: Node) -> bool:
     if op is None:
         return False
     if op.quantized == QUANT_INTEGER:
-        return True
+        return op.int8_check is None or op.int8_check(node, graph) is None
     if op.quantized != QUANT_PASSTHROUGH:
         return False
     params: set[QuantParams] = set()

@@ -21,9 +21,10 @@ from onnx2mcu.ir import Graph, GraphError
 # (report key, pass); passes add themselves here, in the order they must run.
 PASSES: list[tuple[str, Pass]] = []
 
-from onnx2mcu.graph_opt.float_islands import expand_float_islands  # noqa: E402  (exact; first)
+from onnx2mcu.graph_opt.float_islands import expand_float_islands  # noqa: E402  (exact)
+from onnx2mcu.graph_opt.quant_fuse import fuse_quantized  # noqa: E402  (exact; first)
 
-PASSES += [("quantization", expand_float_islands)]
+PASSES += [("quantized_fusion", fuse_quantized), ("quantization", expand_float_islands)]
 # Report keys shown by `simulate` but kept out of the compiled report.json (whose bytes
 # tests/test_golden_c.py pins): the quantized/float node counts.
 NOT_IN_BUILD_REPORT = frozenset({"quantization"})

@@ -6,6 +6,7 @@ errors.UserError); output files are written to a temporary name and renamed.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -39,7 +40,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
                  "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes",
-                 "format", "io"):
+                 "format", "io", "requant"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
@@ -110,6 +111,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                      "unsupported": unsupported_reason(node, graph),
                      "c_kernel": found.kernel.name if isinstance(found, Selection) else None,
                      "python_only": None if isinstance(found, Selection) else found})
+    from onnx2mcu.report import precision_report
+
+    precision = precision_report(graph)
+    if precision is not None:
+        dtype_of = {e["node"]: e["dtype"] for e in precision["nodes"]}
+        for r in rows:
+            r["dtype"] = dtype_of[r["node"]]
     unsupported = [r for r in rows if r["unsupported"]]
     summary = {"model": graph.source, "ops": len(rows), "weights_bytes": graph.weights_bytes,
                "macs": sum(node_macs.values()), "notes": graph.notes,
@@ -118,6 +126,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                "op_counts": _count(r["op"] for r in rows),
                "unsupported": [{"node": r["node"], "op": r["op"], "reason": r["unsupported"]}
                                for r in unsupported], "nodes": rows}
+    if precision is not None:
+        summary["precision"] = {k: v for k, v in precision.items() if k != "nodes"}
     if args.json:
         print(json.dumps(summary, indent=1))
         return 0
@@ -126,7 +136,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"note    {note}")
     print(f"inputs  {summary['inputs']}\noutputs {summary['outputs']}")
     print(f"ops     {len(rows)}  ({', '.join(f'{k} {v}' for k, v in summary['op_counts'].items())})")
-    print(f"weights {human_bytes(graph.weights_bytes)}   MACs {summary['macs']:,}\n")
+    print(f"weights {human_bytes(graph.weights_bytes)}   MACs {summary['macs']:,}")
+    if precision is not None:
+        print(precision_line(precision))
+    print()
     width = min(max((len(r["node"]) for r in rows), default=4), 48)
     print(f"{'node':<{width}}  {'op':<20} {'output':<20} {'params':>10} {'MACs':>12}  C")
     for r in rows:
@@ -169,6 +182,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     data = {**report.to_dict(), **result.optimization}
     status = 0 if report.agreement is None or report.agreement.ok else EXIT_MISMATCH
     from onnx2mcu.codegen.kernels import python_only
+    from onnx2mcu.report import precision_report
+
+    precision = precision_report(result.graph)
+    if precision is not None:
+        data["precision"] = {k: v for k, v in precision.items() if k != "nodes"}
 
     data["python_only"] = [{"node": name, "op": result.graph.node(name).op_type, "reason": why}
                            for name, why in python_only(result.graph).items()]
@@ -176,6 +194,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return status
     print(format_memory_report(data))
+    if "precision" in data:
+        print(precision_line(data["precision"]))
     if data["python_only"]:
         print(f"python-only nodes: {', '.join(e['node'] + ' (' + e['op'] + ')' for e in data['python_only'])}"
               " (no C kernel: `compile` refuses them)")
@@ -185,6 +205,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(report.agreement.table())
         print(_mismatch_line("simulator", report.agreement.to_dict()))
     return status
+
+
+def precision_line(precision: dict) -> str:
+    islands = precision["float_islands"]
+    where = (": " + ", ".join(f"{e['op']} '{e['node']}'" for e in islands[:6])
+             + (" ..." if len(islands) > 6 else "")) if islands else ""
+    return (f"int8       {precision['int8_nodes']} node(s) on int8 (requant {precision['requant']}), "
+            f"{precision['float_nodes']} in float{where}")
 
 
 def format_memory_report(data: dict) -> str:
@@ -252,7 +280,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return 0
     r = result.report
+    from onnx2mcu.report import float_island_line
+
+    island = float_island_line(r.get("precision"))
     print(f"wrote      {result.out_dir}  (board {result.board.name})")
+    if island:
+        print(island)
     print(f"ops        {r['ops']}")
     print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
           f"at step {r['peak_step']}: {r['peak_node']})")
@@ -278,7 +311,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     mode = "qemu" if args.qemu else "host"
     data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout,
                            tolerance=tolerance_of(args))
-    data.pop("outputs")
+    outputs = data.pop("outputs")
+    if args.outputs:
+        import numpy as np
+
+        from onnx2mcu.fileio import write_atomic
+
+        path = args.outputs if str(args.outputs).endswith(".npz") else f"{args.outputs}.npz"
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(value) for name, value in outputs.items()})
+        write_atomic(path, buffer.getvalue())
+        data["outputs_file"] = path
     table = data.pop("table")
     status = 0 if data["ok"] else EXIT_MISMATCH
     if args.json:
@@ -472,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--binary-sign-zero", choices=("exact", "plus-one"), default="exact",
                        help="binary layers from ONNX Sign: exact keeps Sign(0) = 0; plus-one maps 0 "
                             "to +1 (faster, differs from ONNX at exact zeros; reported)")
+        p.add_argument("--requant", choices=("fixed", "float"), default="fixed",
+                       help="int8 requantization: fixed (TFLite's integer arithmetic, bit-exact with "
+                            "TFLite Micro) or float (float32 rescale, as onnxruntime)")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)
@@ -519,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--host", action="store_true")
     where.add_argument("--qemu", action="store_true")
     p.add_argument("--inputs", help=".npz inputs (default: the compiled-in test inputs)")
+    p.add_argument("--outputs", metavar="FILE.npz",
+                   help="save the outputs read back from the device, in their own dtypes")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
     p.add_argument("--json", action="store_true")
     tolerance_args(p)

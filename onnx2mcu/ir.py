@@ -267,6 +267,11 @@ class Graph:
     # node name -> scratch bytes of the C kernel chosen for it (codegen.kernels.select_kernels,
     # run by the face before scheduling); nodes absent here use their op's formula
     scratch: dict[str, int] = field(default_factory=dict)
+    # integer requantization of the int8 nodes: "fixed" (TFLite's) or "float" (onnxruntime's);
+    # set by the pipeline driver (Options.requant) and read by the ops' prepare
+    requant: str = "fixed"
+    # node name -> (what they came from, Params): ops.registry.prepared's cache
+    prepared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ----- queries -------------------------------------------------------
     def producers(self) -> dict[str, Node]:

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops import lookup, node_scratch_bytes
+from onnx2mcu.ops.registry import node_inplace_inputs
 
 ALIGNMENT = 16  # every arena buffer and every weight starts at a multiple of this
 
@@ -97,7 +98,7 @@ def profile(graph: Graph, order: Sequence[Node] | None = None, inplace: bool = T
             if op is not None and index == 0 and op.alias and node.inputs[0] in buffer_of:
                 target = buffer_of[node.inputs[0]]
             elif op is not None and index == 0 and inplace:
-                target = _inplace_target(graph, node, op.inplace_inputs, buffer_of, buffers,
+                target = _inplace_target(graph, node, node_inplace_inputs(node, graph), buffer_of, buffers,
                                          last_use, outputs, step, out)
             if target is not None:
                 extend(out, target)

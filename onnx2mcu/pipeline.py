@@ -36,6 +36,9 @@ class Options:
     """Every option of `onnx2mcu simulate / compile / check` (same names, same defaults)."""
     # the model
     input_shapes: Mapping[str, Sequence[int]] | None = None  # --input-shape NAME=D0,D1,...
+    # int8: "fixed" (TFLite's integer requantization, bit-exact with TFLite Micro) or "float"
+    # (onnxruntime's float32 rescale); --requant
+    requant: str = "fixed"
     # graph_opt
     compress_embeddings: str | None = None  # --compress-embeddings "4x" | "0.25" | "500000"
     tile: str = "auto"  # --tile auto | none
@@ -122,6 +125,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         from onnx2mcu.frontend import load
 
         graph = load(model, options.input_shapes, check=options.check_supported)
+        graph.requant = _requant_mode(options.requant)
         result = PipelineResult(model, graph, board, budget)
         if options.stop_after == "load":
             return result
@@ -132,6 +136,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram()))
     else:
+        graph.requant = _requant_mode(options.requant)
         result = PipelineResult(model, graph, board, budget, dict(optimization or {}))
 
     # ----- select kernels: after the IR rewrites, before scheduling (a kernel's scratch is
@@ -174,6 +179,14 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
                                        fmt=options.format, io=options.io,
                                        optimization=result.optimization)
     return result
+
+
+def _requant_mode(mode: str) -> str:
+    from onnx2mcu.qmath import REQUANT_MODES
+
+    if mode not in REQUANT_MODES:
+        raise UserError(f"requant mode '{mode}': choose one of {', '.join(REQUANT_MODES)}")
+    return mode
 
 
 def _given_inputs(inputs, graph: Graph) -> dict[str, np.ndarray] | None:

@@ -78,6 +78,9 @@ def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedul
 
     report = {**build_report(graph, sched, board, budget, generated.report, prefix),
               **{k: v for k, v in (optimization or {}).items() if k not in NOT_IN_BUILD_REPORT}}
+    precision = _precision(graph, board)
+    if precision is not None:  # quantized models: per node dtype and C kernel, the float islands
+        report["precision"] = precision
     if io != "semihosting":
         report["io"] = io  # how `onnx2mcu flash --read-results` gets the outputs back
     files: dict[str, str | bytes] = dict(generated.files)
@@ -101,6 +104,17 @@ def emit_project(model, out_dir: str | os.PathLike, graph: Graph, sched: Schedul
 
     out = write_output(out_dir, files, finish, force=force, version=__version__)
     return CompileResult(out, graph, sched, board, report)
+
+
+def _precision(graph: Graph, board: Board) -> dict | None:
+    from onnx2mcu.codegen.kernels import Selection, select_kernel
+    from onnx2mcu.report import precision_report
+
+    kernels = {}
+    for node in graph.nodes:
+        found = select_kernel(node, graph, board.kernels)
+        kernels[node.name] = found.kernel.name if isinstance(found, Selection) else None
+    return precision_report(graph, kernels)
 
 
 def rtt_bytes_for(graph: Graph) -> int:

@@ -60,3 +60,48 @@ def simulation_report(report: "SimulationReport") -> dict:
         "tensors": tensor_entries(graph, sched),
     }
     return data
+
+
+def is_quantized_model(graph: Graph) -> bool:
+    return any(t.quant is not None for t in graph.tensors.values()) or any(
+        n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.nodes)
+
+
+def precision_report(graph: Graph, kernels: dict | None = None) -> dict | None:
+    """For a quantized model: how many nodes compute on int8 and how many in float (the float
+    islands, by op and name), the requant mode, and per node its precision (and C kernel).
+
+    Counted as compute: every node but the Q/DQ at the edges and islands, and the ops that only
+    move elements (OpDef.quantized PASSTHROUGH or alias) on floats.  None for a float model."""
+    from onnx2mcu.ops.int8 import node_precision
+    from onnx2mcu.ops.registry import QUANT_PASSTHROUGH
+
+    if not is_quantized_model(graph):
+        return None
+    nodes, islands, counts = [], [], {"int8": 0, "float": 0}
+    for node in graph.nodes:
+        precision = node_precision(node, graph)
+        op = lookup(node.op_type, node.domain)
+        moves = op is not None and (op.alias or op.quantized == QUANT_PASSTHROUGH)
+        entry = {"node": node.name, "op": node.op_type, "dtype": precision or "edge"}
+        if kernels is not None:
+            entry["kernel"] = kernels.get(node.name)
+        nodes.append(entry)
+        if precision == "int8":
+            counts["int8"] += 1
+        elif precision == "float" and not moves:
+            counts["float"] += 1
+            islands.append({"node": node.name, "op": node.op_type})
+    return {"requant": graph.requant, "int8_nodes": counts["int8"], "float_nodes": counts["float"],
+            "float_islands": islands, "nodes": nodes}
+
+
+def float_island_line(precision: dict | None) -> str | None:
+    """The one line compile prints when a quantized model has compute nodes running in float."""
+    if not precision or not precision["float_islands"]:
+        return None
+    shown = precision["float_islands"][:8]
+    more = len(precision["float_islands"]) - len(shown)
+    return (f"{len(precision['float_islands'])} float island(s): "
+            + ", ".join(f"{e['op']} '{e['node']}'" for e in shown) + (f", and {more} more" if more else "")
+            + " (no integer kernel: they run in float between a DequantizeLinear and a QuantizeLinear)")

@@ -31,6 +31,7 @@ from typing import Sequence
 
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops import lookup, node_scratch_bytes
+from onnx2mcu.ops.registry import node_inplace_inputs
 
 
 
@@ -121,7 +122,7 @@ class Problem:
                     self.op_out0[i] = g
                     if op is not None:
                         out_t = tensors[out]
-                        for position in op.inplace_inputs:
+                        for position in node_inplace_inputs(node, graph):
                             if position >= len(node.inputs) or not node.inputs[position]:
                                 continue
                             src = tensors[node.inputs[position]]

@@ -14,7 +14,7 @@ import numpy as np
 
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph
-from onnx2mcu.ops import lookup
+from onnx2mcu.ops.registry import run_reference
 from onnx2mcu.scheduler import Schedule
 
 
@@ -62,11 +62,10 @@ def simulate(graph: Graph, sched: Schedule, inputs: Mapping[str, np.ndarray],
                             f"{list(tensor.shape)}")
         arena.view(name)[...] = value.astype(tensor.dtype.numpy, copy=False)
     for step, node in enumerate(sched.order):
-        op = lookup(node.op_type, node.domain)
         args = [arena.view(n) if n else None for n in node.inputs]
         # snapshot inputs: an in-place op's output shares their bytes
         args = [np.array(a, copy=True) if a is not None else None for a in args]
-        results = op.reference(node, args)
+        results = run_reference(node, args, graph)  # with the node's prepared Params
         for out, value in zip(node.outputs, results):
             if not out or graph.tensors[out].is_const:
                 continue

@@ -61,7 +61,7 @@ def test_lookup_by_op_dtype_and_backend():
     conv = kernel_for("Conv", DType.FLOAT32)
     assert conv is not None and conv.backend == "portable" and conv.sources == (CONV,)
     assert conv.name == "Conv/float32/portable"
-    assert kernel_for("Conv", DType.INT8) is None
+    assert kernel_for("Conv", DType.INT8).sources == ("o2m_s8_conv.c",)  # codegen/emit/int8.py
     assert kernel_for("Conv", DType.FLOAT32, "arm-dsp") is None  # none written yet
     # integer Add has its own entry (o2m_add_<T>), bool And too; Sin has none
     assert kernel_for("Add", DType.INT64).sources == (ELEMENTWISE,)
@@ -136,9 +136,10 @@ def test_c_support_names_kernels_and_python_only_nodes():
     graph = load(_mixed_model())
     support = c_support(graph)
     assert isinstance(support["relu"], Selection)
-    assert support["sin"] == "no C kernel yet"
+    # Sin has only its int8 kernel (a lookup table, codegen/emit/int8.py)
+    assert support["sin"] == "no C kernel for dtype float32"
     assert support["isnan"] == "no C kernel yet"
-    assert kernels.python_only(graph) == {"sin": "no C kernel yet", "isnan": "no C kernel yet"}
+    assert kernels.python_only(graph) == {"sin": "no C kernel for dtype float32", "isnan": "no C kernel yet"}
 
 
 # ops that accept float32 and have a numpy reference but no portable float32 C kernel
@@ -185,9 +186,9 @@ def test_inspect_and_simulate_mark_python_only_nodes(tmp_path, capsys):
     assert main(["inspect", str(path), "--json"]) == 0
     rows = {r["node"]: r for r in json.loads(capsys.readouterr().out)["nodes"]}
     assert rows["relu"]["c_kernel"] == "Relu/float32/portable" and rows["relu"]["python_only"] is None
-    assert rows["sin"]["c_kernel"] is None and rows["sin"]["python_only"] == "no C kernel yet"
+    assert rows["sin"]["c_kernel"] is None and rows["sin"]["python_only"] == "no C kernel for dtype float32"
     assert main(["inspect", str(path)]) == 0
-    assert "python only: no C kernel yet" in capsys.readouterr().out
+    assert "python only: no C kernel yet" in capsys.readouterr().out  # isnan
     assert main(["simulate", str(path), "--json", "--scheduler", "file-order"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [e["node"] for e in data["python_only"]] == ["sin", "isnan"]

@@ -48,10 +48,11 @@ def simulate_json(argv: list[str], capsys) -> dict:
     return json.loads(captured.out)
 
 
-def check_report(data: dict) -> None:
+def check_report(data: dict, max_rel_err: float | None = MAX_REL_ERR) -> None:
     for key in KEYS:
         assert key in data, f"--json lacks '{key}'"
-    assert data["max_scaled_err"] is not None and data["max_scaled_err"] <= MAX_REL_ERR, data["max_scaled_err"]
+    assert data["max_scaled_err"] is not None
+    assert max_rel_err is None or data["max_scaled_err"] <= max_rel_err, data["max_scaled_err"]
     assert 0 <= data["max_abs_err"] < float("inf")
     assert data["arena_bytes"] >= data["peak_bytes"] > 0
     assert data["weights_bytes"] > 0
@@ -76,7 +77,19 @@ def test_float_model(relative, capsys):
 @pytest.mark.skipif(not QDQ_SUPPORTED, reason="QuantizeLinear/DequantizeLinear are not registered")
 @pytest.mark.parametrize("relative", QDQ_MODELS)
 def test_qdq_model(relative, capsys):
-    check_report(simulate_json([str(shared_model(relative))], capsys))
+    """int8 with --requant float: within one output step of onnxruntime (tests/test_int8_models.py
+    has the bit-exact comparison with TFLite Micro of the default --requant fixed)."""
+    from onnx2mcu.frontend import load
+
+    data = simulate_json([str(shared_model(relative)), "--requant", "float"], capsys)
+    graph = load(str(shared_model(relative)))
+    (y,) = graph.outputs
+    if graph.tensors[y].quant is not None:  # int8 output: one step is 1
+        step = 1.0
+    else:  # a float output after its DequantizeLinear: one step is its scale
+        step = float(graph.tensors[graph.producers()[y].inputs[1]].data)
+    check_report(data, max_rel_err=None)
+    assert data["max_abs_err"] <= 1.001 * step
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

@@ -22,7 +22,7 @@ from onnx2mcu.graph_opt import optimize
 from onnx2mcu.graph_opt.float_islands import expand_float_islands, is_quantized_node
 from onnx2mcu.ir import DType, QuantParams
 from onnx2mcu.ops import lookup
-from onnx2mcu.ops.registry import QUANT_FLOAT, QUANT_PASSTHROUGH, all_ops
+from onnx2mcu.ops.registry import QUANT_FLOAT, QUANT_INTEGER, QUANT_PASSTHROUGH, all_ops
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 MAX_REL_ERR = 1e-4  # as tests/test_models.py
@@ -131,14 +131,15 @@ def test_quant_params_compare_values_not_origin():
     assert a.without_origin() == a and b.without_origin().origin is None
 
 
-def test_no_op_has_an_integer_implementation_yet():
-    """The int8 issue flips OpDef.quantized per op; today only element-moving ops pass through."""
+def test_which_ops_run_on_integers():
+    """Compute ops with an int8 reference and kernel are QUANT_INTEGER (onnx2mcu/ops/int8.py);
+    element-moving ops pass the integers through; the rest run as float islands."""
     modes = {op.op_type: op.quantized for op in all_ops() if not op.domain}
-    assert modes["Conv"] == modes["MatMul"] == modes["Add"] == modes["AveragePool"] == QUANT_FLOAT
-    assert modes["Reshape"] == modes["Transpose"] == modes["Flatten"] == modes["Concat"] == QUANT_PASSTHROUGH
-    assert modes["Pad"] == QUANT_FLOAT  # its pad value would need the zero point
-    assert modes["MaxPool"] == QUANT_FLOAT  # exact on integers, but its C kernel is float only
-    assert set(modes.values()) <= {QUANT_FLOAT, QUANT_PASSTHROUGH}
+    integer = {"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "AveragePool", "MaxPool", "GlobalAveragePool",
+               "ReduceMean", "Softmax", "Pad", "Concat", "Relu", "Clip", "Sigmoid", "Tanh", "HardSwish"}
+    assert {op for op in integer if modes[op] != QUANT_INTEGER} == set()
+    assert modes["Reshape"] == modes["Transpose"] == modes["Flatten"] == QUANT_PASSTHROUGH
+    assert modes["LayerNormalization"] == modes["ConvTranspose"] == QUANT_FLOAT
 
 
 # ----- the real QDQ models ------------------------------------------------------------
@@ -202,12 +203,24 @@ def test_qdq_model_ir_carries_quantization(relative):
     assert (info["per_axis"] > 0) == (relative in PER_CHANNEL)
 
 
+def only_passthrough_on_integers(monkeypatch) -> None:
+    """Every quantized compute node becomes a float island (as before the int8 kernels)."""
+    import onnx2mcu.graph_opt.float_islands as islands
+    import onnx2mcu.graph_opt.pipeline as passes
+
+    plain = islands.runs_on_integers
+    monkeypatch.setattr(islands, "runs_on_integers", lambda graph, node: (
+        lookup(node.op_type, node.domain).quantized == QUANT_PASSTHROUGH and plain(graph, node)))
+    monkeypatch.setattr(passes, "PASSES", [(k, fn) for k, fn in passes.PASSES if k != "quantized_fusion"])
+
+
 @pytest.mark.parametrize("relative", list(QDQ_MODELS))
 def test_float_islands_give_back_the_float_ir(relative, monkeypatch):
-    """After graph_opt, the IR (nodes, names, order, tensors, constants) is the one the frontend
-    gave before quantization was in the IR: the golden C of these models stays the same."""
+    """With no integer kernel, after graph_opt the IR (nodes, names, order, tensors, constants) is
+    the one the frontend gave before quantization was in the IR."""
     path = shared_model(relative)
     info = check_quant_ir(path, QDQ_MODELS[relative])
+    only_passthrough_on_integers(monkeypatch)
     graph, report = optimize(convert.load(path))
     counts = report["quantization"]
     assert counts["quantized_nodes"] == info["quantized"] == counts["integer"] + counts["float"]
@@ -228,7 +241,8 @@ def snapshot(graph) -> tuple:
 
 
 @pytest.mark.parametrize("relative", list(QDQ_MODELS))
-def test_qdq_model_matches_onnxruntime(relative):
+def test_qdq_model_in_float_islands_matches_onnxruntime(relative, monkeypatch):
+    only_passthrough_on_integers(monkeypatch)
     report = api.simulate(shared_model(relative), scheduler="greedy")
     assert report.agreement is not None and report.agreement.max_rel_err <= MAX_REL_ERR
 
@@ -294,14 +308,21 @@ def test_quantize_static_ir(quantized_static):
 
 
 def test_quantize_static_round_trip(quantized_static, tmp_path):
-    path, _ = quantized_static
+    path, activation_dtype = quantized_static
     graph, report = optimize(convert.load(path))
     counts = report["quantization"]
-    # Flatten only moves elements of one QuantParams: it stays on the integers
-    assert counts["integer_ops"] == {"Flatten": 1}
-    assert counts["float_ops"] == {"Add": 1, "Conv": 2, "Gemm": 1, "GlobalAveragePool": 1, "MaxPool": 1}
-    simulated = api.simulate(path, scheduler="greedy")
-    assert simulated.agreement.max_rel_err <= MAX_REL_ERR
+    compute = {"Add": 1, "Conv": 2, "Gemm": 1, "GlobalAveragePool": 1, "MaxPool": 1}
+    if activation_dtype is DType.UINT8:  # uint8 activations have no integer kernels yet: float islands
+        # Flatten only moves elements of one QuantParams: it stays on the integers
+        assert counts["integer_ops"] == {"Flatten": 1} and counts["float_ops"] == compute
+        simulated = api.simulate(path, scheduler="greedy")
+        assert simulated.agreement.max_rel_err <= MAX_REL_ERR
+        return
+    assert counts["float_ops"] == {} and counts["integer_ops"] == dict(compute, Flatten=1)
+    # the integer model: within one output step of onnxruntime (float requant, its QLinear kernels)
+    out_scale = float(graph.tensors[graph.node("fc").outputs[0]].quant.scale)
+    simulated = api.simulate(path, scheduler="greedy", requant="float")
+    assert simulated.agreement.max_abs_err <= out_scale * 1.001
 
 
 @pytest.mark.skipif(not __import__("shutil").which("gcc"), reason="gcc not installed")

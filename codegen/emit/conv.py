@@ -4,18 +4,20 @@ from __future__ import annotations
 from onnx2mcu.codegen.context import CONV
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
-from onnx2mcu.ops.conv import Window, window
+from onnx2mcu.ops.conv import Window
+from onnx2mcu.ops.registry import prepared
 
 
-def window_2d(node: Node, ctx, kernel: tuple[int, ...] | None = None) -> tuple[Window, tuple]:
-    """The window of a 1-D or 2-D conv/pool node, lifted to 2-D (H = 1 for 1-D); and (h, w) of x."""
+def window_2d(node: Node, ctx) -> tuple[Window, tuple]:
+    """The prepared window of a 1-D or 2-D conv/pool node (the one the simulator's reference
+    reads, onnx2mcu/ops/conv.py prepare_window), lifted to 2-D (H = 1 for 1-D); and (h, w) of x."""
     x = node.inputs[0]
     shape = ctx.shape(x)
     if ctx.dtype(x) is not DType.FLOAT32:
         ctx.refuse(node, f"no C kernel for dtype {ctx.dtype(x).value}")
     if len(shape) not in (3, 4):
         ctx.refuse(node, f"{len(shape) - 2}-D {node.op_type} has no C kernel (1-D and 2-D only)")
-    win = window(node, tuple(shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0)))
+    win = prepared(node, ctx.graph).window
     if len(shape) == 4:
         return win, tuple(shape[2:])
     lifted = Window((1,) + win.kernel, (1,) + win.strides, (1,) + win.dilations,
@@ -39,7 +41,7 @@ def _emit_conv(node: Node, ctx) -> list[str]:
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     bias = node.inputs[2] if len(node.inputs) > 2 else ""
     w_shape = ctx.shape(w)
-    win, (h_in, w_in) = window_2d(node, ctx, tuple(w_shape[2:]))
+    win, (h_in, w_in) = window_2d(node, ctx)
     n, c_in = ctx.shape(x)[:2]
     c_out = w_shape[0]
     if tuple(win.out) != tuple(ctx.shape(y)[2:]) and (1,) + tuple(ctx.shape(y)[2:]) != win.out:
@@ -55,4 +57,4 @@ def _emit_conv(node: Node, ctx) -> list[str]:
     return [f"o2m_conv2d_f32(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
 
 
-register_kernel("Conv", _emit_conv, sources=(CONV,))
+register_kernel("Conv", _emit_conv, dtypes=(DType.FLOAT32,), sources=(CONV,))

@@ -65,4 +65,4 @@ def _emit_gemm(node: Node, ctx) -> list[str]:
 
 
 register_kernel("MatMul", _emit_matmul, dtypes=(DType.FLOAT32,), sources=(LINALG,))
-register_kernel("Gemm", _emit_gemm, sources=(LINALG,))
+register_kernel("Gemm", _emit_gemm, dtypes=(DType.FLOAT32,), sources=(LINALG,))

@@ -58,5 +58,5 @@ def _emit_softmax(kernel: str):
 
 register_kernel("BatchNormalization", _emit_batch_norm, sources=(NORM,))
 register_kernel("LayerNormalization", _emit_layer_norm, sources=(NORM,))
-register_kernel("Softmax", _emit_softmax("softmax"), sources=(NORM,))
+register_kernel("Softmax", _emit_softmax("softmax"), dtypes=(DType.FLOAT32,), sources=(NORM,))
 register_kernel("LogSoftmax", _emit_softmax("logsoftmax"), sources=(NORM,))

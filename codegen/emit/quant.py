@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from onnx2mcu.codegen.context import QUANT as QUANT_C
-from onnx2mcu.codegen.context import axis_view
+from onnx2mcu.codegen.context import axis_view, c_float
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import norm_axis
+from onnx2mcu.ops.registry import prepared
 
 
+S8_QUANTIZE = "o2m_s8_quantize.c"
 Q_DTYPES = (DType.INT8, DType.UINT8, DType.INT32)  # o2m_(de)quantize_<suffix>; no quantize to s32
 
 
@@ -24,6 +26,12 @@ def _emit_quant(kernel: str):
         if zero and ctx.dtype(zero) is not ctx.dtype(integer):
             ctx.refuse(node, "zero point of another dtype")
         shape = ctx.shape(x)
+        tflite = prepared(node, ctx.graph) if kernel == "quantize" else None
+        if tflite is not None:  # --requant fixed: TFLite's rounding (onnx2mcu/ops/int8.py QuantizeInt8)
+            ctx.need(S8_QUANTIZE)
+            ctx.include("o2m_s8_quantize.h")
+            return [f"o2m_quantize_away_s8({ctx.numel(x)}, {ctx.ptr(x)}, {c_float(tflite.scale)}, "
+                    f"{tflite.zero_point}, {ctx.ptr(y)});"]
         if ctx.numel(scale) > 1:
             axis = norm_axis(node.attr("axis", 1), len(shape))
             outer, dim, inner = axis_view(shape, axis, axis)
@@ -36,5 +44,5 @@ def _emit_quant(kernel: str):
 
 
 register_kernel("QuantizeLinear", _emit_quant("quantize"), dtypes=(DType.FLOAT32,),
-                sources=(QUANT_C,))
+                sources=(QUANT_C, S8_QUANTIZE))
 register_kernel("DequantizeLinear", _emit_quant("dequantize"), sources=(QUANT_C,))

@@ -7,6 +7,7 @@ from onnx2mcu.codegen.context import (TENSOR, broadcast_strides, dense_strides, 
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import has_input, has_output, int_list, norm_axis
+from onnx2mcu.ops.int8 import int8_params
 
 
 # ----- C emission helpers --------------------------------------------------
@@ -186,7 +187,10 @@ def _emit_pad(node: Node, ctx) -> list[str]:
     if ctx.numel(x) == 0 and mode != "constant":
         ctx.refuse(node, f"Pad mode '{mode}' of an empty input")
     value = "NULL"
-    if mode == "constant":
+    quantized = int8_params(node, ctx.graph)  # a quantized Pad pads with its prepared integer
+    if quantized is not None:
+        value = ctx.const_value(quantized.value, DType.INT8, "pad_value")
+    elif mode == "constant":
         if has_input(node, 2):
             value = ctx.ptr(node.inputs[2])
         elif node.attr("value", 0.0) != 0.0:

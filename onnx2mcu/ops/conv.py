@@ -14,7 +14,7 @@ import numpy as np
 
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops._util import input_or_none
-from onnx2mcu.ops.registry import FLOAT, register
+from onnx2mcu.ops.registry import FLOAT, prepared, register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -90,6 +90,27 @@ def window(node: Node, spatial: tuple[int, ...], kernel: tuple[int, ...] | None 
     return Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(out))
 
 
+@dataclass(frozen=True)
+class WindowParams:
+    """Params of a float Conv or pool: its window geometry (what the reference and the C
+    emitter both read; onnx2mcu/ops/registry.py `prepared`)."""
+
+    window: Window
+
+
+def prepare_window(node: Node, graph: Graph) -> WindowParams:
+    x = graph.tensors[node.inputs[0]]
+    kernel = tuple(graph.tensors[node.inputs[1]].shape[2:]) if node.op_type == "Conv" else None
+    return WindowParams(window(node, tuple(x.shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0))))
+
+
+def node_window(node: Node, x: np.ndarray, params: WindowParams | None, kernel=None) -> Window:
+    """The prepared window, or (callers without a graph: constant folding) the node's own."""
+    if params is not None:
+        return params.window
+    return window(node, tuple(x.shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0)))
+
+
 def pad_spatial(x: np.ndarray, win: Window, value) -> np.ndarray:
     """x padded (with `value`) so that every window of `win` lies inside."""
     lead = x.shape[:2]
@@ -119,7 +140,7 @@ def window_check(node: Node, graph: Graph) -> str | None:
     kernel = graph.tensors[node.inputs[1]].shape[2:] if node.op_type == "Conv" else None
     if len(x.shape) < 3 or (kernel is None and not node.attr("kernel_shape")):
         return f"{node.op_type} needs an (N, C, spatial...) input and a kernel shape"
-    win = window(node, tuple(x.shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0)))
+    win = prepared(node, graph).window
     if tuple(out.shape[2:]) != win.out:
         # onnx shape inference (1.23) keeps a ceil_mode window that would start in
         # the end padding; onnxruntime and the ONNX reference drop it
@@ -129,13 +150,13 @@ def window_check(node: Node, graph: Graph) -> str | None:
 
 
 # ----- Conv --------------------------------------------------------------
-def _conv(node: Node, inputs: list) -> list:
+def _conv(node: Node, inputs: list, params: WindowParams | None = None) -> list:
     x, w, b = inputs[0], inputs[1], input_or_none(inputs, 2)
     n, c = x.shape[:2]
     m, kernel = w.shape[0], tuple(w.shape[2:])
     groups = node.attr("group", 1)
     cg, mg = c // groups, m // groups
-    win = window(node, tuple(x.shape[2:]), kernel)
+    win = node_window(node, x, params, kernel)
     xp = pad_spatial(x.astype(np.float64), win, 0.0)
     wg = w.astype(np.float64).reshape((groups, mg, cg) + kernel)
     pixels = math.prod(win.out)
@@ -155,7 +176,7 @@ def _conv_macs(node: Node, graph: Graph) -> int:
     return out.numel * math.prod(w.shape[1:])
 
 
-register("Conv", _conv, dtypes=(FLOAT,), macs=_conv_macs, check=window_check)
+register("Conv", _conv, dtypes=(FLOAT,), macs=_conv_macs, check=window_check, prepare=prepare_window)
 
 
 # ----- ConvTranspose -----------------------------------------------------

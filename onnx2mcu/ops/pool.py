@@ -7,7 +7,7 @@ import numpy as np
 
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops._util import has_output
-from onnx2mcu.ops.conv import pad_spatial, window, window_check
+from onnx2mcu.ops.conv import WindowParams, node_window, pad_spatial, prepare_window, window_check
 from onnx2mcu.ops.registry import FLOAT, QUANT, register
 
 
@@ -15,9 +15,9 @@ def _lowest(dtype: np.dtype):
     return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
 
 
-def _max_pool(node: Node, inputs: list) -> list:
+def _max_pool(node: Node, inputs: list, params: WindowParams | None = None) -> list:
     x = inputs[0]
-    win = window(node, tuple(x.shape[2:]), ceil_mode=bool(node.attr("ceil_mode", 0)))
+    win = node_window(node, x, params)
     xp = pad_spatial(x, win, _lowest(x.dtype))
     want_indices = has_output(node, 1)
     if want_indices:
@@ -52,7 +52,8 @@ def _pool_macs(node: Node, graph: Graph) -> int:
     return out.numel * math.prod(node.attr("kernel_shape") or (1,))
 
 
-register("MaxPool", _max_pool, dtypes=(FLOAT | QUANT,), macs=_pool_macs, check=window_check)
+register("MaxPool", _max_pool, dtypes=(FLOAT | QUANT,), macs=_pool_macs, check=window_check,
+         prepare=prepare_window)
 
 
 def _window_sum(xp: np.ndarray, win, fn=None) -> np.ndarray:
@@ -65,9 +66,9 @@ def _window_sum(xp: np.ndarray, win, fn=None) -> np.ndarray:
     return total
 
 
-def _average_pool(node: Node, inputs: list) -> list:
+def _average_pool(node: Node, inputs: list, params: WindowParams | None = None) -> list:
     x = inputs[0]
-    win = window(node, tuple(x.shape[2:]), ceil_mode=bool(node.attr("ceil_mode", 0)))
+    win = node_window(node, x, params)
     total = _window_sum(pad_spatial(x.astype(np.float64), win, 0.0), win)
     count = _window_sum(_count_grid(win, x.shape[2:], bool(node.attr("count_include_pad", 0))),
                         win)
@@ -89,19 +90,21 @@ def _count_grid(win, spatial, include_pad: bool) -> np.ndarray:
     return grid
 
 
-register("AveragePool", _average_pool, dtypes=(FLOAT,), macs=_pool_macs, check=window_check)
+register("AveragePool", _average_pool, dtypes=(FLOAT,), macs=_pool_macs, check=window_check,
+         prepare=prepare_window)
 
 
-def _lp_pool(node: Node, inputs: list) -> list:
+def _lp_pool(node: Node, inputs: list, params: WindowParams | None = None) -> list:
     x = inputs[0]
     p = node.attr("p", 2)
-    win = window(node, tuple(x.shape[2:]), ceil_mode=bool(node.attr("ceil_mode", 0)))
+    win = node_window(node, x, params)
     total = _window_sum(pad_spatial(x.astype(np.float64), win, 0.0), win,
                         lambda patch: np.abs(patch) ** p)
     return [(total ** (1.0 / p)).astype(x.dtype)]
 
 
-register("LpPool", _lp_pool, dtypes=(FLOAT,), macs=_pool_macs, check=window_check)
+register("LpPool", _lp_pool, dtypes=(FLOAT,), macs=_pool_macs, check=window_check,
+         prepare=prepare_window)
 
 
 def _global(fn):

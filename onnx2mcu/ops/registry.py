@@ -11,14 +11,20 @@ module of its family under `onnx2mcu/ops/`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from onnx2mcu.ir import DType, Graph, Node, Tensor
 
-Reference = Callable[[Node, list], list]
-"""(node, input arrays with None for omitted inputs) -> output arrays."""
+Reference = Callable[..., list]
+"""(node, input arrays with None for omitted inputs[, params]) -> output arrays.  An op with a
+`prepare` step also takes its Params as a third argument (None: a caller without a graph, such
+as constant folding; the reference then derives what it needs from the node itself)."""
+
+Prepare = Callable[[Node, Graph], Any]
+"""(node, graph) -> the op's Params (a frozen dataclass per op family): what both the numpy
+reference and the C emitter need, computed once at compile time (docs/ARCHITECTURE.md, Params)."""
 
 FLOAT = frozenset({DType.FLOAT32})
 INDEX = frozenset({DType.INT64, DType.INT32})
@@ -63,13 +69,21 @@ class OpDef:
     index_rows: Callable[[Node, Graph], "dict[int, int]"] | None = None
     """{input position: rows of the table it indexes}: seeded test inputs stay valid ids."""
     extra: dict = field(default_factory=dict)
+    prepare: Prepare | None = None
+    """Computes the node's Params once (`prepared(node, graph)` caches them on the graph)."""
+    int8_check: Callable[[Node, Graph], str | None] | None = None
+    """QUANT_INTEGER ops: why this quantized node cannot run on the integers (it then runs as a
+    float island), or None."""
+    int8_inplace: tuple[int, ...] | None = None
+    """inplace_inputs of the node when it runs on quantized int8 (None: the same as in float)."""
     quantized: str = "float"
     """How a node of this op runs on quantized tensors (Tensor.quant):
     QUANT_FLOAT: no integer implementation; graph_opt/float_islands.py runs it as
     DequantizeLinear -> float op -> QuantizeLinear.  QUANT_PASSTHROUGH: it only moves or
     selects elements, so on tensors sharing one QuantParams it runs on the integers
     as they are (its kernels take int8/uint8).  QUANT_INTEGER: it has its own integer
-    reference and kernel (requantizing); no op has one yet."""
+    reference and kernel (requantizing), chosen per node by `int8_check`
+    (onnx2mcu/ops/int8.py attaches them)."""
 
     def accepts(self, position: int, dtype: DType) -> bool:
         allowed = self.dtypes[min(position, len(self.dtypes) - 1)]
@@ -102,6 +116,44 @@ def register(op_type: str, reference: Reference, **kwargs) -> OpDef:
     return op
 
 
+def upgrade(op_type: str, **changes) -> OpDef:
+    """Replace fields of a registered op (onnx2mcu/ops/int8.py gives ops their integer path)."""
+    from dataclasses import replace
+
+    key = ("", op_type)
+    op = replace(_REGISTRY[key], **changes)
+    if op.quantized not in QUANTIZED_MODES:
+        raise ValueError(f"op {op_type}: quantized must be one of {QUANTIZED_MODES}")
+    _REGISTRY[key] = op
+    return op
+
+
+def prepared(node: Node, graph: Graph) -> Any:
+    """The node's Params (None for ops without a `prepare`), computed once per graph and node.
+
+    Cached in `Graph.prepared` under the node's name, together with what they were computed
+    from (the node object, its inputs and outputs, the graph's requant mode): a rewrite that
+    replaces the node or rewires it gets fresh Params."""
+    op = lookup(node.op_type, node.domain)
+    if op is None or op.prepare is None:
+        return None
+    stamp = (id(node), tuple(node.inputs), tuple(node.outputs), graph.requant)
+    hit = graph.prepared.get(node.name)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    params = op.prepare(node, graph)
+    graph.prepared[node.name] = (stamp, params)
+    return params
+
+
+def run_reference(node: Node, inputs: list, graph: Graph) -> list:
+    """The node's numpy reference, given its prepared Params when its op has a `prepare`."""
+    op = lookup(node.op_type, node.domain)
+    if op.prepare is None:
+        return op.reference(node, inputs)
+    return op.reference(node, inputs, prepared(node, graph))
+
+
 def lookup(op_type: str, domain: str = "") -> OpDef | None:
     if domain == "ai.onnx":
         domain = ""
@@ -123,12 +175,30 @@ def unsupported_reason(node: Node, graph: Graph) -> str | None:
         tensor = graph.tensors[name]
         if op.accepts(position, tensor.dtype):
             continue
-        if tensor.quant is not None and op.quantized != QUANT_INTEGER and op.accepts(position, DType.FLOAT32):
-            continue  # dequantized around the node (graph_opt/float_islands.py)
+        if tensor.quant is not None:
+            if op.quantized == QUANT_INTEGER and op.int8_check is not None and op.int8_check(node, graph) is None:
+                continue  # runs on the integers (onnx2mcu/ops/int8.py)
+            if op.accepts(position, DType.FLOAT32):
+                continue  # dequantized around the node (graph_opt/float_islands.py)
         return f"input {position} has dtype {tensor.dtype.value}, not supported"
     if op.check is not None:
-        return op.check(node, graph)
+        reason = op.check(node, graph)
+        if reason:
+            return reason
     return None
+
+
+def node_inplace_inputs(node: Node, graph: Graph) -> tuple[int, ...]:
+    """Inputs whose bytes this node's output may take over (`OpDef.inplace_inputs`; an int8
+    kernel may differ: `OpDef.int8_inplace`)."""
+    op = lookup(node.op_type, node.domain)
+    if op is None:
+        return ()
+    if op.int8_inplace is not None and any(
+            n and graph.tensors[n].quant is not None and graph.tensors[n].dtype is DType.INT8
+            and not graph.tensors[n].is_const for n in node.inputs):
+        return op.int8_inplace
+    return op.inplace_inputs
 
 
 def node_scratch_bytes(node: Node, graph: Graph) -> int:
