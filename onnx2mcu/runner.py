@@ -73,15 +73,20 @@ def _prepare(project: Path, report: dict, values: Mapping[str, np.ndarray], host
 
 def expected_outputs(proto: onnx.ModelProto, report: dict,
                      values: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
-    """onnxruntime's outputs, or the simulator's when the model uses ops onnxruntime lacks."""
+    """onnxruntime's outputs; the simulator's when the model uses ops onnxruntime lacks, or
+    when it runs in int8 with TFLite's fixed-point requantization (`--requant fixed`): then
+    the C must equal the simulator bit for bit, and onnxruntime (which requantizes in float)
+    is not the reference (docs/ARCHITECTURE.md, numerics)."""
     custom = {n.domain for n in proto.graph.node} - {"", "ai.onnx"}
-    if not custom:
+    precision = report.get("precision") or {}
+    fixed_int8 = precision.get("requant") == "fixed" and precision.get("int8_nodes", 0) > 0
+    if not custom and not fixed_int8:
         return run_onnxruntime(proto, values, list(report["outputs"])), "onnxruntime"
     from onnx2mcu.api import simulate
 
     shapes = {name: info["shape"] for name, info in report["inputs"].items()}
     sim = simulate(proto, input_shapes=shapes, inputs=values, scheduler="file-order",
-                   check_onnxruntime=False)
+                   check_onnxruntime=False, requant=precision.get("requant", "fixed"))
     return sim.result.outputs, "simulator"
 
 
