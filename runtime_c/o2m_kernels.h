@@ -15,6 +15,7 @@
  *   o2m_mcubert.h      clustered embedding, tiled attention and FFN (scratch)
  *   o2m_binary.h       binary (XNOR-popcount) GEMM / conv, sign packing
  *   o2m_adder.h        adder (L1) GEMM / conv, float32 and int8 (conv: scratch)
+ *   o2m_recurrent.h    RNN, GRU, LSTM (scratch: projection and state)
  *
  * Build: C99; link with -lm.  No kernel allocates or needs scratch memory.
  * For small binaries compile with -ffunction-sections -fdata-sections and
@@ -34,6 +35,7 @@
 #include "o2m_mcubert.h"
 #include "o2m_norm.h"
 #include "o2m_quant.h"
+#include "o2m_recurrent.h"
 #include "o2m_tensor.h"
 
 #endif /* O2M_KERNELS_H */
