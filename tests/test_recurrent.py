@@ -241,3 +241,45 @@ def test_generated_c_matches_onnxruntime(cfg, tmp_path, monkeypatch):
     data = runner.run_project_dir(str(result.out_dir), "host")
     assert data["reference"] == "onnxruntime"
     assert data["max_rel_err"] <= MAX_REL_ERR
+
+
+def _qdq_lstm() -> tuple[onnx.ModelProto, dict]:
+    """An int8 QDQ model: quantized activations around an LSTM (its weights stay float)."""
+    cfg = Config("LSTM", direction="bidirectional", initial=False, outputs=("Y",))
+    model, feeds = build_model(cfg, seed=2)
+    graph = model.graph
+    node = graph.node[0]
+    node.input[0] = "X_dq"
+    node.output[0] = "Y_f"
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.02])
+    out_scale = helper.make_tensor("s_out", TensorProto.FLOAT, [], [1.0 / 127])
+    zero = helper.make_tensor("zp", TensorProto.INT8, [], [0])
+    graph.initializer.extend([scale, out_scale, zero])
+    graph.node.insert(0, helper.make_node("QuantizeLinear", ["X", "s", "zp"], ["X_q"]))
+    graph.node.insert(1, helper.make_node("DequantizeLinear", ["X_q", "s", "zp"], ["X_dq"]))
+    graph.node.extend([helper.make_node("QuantizeLinear", ["Y_f", "s_out", "zp"], ["Y_q"]),
+                       helper.make_node("DequantizeLinear", ["Y_q", "s_out", "zp"], ["Y"])])
+    return model, feeds
+
+
+def test_quantized_lstm_runs_as_a_float_island():
+    """OpDef.quantized is "float": graph_opt/float_islands.py keeps DequantizeLinear -> LSTM ->
+    QuantizeLinear, so the recurrent op computes on the model's own real values."""
+    from onnx2mcu import simulate
+
+    model, feeds = _qdq_lstm()
+    assert lookup("LSTM").quantized == "float"
+    report = simulate(model, inputs=feeds)
+    ops = [n.op_type for n in report.graph.nodes]
+    assert "LSTM" in ops and "DequantizeLinear" in ops and "QuantizeLinear" in ops
+    assert report.max_rel_err is not None and report.max_rel_err <= MAX_REL_ERR
+
+
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_HOST, reason="gcc / make not installed")
+def test_quantized_lstm_float_island_in_c(tmp_path):
+    model, feeds = _qdq_lstm()
+    result = compile_model(model, tmp_path / "project", board="host", inputs=feeds)
+    data = runner.run_project_dir(str(result.out_dir), "host")
+    assert data["reference"] == "onnxruntime"
+    assert data["max_rel_err"] <= MAX_REL_ERR
