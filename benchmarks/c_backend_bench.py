@@ -1,4 +1,5 @@
-"""C backend benchmark: every float model of ../shared/models and BERT-tiny (seq 128) on a
+"""C backend benchmark: every float model of ../shared/models, BERT-tiny (seq 128) and the
+PyTorch recurrent models of tests/test_recurrent_models.py on a
 Cortex-M4 (QEMU mps2-an386).
 
 Writes benchmarks/c_backend.md: arena and weight bytes, ELF flash and RAM, the exact
@@ -40,6 +41,26 @@ def bert_model(tmp: Path):
         return "BERT-tiny (built-in example, seq 128)", build_example("bert-tiny"), None
 
 
+RECURRENT = {
+    "kws_gru": "KWS 2-layer GRU(64), 49x10 MFCC",
+    "kws_lstm": "KWS LSTM(64), 49x10 MFCC",
+    "tagger": "BiLSTM(32) tagger, 20 tokens",
+    "crnn": "CRNN: conv + LSTM(32), 49x10",
+}
+
+
+def recurrent_models(tmp: Path) -> list:
+    """The PyTorch recurrent models of tests/test_recurrent_models.py (TorchScript exporter)."""
+    try:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import test_recurrent_models as nets
+    except ImportError:  # torch absent
+        return []
+    store = nets.Store(tmp)
+    return [(f"{name} ({label}, PyTorch)", str(store.model(name, "torchscript")), None)
+            for name, label in RECURRENT.items()]
+
+
 def measure(name: str, model, input_shapes, tmp: Path) -> dict:
     from onnx2mcu.build import compile_model
     from onnx2mcu.runner import run_project_dir
@@ -74,6 +95,9 @@ def main() -> int:
         name, model, shapes = bert_model(tmp)
         rows.append(measure(name, model, shapes, tmp))
         print(rows[-1], file=sys.stderr)
+        for name, model, shapes in recurrent_models(tmp):
+            rows.append(measure(name, model, shapes, tmp))
+            print(rows[-1], file=sys.stderr)
     lines = [
         "# C backend on Cortex-M4 (QEMU mps2-an386)",
         "",

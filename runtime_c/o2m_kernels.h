@@ -15,8 +15,11 @@
  *   o2m_mcubert.h      clustered embedding, tiled attention and FFN (scratch)
  *   o2m_binary.h       binary (XNOR-popcount) GEMM / conv, sign packing
  *   o2m_adder.h        adder (L1) GEMM / conv, float32 and int8 (conv: scratch)
+ *   o2m_recurrent.h    RNN, GRU, LSTM (scratch: projection and state)
  *
- * Build: C99; link with -lm.  No kernel allocates or needs scratch memory.
+ * Build: C99; link with -lm.  No kernel allocates: a kernel that needs scratch memory
+ * takes it as an argument, sized by the formula its kernel entry names
+ * (docs/ARCHITECTURE.md, kernels).
  * For small binaries compile with -ffunction-sections -fdata-sections and
  * link with -Wl,--gc-sections so that only the kernels a model calls stay.
  * Results match numpy to ~1e-6 relative; bit-exact reproduction across
@@ -34,6 +37,7 @@
 #include "o2m_mcubert.h"
 #include "o2m_norm.h"
 #include "o2m_quant.h"
+#include "o2m_recurrent.h"
 #include "o2m_tensor.h"
 
 #endif /* O2M_KERNELS_H */
