@@ -540,3 +540,133 @@ void o2m_sign_conv_f32(const int32_t *geom, const float *x, const float *w, cons
         }
     }
 }
+
+/* ----- small-integer (int8 / uint8) elementwise ops and generic casts ------------ */
+static int64_t load_kind(const void *p, int32_t kind, int32_t i) {
+    switch (kind) {
+    case O2M_KIND_S8: return ((const int8_t *)p)[i];
+    case O2M_KIND_U8: return ((const uint8_t *)p)[i];
+    case O2M_KIND_S32: return ((const int32_t *)p)[i];
+    case O2M_KIND_S64: return ((const int64_t *)p)[i];
+    case O2M_KIND_B8: return ((const uint8_t *)p)[i] != 0;
+    default: return 0;
+    }
+}
+
+static void store_kind(void *p, int32_t kind, int32_t i, int64_t v) {
+    switch (kind) {
+    case O2M_KIND_S8: ((int8_t *)p)[i] = (int8_t)v; break;
+    case O2M_KIND_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    case O2M_KIND_S32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case O2M_KIND_S64: ((int64_t *)p)[i] = v; break;
+    case O2M_KIND_B8: ((uint8_t *)p)[i] = (uint8_t)(v != 0); break;
+    default: ((float *)p)[i] = (float)v; break;
+    }
+}
+
+void o2m_int_binary_nd(int32_t op, int32_t kind, int32_t rank, const int32_t *dims,
+                       const int32_t *sa, const int32_t *sb, const void *a, const void *b,
+                       void *y) {
+    int32_t i, n = nd_count(rank, dims);
+    for (i = 0; i < n; ++i) {
+        int64_t va = load_kind(a, kind, nd_offset(rank, dims, sa, i));
+        int64_t vb = load_kind(b, kind, nd_offset(rank, dims, sb, i));
+        int64_t r = 0;
+        int out_bool = 0;
+        switch (op) {
+        case O2M_IOP_ADD: r = va + vb; break;
+        case O2M_IOP_SUB: r = va - vb; break;
+        case O2M_IOP_MUL: r = va * vb; break;
+        case O2M_IOP_DIV: r = vb != 0 ? va / vb : 0; break;
+        case O2M_IOP_MOD:
+        case O2M_IOP_FMOD:
+            r = vb != 0 ? va % vb : 0;
+            if (op == O2M_IOP_MOD && r != 0 && ((r < 0) != (vb < 0))) {
+                r += vb;
+            }
+            break;
+        case O2M_IOP_MAX: r = va > vb ? va : vb; break;
+        case O2M_IOP_MIN: r = va < vb ? va : vb; break;
+        case O2M_IOP_EQ: r = va == vb; out_bool = 1; break;
+        case O2M_IOP_LT: r = va < vb; out_bool = 1; break;
+        case O2M_IOP_LE: r = va <= vb; out_bool = 1; break;
+        case O2M_IOP_GT: r = va > vb; out_bool = 1; break;
+        default: r = va >= vb; out_bool = 1; break;
+        }
+        store_kind(y, out_bool ? O2M_KIND_B8 : kind, i, r);
+    }
+}
+
+void o2m_int_clip(int32_t kind, int32_t n, const void *x, const void *lo, const void *hi,
+                  void *y) {
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        int64_t v = load_kind(x, kind, i);
+        if (lo && v < load_kind(lo, kind, 0)) {
+            v = load_kind(lo, kind, 0);
+        }
+        if (hi && v > load_kind(hi, kind, 0)) {
+            v = load_kind(hi, kind, 0);
+        }
+        store_kind(y, kind, i, v);
+    }
+}
+
+static double load_double(const void *p, int32_t kind, int32_t i) {
+    return kind == O2M_KIND_F32 ? (double)((const float *)p)[i] : (double)load_kind(p, kind, i);
+}
+
+void o2m_cast_any(int32_t n, int32_t from_kind, int32_t to_kind, const void *x, void *y) {
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        if (to_kind == O2M_KIND_F32) {
+            ((float *)y)[i] = (float)load_double(x, from_kind, i);
+        } else if (from_kind == O2M_KIND_F32) {
+            double v = load_double(x, from_kind, i);
+            if (to_kind == O2M_KIND_B8) {
+                store_kind(y, to_kind, i, v != 0.0);
+            } else {
+                /* truncation toward zero; NaN and out-of-int64 values give 0 */
+                store_kind(y, to_kind, i, (v == v && fabs(v) < 9.2e18) ? (int64_t)v : 0);
+            }
+        } else {
+            store_kind(y, to_kind, i, load_kind(x, from_kind, i));
+        }
+    }
+}
+
+void o2m_pow_nd(int32_t base_kind, int32_t exp_kind, int32_t rank, const int32_t *dims,
+                const int32_t *sa, const int32_t *sb, const void *a, const void *b, void *y) {
+    int32_t i, n = nd_count(rank, dims);
+    for (i = 0; i < n; ++i) {
+        double r = pow(load_double(a, base_kind, nd_offset(rank, dims, sa, i)),
+                       load_double(b, exp_kind, nd_offset(rank, dims, sb, i)));
+        if (base_kind == O2M_KIND_F32) {
+            ((float *)y)[i] = (float)r;
+        } else {
+            store_kind(y, base_kind, i, (r == r && fabs(r) < 9.2e18) ? (int64_t)r : 0);
+        }
+    }
+}
+
+void o2m_moments_f32(int32_t outer, int32_t n, const float *x, float eps, float *mean,
+                     float *inv_std) {
+    int32_t o, i;
+    for (o = 0; o < outer; ++o) {
+        double m = 0.0, var = 0.0;
+        for (i = 0; i < n; ++i) {
+            m += (double)x[(size_t)o * n + i];
+        }
+        m /= n;
+        for (i = 0; i < n; ++i) {
+            double d = (double)x[(size_t)o * n + i] - m;
+            var += d * d;
+        }
+        if (mean) {
+            mean[o] = (float)m;
+        }
+        if (inv_std) {
+            inv_std[o] = (float)(1.0 / sqrt(var / n + (double)eps));
+        }
+    }
+}

@@ -127,6 +127,44 @@ void o2m_sign_matmul_f32(int32_t m, int32_t n, int32_t k, const float *x, const 
 void o2m_sign_conv_f32(const int32_t *geom, const float *x, const float *w, const float *mult,
                        const float *bias, float *y);
 
+/* Element kinds of the generic kernels below. */
+#define O2M_KIND_F32 0
+#define O2M_KIND_S8 1
+#define O2M_KIND_U8 2
+#define O2M_KIND_S32 3
+#define O2M_KIND_S64 4
+#define O2M_KIND_B8 5
+/* Ops of o2m_int_binary_nd (comparisons write bool). */
+#define O2M_IOP_ADD 0
+#define O2M_IOP_SUB 1
+#define O2M_IOP_MUL 2
+#define O2M_IOP_DIV 3  /* truncates toward zero; x / 0 gives 0 */
+#define O2M_IOP_MOD 4  /* sign of the divisor */
+#define O2M_IOP_FMOD 5 /* sign of the dividend */
+#define O2M_IOP_MAX 6
+#define O2M_IOP_MIN 7
+#define O2M_IOP_EQ 8
+#define O2M_IOP_LT 9
+#define O2M_IOP_LE 10
+#define O2M_IOP_GT 11
+#define O2M_IOP_GE 12
+/* Integer arithmetic of `kind` (int8 / uint8 ...) in int64, wrapped to the type,
+ * over a strided walk as o2m_add_nd_f32.  In-place: yes (a or b). */
+void o2m_int_binary_nd(int32_t op, int32_t kind, int32_t rank, const int32_t *dims,
+                       const int32_t *sa, const int32_t *sb, const void *a, const void *b,
+                       void *y);
+/* y = min(max(x, lo), hi) for integers of `kind`; lo / hi may be NULL. */
+void o2m_int_clip(int32_t kind, int32_t n, const void *x, const void *lo, const void *hi,
+                  void *y);
+/* Cast between any two kinds (float to integer truncates toward zero). */
+void o2m_cast_any(int32_t n, int32_t from_kind, int32_t to_kind, const void *x, void *y);
+/* y = pow(a, b) in double, with y of a's kind (integers truncate), a and b of any kinds. */
+void o2m_pow_nd(int32_t base_kind, int32_t exp_kind, int32_t rank, const int32_t *dims,
+                const int32_t *sa, const int32_t *sb, const void *a, const void *b, void *y);
+/* LayerNormalization's Mean and InvStdDev outputs over rows of n (either may be NULL). */
+void o2m_moments_f32(int32_t outer, int32_t n, const float *x, float eps, float *mean,
+                     float *inv_std);
+
 #ifdef __cplusplus
 }
 #endif

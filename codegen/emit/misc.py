@@ -516,3 +516,98 @@ register_kernel("Resize", _emit_resize, dtypes=F32, sources=(RESIZE,))
 register_kernel("BinaryMatMul", _emit_binary_matmul, domain=BINARY_DOMAIN, dtypes=F32,
                 sources=(MISC,))
 register_kernel("BinaryConv", _emit_binary_conv, domain=BINARY_DOMAIN, dtypes=F32, sources=(MISC,))
+
+
+# ----- int8 / uint8 elementwise ops, generic casts, integer Pow ------------------------
+KIND = {DType.FLOAT32: "O2M_KIND_F32", DType.INT8: "O2M_KIND_S8", DType.UINT8: "O2M_KIND_U8",
+        DType.INT32: "O2M_KIND_S32", DType.INT64: "O2M_KIND_S64", DType.BOOL: "O2M_KIND_B8"}
+SMALL_INT = (DType.INT8, DType.UINT8)
+
+
+def _plain_integers(node: Node, ctx) -> None:
+    """These kernels do integer arithmetic: a quantized tensor stands for real values."""
+    for name in list(node.inputs) + list(node.outputs):
+        if name and ctx.tensor(name).quant is not None:
+            ctx.refuse(node, f"'{name}' is quantized (no integer kernel for this op)")
+
+
+def _int_binary(op: str):
+    def emit(node: Node, ctx) -> list[str]:
+        _plain_integers(node, ctx)
+        names = [name for name in node.inputs if name]
+        y = node.outputs[0]
+        dtype = ctx.dtype(names[0])
+        if any(ctx.dtype(name) is not dtype for name in names):
+            ctx.refuse(node, "mixed input dtypes")
+        if len(names) > 2 and any(ctx.same_bytes(name, y) for name in names[2:]):
+            ctx.refuse(node, "a later input shares the output's bytes")
+        code, first = [], names[0]
+        for other in names[1:] or names[:1]:
+            dims, (sa, sb, _) = _strided(node, ctx, ctx.shape(y), [ctx.shape(first), ctx.shape(other)])
+            code.append(f"o2m_int_binary_nd(O2M_IOP_{op}, {KIND[dtype]}, {len(dims)}, "
+                        f"{ctx.int_array(dims)}, {ctx.int_array(sa, 'strides')}, "
+                        f"{ctx.int_array(sb, 'strides')}, {ctx.ptr(first)}, {ctx.ptr(other)}, "
+                        f"{ctx.ptr(y)});")
+            first = y
+        ctx.need(MISC)
+        return code
+    return emit
+
+
+def _emit_int_clip(node: Node, ctx) -> list[str]:
+    _plain_integers(node, ctx)
+    x, y = node.inputs[0], node.outputs[0]
+    lo = node.inputs[1] if has_input(node, 1) else ""
+    hi = node.inputs[2] if has_input(node, 2) else ""
+    ctx.need(MISC)
+    return [f"o2m_int_clip({KIND[ctx.dtype(x)]}, {ctx.numel(y)}, {ctx.ptr(x)}, {ctx.ptr(lo)}, "
+            f"{ctx.ptr(hi)}, {ctx.ptr(y)});"]
+
+
+def emit_cast_any(node: Node, ctx) -> list[str]:
+    """Cast between dtype pairs the o2m_tensor.c casts do not cover (e.g. float32 -> uint8)."""
+    x, y = node.inputs[0], node.outputs[0]
+    src, dst = ctx.dtype(x), ctx.dtype(y)
+    if src not in KIND or dst not in KIND:
+        ctx.refuse(node, f"no C kernel for a cast from {src.value} to {dst.value}")
+    _plain_integers(node, ctx)
+    ctx.need(MISC)
+    return [f"o2m_cast_any({ctx.numel(y)}, {KIND[src]}, {KIND[dst]}, {ctx.ptr(x)}, {ctx.ptr(y)});"]
+
+
+def emit_pow_any(node: Node, ctx) -> list[str]:
+    """Pow whose base or exponent is an integer (the result has the base's dtype)."""
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    for name in (a, b):
+        if ctx.dtype(name) not in KIND or ctx.dtype(name) is DType.BOOL:
+            ctx.refuse(node, f"no C kernel for dtype {ctx.dtype(name).value}")
+    _plain_integers(node, ctx)
+    dims, (sa, sb, _) = _strided(node, ctx, ctx.shape(y), [ctx.shape(a), ctx.shape(b)])
+    ctx.need(MISC)
+    return [f"o2m_pow_nd({KIND[ctx.dtype(a)]}, {KIND[ctx.dtype(b)]}, {len(dims)}, "
+            f"{ctx.int_array(dims)}, {ctx.int_array(sa, 'strides')}, {ctx.int_array(sb, 'strides')}, "
+            f"{ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)});"]
+
+
+def emit_moments(node: Node, ctx, outer: int, n: int) -> list[str]:
+    """LayerNormalization's Mean / InvStdDev outputs (before the normalization overwrites x)."""
+    outs = [node.outputs[i] if len(node.outputs) > i and ctx.is_used(node.outputs[i]) else ""
+            for i in (1, 2)]
+    ctx.need(MISC)
+    return [f"o2m_moments_f32({outer}, {n}, {ctx.ptr(node.inputs[0])}, "
+            f"{c_float(node.attr('epsilon', 1e-5))}, {ctx.ptr(outs[0])}, {ctx.ptr(outs[1])});"]
+
+
+for _op, _code in (("Add", "ADD"), ("Sub", "SUB"), ("Mul", "MUL"), ("Div", "DIV"), ("Max", "MAX"),
+                   ("Min", "MIN"), ("Equal", "EQ"), ("Less", "LT"), ("LessOrEqual", "LE"),
+                   ("Greater", "GT"), ("GreaterOrEqual", "GE")):
+    register_kernel(_op, _int_binary(_code), dtypes=SMALL_INT, sources=(MISC,))
+
+
+def _emit_int_mod(node: Node, ctx) -> list[str]:
+    return _int_binary("FMOD" if node.attr("fmod", 0) else "MOD")(node, ctx)
+
+
+register_kernel("Mod", _emit_int_mod, dtypes=SMALL_INT, sources=(MISC,))
+register_kernel("Clip", _emit_int_clip, dtypes=SMALL_INT, sources=(MISC,))
+register_kernel("Pow", emit_pow_any, dtypes=(DType.INT32, DType.INT64), sources=(MISC,))
