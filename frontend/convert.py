@@ -37,7 +37,8 @@ def load(model: str | os.PathLike | onnx.ModelProto,
     """
     proto, label = read_model(model)
     proto = _copy(proto)
-    notes = _bind_inputs(proto, dict(input_shapes or {}), label)
+    notes = _initializers_as_constants(proto, dict(input_shapes or {}))
+    notes += _bind_inputs(proto, dict(input_shapes or {}), label)
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
@@ -80,6 +81,31 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     return out
+
+
+def _initializers_as_constants(proto: onnx.ModelProto, given: Mapping[str, Sequence[int]]
+                               ) -> list[str]:
+    """Graph inputs that also have an initializer (every weight, in IR version 3 files) are
+    constants, as onnxruntime runs them when nothing is fed; an input the user binds with
+    --input-shape stays an input (its initializer, a mere default, is dropped)."""
+    graph = proto.graph
+    inits = {init.name for init in graph.initializer}
+    bound = [i.name for i in graph.input if i.name in inits and i.name in given]
+    constant = [i for i in graph.input if i.name in inits and i.name not in given]
+    if bound:
+        kept = [init for init in graph.initializer if init.name not in bound]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+    if not constant:
+        return []
+    kept_inputs = [i for i in graph.input if i.name not in inits or i.name in given]
+    del graph.input[:]
+    graph.input.extend(kept_inputs)
+    # IR version 4 is the first that allows initializers outside the inputs; ONNX shape
+    # inference of an older version ignores them
+    proto.ir_version = max(proto.ir_version, 4)
+    return [f"{len(constant)} graph inputs with an initializer are constants "
+            "(bind one with --input-shape to feed it)"]
 
 
 def runtime_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
