@@ -20,6 +20,7 @@ from onnx2mcu.ir import DType, Graph, Node, Tensor
 from onnx2mcu.ops import lookup, unsupported_reason
 from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_shapes, node_attrs,
                                     shape_inference_error, static_shapes)
+from onnx2mcu.frontend.control_flow import bind_input_values, check_static, inline_static_control_flow
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
@@ -30,14 +31,17 @@ MAX_FOLD_ROUNDS = 50
 
 
 def load(model: str | os.PathLike | onnx.ModelProto,
-         input_shapes: Mapping[str, Sequence[int]] | None = None, check: bool = True) -> Graph:
+         input_shapes: Mapping[str, Sequence[int]] | None = None, check: bool = True,
+         input_values: Mapping[str, float] | None = None) -> Graph:
     """Read an ONNX model and return the IR with every shape static.
 
     `check=False` keeps unsupported nodes (for `inspect`, which lists them).
+    `input_values` binds scalar inputs to constants (`--input-value`), e.g. for an If.
     """
     proto, label = read_model(model)
     proto = _copy(proto)
     notes = _initializers_as_constants(proto, dict(input_shapes or {}))
+    notes += bind_input_values(proto, dict(input_values or {}), label)
     notes += _bind_inputs(proto, dict(input_shapes or {}), label)
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
@@ -47,8 +51,11 @@ def load(model: str | os.PathLike | onnx.ModelProto,
     for _ in range(MAX_FOLD_ROUNDS):
         del inference_errors[:]
         proto = infer_shapes(proto, label, inference_errors)
-        if not (fold_once(proto) or simplify_once(proto)):
+        if not (fold_once(proto) or simplify_once(proto)
+                or inline_static_control_flow(proto, static_shapes(proto))):
             break
+    if check:
+        check_static(proto, label)
     _drop_no_ops(proto)
     if check:
         _check_op_types(proto, label)
