@@ -670,3 +670,194 @@ void o2m_moments_f32(int32_t outer, int32_t n, const float *x, float eps, float 
         }
     }
 }
+
+/* ----- N-d (1-D to 3-D) Max / AveragePool, with MaxPool's Indices --------------------- */
+void o2m_pool_nd_f32(int32_t kind, const int32_t *geom, const int32_t *pads_end,
+                     int32_t count_include_pad, int32_t storage_order, const float *x, float *y,
+                     int64_t *indices) {
+    int32_t nc = geom[0], d;
+    int32_t in[3], out[3], ker[3], st[3], dil[3], pb[3], pe[3], sidx[3];
+    int32_t plane_in = 1, plane_out = 1, c, o0, o1, o2, k0, k1, k2;
+    for (d = 0; d < 3; ++d) {
+        in[d] = geom[2 + 6 * d];
+        out[d] = geom[3 + 6 * d];
+        ker[d] = geom[4 + 6 * d];
+        st[d] = geom[5 + 6 * d];
+        dil[d] = geom[6 + 6 * d];
+        pb[d] = geom[7 + 6 * d];
+        pe[d] = pads_end[d];
+        plane_in *= in[d];
+        plane_out *= out[d];
+    }
+    /* element strides of the Indices numbering: row-major, or column-major over the
+     * spatial dims (storage_order 1); unused leading dims have size 1 */
+    if (storage_order) {
+        int32_t first = 3 - geom[1], acc = 1;
+        for (d = first; d < 3; ++d) {
+            sidx[d] = acc;
+            acc *= in[d];
+        }
+        for (d = 0; d < first; ++d) {
+            sidx[d] = 0;
+        }
+    } else {
+        sidx[2] = 1;
+        sidx[1] = in[2];
+        sidx[0] = in[1] * in[2];
+    }
+    for (c = 0; c < nc; ++c) {
+        const float *xc = x + (size_t)c * plane_in;
+        for (o0 = 0; o0 < out[0]; ++o0) {
+            for (o1 = 0; o1 < out[1]; ++o1) {
+                for (o2 = 0; o2 < out[2]; ++o2) {
+                    double total = 0.0;
+                    float best = -INFINITY;
+                    int64_t best_at = -1;
+                    int32_t count = 0;
+                    size_t at_out = (size_t)c * plane_out + ((size_t)o0 * out[1] + o1) * out[2] + o2;
+                    for (k0 = 0; k0 < ker[0]; ++k0) {
+                        int32_t i0 = o0 * st[0] - pb[0] + k0 * dil[0];
+                        for (k1 = 0; k1 < ker[1]; ++k1) {
+                            int32_t i1 = o1 * st[1] - pb[1] + k1 * dil[1];
+                            for (k2 = 0; k2 < ker[2]; ++k2) {
+                                int32_t i2 = o2 * st[2] - pb[2] + k2 * dil[2];
+                                int inside = i0 >= 0 && i0 < in[0] && i1 >= 0 && i1 < in[1] &&
+                                             i2 >= 0 && i2 < in[2];
+                                if (!inside) {
+                                    if (count_include_pad && i0 >= -pb[0] && i0 < in[0] + pe[0] &&
+                                        i1 >= -pb[1] && i1 < in[1] + pe[1] && i2 >= -pb[2] &&
+                                        i2 < in[2] + pe[2]) {
+                                        ++count;
+                                    }
+                                    continue;
+                                }
+                                {
+                                    float v = xc[((size_t)i0 * in[1] + i1) * in[2] + i2];
+                                    ++count;
+                                    total += (double)v;
+                                    if (best_at < 0 || v > best) {
+                                        best = v;
+                                        best_at = (int64_t)c * plane_in + (int64_t)i0 * sidx[0] +
+                                                  (int64_t)i1 * sidx[1] + (int64_t)i2 * sidx[2];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if (kind == 0) {
+                        y[at_out] = best;
+                        if (indices) {
+                            indices[at_out] = best_at;
+                        }
+                    } else {
+                        y[at_out] = (float)(count ? total / count : 0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ----- reductions over any set of axes ------------------------------------------------ */
+void o2m_reduce_nd_f32(int32_t kind, int32_t nk, const int32_t *kdims, const int32_t *kstrides,
+                       int32_t nr, const int32_t *rdims, const int32_t *rstrides, const float *x,
+                       float *y) {
+    int32_t kept = nd_count(nk, kdims), count = nd_count(nr, rdims), k, r;
+    for (k = 0; k < kept; ++k) {
+        int32_t base = nd_offset(nk, kdims, kstrides, k);
+        double acc = kind == O2M_RND_PROD ? 1.0 : 0.0, top = -INFINITY;
+        float best = 0.0f;
+        if (kind == O2M_RND_LOGSUMEXP) {
+            for (r = 0; r < count; ++r) {
+                double v = (double)x[base + nd_offset(nr, rdims, rstrides, r)];
+                top = v > top ? v : top;
+            }
+        }
+        for (r = 0; r < count; ++r) {
+            float v = x[base + nd_offset(nr, rdims, rstrides, r)];
+            double dv = (double)v;
+            switch (kind) {
+            case O2M_RND_MAX: best = (r == 0 || v > best) ? v : best; break;
+            case O2M_RND_MIN: best = (r == 0 || v < best) ? v : best; break;
+            case O2M_RND_PROD: acc *= dv; break;
+            case O2M_RND_L1: acc += fabs(dv); break;
+            case O2M_RND_L2:
+            case O2M_RND_SUMSQUARE: acc += dv * dv; break;
+            case O2M_RND_LOGSUMEXP: acc += exp(dv - top); break;
+            default: acc += dv; break;
+            }
+        }
+        switch (kind) {
+        case O2M_RND_MAX:
+        case O2M_RND_MIN: y[k] = best; break;
+        case O2M_RND_MEAN: y[k] = (float)(acc / count); break;
+        case O2M_RND_L2: y[k] = (float)sqrt(acc); break;
+        case O2M_RND_LOGSUM: y[k] = (float)log(acc); break;
+        case O2M_RND_LOGSUMEXP: y[k] = (float)(top + log(acc)); break;
+        default: y[k] = (float)acc; break;
+        }
+    }
+}
+
+/* ----- CumSum whose axis is only known at run time -------------------------------------- */
+static void axis_view_of(int32_t rank, const int32_t *dims, int64_t axis, int32_t *outer,
+                         int32_t *n, int32_t *inner) {
+    int32_t d;
+    if (axis < 0) {
+        axis += rank;
+    }
+    *outer = 1;
+    *n = 1;
+    *inner = 1;
+    for (d = 0; d < rank; ++d) {
+        if (d < axis) {
+            *outer *= dims[d];
+        } else if (d == axis) {
+            *n = dims[d];
+        } else {
+            *inner *= dims[d];
+        }
+    }
+}
+
+#define CUMSUM_DYN(suffix, T)                                                                    \
+    void o2m_cumsum_dyn_##suffix(int32_t rank, const int32_t *dims, int64_t axis, const T *x,     \
+                                 T *y, int32_t exclusive, int32_t reverse) {                     \
+        int32_t outer, n, inner;                                                                 \
+        axis_view_of(rank, dims, axis, &outer, &n, &inner);                                      \
+        o2m_cumsum_##suffix(outer, n, inner, x, y, exclusive, reverse);                          \
+    }
+
+CUMSUM_DYN(f32, float)
+CUMSUM_DYN(s32, int32_t)
+CUMSUM_DYN(s64, int64_t)
+
+/* ----- Where over values of any element size; Max / Min reductions of bools --------------- */
+void o2m_where_nd_any(int32_t rank, const int32_t *dims, const int32_t *sc, const int32_t *sa,
+                      const int32_t *sb, const uint8_t *c, const void *a, const void *b,
+                      int32_t elem_size, void *y) {
+    const unsigned char *pa = (const unsigned char *)a, *pb = (const unsigned char *)b;
+    unsigned char *py = (unsigned char *)y;
+    int32_t i, n = nd_count(rank, dims);
+    for (i = 0; i < n; ++i) {
+        const unsigned char *src = c[nd_offset(rank, dims, sc, i)]
+                                       ? pa + (size_t)nd_offset(rank, dims, sa, i) * elem_size
+                                       : pb + (size_t)nd_offset(rank, dims, sb, i) * elem_size;
+        memmove(py + (size_t)i * elem_size, src, (size_t)elem_size);
+    }
+}
+
+void o2m_reduce_nd_b8(int32_t is_max, int32_t nk, const int32_t *kdims, const int32_t *kstrides,
+                      int32_t nr, const int32_t *rdims, const int32_t *rstrides, const uint8_t *x,
+                      uint8_t *y) {
+    int32_t kept = nd_count(nk, kdims), count = nd_count(nr, rdims), k, r;
+    for (k = 0; k < kept; ++k) {
+        int32_t base = nd_offset(nk, kdims, kstrides, k);
+        uint8_t acc = is_max ? 0 : 1;
+        for (r = 0; r < count; ++r) {
+            uint8_t v = x[base + nd_offset(nr, rdims, rstrides, r)] != 0;
+            acc = is_max ? (uint8_t)(acc | v) : (uint8_t)(acc & v);
+        }
+        y[k] = acc;
+    }
+}

@@ -165,6 +165,43 @@ void o2m_pow_nd(int32_t base_kind, int32_t exp_kind, int32_t rank, const int32_t
 void o2m_moments_f32(int32_t outer, int32_t n, const float *x, float eps, float *mean,
                      float *inv_std);
 
+/* N-d Max (kind 0, optional int64 Indices numbered as ONNX's storage_order says) and
+ * Average (kind 1) pooling over 1 to 3 spatial dims; geom as o2m_lppool_f32, pads_end the
+ * end pads per dim (the average's divisor counts them with count_include_pad). */
+void o2m_pool_nd_f32(int32_t kind, const int32_t *geom, const int32_t *pads_end,
+                     int32_t count_include_pad, int32_t storage_order, const float *x, float *y,
+                     int64_t *indices);
+/* Reductions over any set of axes (kept / reduced dims as o2m_normalize_f32); y dense. */
+#define O2M_RND_SUM 0
+#define O2M_RND_MEAN 1
+#define O2M_RND_MAX 2
+#define O2M_RND_MIN 3
+#define O2M_RND_PROD 4
+#define O2M_RND_L1 5
+#define O2M_RND_L2 6
+#define O2M_RND_SUMSQUARE 7
+#define O2M_RND_LOGSUM 8
+#define O2M_RND_LOGSUMEXP 9
+void o2m_reduce_nd_f32(int32_t kind, int32_t nk, const int32_t *kdims, const int32_t *kstrides,
+                       int32_t nr, const int32_t *rdims, const int32_t *rstrides, const float *x,
+                       float *y);
+/* CumSum with the axis read at run time (negative: from the end). */
+void o2m_cumsum_dyn_f32(int32_t rank, const int32_t *dims, int64_t axis, const float *x, float *y,
+                        int32_t exclusive, int32_t reverse);
+void o2m_cumsum_dyn_s32(int32_t rank, const int32_t *dims, int64_t axis, const int32_t *x,
+                        int32_t *y, int32_t exclusive, int32_t reverse);
+void o2m_cumsum_dyn_s64(int32_t rank, const int32_t *dims, int64_t axis, const int64_t *x,
+                        int64_t *y, int32_t exclusive, int32_t reverse);
+
+/* Where with values of any element size (c bool; strides as o2m_where_nd_f32).  In-place: yes. */
+void o2m_where_nd_any(int32_t rank, const int32_t *dims, const int32_t *sc, const int32_t *sa,
+                      const int32_t *sb, const uint8_t *c, const void *a, const void *b,
+                      int32_t elem_size, void *y);
+/* ReduceMax (is_max 1: any) / ReduceMin (0: all) of bools over any axes. */
+void o2m_reduce_nd_b8(int32_t is_max, int32_t nk, const int32_t *kdims, const int32_t *kstrides,
+                      int32_t nr, const int32_t *rdims, const int32_t *rstrides, const uint8_t *x,
+                      uint8_t *y);
+
 #ifdef __cplusplus
 }
 #endif

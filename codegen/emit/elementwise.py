@@ -183,6 +183,9 @@ def emit_variadic(kernel: str, mean: bool = False):
 def _emit_where(node: Node, ctx) -> list[str]:
     c, a, b = node.inputs[:3]
     y = node.outputs[0]
+    if KERNEL_SUFFIX.get(ctx.dtype(a)) not in ("f32", "s64", "s32"):
+        from onnx2mcu.codegen.emit.misc import emit_where_any  # other value dtypes: o2m_misc.c
+        return emit_where_any(node, ctx)
     suffix = _suffix(node, ctx, a, ("f32", "s64", "s32"))
     out = ctx.shape(y)
     dims, (sc, sa, sb, _) = simplify_strided(out, [broadcast_strides(ctx.shape(n), out)
@@ -261,7 +264,7 @@ _kernel("Max", emit_variadic("max"), FI)
 _kernel("Min", emit_variadic("min"), FI)
 _kernel("Mean", emit_variadic("add", mean=True))
 # Where is keyed by its first input, the bool condition; the emitter checks the values' dtype
-register_kernel("Where", _emit_where, dtypes=(DType.BOOL,), sources=(ELEMENTWISE,))
+register_kernel("Where", _emit_where, dtypes=(DType.BOOL,), sources=(ELEMENTWISE, MISC))
 _kernel("Not", emit_unary("not", allowed=("b8",)), ("b8",))
 # a cast between equal dtypes is a copy of any dtype; the emitter refuses pairs without a kernel
 register_kernel("Cast", _emit_cast, sources=(TENSOR, MISC))

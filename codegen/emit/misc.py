@@ -109,6 +109,13 @@ def _emit_cumsum(node: Node, ctx) -> list[str]:
     x, y = node.inputs[0], node.outputs[0]
     suffix = _suffix(node, ctx, x)
     shape = ctx.shape(x)
+    flags = f"{int(bool(node.attr('exclusive', 0)))}, {int(bool(node.attr('reverse', 0)))}"
+    if not ctx.is_const(node.inputs[1]):  # the axis is read at run time
+        if ctx.dtype(node.inputs[1]) not in (DType.INT64, DType.INT32):
+            ctx.refuse(node, "the CumSum axis must be int32 or int64")
+        ctx.need(MISC)
+        return [f"o2m_cumsum_dyn_{suffix}({len(shape)}, {ctx.int_array(shape)}, "
+                f"(int64_t){ctx.scalar(node.inputs[1])}, {ctx.ptr(x)}, {ctx.ptr(y)}, {flags});"]
     axis = norm_axis(int(_const(node, ctx, node.inputs[1], "the CumSum axis").reshape(-1)[0]),
                      len(shape))
     outer, n, inner = _view(shape, axis)
@@ -184,9 +191,7 @@ def _emit_onehot(node: Node, ctx) -> list[str]:
 
 def _emit_gather_elements(node: Node, ctx) -> list[str]:
     x, indices, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    shape_x, shape_y = ctx.shape(x), ctx.shape(y)
-    if len(shape_y) > 6:
-        ctx.refuse(node, "rank above 6")
+    shape_x, shape_y = ctx.shape(x), ctx.shape(y)  # any rank: the kernel keeps no per-dim arrays
     axis = norm_axis(node.attr("axis", 0), len(shape_x))
     flag = _index_flag(node, ctx, indices)
     ctx.need(MISC)
@@ -611,3 +616,78 @@ def _emit_int_mod(node: Node, ctx) -> list[str]:
 register_kernel("Mod", _emit_int_mod, dtypes=SMALL_INT, sources=(MISC,))
 register_kernel("Clip", _emit_int_clip, dtypes=SMALL_INT, sources=(MISC,))
 register_kernel("Pow", emit_pow_any, dtypes=(DType.INT32, DType.INT64), sources=(MISC,))
+
+
+# ----- N-d pools, MaxPool Indices, reductions over any axes -----------------------------
+def emit_pool_nd(node: Node, ctx) -> list[str]:
+    """3-D Max/AveragePool, and MaxPool with its Indices output (o2m_pool_nd_f32)."""
+    x, y = node.inputs[0], node.outputs[0]
+    _f32(node, ctx, x)
+    shape = ctx.shape(x)
+    win = window(node, tuple(shape[2:]), ceil_mode=bool(node.attr("ceil_mode", 0)))
+    if tuple(win.out) != tuple(ctx.shape(y)[2:]):
+        ctx.refuse(node, "output shape differs from the window rule")
+    geom = [shape[0] * shape[1], len(shape) - 2] + _geometry3(
+        node, ctx, shape[2:], win.out, win.kernel, win.strides, win.dilations, win.pads_begin)
+    ends = [0] * (3 - (len(shape) - 2)) + list(win.pads_end)
+    indices = node.outputs[1] if len(node.outputs) > 1 and ctx.is_used(node.outputs[1]) else ""
+    kind = 0 if node.op_type == "MaxPool" else 1
+    ctx.need(MISC)
+    return [f"o2m_pool_nd_f32({kind}, {ctx.int_array(geom, 'pool')}, {ctx.int_array(ends, 'pads')}, "
+            f"{int(bool(node.attr('count_include_pad', 0)))}, {int(node.attr('storage_order', 0))}, "
+            f"{ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.ptr(indices)});"]
+
+
+def emit_reduce_nd(node: Node, ctx, kind: str, shape, axes) -> list[str]:
+    """A reduction over axes that are not one run (o2m_reduce_nd_f32)."""
+    strides = dense_strides(shape)
+    reduced = sorted(axes)
+    kept = [a for a in range(len(shape)) if a not in axes]
+    kdims, (kstr,) = simplify_strided([shape[a] for a in kept], [[strides[a] for a in kept]])
+    rdims, (rstr,) = simplify_strided([shape[a] for a in reduced], [[strides[a] for a in reduced]])
+    if len(kdims) > 6 or len(rdims) > 6:
+        ctx.refuse(node, "more than 6 dims")
+    ctx.need(MISC)
+    return [f"o2m_reduce_nd_f32(O2M_RND_{kind}, {len(kdims)}, {ctx.int_array(kdims)}, "
+            f"{ctx.int_array(kstr, 'strides')}, {len(rdims)}, {ctx.int_array(rdims)}, "
+            f"{ctx.int_array(rstr, 'strides')}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+
+
+def emit_where_any(node: Node, ctx) -> list[str]:
+    """Where whose values have no typed kernel (int8, uint8, bool): element bytes are moved."""
+    c, a, b = node.inputs[:3]
+    y = node.outputs[0]
+    if ctx.dtype(a) is not ctx.dtype(b):
+        ctx.refuse(node, "mixed value dtypes")
+    out = ctx.shape(y)
+    dims, (sc, sa, sb, _) = _strided(node, ctx, out, [ctx.shape(c), ctx.shape(a), ctx.shape(b)])
+    ctx.need(MISC)
+    return [f"o2m_where_nd_any({len(dims)}, {ctx.int_array(dims)}, {ctx.int_array(sc, 'strides')}, "
+            f"{ctx.int_array(sa, 'strides')}, {ctx.int_array(sb, 'strides')}, {ctx.ptr(c)}, "
+            f"{ctx.ptr(a)}, {ctx.ptr(b)}, {_elem(ctx, a)}, {ctx.ptr(y)});"]
+
+
+def _emit_reduce_bool(node: Node, ctx) -> list[str]:
+    from onnx2mcu.ops.reduce import _axes
+
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    axes_value = ctx.tensor(node.inputs[1]).data if has_input(node, 1) else None
+    axes = _axes(node, [None, axes_value], len(shape))
+    if axes is None:
+        return [f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {ctx.nbytes(y)}u);"] if ctx.numel(y) else []
+    strides = dense_strides(shape)
+    kept = [a for a in range(len(shape)) if a not in axes]
+    reduced = sorted(axes)
+    kdims, (kstr,) = simplify_strided([shape[a] for a in kept], [[strides[a] for a in kept]])
+    rdims, (rstr,) = simplify_strided([shape[a] for a in reduced], [[strides[a] for a in reduced]])
+    if len(kdims) > 6 or len(rdims) > 6:
+        ctx.refuse(node, "more than 6 dims")
+    ctx.need(MISC)
+    return [f"o2m_reduce_nd_b8({int(node.op_type == 'ReduceMax')}, {len(kdims)}, "
+            f"{ctx.int_array(kdims)}, {ctx.int_array(kstr, 'strides')}, {len(rdims)}, "
+            f"{ctx.int_array(rdims)}, {ctx.int_array(rstr, 'strides')}, {ctx.ptr(x)}, {ctx.ptr(y)});"]
+
+
+register_kernel("ReduceMax", _emit_reduce_bool, dtypes=(DType.BOOL,), sources=(MISC,))
+register_kernel("ReduceMin", _emit_reduce_bool, dtypes=(DType.BOOL,), sources=(MISC,))
