@@ -18,7 +18,7 @@ import jinja2
 import numpy as np
 
 from onnx2mcu.version import __version__
-from onnx2mcu.codegen.context import (C_TYPES, CContext, NotSupportedInC, c_float,
+from onnx2mcu.codegen.context import (C_TYPES, ON_DEMAND_SOURCES, CContext, NotSupportedInC, c_float,
                                       c_identifier, c_int)
 from onnx2mcu.codegen.kernels import (PORTABLE, KernelSelectionMismatch, Selection,
                                       preference_of, select_kernel)
@@ -175,6 +175,7 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
         f"{prefix}.h": env.get_template("model.h.j2").render(**common),
         f"{prefix}.c": env.get_template("model.c.j2").render(
             **common, steps=steps, declarations=ctx.declarations, uses_arena=uses_arena,
+            extra_includes=on_demand_includes(ctx.kernels),
             arena_words64=max((sched.arena_bytes + 7) // 8, 1), members=union_members()),
         f"{prefix}_weights.h": env.get_template("weights.h.j2").render(
             **common, members=union_members(), uses_weights=uses_weights, n_words=0 if words is None else len(words),
@@ -243,6 +244,16 @@ def _c_values(flat: np.ndarray, dtype: DType) -> str:
     return ",\n    ".join(", ".join(items[i:i + 8]) for i in range(0, len(items), 8))
 
 
+ON_DEMAND_HEADERS = tuple(source[:-2] + ".h" for source in ON_DEMAND_SOURCES)
+"""Headers of the kernel families added after o2m_kernels.h was frozen: copied into a
+project, and included by its model.c, only when the model calls into their source, so
+that the projects of models that do not use them stay byte-identical."""
+
+
+def on_demand_includes(kernel_sources) -> list[str]:
+    return [source[:-2] + ".h" for source in ON_DEMAND_SOURCES if source in kernel_sources]
+
+
 def runtime_files(kernel_sources: list[str]) -> dict[str, bytes]:
     """The runtime_c headers (all) and the kernel sources the model needs."""
     root = resources.files("onnx2mcu.runtime_c")
@@ -250,6 +261,8 @@ def runtime_files(kernel_sources: list[str]) -> dict[str, bytes]:
     out = {}
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         header = entry.name.endswith(".h") and (int8 or not entry.name.startswith("o2m_s8_"))
+        if entry.name in ON_DEMAND_HEADERS:
+            header = entry.name[:-2] + ".c" in kernel_sources
         if header or entry.name in kernel_sources:
             out[entry.name] = entry.read_bytes()
     return out

@@ -20,6 +20,7 @@ from onnx2mcu.ir import DType, Graph, Node, Tensor
 from onnx2mcu.ops import lookup, unsupported_reason
 from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_shapes, node_attrs,
                                     shape_inference_error, static_shapes)
+from onnx2mcu.frontend.control_flow import bind_input_values, check_static, inline_static_control_flow
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
 from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
@@ -31,15 +32,17 @@ MAX_FOLD_ROUNDS = 50
 
 
 def load(model: str | os.PathLike | onnx.ModelProto,
-         input_shapes: Mapping[str, Sequence[int]] | None = None, check: bool = True) -> Graph:
+         input_shapes: Mapping[str, Sequence[int]] | None = None, check: bool = True,
+         input_values: Mapping[str, float] | None = None) -> Graph:
     """Read an ONNX model and return the IR with every shape static.
 
     `check=False` keeps unsupported nodes (for `inspect`, which lists them).  An exception
     raised by onnx, protobuf or numpy on this model becomes one UserError naming the file
     and node (frontend/validate.library_error).
+    `input_values` binds scalar inputs to constants (`--input-value`), e.g. for an If.
     """
     try:
-        return _load(model, input_shapes, check)
+        return _load(model, input_shapes, check, input_values)
     except Exception as exc:
         label = str(model) if not isinstance(model, onnx.ModelProto) else (model.graph.name or "<model>")
         error = library_error(exc, label, reading=True)
@@ -48,10 +51,12 @@ def load(model: str | os.PathLike | onnx.ModelProto,
         raise error from exc
 
 
-def _load(model, input_shapes, check: bool) -> Graph:
+def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     proto, label = read_model(model)
     proto = _copy(proto)
-    notes = _bind_inputs(proto, dict(input_shapes or {}), label)
+    notes = _initializers_as_constants(proto, dict(input_shapes or {}))
+    notes += bind_input_values(proto, dict(input_values or {}), label)
+    notes += _bind_inputs(proto, dict(input_shapes or {}), label)
     validate_bound_inputs(proto, label)
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
@@ -61,8 +66,11 @@ def _load(model, input_shapes, check: bool) -> Graph:
     for _ in range(MAX_FOLD_ROUNDS):
         del inference_errors[:]
         proto = infer_shapes(proto, label, inference_errors)
-        if not (fold_once(proto) or simplify_once(proto)):
+        if not (fold_once(proto) or simplify_once(proto)
+                or inline_static_control_flow(proto, static_shapes(proto))):
             break
+    if check:
+        check_static(proto, label)
     _drop_no_ops(proto)
     if check:
         _check_op_types(proto, label)
@@ -96,6 +104,31 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     return out
+
+
+def _initializers_as_constants(proto: onnx.ModelProto, given: Mapping[str, Sequence[int]]
+                               ) -> list[str]:
+    """Graph inputs that also have an initializer (every weight, in IR version 3 files) are
+    constants, as onnxruntime runs them when nothing is fed; an input the user binds with
+    --input-shape stays an input (its initializer, a mere default, is dropped)."""
+    graph = proto.graph
+    inits = {init.name for init in graph.initializer}
+    bound = [i.name for i in graph.input if i.name in inits and i.name in given]
+    constant = [i for i in graph.input if i.name in inits and i.name not in given]
+    if bound:
+        kept = [init for init in graph.initializer if init.name not in bound]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+    if not constant:
+        return []
+    kept_inputs = [i for i in graph.input if i.name not in inits or i.name in given]
+    del graph.input[:]
+    graph.input.extend(kept_inputs)
+    # IR version 4 is the first that allows initializers outside the inputs; ONNX shape
+    # inference of an older version ignores them
+    proto.ir_version = max(proto.ir_version, 4)
+    return [f"{len(constant)} graph inputs with an initializer are constants "
+            "(bind one with --input-shape to feed it)"]
 
 
 def runtime_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

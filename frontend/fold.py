@@ -296,9 +296,23 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Every name read inside the node's subgraphs (If / Loop / Scan read outer names there)."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            for inner in sub.node:
+                names.update(inner.input)
+                names |= subgraph_reads(inner)
+            names.update(o.name for o in sub.output)
+    return names
+
+
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     graph = model.graph
     used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
+    for node in graph.node:
+        used |= subgraph_reads(node)
     keep = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)

@@ -33,11 +33,26 @@ def parse_input_shapes(items: Sequence[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
+def parse_input_values(items: Sequence[str]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for item in items:
+        name, sep, text = item.rpartition("=")
+        try:
+            found[name] = float(text)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UserError(f"--input-value '{item}': expected NAME=VALUE e.g. sample_rate=16000")
+    return found
+
+
 def pipeline_options(args: argparse.Namespace, **overrides):
     """The command's arguments -> pipeline.Options (absent arguments keep the Options defaults)."""
     from onnx2mcu.pipeline import Options
 
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
+    if getattr(args, "input_value", None):
+        values["input_values"] = parse_input_values(args.input_value)
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
                  "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes",
                  "format", "io", "requant"):
@@ -500,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--example", help="a built-in model instead of a file: " + ", ".join(example_names()))
         p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                        help="bind an input's shape (repeatable)")
+        p.add_argument("--input-value", action="append", metavar="NAME=VALUE",
+                       help="bind a scalar input to a constant, e.g. to fix an If (repeatable)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.add_argument("--max-tensor-bytes", type=int, metavar="BYTES",
                        help="refuse models with a larger tensor, before reading it (default 1 GiB, "

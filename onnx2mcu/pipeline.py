@@ -39,6 +39,7 @@ class Options:
     # int8: "fixed" (TFLite's integer requantization, bit-exact with TFLite Micro) or "float"
     # (onnxruntime's float32 rescale); --requant
     requant: str = "fixed"
+    input_values: Mapping[str, float] | None = None  # --input-value NAME=VALUE (scalar -> constant)
     # graph_opt
     compress_embeddings: str | None = None  # --compress-embeddings "4x" | "0.25" | "500000"
     tile: str = "auto"  # --tile auto | none
@@ -124,7 +125,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
     if graph is None:
         from onnx2mcu.frontend import load
 
-        graph = load(model, options.input_shapes, check=options.check_supported)
+        graph = load(model, options.input_shapes, check=options.check_supported,
+                     input_values=options.input_values)
         graph.requant = _requant_mode(options.requant)
         result = PipelineResult(model, graph, board, budget)
         if options.stop_after == "load":
@@ -217,8 +219,10 @@ def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarr
         if {n.domain for n in proto.graph.node} - {"", "ai.onnx"}:
             check = False  # onnxruntime cannot load our custom-domain ops
     if check:
-        agreement = compare(sim.outputs, run_onnxruntime(proto, values, graph.outputs),
-                            options.tolerance)
+        from onnx2mcu.frontend.control_flow import input_value_feed  # the bound inputs, for ort
+
+        feed = {**values, **input_value_feed(proto, options.input_values)}
+        agreement = compare(sim.outputs, run_onnxruntime(proto, feed, graph.outputs), options.tolerance)
     report = SimulationReport(graph, sched, sim, values, agreement)
     if options.plot:
         from onnx2mcu.simulator.plot import plot_memory

@@ -6,7 +6,7 @@ Unary and binary kernels are named `o2m_<op>_<suffix>` with the dtype suffix of
 """
 from __future__ import annotations
 
-from onnx2mcu.codegen.context import (ELEMENTWISE, KERNEL_SUFFIX, TENSOR, bc_view,
+from onnx2mcu.codegen.context import (ELEMENTWISE, KERNEL_SUFFIX, MISC, TENSOR, bc_view,
                                       broadcast_strides, c_float, dense_strides, simplify_strided)
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
@@ -183,6 +183,9 @@ def emit_variadic(kernel: str, mean: bool = False):
 def _emit_where(node: Node, ctx) -> list[str]:
     c, a, b = node.inputs[:3]
     y = node.outputs[0]
+    if KERNEL_SUFFIX.get(ctx.dtype(a)) not in ("f32", "s64", "s32"):
+        from onnx2mcu.codegen.emit.misc import emit_where_any  # other value dtypes: o2m_misc.c
+        return emit_where_any(node, ctx)
     suffix = _suffix(node, ctx, a, ("f32", "s64", "s32"))
     out = ctx.shape(y)
     dims, (sc, sa, sb, _) = simplify_strided(out, [broadcast_strides(ctx.shape(n), out)
@@ -204,7 +207,8 @@ def _emit_cast(node: Node, ctx) -> list[str]:
     if src is dst:
         return emit_copy_same(ctx, x, y)
     if src not in CAST_DTYPES or dst not in CAST_DTYPES:
-        ctx.refuse(node, f"no C kernel for a cast from {src.value} to {dst.value}")
+        from onnx2mcu.codegen.emit.misc import emit_cast_any  # the other pairs (o2m_misc.c)
+        return emit_cast_any(node, ctx)
     ctx.need(TENSOR)
     return [f"o2m_cast_{src.suffix}_{dst.suffix}({ctx.numel(y)}, {ctx.ptr(x)}, "
             f"{ctx.ptr(y)});"]
@@ -240,7 +244,14 @@ _kernel("Abs", emit_unary("abs", allowed=FI), FI)
 _kernel("Clip", _emit_clip, FI)
 for _op, _name in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div")):
     _kernel(_op, emit_binary(_name), FI)
-_kernel("Pow", emit_binary("pow", F32))
+def _emit_pow(node: Node, ctx) -> list[str]:
+    if ctx.dtype(node.inputs[1]) is not DType.FLOAT32:  # integer exponent: o2m_misc.c
+        from onnx2mcu.codegen.emit.misc import emit_pow_any
+        return emit_pow_any(node, ctx)
+    return emit_binary("pow", F32)(node, ctx)
+
+
+_kernel("Pow", _emit_pow, sources=(ELEMENTWISE, MISC))
 _kernel("PRelu", _emit_prelu)
 _kernel("Equal", emit_binary("equal", FI + ("b8",)), FI + ("b8",))
 for _op, _name in (("Less", "less"), ("Greater", "greater"), ("LessOrEqual", "less_equal"),
@@ -253,8 +264,8 @@ _kernel("Max", emit_variadic("max"), FI)
 _kernel("Min", emit_variadic("min"), FI)
 _kernel("Mean", emit_variadic("add", mean=True))
 # Where is keyed by its first input, the bool condition; the emitter checks the values' dtype
-register_kernel("Where", _emit_where, dtypes=(DType.BOOL,), sources=(ELEMENTWISE,))
+register_kernel("Where", _emit_where, dtypes=(DType.BOOL,), sources=(ELEMENTWISE, MISC))
 _kernel("Not", emit_unary("not", allowed=("b8",)), ("b8",))
 # a cast between equal dtypes is a copy of any dtype; the emitter refuses pairs without a kernel
-register_kernel("Cast", _emit_cast, sources=(TENSOR,))
-register_kernel("CastLike", _emit_cast, sources=(TENSOR,))
+register_kernel("Cast", _emit_cast, sources=(TENSOR, MISC))
+register_kernel("CastLike", _emit_cast, sources=(TENSOR, MISC))

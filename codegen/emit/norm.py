@@ -1,8 +1,9 @@
 """C lowering of BatchNormalization (inference), LayerNormalization, Softmax and LogSoftmax."""
 from __future__ import annotations
 
-from onnx2mcu.codegen.context import NORM, axis_view, c_float
+from onnx2mcu.codegen.context import MISC, NORM, axis_view, c_float
 from onnx2mcu.codegen.kernel_registry import register_kernel
+from onnx2mcu.codegen.emit.misc import emit_moments
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import has_output, norm_axis
 
@@ -29,8 +30,7 @@ def _emit_batch_norm(node: Node, ctx) -> list[str]:
 
 def _emit_layer_norm(node: Node, ctx) -> list[str]:
     _float_only(node, ctx)
-    if any(has_output(node, i) and ctx.is_used(node.outputs[i]) for i in (1, 2)):
-        ctx.refuse(node, "the Mean / InvStdDev outputs have no C kernel")
+    stats = any(has_output(node, i) and ctx.is_used(node.outputs[i]) for i in (1, 2))
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
     axis = norm_axis(node.attr("axis", -1), len(shape))
@@ -40,7 +40,9 @@ def _emit_layer_norm(node: Node, ctx) -> list[str]:
         if name and ctx.numel(name) != n:
             ctx.refuse(node, f"scale/bias '{name}' broadcast over the normalised axes")
     ctx.need(NORM)
-    return [f"o2m_layernorm_f32({outer}, {n}, {ctx.ptr(x)}, {ctx.ptr(params[0])}, "
+    # the Mean / InvStdDev outputs first: y may take x's bytes
+    code = emit_moments(node, ctx, outer, n) if stats else []
+    return code + [f"o2m_layernorm_f32({outer}, {n}, {ctx.ptr(x)}, {ctx.ptr(params[0])}, "
             f"{ctx.ptr(params[1])}, {c_float(node.attr('epsilon', 1e-5))}, {ctx.ptr(y)});"]
 
 
@@ -57,6 +59,6 @@ def _emit_softmax(kernel: str):
 
 
 register_kernel("BatchNormalization", _emit_batch_norm, sources=(NORM,))
-register_kernel("LayerNormalization", _emit_layer_norm, sources=(NORM,))
+register_kernel("LayerNormalization", _emit_layer_norm, sources=(NORM, MISC))
 register_kernel("Softmax", _emit_softmax("softmax"), dtypes=(DType.FLOAT32,), sources=(NORM,))
 register_kernel("LogSoftmax", _emit_softmax("logsoftmax"), sources=(NORM,))

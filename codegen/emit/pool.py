@@ -1,8 +1,9 @@
 """C lowering of the pools: 2-D (and 1-D) Max/AveragePool, GlobalAverage/MaxPool (float32)."""
 from __future__ import annotations
 
-from onnx2mcu.codegen.context import CONV
+from onnx2mcu.codegen.context import CONV, MISC
 from onnx2mcu.codegen.emit.conv import c_struct, window_2d
+from onnx2mcu.codegen.emit.misc import emit_pool_nd
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import has_output
@@ -10,8 +11,8 @@ from onnx2mcu.ops._util import has_output
 
 def emit_pool(kernel: str):
     def emit(node: Node, ctx) -> list[str]:
-        if has_output(node, 1) and ctx.is_used(node.outputs[1]):
-            ctx.refuse(node, "the Indices output has no C kernel")
+        if (has_output(node, 1) and ctx.is_used(node.outputs[1])) or len(ctx.shape(node.inputs[0])) == 5:
+            return emit_pool_nd(node, ctx)  # Indices, 3-D: o2m_misc.c
         x, y = node.inputs[0], node.outputs[0]
         win, (h_in, w_in) = window_2d(node, ctx)
         n, c = ctx.shape(x)[:2]
@@ -42,7 +43,7 @@ def emit_global(kernel: str):
 
 
 F32 = (DType.FLOAT32,)
-register_kernel("MaxPool", emit_pool("maxpool2d"), dtypes=F32, sources=(CONV,))
-register_kernel("AveragePool", emit_pool("avgpool2d"), dtypes=F32, sources=(CONV,))
+register_kernel("MaxPool", emit_pool("maxpool2d"), dtypes=F32, sources=(CONV, MISC))
+register_kernel("AveragePool", emit_pool("avgpool2d"), dtypes=F32, sources=(CONV, MISC))
 register_kernel("GlobalAveragePool", emit_global("global_avgpool"), dtypes=F32, sources=(CONV,))
 register_kernel("GlobalMaxPool", emit_global("global_maxpool"), dtypes=F32, sources=(CONV,))

@@ -2,7 +2,8 @@
 ArgMax / ArgMin (float32)."""
 from __future__ import annotations
 
-from onnx2mcu.codegen.context import ELEMENTWISE, NORM, axis_view, prod
+from onnx2mcu.codegen.context import ELEMENTWISE, MISC, NORM, axis_view, prod
+from onnx2mcu.codegen.emit.misc import emit_reduce_nd
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops._util import norm_axis
@@ -49,9 +50,8 @@ def _emit_reduce(node: Node, ctx) -> list[str]:
             return [f"o2m_{_IDENTITY[node.op_type]}_f32({n_out}, {ctx.ptr(x)}, {ctx.ptr(y)});"]
         return [f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {ctx.nbytes(y)}u);"] if n_out else []
     view = reduce_view(shape, set(axes))
-    if view is None:
-        ctx.refuse(node, f"reduction over non-adjacent axes {list(axes)} of {list(shape)} is not "
-                         "supported in C yet")
+    if view is None:  # axes that are not one run: o2m_misc.c
+        return emit_reduce_nd(node, ctx, _KIND[node.op_type], shape, set(axes))
     outer, n, inner = view
     ctx.need(NORM)
     return [f"o2m_reduce_f32(O2M_REDUCE_{_KIND[node.op_type]}, {outer}, {n}, {inner}, "
@@ -73,6 +73,6 @@ def _emit_arg(kernel: str):
 
 
 for _op in _KIND:
-    register_kernel(_op, _emit_reduce, dtypes=(DType.FLOAT32,), sources=(ELEMENTWISE, NORM))
+    register_kernel(_op, _emit_reduce, dtypes=(DType.FLOAT32,), sources=(ELEMENTWISE, NORM, MISC))
 register_kernel("ArgMax", _emit_arg("argmax"), dtypes=(DType.FLOAT32,), sources=(NORM,))
 register_kernel("ArgMin", _emit_arg("argmin"), dtypes=(DType.FLOAT32,), sources=(NORM,))
