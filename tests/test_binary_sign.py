@@ -211,9 +211,12 @@ def test_cli_flag_reports_the_mapping(tmp_path, capsys):
     assert main(args) == 0
     exact = json.loads(capsys.readouterr().out)
     assert "sign_zero" not in exact["binary"]
-    assert main(args + ["--binary-sign-zero", "plus-one"]) == 0
+    # the opt-in mapping changes results (Sign(0) becomes +1): simulate's onnxruntime check
+    # fails and says so with exit 1, as for any output outside tolerance
+    assert main(args + ["--binary-sign-zero", "plus-one"]) == 1
     captured = capsys.readouterr()
     fast = json.loads(captured.out)
+    assert fast["agreement"]["ok"] is False
     assert fast["binary"]["sign_zero"] == "plus-one" and fast["optimize_notes"]
     assert "onnx2mcu: note: binary: --binary-sign-zero plus-one" in captured.err
 
