@@ -36,7 +36,8 @@ def pipeline_options(args: argparse.Namespace, **overrides):
 
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero"):
+                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero",
+                 "rewrites"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--binary-sign-zero", choices=("exact", "plus-one"), default="exact",
                        help="binary layers from ONNX Sign: exact keeps Sign(0) = 0; plus-one maps 0 "
                             "to +1 (faster, differs from ONNX at exact zeros; reported)")
+        p.add_argument("--rewrites", metavar="none|all|LIST", default="all",
+                       help="memory rewrites (act_on_load, eager_accumulation, partial_conv), each kept "
+                            "only where it lowers the scheduled peak; default all")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)
