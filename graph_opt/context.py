@@ -65,6 +65,8 @@ class PassContext:
     options: OptimizeOptions
     report: PassReport
     names: FreshNames
+    # state shared by consecutive passes of one run (graph_opt/memrw.py: the graph before them)
+    state: dict = field(default_factory=dict)
 
     @classmethod
     def for_graph(cls, graph: Graph, options: OptimizeOptions | None = None) -> "PassContext":

@@ -69,25 +69,48 @@ def restore(graph: Graph, saved: tuple[list[Node], dict, list[str]]) -> None:
 
 def try_rewrite(key: str, graph: Graph, ctx: PassContext,
                 rewrite: Callable[[Graph, PassContext], list[str]]) -> dict | None:
-    """Apply `rewrite` (returns where it applied) if chosen, keep it only if the peak drops."""
-    if key not in parse_rewrites(ctx.options.rewrites):
-        return None
-    saved = snapshot(graph)
-    where = rewrite(graph, ctx)
-    if not where:
-        restore(graph, saved)
-        return None
-    after = estimate_peak(graph, ctx)
-    rewritten = snapshot(graph)
-    restore(graph, saved)
-    before = estimate_peak(graph, ctx)
-    check = ctx.options.rewrite_check
-    if after >= before or (check is not None and not check(rewritten_graph(graph, rewritten))):
-        return None
-    restore(graph, rewritten)
-    drop_unused_tensors(graph)
-    return {"applied": len(where), "where": where, "peak_before": before, "peak_after": after,
-            "saved_bytes": before - after}
+    """Apply `rewrite` (returns where it applied) if chosen, keep it unless it raises the peak
+    or the check refuses it; the last technique then keeps all of them only if together they
+    lower the peak (they interact: a ReLU gone on load lets a sum accumulate early)."""
+    section = None
+    if key in parse_rewrites(ctx.options.rewrites):
+        if "start" not in ctx.state:
+            ctx.state["start"] = snapshot(graph)
+            ctx.state["kept"] = []
+        saved = snapshot(graph)
+        before = estimate_peak(graph, ctx)
+        where = rewrite(graph, ctx)
+        if where:
+            after = estimate_peak(graph, ctx)
+            check = ctx.options.rewrite_check
+            if after > before or (check is not None and not check(graph)):
+                restore(graph, saved)
+            else:
+                section = {"applied": len(where), "where": where, "peak_before": before,
+                           "peak_after": after, "saved_bytes": before - after}
+                ctx.state["kept"].append(key)
+        else:
+            restore(graph, saved)
+    if key == REWRITES[-1] and "start" in ctx.state:
+        section = _finish(graph, ctx, key, section)
+    return section
+
+
+def _finish(graph: Graph, ctx: PassContext, key: str, section: dict | None) -> dict | None:
+    """Keep the rewrites only if together they lower the peak; else restore the graph."""
+    start = ctx.state.pop("start")
+    kept = ctx.state.pop("kept")
+    if not kept:
+        return section
+    now = estimate_peak(graph, ctx)
+    first = estimate_peak(rewritten_graph(graph, start), ctx)
+    if now < first:
+        drop_unused_tensors(graph)
+        return section
+    restore(graph, start)
+    for other in kept:
+        ctx.report.sections.pop(other, None)
+    return None
 
 
 def rewritten_graph(graph: Graph, saved: tuple[list[Node], dict, list[str]]) -> Graph:
