@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnx2mcu.graph_opt.context import PassContext
-from onnx2mcu.graph_opt.memrw import try_rewrite
+from onnx2mcu.graph_opt.memrw import estimate_peak, restore, snapshot, try_rewrite
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED
 from onnx2mcu.rewrite import Rewriter, is_standard, stable_topological_order
@@ -40,12 +40,15 @@ def _own_attrs(node: Node) -> dict:
     return {**node.attrs, "kernel": "Conv", "n_kernel": len(node.inputs)}
 
 
-def split_concats(graph: Graph, ctx: PassContext) -> list[str]:
-    """Rewrite every concat whose readers are all splittable convs; returns the concats removed."""
+def split_concats(graph: Graph, ctx: PassContext, only: set[str] | None = None) -> list[str]:
+    """Rewrite every concat (of `only`, if given) whose readers are all splittable convs;
+    returns the concats removed."""
     rw = Rewriter(graph, ctx.names)
     done: list[str] = []
     for concat in list(graph.nodes):
         if not (is_standard(concat) and concat.op_type == "Concat" and len(concat.outputs) == 1):
+            continue
+        if only is not None and concat.name not in only:
             continue
         out = concat.outputs[0]
         rank = len(graph.tensors[out].shape)
@@ -88,5 +91,28 @@ def split_concats(graph: Graph, ctx: PassContext) -> list[str]:
     return done
 
 
+def split_where_lower(graph: Graph, ctx: PassContext) -> list[str]:
+    """Concat by concat (in graph order): keep a split unless the scheduler's peak rises.
+    Splitting can raise the peak where a conv's output is wider than its slices (a
+    reduction cell's preprocessing), so the decision is per site."""
+    probe = snapshot(graph)
+    candidates = split_concats(graph, ctx)
+    restore(graph, probe)
+    done: list[str] = []
+    current = estimate_peak(graph, ctx)
+    for name in candidates:
+        saved = snapshot(graph)
+        if not split_concats(graph, ctx, {name}):
+            restore(graph, saved)
+            continue
+        peak = estimate_peak(graph, ctx)
+        if peak <= current:
+            current = peak
+            done.append(name)
+        else:
+            restore(graph, saved)
+    return done
+
+
 def partial_conv(graph: Graph, ctx: PassContext) -> dict | None:
-    return try_rewrite("partial_conv", graph, ctx, split_concats)
+    return try_rewrite("partial_conv", graph, ctx, split_where_lower)
