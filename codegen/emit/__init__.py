@@ -11,3 +11,4 @@ from onnx2mcu.codegen.emit import pool  # noqa: F401
 from onnx2mcu.codegen.emit import quant  # noqa: F401
 from onnx2mcu.codegen.emit import reduce  # noqa: F401
 from onnx2mcu.codegen.emit import shape  # noqa: F401
+from onnx2mcu.codegen.emit import memrw  # noqa: F401
