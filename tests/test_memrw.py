@@ -208,3 +208,12 @@ def test_rewritten_c_matches_unrewritten_simulation(tmp_path, net, keys):
     got = _run_c_host(tmp_path / "proj")[new_graph.outputs[0]]
     rel = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
     assert rel <= 1e-6, rel
+
+
+def test_cli_flag_reaches_the_options():
+    import argparse
+
+    from onnx2mcu.cli import pipeline_options
+
+    assert pipeline_options(argparse.Namespace(rewrites="none")).rewrites == "none"
+    assert pipeline_options(argparse.Namespace()).rewrites == "all"
