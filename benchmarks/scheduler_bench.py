@@ -120,7 +120,6 @@ def rewrite(graph, keys: tuple[str, ...]) -> dict:
     options = OptimizeOptions(rewrites=",".join(keys) or "none",
                               peak_estimator=lambda g: optimize(g, "greedy", 3.0).peak)
     ctx = PassContext.for_graph(graph, options)
-    kept = {}
     for key, fn in PASSES:
         if key in REWRITES:  # all of them: the last one decides whether the chosen ones stay
             result = fn(graph, ctx)
