@@ -24,11 +24,19 @@ class OptimizeOptions:
     # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,
     # differs from ONNX where an input is exactly 0; opt-in and reported)
     binary_sign_zero: str = "exact"
+    # memory rewrites (graph_opt/memrw.py): "none" | "all" | a comma-separated list; each is
+    # kept only where `peak_estimator` says the peak drops and `rewrite_check` accepts it
+    rewrites: str = "all"
+    peak_estimator: Callable[[Graph], int] | None = None  # the face passes the scheduler's
+    rewrite_check: Callable[[Graph], bool] | None = None  # e.g. "every node has a C kernel"
 
     def __post_init__(self) -> None:
         if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:
             raise UserError(f"--binary-sign-zero {self.binary_sign_zero}: choose "
                             + " or ".join(SIGN_ZERO_MAPPINGS))
+        from onnx2mcu.graph_opt.memrw import parse_rewrites
+
+        parse_rewrites(self.rewrites)  # a bad list fails here, with one clear line
 
 
 @dataclass
@@ -57,6 +65,8 @@ class PassContext:
     options: OptimizeOptions
     report: PassReport
     names: FreshNames
+    # state shared by consecutive passes of one run (graph_opt/memrw.py: the graph before them)
+    state: dict = field(default_factory=dict)
 
     @classmethod
     def for_graph(cls, graph: Graph, options: OptimizeOptions | None = None) -> "PassContext":

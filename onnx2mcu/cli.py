@@ -55,7 +55,8 @@ def pipeline_options(args: argparse.Namespace, **overrides):
         values["input_values"] = parse_input_values(args.input_value)
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
                  "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes",
-                 "format", "io", "requant"):
+                 "format", "io", "requant",
+                 "rewrites"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
@@ -535,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--requant", choices=("fixed", "float"), default="fixed",
                        help="int8 requantization: fixed (TFLite's integer arithmetic, bit-exact with "
                             "TFLite Micro) or float (float32 rescale, as onnxruntime)")
+        p.add_argument("--rewrites", metavar="none|all|LIST", default="all",
+                       help="memory rewrites (act_on_load, eager_accumulation, partial_conv), each kept "
+                            "only where it lowers the scheduled peak; default all")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)

@@ -9,6 +9,17 @@ built per order.  Steps are positions in the order; a buffer is live over
 [first, last] inclusive.  Graph inputs are live from step 0, graph outputs
 to the last step, and an op's scratch is live during its own step only.
 
+The memory rewrites (graph_opt/act_on_load.py, eager_accumulation.py,
+partial_conv.py) need no rule of their own beyond these, by construction of
+their ops (onnx2mcu/ops/memrw.py): an activation applied on load is part of
+its reader's step, so its output is simply not a tensor; an accumulate step
+(AccumulateKernel, input 0 the accumulator) is an in-place op whose output
+takes the accumulator's bytes when the accumulator dies there, as every
+partial sum does (it has one reader; only a chain's first value may be a
+branch that others still read, and then the first step writes a new buffer).  So
+`profile`, the scheduler's `Problem`, the arena planner and the simulator's
+overlap check all see the rewritten memory behaviour through the same rules.
+
 It lives in the core because graph_opt (tile sizing), the scheduler, codegen
 (weight layout) and the simulator all measure memory the same way.
 """

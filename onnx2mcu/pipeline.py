@@ -45,6 +45,7 @@ class Options:
     tile: str = "auto"  # --tile auto | none
     binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
+    rewrites: str = "all"  # --rewrites none | all | LIST: memory rewrites, each kept only if it lowers the peak
     # the target
     board: str | Board = "host"  # --board
     stack_bytes: int = DEFAULT_STACK_BYTES
@@ -136,7 +137,9 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
             binary_sign_zero=options.binary_sign_zero,
-            ram_budget=budget.model_ram()))
+            ram_budget=budget.model_ram(), rewrites=options.rewrites,
+            peak_estimator=_peak_estimator(options),
+            rewrite_check=_c_check(board) if options.output is not None else None))
     else:
         graph.requant = _requant_mode(options.requant)
         result = PipelineResult(model, graph, board, budget, dict(optimization or {}))
@@ -189,6 +192,29 @@ def _requant_mode(mode: str) -> str:
     if mode not in REQUANT_MODES:
         raise UserError(f"requant mode '{mode}': choose one of {', '.join(REQUANT_MODES)}")
     return mode
+
+
+def _peak_estimator(options: Options) -> Callable[[Graph], int]:
+    """The scheduler's peak for a candidate graph (graph_opt/memrw.py keeps a memory rewrite
+    only when it lowers this); a short heuristic run, the file order for `file-order`."""
+    def estimate(graph: Graph) -> int:
+        from onnx2mcu.memory import profile
+
+        if options.scheduler == "file-order":
+            return profile(graph).peak_bytes
+        from onnx2mcu.scheduler.optimize import optimize
+
+        return optimize(graph, "greedy", min(5.0, max(options.time_limit * 0.05, 0.05))).peak
+    return estimate
+
+
+def _c_check(board: Board) -> Callable[[Graph], bool]:
+    """For `compile`: a rewritten graph is acceptable only if every node has a C kernel."""
+    def check(graph: Graph) -> bool:
+        from onnx2mcu.codegen.generate import c_support
+
+        return not c_support(graph, board)
+    return check
 
 
 def _given_inputs(inputs, graph: Graph) -> dict[str, np.ndarray] | None:

@@ -13,4 +13,5 @@ from onnx2mcu.codegen.emit import reduce  # noqa: F401
 from onnx2mcu.codegen.emit import shape  # noqa: F401
 from onnx2mcu.codegen.emit import recurrent  # noqa: F401
 from onnx2mcu.codegen.emit import misc  # noqa: F401
+from onnx2mcu.codegen.emit import memrw  # noqa: F401
 from onnx2mcu.codegen.emit import int8  # noqa: F401  (last: dispatches to the plain int8 kernels above)

@@ -12,3 +12,4 @@ from onnx2mcu.ops import shape  # noqa: F401
 from onnx2mcu.ops import binary  # noqa: F401
 from onnx2mcu.ops import adder  # noqa: F401
 from onnx2mcu.ops import recurrent  # noqa: F401
+from onnx2mcu.ops import memrw  # noqa: F401

@@ -1,0 +1,122 @@
+"""What the memory rewrites share: the `--rewrites` choice and "try, keep if lower".
+
+The three rewrites (graph_opt/act_on_load.py, eager_accumulation.py,
+partial_conv.py) change the memory model's facts (docs/ARCHITECTURE.md,
+memory model): a tensor that no longer exists, an accumulator that takes
+its input's bytes.  Whether that lowers the peak depends on the order the
+scheduler finds, so each rewrite is applied to a copy of the graph and kept
+only when `OptimizeOptions.peak_estimator` (the face passes the scheduler;
+graph_opt may not import it) gives a strictly lower peak and
+`OptimizeOptions.rewrite_check` (e.g. "every node has a C kernel", for
+`compile`) accepts the result.  A rewrite that is not kept leaves the graph
+exactly as it was and no report section, so models it does not help compile
+to the same bytes.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from onnx2mcu.errors import UserError
+from onnx2mcu.graph_opt.context import PassContext
+from onnx2mcu.ir import Graph, Node
+from onnx2mcu.memory import profile
+from onnx2mcu.rewrite import drop_unused_tensors
+
+# the techniques in the order they run (the PASSES keys)
+REWRITES = ("act_on_load", "eager_accumulation", "partial_conv")
+
+
+def parse_rewrites(value: str) -> tuple[str, ...]:
+    """'none' | 'all' | a comma-separated list of REWRITES -> the chosen ones."""
+    value = (value or "none").strip()
+    if value == "none":
+        return ()
+    if value == "all":
+        return REWRITES
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in REWRITES]
+    if unknown:
+        raise UserError(f"--rewrites {value}: unknown rewrite {', '.join(unknown)}; choose none, all "
+                        f"or a comma-separated list of {', '.join(REWRITES)}")
+    return chosen
+
+
+_ESTIMATES: dict[tuple, int] = {}
+
+
+def estimate_peak(graph: Graph, ctx: PassContext) -> int:
+    """The peak the scheduler would give (the face's estimator), else the graph order's.
+    Memoised on the graph's structure: consecutive rewrites re-ask the same graph."""
+    estimator = ctx.options.peak_estimator
+    key = (id(estimator), graph.name, tuple((n.op_type, tuple(n.inputs), tuple(n.outputs))
+                                            for n in graph.nodes))
+    if key not in _ESTIMATES:
+        if len(_ESTIMATES) > 64:
+            _ESTIMATES.clear()
+        _ESTIMATES[key] = int(estimator(graph)) if estimator is not None else profile(graph).peak_bytes
+    return _ESTIMATES[key]
+
+
+def snapshot(graph: Graph) -> tuple[list[Node], dict, list[str]]:
+    nodes = [Node(n.name, n.op_type, list(n.inputs), list(n.outputs), dict(n.attrs), n.domain)
+             for n in graph.nodes]
+    return nodes, dict(graph.tensors), list(graph.outputs)
+
+
+def restore(graph: Graph, saved: tuple[list[Node], dict, list[str]]) -> None:
+    graph.nodes, graph.tensors, graph.outputs = saved[0], saved[1], saved[2]
+
+
+def try_rewrite(key: str, graph: Graph, ctx: PassContext,
+                rewrite: Callable[[Graph, PassContext], list[str]]) -> dict | None:
+    """Apply `rewrite` (returns where it applied) if chosen, keep it unless it raises the peak
+    or the check refuses it; the last technique then keeps all of them only if together they
+    lower the peak (they interact: a ReLU gone on load lets a sum accumulate early)."""
+    section = None
+    if key in parse_rewrites(ctx.options.rewrites):
+        if "start" not in ctx.state:
+            ctx.state["start"] = snapshot(graph)
+            ctx.state["kept"] = []
+        saved = snapshot(graph)
+        before = estimate_peak(graph, ctx)
+        where = rewrite(graph, ctx)
+        if where:
+            after = estimate_peak(graph, ctx)
+            check = ctx.options.rewrite_check
+            if after > before or (check is not None and not check(graph)):
+                restore(graph, saved)
+            else:
+                section = {"applied": len(where), "where": where, "peak_before": before,
+                           "peak_after": after, "saved_bytes": before - after}
+                ctx.state["kept"].append(key)
+        else:
+            restore(graph, saved)
+    if key == REWRITES[-1] and "start" in ctx.state:
+        section = _finish(graph, ctx, key, section)
+    return section
+
+
+def _finish(graph: Graph, ctx: PassContext, key: str, section: dict | None) -> dict | None:
+    """Keep the rewrites only if together they lower the peak; else restore the graph."""
+    start = ctx.state.pop("start")
+    kept = ctx.state.pop("kept")
+    if not kept:
+        return section
+    now = estimate_peak(graph, ctx)
+    first = estimate_peak(rewritten_graph(graph, start), ctx)
+    if now < first:
+        drop_unused_tensors(graph)
+        return section
+    restore(graph, start)
+    for other in kept:
+        ctx.report.sections.pop(other, None)
+    return None
+
+
+def rewritten_graph(graph: Graph, saved: tuple[list[Node], dict, list[str]]) -> Graph:
+    return Graph(graph.name, saved[0], saved[1], list(graph.inputs), saved[2], list(graph.notes),
+                 graph.source, dict(graph.scratch))
+
+
+# readers that can apply an elementwise activation to their input as they load it
+PROLOGUE_READERS = ("Conv", "MaxPool", "AveragePool", "Gemm")

@@ -1,0 +1,219 @@
+"""Memory rewrites (graph_opt/act_on_load.py, eager_accumulation.py, partial_conv.py):
+same outputs as the unrewritten model in the simulator, lower peaks where kept, never higher."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from nets import AMOEBANET_A, DARTS_V2, NASNET_A, nas_network, randwire  # noqa: E402
+
+from onnx2mcu.errors import UserError  # noqa: E402
+from onnx2mcu.graph_opt import OptimizeOptions  # noqa: E402
+from onnx2mcu.graph_opt.act_on_load import fuse_activations  # noqa: E402
+from onnx2mcu.graph_opt.context import PassContext  # noqa: E402
+from onnx2mcu.graph_opt.eager_accumulation import chain_sums  # noqa: E402
+from onnx2mcu.graph_opt.memrw import REWRITES, parse_rewrites  # noqa: E402
+from onnx2mcu.graph_opt.partial_conv import split_concats  # noqa: E402
+from onnx2mcu.memory import profile  # noqa: E402
+from onnx2mcu.scheduler import schedule  # noqa: E402
+from onnx2mcu.scheduler.problem import Problem  # noqa: E402
+from onnx2mcu.simulator.execute import simulate  # noqa: E402
+
+TECHNIQUES = {"act_on_load": fuse_activations, "eager_accumulation": chain_sums, "partial_conv": split_concats}
+SHARED = ROOT.parent / "shared" / "models"
+
+
+def small_nets():
+    return {"nasnet": lambda: nas_network("nasnet", NASNET_A, cells=3, channels=4),
+            "amoebanet": lambda: nas_network("amoebanet", AMOEBANET_A, cells=3, channels=4),
+            "darts": lambda: nas_network("darts", DARTS_V2, cells=3, channels=4),
+            "randwire": lambda: randwire(nodes=8, k=4, p=0.75, channels=4)}
+
+
+def randomized(graph, seed=0):
+    """The benchmark nets have zero weights; give every constant random values (BN variances > 0)."""
+    rng = np.random.default_rng(seed)
+    for t in graph.tensors.values():
+        if t.is_const and t.data.dtype == np.float32:
+            t.data = (rng.standard_normal(t.shape) * 0.5).astype(np.float32)
+    for node in graph.nodes:
+        if node.op_type == "BatchNormalization":
+            var = graph.tensors[node.inputs[4]]
+            var.data = (np.abs(var.data) + 0.5).astype(np.float32)
+    return graph
+
+
+def run(graph, x):
+    sched = schedule(graph, "greedy", 5)
+    return simulate(graph, sched, {graph.inputs[0]: x}).outputs[graph.outputs[0]], sched
+
+
+def apply(graph, keys):
+    ctx = PassContext.for_graph(graph)
+    where = {}
+    for key in keys:
+        where[key] = TECHNIQUES[key](graph, ctx)
+        graph.validate()
+    return where
+
+
+@pytest.mark.parametrize("net", sorted(small_nets()))
+@pytest.mark.parametrize("keys", [("act_on_load",), ("eager_accumulation",), ("act_on_load", "partial_conv"),
+                                  REWRITES], ids=lambda k: "+".join(k) if isinstance(k, tuple) else k)
+def test_rewritten_outputs_match(net, keys):
+    make = small_nets()[net]
+    ref_graph, new_graph = randomized(make()), randomized(make())
+    x = np.random.default_rng(1).standard_normal(ref_graph.tensors[ref_graph.inputs[0]].shape).astype(np.float32)
+    expected, _ = run(ref_graph, x)
+    where = apply(new_graph, keys)
+    if net == "randwire" and keys == ("act_on_load", "partial_conv"):
+        assert not where["partial_conv"]  # RandWire has no concat
+    else:
+        assert any(where.values()), where
+    got, sched = run(new_graph, x)
+    assert np.max(np.abs(expected)) > 0
+    rel = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
+    assert rel <= 1e-6, rel
+    # the scheduler's model equals the memory model on the rewritten graph
+    prob = Problem(new_graph)
+    assert max(prob.live_bytes(prob.indices(sched.order))) == profile(new_graph, sched.order).peak_bytes
+
+
+def test_accumulator_takes_its_input_bytes():
+    """The memory rule: an accumulate step's output shares the dying accumulator's buffer."""
+    graph = randomized(small_nets()["darts"]())
+    apply(graph, REWRITES)
+    prof = profile(graph)
+    steps = [n for n in graph.nodes if n.op_type == "AccumulateKernel"]
+    assert steps
+    shared = 0
+    for node in steps:
+        acc, out = node.inputs[0], node.outputs[0]
+        readers = [n for n in graph.nodes if acc in n.inputs]
+        if readers == [node] and acc not in graph.outputs:
+            assert prof.buffer_of[acc] == prof.buffer_of[out], node.name
+            shared += 1
+    assert shared > 0
+    assert not any(n.op_type == "Relu" for n in graph.nodes)  # every ReLU here feeds convs only
+
+
+def test_cifar_nets_peaks_drop_and_stay_proven():
+    """Full-size DARTS-V2: the rewrites lower the optimal peak by >= 10%, still proven or bounded."""
+    from nets import complex_nets
+
+    graph = complex_nets()["DARTS-V2"]
+    before = schedule(graph, "greedy", 10).peak_bytes
+    apply(graph, REWRITES)
+    after = schedule(graph, "ilp", 30)
+    assert after.lower_bound is not None and after.lower_bound <= after.peak_bytes
+    assert after.peak_bytes <= 0.9 * 640 * 1024 < before
+    assert after.arena_bytes == after.peak_bytes
+
+
+def test_pass_keeps_only_lowering_rewrites():
+    """Through graph_opt: kept with a report on a NAS cell, and absent when the estimate does not drop."""
+    from onnx2mcu.graph_opt import optimize
+    from onnx2mcu.scheduler.optimize import optimize as sched_optimize
+
+    def estimator(g):
+        return sched_optimize(g, "greedy", 2).peak
+
+    original = small_nets()["darts"]()
+    start = estimator(original)
+    graph, report = optimize(small_nets()["darts"](), OptimizeOptions(peak_estimator=estimator))
+    assert "act_on_load" in report
+    for key in REWRITES:
+        if key in report:
+            assert report[key]["peak_after"] <= report[key]["peak_before"]
+    assert estimator(graph) < start
+    refused, report = optimize(small_nets()["darts"](), OptimizeOptions(peak_estimator=estimator,
+                                                                        rewrite_check=lambda g: False))
+    assert not any(k in report for k in REWRITES)
+    assert not any(n.domain == "onnx2mcu" for n in refused.nodes)
+    _, report = optimize(small_nets()["darts"](), OptimizeOptions(rewrites="none"))
+    assert not any(k in report for k in REWRITES)
+
+
+def test_rewrites_option():
+    assert parse_rewrites("none") == ()
+    assert parse_rewrites("all") == REWRITES
+    assert parse_rewrites("partial_conv,act_on_load") == ("partial_conv", "act_on_load")
+    with pytest.raises(UserError, match="unknown rewrite"):
+        OptimizeOptions(rewrites="fold_everything")
+
+
+def _shared_models():
+    return sorted(SHARED.rglob("*.onnx")) if SHARED.exists() else []
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/models is absent")
+@pytest.mark.parametrize("path", _shared_models(), ids=lambda p: p.name)
+def test_shared_models_never_get_a_higher_peak(path):
+    from onnx2mcu.pipeline import Options, run as run_pipeline
+
+    peaks = {}
+    for rewrites in ("none", "all"):
+        result = run_pipeline(str(path), Options(rewrites=rewrites, scheduler="ilp", time_limit=10,
+                                                 stop_after="schedule"))
+        peaks[rewrites] = result.schedule.peak_bytes
+    assert peaks["all"] <= peaks["none"], peaks
+
+
+HAVE_CC = __import__("shutil").which("gcc") is not None and __import__("shutil").which("make") is not None
+
+
+def _run_c_host(project) -> dict[str, np.ndarray]:
+    """Build and run a compiled project on the host; outputs by tensor name."""
+    from onnx2mcu.runner import _prepare, load_project_inputs, read_report
+    from onnx2mcu.simulator.run_c import build, run_host
+
+    project = Path(project)
+    report = read_report(project)
+    values = load_project_inputs(project, report, None)
+    build_dir = _prepare(project, report, values, host=True)
+    build(build_dir, "host")
+    result = run_host(build_dir)
+    assert result.exit_code == 0, result.stderr
+    wire = {o["wire_name"]: o["name"] for o in report["c_io"]["outputs"]}
+    return {wire[k]: v.reshape(report["outputs"][wire[k]]["shape"]) for k, v in result.outputs().items()}
+
+
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+@pytest.mark.parametrize("net,keys", [("darts", ("act_on_load", "partial_conv")), ("randwire", REWRITES)],
+                         ids=["darts", "randwire"])
+def test_rewritten_c_matches_unrewritten_simulation(tmp_path, net, keys):
+    """Generated C of the rewritten graph (conv with prologue / accumulate / BN epilogue) on the
+    host equals the unrewritten model in the simulator within 1e-6 relative."""
+    from onnx2mcu.api import compile as compile_model
+
+    make = small_nets()[net]
+    ref_graph, new_graph = randomized(make()), randomized(make())
+    x = np.random.default_rng(2).standard_normal(ref_graph.tensors[ref_graph.inputs[0]].shape).astype(np.float32)
+    expected, _ = run(ref_graph, x)
+    where = apply(new_graph, keys)
+    assert any(where.values())
+    assert any(n.domain == "onnx2mcu" for n in new_graph.nodes)
+    import onnx
+
+    placeholder = onnx.helper.make_model(onnx.helper.make_graph([], net, [], []))  # the project's copy
+    compile_model(placeholder, tmp_path / "proj", graph=new_graph, optimization={}, scheduler="greedy",
+                  inputs={new_graph.inputs[0]: x})
+    got = _run_c_host(tmp_path / "proj")[new_graph.outputs[0]]
+    rel = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
+    assert rel <= 1e-6, rel
+
+
+def test_cli_flag_reaches_the_options():
+    import argparse
+
+    from onnx2mcu.cli import pipeline_options
+
+    assert pipeline_options(argparse.Namespace(rewrites="none")).rewrites == "none"
+    assert pipeline_options(argparse.Namespace()).rewrites == "all"
