@@ -14,13 +14,15 @@ to the same bytes.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from onnx2mcu.errors import UserError
-from onnx2mcu.graph_opt.context import PassContext
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.memory import profile
 from onnx2mcu.rewrite import drop_unused_tensors
+
+if TYPE_CHECKING:
+    from onnx2mcu.graph_opt.context import PassContext
 
 # the techniques in the order they run (the PASSES keys)
 REWRITES = ("act_on_load", "eager_accumulation", "partial_conv")
