@@ -201,7 +201,7 @@ def write_output(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
     compile removes a killed one's staging folders.  A folder holding anything of the
     user's is never swapped: our files are replaced one by one (`install`), and none of the
     user's is deleted or overwritten."""
-    from onnx2mcu.fileio import remove_stale_staging, write_folder_atomic
+    from onnx2mcu.fileio import remove_stale_staging, write_files, write_folder_atomic
 
     out = Path(out_dir).resolve()
     remove_stale_staging(out)
@@ -215,13 +215,7 @@ def write_output(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
         return write_folder_atomic(out, files, finish_with_manifest)
     staging = make_staging(out)
     try:
-        for rel, content in files.items():
-            path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                path.write_text(content, encoding="utf-8")
-            else:
-                path.write_bytes(content)
+        write_files(staging, files)
         if finish is not None:
             finish(staging)
     except BaseException:

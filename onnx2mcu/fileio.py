@@ -44,6 +44,17 @@ STAGING_TAG = "onnx2mcu-staging"
 the pid lets a later compile tell a killed compile's leftovers from a running one's."""
 
 
+def write_files(folder: Path, files: Mapping[str, str | bytes]) -> None:
+    """Write `files` (relative path -> text (UTF-8) or bytes) under `folder`."""
+    for rel, content in files.items():
+        path = Path(folder) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_bytes(content)
+
+
 def write_folder_atomic(out_dir: str | os.PathLike, files: Mapping[str, str | bytes],
                         finish: Callable[[Path], None] | None = None) -> Path:
     """Write `files` into a fresh staging sibling folder, let `finish(tmp)` add more, then swap it in.
@@ -65,13 +76,7 @@ def write_folder_atomic(out_dir: str | os.PathLike, files: Mapping[str, str | by
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the project private
     try:
-        for rel, content in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                path.write_text(content, encoding="utf-8")
-            else:
-                path.write_bytes(content)
+        write_files(tmp, files)
         if finish is not None:
             finish(tmp)
         if out.exists():
