@@ -23,6 +23,10 @@ import numpy as np
 
 STRICT_CFLAGS: tuple[str, ...] = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 HOST_CFLAGS: tuple[str, ...] = STRICT_CFLAGS + ("-O2", "-fPIC")
+SANITIZE_FLAGS: tuple[str, ...] = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                                   "-fno-omit-frame-pointer")
+if os.environ.get("ONNX2MCU_SANITIZE_KERNELS"):  # tests/test_sanitize.py runs the kernel tests so
+    HOST_CFLAGS += SANITIZE_FLAGS
 CORTEX_M4_FLAGS: tuple[str, ...] = (
     "-mcpu=cortex-m4",
     "-mthumb",

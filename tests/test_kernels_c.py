@@ -19,6 +19,7 @@ import pytest
 
 from c_harness import (
     CORTEX_M4_FLAGS,
+    HOST_CFLAGS,
     STRICT_CFLAGS,
     build_and_load,
     compile_objects,
@@ -162,7 +163,7 @@ def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("o2m_kernels")
     probe = out / "probe.c"
     probe.write_text(PROBE_C)
-    flags = (*STRICT_CFLAGS, "-O2", "-fPIC")
+    flags = HOST_CFLAGS  # strict C99, -O2 -fPIC (+ sanitizers under ONNX2MCU_SANITIZE_KERNELS)
     library = build_and_load([*runtime_sources(), probe], out, name="o2m_kernels", cflags=flags,
                              include_dirs=[runtime_dir()])
     _declare_all(library)

@@ -5,6 +5,7 @@ EXTRA_CFLAGS hook, simulator/run_c.EXTRA_CFLAGS_ENV) and run: any finding aborts
 program, which fails the run; the outputs must still agree with onnxruntime."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,3 +82,28 @@ def test_example_is_sanitizer_clean(name, tmp_path, sanitized):
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
 def test_shared_model_is_sanitizer_clean(path, tmp_path, sanitized):
     _check(str(path), tmp_path / path.stem)
+
+
+@pytest.mark.slow
+def test_kernel_unit_tests_are_sanitizer_clean():
+    """The runtime_c kernels' own unit tests (tests/test_kernels_c.py), rebuilt with
+    -fsanitize=address,undefined -fno-sanitize-recover=all (tests/c_harness.py reads
+    ONNX2MCU_SANITIZE_KERNELS) and loaded into a Python that has ASan preloaded."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip()
+    if not os.path.isabs(libasan):
+        pytest.skip("gcc has no libasan.so (install libgcc-12-dev)")
+    env = {**os.environ, "ONNX2MCU_SANITIZE_KERNELS": "1", "LD_PRELOAD": libasan,
+           "ASAN_OPTIONS": "detect_leaks=0", "OPENBLAS_NUM_THREADS": "1"}
+    tests = Path(__file__).parent / "test_kernels_c.py"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           "-k", "not cortex", str(tests)], env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout
