@@ -91,6 +91,12 @@ class SimulationReport:
     def max_rel_err(self) -> float | None:
         return None if self.agreement is None else self.agreement.max_rel_err
 
+    @property
+    def max_scaled_err(self) -> float | None:
+        """max |ours - reference| / max |reference| (worst output): the error figure that does
+        not explode on tiny outputs (simulator/compare.py)."""
+        return None if self.agreement is None else self.agreement.max_scaled_err
+
     def to_dict(self) -> dict:
         from onnx2mcu.report import simulation_report
 

@@ -41,7 +41,7 @@ def test_ir3_initializers_listed_as_inputs_are_constants():
     assert graph.tensors["w"].is_const and graph.tensors["b"].is_const
     assert any("graph inputs with an initializer are constants" in note for note in graph.notes)
     report = onnx2mcu.simulate(_ir3_model())
-    assert report.max_rel_err <= 1e-6
+    assert report.max_scaled_err <= 1e-6
 
 
 def test_a_bound_initializer_input_stays_an_input():
@@ -60,7 +60,7 @@ def test_external_data(tmp_path):
     graph = load(str(path))
     np.testing.assert_array_equal(graph.tensors["w"].data,
                                   np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
-    assert onnx2mcu.simulate(str(path)).max_rel_err <= 1e-6
+    assert onnx2mcu.simulate(str(path)).max_scaled_err <= 1e-6
 
 
 def test_weights_from_constant_producing_nodes():
@@ -74,13 +74,16 @@ def test_weights_from_constant_producing_nodes():
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     ir = load(model)
     assert [n.op_type for n in ir.nodes] == ["MatMul", "Add"]
-    assert onnx2mcu.simulate(model).max_rel_err <= 1e-6
+    assert onnx2mcu.simulate(model).max_scaled_err <= 1e-6
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not LIGHT_MODELS, reason=f"no light_*.onnx models in {LIGHT_DIR}")
 @pytest.mark.parametrize("name", LIGHT_MODELS)
 def test_light_model_in_the_simulator(name):
-    report = onnx2mcu.simulate(str(LIGHT_DIR / name), scheduler="file-order")
+    # densenet121's activations (321 MB, checked with about 4 copies) pass the default 1 GiB
+    # guard only when the user raises it, as the error message says (--max-tensor-bytes)
+    report = onnx2mcu.simulate(str(LIGHT_DIR / name), scheduler="file-order",
+                               max_tensor_bytes=4 << 30)
     assert report.agreement is not None
-    assert report.max_rel_err <= 1e-4
+    assert report.max_scaled_err <= 1e-4
