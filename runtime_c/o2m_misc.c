@@ -416,15 +416,14 @@ void o2m_lrn_f32(int32_t n, int32_t c, int32_t inner, int32_t size, float alpha,
     }
 }
 
-static double pow_p(double v, int32_t p) {
-    v = fabs(v);
-    return p == 1 ? v : (p == 2 ? v * v : pow(v, (double)p));
-}
-
-void o2m_lppool_f32(const int32_t *geom, int32_t p, const float *x, float *y) {
-    int32_t nc = geom[0], d;
-    int32_t in[3], out[3], ker[3], st[3], dil[3], pb[3];
-    int32_t plane_in = 1, plane_out = 1, c, o0, o1, o2, k0, k1, k2;
+/* The pools' geometry: geom = {N*C, rank, then per dim (lifted to 3): in, out, kernel,
+ * stride, dilation, pad_begin}; the planes' element counts come back in *plane_in/out. */
+static void pool_window3(const int32_t *geom, int32_t in[3], int32_t out[3], int32_t ker[3],
+                         int32_t st[3], int32_t dil[3], int32_t pb[3], int32_t *plane_in,
+                         int32_t *plane_out) {
+    int32_t d;
+    *plane_in = 1;
+    *plane_out = 1;
     for (d = 0; d < 3; ++d) {
         in[d] = geom[2 + 6 * d];
         out[d] = geom[3 + 6 * d];
@@ -432,9 +431,21 @@ void o2m_lppool_f32(const int32_t *geom, int32_t p, const float *x, float *y) {
         st[d] = geom[5 + 6 * d];
         dil[d] = geom[6 + 6 * d];
         pb[d] = geom[7 + 6 * d];
-        plane_in *= in[d];
-        plane_out *= out[d];
+        *plane_in *= in[d];
+        *plane_out *= out[d];
     }
+}
+
+static double pow_p(double v, int32_t p) {
+    v = fabs(v);
+    return p == 1 ? v : (p == 2 ? v * v : pow(v, (double)p));
+}
+
+void o2m_lppool_f32(const int32_t *geom, int32_t p, const float *x, float *y) {
+    int32_t nc = geom[0];
+    int32_t in[3], out[3], ker[3], st[3], dil[3], pb[3];
+    int32_t plane_in, plane_out, c, o0, o1, o2, k0, k1, k2;
+    pool_window3(geom, in, out, ker, st, dil, pb, &plane_in, &plane_out);
     for (c = 0; c < nc; ++c) {
         const float *xc = x + (size_t)c * plane_in;
         float *yc = y + (size_t)c * plane_out;
@@ -677,17 +688,10 @@ void o2m_pool_nd_f32(int32_t kind, const int32_t *geom, const int32_t *pads_end,
                      int64_t *indices) {
     int32_t nc = geom[0], d;
     int32_t in[3], out[3], ker[3], st[3], dil[3], pb[3], pe[3], sidx[3];
-    int32_t plane_in = 1, plane_out = 1, c, o0, o1, o2, k0, k1, k2;
+    int32_t plane_in, plane_out, c, o0, o1, o2, k0, k1, k2;
+    pool_window3(geom, in, out, ker, st, dil, pb, &plane_in, &plane_out);
     for (d = 0; d < 3; ++d) {
-        in[d] = geom[2 + 6 * d];
-        out[d] = geom[3 + 6 * d];
-        ker[d] = geom[4 + 6 * d];
-        st[d] = geom[5 + 6 * d];
-        dil[d] = geom[6 + 6 * d];
-        pb[d] = geom[7 + 6 * d];
         pe[d] = pads_end[d];
-        plane_in *= in[d];
-        plane_out *= out[d];
     }
     /* element strides of the Indices numbering: row-major, or column-major over the
      * spatial dims (storage_order 1); unused leading dims have size 1 */
