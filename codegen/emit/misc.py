@@ -20,7 +20,8 @@ from onnx2mcu.ops._util import has_input, norm_axis
 from onnx2mcu.ops.binary import DOMAIN as BINARY_DOMAIN
 from onnx2mcu.ops.binary import conv_window
 from onnx2mcu.ops.conv import _transpose_geometry, window
-from onnx2mcu.ops.resize import _cubic, _linear, _nearest, _plan, _source_coords
+from onnx2mcu.ops.resize import _plan
+from onnx2mcu.ops.resize import axis_taps as resize_axis_taps
 
 F32 = (DType.FLOAT32,)
 FI = (DType.FLOAT32, DType.INT32, DType.INT64)
@@ -389,7 +390,6 @@ def _emit_conv_transpose(node: Node, ctx) -> list[str]:
 # ----- Resize -------------------------------------------------------------------------
 def resize_tables(node: Node, inputs: list, shape) -> tuple[list[int], list[int], list[int], list[float]]:
     """Per dim: (taps, output length) and the flat index / weight tables (o2m_resize.h)."""
-    mode = node.attr("mode", "nearest")
     transform = node.attr("coordinate_transformation_mode", "half_pixel")
     plan = {axis: rest for axis, *rest in _plan(node, inputs, tuple(shape))}
     taps, outs, idx, weights = [], [], [], []
@@ -401,13 +401,7 @@ def resize_tables(node: Node, inputs: list, shape) -> tuple[list[int], list[int]
             weights += [1.0] * length_in
             continue
         length_out, scale, start, end = plan[axis]
-        coords = _source_coords(transform, length_in, length_out, scale, start, end)
-        if mode == "nearest":
-            axis_taps, axis_w = _nearest(node, coords, length_in)
-        elif mode == "linear":
-            axis_taps, axis_w = _linear(coords, length_in)
-        else:
-            axis_taps, axis_w = _cubic(node, coords, length_in)
+        coords, axis_taps, axis_w = resize_axis_taps(node, length_in, length_out, scale, start, end)
         outside = ((coords < 0) | (coords > length_in - 1)) if transform == "tf_crop_and_resize" \
             else np.zeros(length_out, dtype=bool)
         taps.append(len(axis_taps))

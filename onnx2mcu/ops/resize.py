@@ -115,21 +115,30 @@ def _cubic(node: Node, coords: np.ndarray, length_in: int):
     return [np.clip(r, 0, length_in - 1) for r in raw], weights
 
 
+def axis_taps(node: Node, length_in: int, length_out: int, scale: float, start: float, end: float):
+    """One axis of a Resize: the source coordinate of every output position, and the input
+    positions and weights it reads (per the node's mode).  The reference and the C emitter
+    (codegen/emit/misc.py, which tabulates them at compile time) both use this."""
+    transform = node.attr("coordinate_transformation_mode", "half_pixel")
+    mode = node.attr("mode", "nearest")
+    coords = _source_coords(transform, length_in, length_out, scale, start, end)
+    if mode == "nearest":
+        taps, weights = _nearest(node, coords, length_in)
+    elif mode == "linear":
+        taps, weights = _linear(coords, length_in)
+    else:
+        taps, weights = _cubic(node, coords, length_in)
+    return coords, taps, weights
+
+
 def _resize(node: Node, inputs: list) -> list:
     x = inputs[0]
-    mode = node.attr("mode", "nearest")
     transform = node.attr("coordinate_transformation_mode", "half_pixel")
     y = f64(x)
     outside = np.zeros((1,) * x.ndim, dtype=bool)
     for axis, length_out, scale, start, end in _plan(node, inputs, x.shape):
         length_in = x.shape[axis]
-        coords = _source_coords(transform, length_in, length_out, scale, start, end)
-        if mode == "nearest":
-            taps, weights = _nearest(node, coords, length_in)
-        elif mode == "linear":
-            taps, weights = _linear(coords, length_in)
-        else:
-            taps, weights = _cubic(node, coords, length_in)
+        coords, taps, weights = axis_taps(node, length_in, length_out, scale, start, end)
         shape = [1] * x.ndim
         shape[axis] = length_out
         y = sum(np.take(y, tap, axis=axis) * w.reshape(shape) for tap, w in zip(taps, weights))
