@@ -21,6 +21,7 @@ from onnx2mcu.build import compile_model
 from onnx2mcu.errors import UserError
 from onnx2mcu.runner import run_project_dir
 from onnx2mcu.simulator.run_c import build
+from figures import print_table  # noqa: E402  (tests/figures.py)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = {
@@ -87,26 +88,9 @@ class Projects:
 def projects(request, tmp_path_factory):
     store = Projects(tmp_path_factory.mktemp("models_c"))
     yield store
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not store.rows:
-        return
     columns = ["host_rel_err", "qemu_rel_err", "qemu_instructions", "flash_bytes", "ram_bytes"]
     columns += sorted({k for row in store.rows.values() for k in row if k.startswith("compile_s")})
-    lines = ["", "| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in store.rows.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    with capture.global_and_fixture_disabled():
-        for line in lines:
-            reporter.write_line(line)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value < 1e-2:
-        return f"{value:.2e}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    print_table(request, store.rows, columns)
 
 
 # ----- host and QEMU agree with onnxruntime ------------------------------------------

@@ -27,6 +27,7 @@ pytest.importorskip("onnxruntime")
 from onnx2mcu import simulate  # noqa: E402
 from onnx2mcu.build import compile_model  # noqa: E402
 from onnx2mcu.runner import run_project_dir  # noqa: E402
+from figures import print_table  # noqa: E402  (tests/figures.py)
 
 nn = torch.nn
 pytestmark = [pytest.mark.c, pytest.mark.slow]
@@ -148,25 +149,8 @@ class Store:
 def store(request, tmp_path_factory):
     made = Store(tmp_path_factory.mktemp("recurrent_models"))
     yield made
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not made.rows:
-        return
-    columns = ["sim_rel_err", "host_rel_err", "qemu_rel_err", "peak_bytes", "qemu_instructions"]
-    lines = ["", "| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in made.rows.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    with capture.global_and_fixture_disabled():
-        for line in lines:
-            reporter.write_line(line)
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2e}"
-    return f"{value:,}"
+    print_table(request, made.rows, ["sim_rel_err", "host_rel_err", "qemu_rel_err", "peak_bytes",
+                                     "qemu_instructions"])
 
 
 @pytest.mark.parametrize("exporter", list(EXPORTERS))
