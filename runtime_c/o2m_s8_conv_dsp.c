@@ -107,7 +107,7 @@ static inline int32_t o2m_pack16(int32_t lo, int32_t hi)
 /* ----------------------------------------------------------------- requantization */
 /* One channel's fixed-point rescale, unpacked once per channel. */
 typedef struct {
-    int32_t mult, left, right, half, negm;
+    int32_t mult, left, right, mask;
 } o2m_dsp_rq;
 
 static inline void o2m_dsp_rq_load(const o2m_dsp_requant *r, int32_t channel, o2m_dsp_rq *q)
@@ -117,20 +117,22 @@ static inline void o2m_dsp_rq_load(const o2m_dsp_requant *r, int32_t channel, o2
     q->mult = r->multipliers[c];
     q->left = s > 0 ? s : 0;
     q->right = s > 0 ? 0 : -s;
-    q->half = q->right > 0 ? (int32_t)((uint32_t)1 << (q->right - 1)) : 0;
-    q->negm = q->right > 0 ? -1 : 0;
+    q->mask = (int32_t)(((uint64_t)1 << q->right) - 1u);
 }
 
-/* TFLite's MultiplyByQuantizedMultiplier, + zero point, clamp.  srdhm with its nudge
- * (1 - 2^30 for negative products, then truncation) equals floor((a*b + 2^30) / 2^31)
- * for every product (the two cancel), and the rounding divide by 2^right (ties away
- * from zero) equals (v + 2^(right-1) - [v < 0]) >> right while that sum does not wrap,
- * which the emitter's accumulator bound guarantees. */
+/* TFLite's MultiplyByQuantizedMultiplier, + zero point, clamp, exactly as
+ * o2m_s8_requant_fixed: srdhm with its nudge (1 - 2^30 for negative products, then
+ * truncation toward zero) equals floor((a*b + 2^30) / 2^31) for every product (the two
+ * corrections cancel; a multiplier is never INT32_MIN, so srdhm never saturates), which
+ * is one SMULL and a 64-bit add and shift; the rounding divide by 2^right is TFLite's. */
 static inline int8_t o2m_dsp_out(int32_t acc, const o2m_dsp_rq *q, const o2m_dsp_requant *r)
 {
     int32_t v = (int32_t)((uint32_t)acc << q->left);
+    int32_t rem, threshold;
     v = (int32_t)(((int64_t)v * q->mult + ((int64_t)1 << 30)) >> 31);
-    v = (v + q->half + ((v >> 31) & q->negm)) >> q->right;
+    rem = v & q->mask;
+    threshold = (q->mask >> 1) + (int32_t)((uint32_t)v >> 31);
+    v = (v >> q->right) + (rem > threshold ? 1 : 0);
     v += r->output_offset;
     v = v < r->act_min ? r->act_min : v;
     v = v > r->act_max ? r->act_max : v;

@@ -7,15 +7,13 @@
  * cores) the same algorithms run on plain C twins of the instructions, so the file
  * always compiles and always gives the same bytes.
  *
- * Contract beyond o2m_s8_common.h (fixed-point requantization only; the emitter,
- * codegen/emit/int8_dsp.py, selects these kernels only when it holds):
+ * Contract beyond o2m_s8_common.h (fixed-point requantization only; the emitter is
+ * codegen/emit/int8_dsp.py):
  *   - `bias` is FOLDED at compile time: bias[oc] + input_offset * sum of the
- *     channel's weights, so the inner loops multiply the raw int8 values; padded taps
- *     read the input zero point (`pad_value` = -input_offset), whose product with the
- *     folded offset is 0, as the portable kernel's skipped taps are.
- *   - every channel's |accumulator| is bounded (compile-time check against the
- *     weights and bias) so that acc << left does not wrap and the rounding of the
- *     right shift can add its half without overflow (o2m_dsp_requant).
+ *     channel's weights (mod 2^32), so the inner loops multiply the raw int8 values;
+ *     padded taps read the input zero point (`pad_value` = -input_offset), whose product
+ *     with the folded offset is 0, as the portable kernel's skipped taps are.  int32
+ *     sums wrap alike in any order, so the accumulator equals the portable one's.
  *   - Activations NCHW, weights in ONNX order [c_out][c_in][k_h][k_w] (not re-laid out).
  */
 #ifndef O2M_S8_CONV_DSP_H

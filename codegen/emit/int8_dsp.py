@@ -6,9 +6,6 @@ Selected before the portable kernels on boards whose `Board.kernels` lists "arm-
 kernel.  What the emitter does at compile time, so the C does not at run time:
 * folds the input zero point into the bias: bias[c] + input_offset * sum(w[c]) (the kernels
   then multiply raw int8 values; padded taps read the zero point, which contributes 0);
-* bounds every channel's accumulator from its weights and bias, so the kernel's fast
-  rounding shift is exact (o2m_dsp_out in the C); a node that could exceed it stays
-  portable;
 * picks the variant (im2col GEMM, 1x1 column copy, depthwise ring, fully connected) and
   sizes its scratch (the Python twins of O2M_DSP_COL / O2M_DSP_ROW).
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
@@ -56,29 +53,12 @@ def _weights_and_bias(node: Node, graph: Graph, rows: int):
 
 
 def folded_bias(w: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarray:
-    """bias[c] + input_offset * sum(w[c]) (int64; the caller checks it fits int32)."""
+    """bias[c] + input_offset * sum(w[c]) as the int32 the C adds (mod 2^32, as the portable
+    kernel's int32 accumulator wraps: the final sums agree either way)."""
     rows = w.shape[0]
     sums = w.reshape(rows, -1).astype(np.int64).sum(axis=1)
-    return np.asarray(bias, np.int64).reshape(-1) + int(input_offset) * sums
-
-
-def accumulator_bound_ok(w: np.ndarray, bias: np.ndarray, input_offset: int, shifts) -> bool:
-    """Whether every channel's accumulator, shifted left by its shift, stays far enough below
-    2^31 that o2m_dsp_out's rounding (v + 2^(right-1) - [v<0]) >> right cannot wrap.
-
-    |x + input_offset| <= max(|-128 + off|, |127 + off|) for every int8 x (padded taps are 0)."""
-    rows = w.shape[0]
-    x_max = max(abs(-128 + input_offset), abs(127 + input_offset))
-    bound = np.abs(np.asarray(bias, np.int64).reshape(-1)) + \
-        x_max * np.abs(w.reshape(rows, -1).astype(np.int64)).sum(axis=1)
-    folded = folded_bias(w, bias, input_offset)
-    if np.abs(folded).max(initial=0) >= INT32_LIMIT:
-        return False
-    shifts = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (rows,))
-    left = np.maximum(shifts, 0)
-    right = np.maximum(-shifts, 0)
-    half = np.where(right > 0, 2.0 ** (right - 1), 0.0)
-    return bool(np.all(bound.astype(np.float64) * 2.0 ** left + half + 2 < INT32_LIMIT))
+    folded = np.asarray(bias, np.int64).reshape(-1) + int(input_offset) * sums
+    return ((folded + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT).astype(np.int64)
 
 
 def _conv_applies(node: Node, graph: Graph) -> str | None:
@@ -102,8 +82,6 @@ def _conv_applies(node: Node, graph: Graph) -> str | None:
         k_h, k_w = w.shape[2], w.shape[3]
         if k_h > MAX_DW_KERNEL or k_w > MAX_DW_KERNEL or tuple(conv.dilation) != (1, 1):
             return f"depthwise {k_h}x{k_w} dilation {conv.dilation} (fast path: up to 8x8, no dilation)"
-    if not accumulator_bound_ok(weights, bias, conv.input_offset, conv.shifts):
-        return "accumulator bound too large for the fast rounding"
     return None
 
 
@@ -124,8 +102,6 @@ def _fc_applies(node: Node, graph: Graph) -> str | None:
     weights, bias = _weights_and_bias(node, graph, n)
     if weights is None or bias is None:
         return "weights or bias are not constants"
-    if not accumulator_bound_ok(weights, bias, fc.input_offset, fc.shifts):
-        return "accumulator bound too large for the fast rounding"
     return None
 
 
