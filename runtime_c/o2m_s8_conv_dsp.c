@@ -140,19 +140,32 @@ static inline int8_t o2m_dsp_out(int32_t acc, const o2m_dsp_rq *q, const o2m_dsp
 }
 
 /* ----------------------------------------------------------------- 2x2 GEMM core */
-/* a00 += w0.c0, a01 += w0.c1, a10 += w1.c0, a11 += w1.c1 over k int8 values. */
-static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int8_t *c0, const int8_t *c1, int32_t k,
-                              int32_t *acc)
+/* The two int8 columns' whole words, unpacked once for every output channel: per group of
+ * four values, [c0 0,2] [c0 1,3] [c1 0,2] [c1 1,3] as int16 pairs (SXTB16, SXTB16 ROR 8). */
+static void o2m_unpack2(const int8_t *c0, const int8_t *c1, int32_t groups, int32_t *x16)
+{
+    int32_t g;
+    for (g = 0; g < groups; ++g, c0 += 4, c1 += 4, x16 += 4) {
+        const uint32_t a = o2m_ld32(c0);
+        const uint32_t b = o2m_ld32(c1);
+        x16[0] = o2m_sxtb16(a);
+        x16[1] = o2m_sxtb16_r8(a);
+        x16[2] = o2m_sxtb16(b);
+        x16[3] = o2m_sxtb16_r8(b);
+    }
+}
+
+/* a00 += w0.c0, a01 += w0.c1, a10 += w1.c0, a11 += w1.c1 over k values: the whole words
+ * from the unpacked columns x16, the k % 4 last ones from the int8 columns c0, c1. */
+static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int32_t *x16, const int8_t *c0,
+                              const int8_t *c1, int32_t k, int32_t *acc)
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t i;
     for (i = k >> 2; i > 0; --i) {
-        const uint32_t x0 = o2m_ld32(c0);
-        const uint32_t x1 = o2m_ld32(c1);
+        const int32_t x0e = x16[0], x0o = x16[1], x1e = x16[2], x1o = x16[3];
         const uint32_t v0 = o2m_ld32(w0);
         const uint32_t v1 = o2m_ld32(w1);
-        const int32_t x0e = o2m_sxtb16(x0), x0o = o2m_sxtb16_r8(x0);
-        const int32_t x1e = o2m_sxtb16(x1), x1o = o2m_sxtb16_r8(x1);
         int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
         a00 = o2m_smlad(we, x0e, a00);
         a00 = o2m_smlad(wo, x0o, a00);
@@ -164,11 +177,12 @@ static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int8_t *
         a10 = o2m_smlad(wo, x0o, a10);
         a11 = o2m_smlad(we, x1e, a11);
         a11 = o2m_smlad(wo, x1o, a11);
-        c0 += 4;
-        c1 += 4;
+        x16 += 4;
         w0 += 4;
         w1 += 4;
     }
+    c0 += k & ~3;
+    c1 += k & ~3;
     for (i = k & 3; i > 0; --i) {
         const int32_t x0 = *c0++, x1 = *c1++, v0 = *w0++, v1 = *w1++;
         a00 += v0 * x0;
@@ -185,10 +199,11 @@ static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int8_t *
 /* Every output channel for the columns c0, c1 (pixels pix, pix + 1 of plane y);
  * two == 0: only c0 is real (c1 == c0, its results are not stored). */
 static void o2m_gemm_columns(const o2m_conv2d_s8_dsp_params *p, const int8_t *w, const int8_t *c0,
-                             const int8_t *c1, int32_t two, int8_t *y, int32_t plane, int32_t k)
+                             const int8_t *c1, int32_t *x16, int32_t two, int8_t *y, int32_t plane, int32_t k)
 {
     const o2m_dsp_requant *r = &p->requant;
     int32_t oc;
+    o2m_unpack2(c0, c1, k >> 2, x16);
     for (oc = 0; oc < p->c_out; oc += 2) {
         const int32_t pair = oc + 1 < p->c_out;
         const int8_t *w0 = w + (int32_t)oc * k;
@@ -197,7 +212,7 @@ static void o2m_gemm_columns(const o2m_conv2d_s8_dsp_params *p, const int8_t *w,
         o2m_dsp_rq q0, q1;
         acc[0] = acc[1] = p->bias[oc];
         acc[2] = acc[3] = pair ? p->bias[oc + 1] : 0;
-        o2m_dot2x2(w0, w1, c0, c1, k, acc);
+        o2m_dot2x2(w0, w1, x16, c0, c1, k, acc);
         o2m_dsp_rq_load(r, oc, &q0);
         y[(int32_t)oc * plane] = o2m_dsp_out(acc[0], &q0, r);
         if (two) {
@@ -252,6 +267,7 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
                               p->pad_top == 0 && p->pad_left == 0 && p->h_out == p->h_in && p->w_out == p->w_in;
     int8_t *c0 = scratch;
     int8_t *c1 = scratch + O2M_DSP_COL(k);
+    int32_t *x16 = (int32_t *)(void *)(scratch + 2 * O2M_DSP_COL(k));
     int32_t b, pix;
     for (b = 0; b < p->n; ++b) {
         const int8_t *xb = x + b * p->c_in * plane_in;
@@ -277,7 +293,7 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
                     o2m_im2col(p, xb, (pix + 1) / p->w_out, (pix + 1) % p->w_out, c1);
                 }
             }
-            o2m_gemm_columns(p, w, c0, two ? c1 : c0, two, yb + pix, plane, k);
+            o2m_gemm_columns(p, w, c0, two ? c1 : c0, x16, two, yb + pix, plane, k);
         }
     }
 }
@@ -328,7 +344,10 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2];
     int32_t tags[O2M_DSP_DW_MAX_K];
     const int8_t *rows[O2M_DSP_DW_MAX_K];
-    int32_t b, oc, oh, ow, i, j;
+    /* the bytes a window reads with weight: the rest of a row (read by the last word
+       loads against zero weights) need not be filled */
+    const int32_t used = (p->w_out - 1) * p->stride_w + p->k_w;
+    int32_t b, oc, oh, ow, i, j, slot;
     for (b = 0; b < p->n; ++b) {
         for (oc = 0; oc < p->c_out; ++oc) {
             const int8_t *xc = x + (b * p->c_in + oc / mult) * plane_in;
@@ -352,22 +371,24 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
             for (oh = 0; oh < p->h_out; ++oh) {
                 const int32_t ih0 = oh * p->stride_h - p->pad_top;
                 int8_t *yr = yc + oh * p->w_out;
-                for (i = 0; i < kh_n; ++i) {
-                    const int32_t slot = (oh * p->stride_h + i) % kh_n;
+                for (i = 0, slot = (oh * p->stride_h) % kh_n; i < kh_n; ++i, slot = slot + 1 == kh_n ? 0 : slot + 1) {
                     int8_t *dst = scratch + slot * row_bytes;
                     if (tags[slot] != ih0 + i) {
-                        o2m_dw_fill(p, xc, ih0 + i, dst, row_bytes);
+                        o2m_dw_fill(p, xc, ih0 + i, dst, used);
                         tags[slot] = ih0 + i;
                     }
                     rows[i] = dst;
                 }
                 ow = 0;
-                if (kh_n == 3 && p->k_w == 3 && p->stride_w == 1) {
+                if (kh_n == 3 && p->k_w == 3 && p->stride_w == 1 && p->w_out > 1) {
                     /* two outputs per step: x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3) */
                     const int32_t e0 = we[0][0], e1 = we[1][0], e2 = we[2][0];
                     const int32_t m0 = wo[0][0], m1 = wo[1][0], m2 = wo[2][0];
-                    for (; ow + 1 < p->w_out; ow += 2) {
+                    for (; ow < p->w_out; ow += 2) {
                         int32_t a0 = bias, a1 = bias;
+                        if (ow + 1 == p->w_out) {
+                            --ow; /* odd width: the last pair overlaps the previous one */
+                        }
                         uint32_t v;
                         int32_t ev, od;
                         v = o2m_ld32(rows[0] + ow);
@@ -394,6 +415,7 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
                         yr[ow] = o2m_dsp_out(a0, &q, r);
                         yr[ow + 1] = o2m_dsp_out(a1, &q, r);
                     }
+                    ow = p->w_out;
                 }
                 for (; ow < p->w_out; ++ow) {
                     const int32_t off = ow * p->stride_w;

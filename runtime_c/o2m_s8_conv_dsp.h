@@ -48,10 +48,11 @@ typedef struct {
 
 /*
  * Dense convolution (groups == 1) as im2col + a 2x2 register-tiled GEMM: two output
- * pixels' patches are gathered into `scratch` (2 * O2M_DSP_COL(K) bytes,
- * K = c_in * k_h * k_w) and multiplied by two weight rows at a time (four int32
- * accumulators, SMLAD on SXTB16-unpacked words).  A 1x1 stride-1 unpadded conv
- * gathers its columns with a plain strided copy.
+ * pixels' patches are gathered into `scratch` (6 * O2M_DSP_COL(K) bytes, 4-byte aligned,
+ * K = c_in * k_h * k_w: the two int8 columns, then their words unpacked to int16 pairs
+ * once) and multiplied by two weight rows at a time (four int32 accumulators, SMLAD
+ * against SXTB16-unpacked weight words).  A 1x1 stride-1 unpadded conv gathers its
+ * columns with a plain strided copy.
  */
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch);

@@ -147,7 +147,7 @@ def program(all_cases: list[dict]) -> str:
                     f"{p.dilation[0]}, {p.dilation[1]}, {p.pads[0]}, {p.pads[1]}")
         depthwise = c["kind"] == "dw"
         fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
-        scratch = max(scratch, k_h * row_bytes(wo, p.stride[1]) if depthwise else 2 * col_bytes(c_in * k_h * k_w))
+        scratch = max(scratch, k_h * row_bytes(wo, p.stride[1]) if depthwise else 6 * col_bytes(c_in * k_h * k_w))
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}}};
         static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, {rq_fast}}};

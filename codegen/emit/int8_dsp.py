@@ -113,7 +113,7 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
     if p is not None and p.conv.groups == c_in and p.conv.groups > 1 and c_out % c_in == 0:
         w_out = graph.tensors[node.outputs[0]].shape[3]
         return w.shape[2] * row_bytes(w_out, p.conv.stride[1])
-    return 2 * col_bytes(c_in * w.shape[2] * w.shape[3])
+    return 6 * col_bytes(c_in * w.shape[2] * w.shape[3])
 
 
 # ----------------------------------------------------------------- emitters
