@@ -267,6 +267,9 @@ class Graph:
     # node name -> scratch bytes of the C kernel chosen for it (codegen.kernels.select_kernels,
     # run by the face before scheduling); nodes absent here use their op's formula
     scratch: dict[str, int] = field(default_factory=dict)
+    # nodes whose kernel must take its scratch-free form: its scratch would raise the arena's peak
+    # (onnx2mcu/pipeline.py fills it after scheduling; kernels with two forms read it)
+    scratch_free: set[str] = field(default_factory=set)
     # integer requantization of the int8 nodes: "fixed" (TFLite's) or "float" (onnxruntime's);
     # set by the pipeline driver (Options.requant) and read by the ops' prepare
     requant: str = "fixed"

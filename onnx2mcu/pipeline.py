@@ -172,7 +172,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
     values = _given_inputs(options.inputs, graph)  # a bad .npz fails before a long schedule
     from onnx2mcu.scheduler import schedule
 
-    result.schedule = schedule(graph, options.scheduler, time_limit=options.time_limit)
+    result.schedule = _schedule(graph, board, options)
     if options.stop_after == "schedule":
         return result
     if values is None:
@@ -190,6 +190,32 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
                                        fmt=options.format, io=options.io,
                                        optimization=result.optimization)
     return result
+
+
+def _schedule(graph: Graph, board: Board, options: Options):
+    """Schedule; then every node whose step, with its kernel's scratch, holds more live bytes
+    than the schedule's peak without any kernel scratch is put in Graph.scratch_free, its kernel re-selected in its scratch-free
+    form, and the graph scheduled again, until no scratch raises the peak.  Fast kernels thus
+    take scratch only where the arena has room for it (docs/ARCHITECTURE.md, kernels)."""
+    from onnx2mcu.codegen.kernels import select_kernels
+    from onnx2mcu.memory import profile
+    from onnx2mcu.scheduler import schedule
+
+    for _ in range(8):
+        sched = schedule(graph, options.scheduler, time_limit=options.time_limit)
+        with_scratch = profile(graph, sched.order).live_bytes
+        kept = dict(graph.scratch)
+        graph.scratch.update({name: 0 for name in kept})
+        bare_peak = profile(graph, sched.order).peak_bytes  # the same order, no kernel scratch
+        graph.scratch.update(kept)
+        raising = {node.name for node, live in zip(sched.order, with_scratch)
+                   if kept.get(node.name, 0) > 0 and live > bare_peak}
+        before = dict(graph.scratch)
+        graph.scratch_free |= raising
+        select_kernels(graph, board)
+        if graph.scratch == before:
+            return sched
+    return sched
 
 
 def _requant_mode(mode: str) -> str:

@@ -257,8 +257,8 @@ static void o2m_im2col(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int32
     }
 }
 
-void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
-                       int8_t *scratch)
+static void o2m_conv_im2col(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
+                            int8_t *scratch)
 {
     const int32_t k = p->c_in * p->k_h * p->k_w;
     const int32_t plane_in = p->h_in * p->w_in;
@@ -298,37 +298,198 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
     }
 }
 
+/* ----------------------------------------------------------------- dense conv */
+/* The values of one tap for output pixels ow and ow + 1 (s bytes apart) as the low 16 bits. */
+static inline uint32_t o2m_tap2(const int8_t *px, int32_t s)
+{
+    if (s == 1) {
+        uint16_t v;
+        memcpy(&v, px, sizeof v);
+        return v;
+    }
+    return (uint32_t)(uint8_t)px[0] | ((uint32_t)(uint8_t)px[s] << 8);
+}
+
+/* Two interior output pixels (their windows inside the input), every output channel, two
+ * channels at a time: four taps per step straight from the input (`base` + the tap's
+ * offset), taps t and t+2 packed so that SXTB16 gives [x_t, x_t+2] of pixel 0 and SXTB16
+ * ROR 8 the same of pixel 1, matching the SXTB16-unpacked weight word [w_t, w_t+2].
+ * two == 0: one pixel (read twice, stored once). */
+static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *base, const int8_t *w, int8_t *y,
+                          int32_t plane, int32_t two, int32_t k)
+{
+    const o2m_dsp_requant *r = &p->requant;
+    const int32_t s = two ? p->stride_w : 0; /* one pixel: its own value twice, the second unused */
+    int32_t oc, i;
+    for (oc = 0; oc < p->c_out; oc += 2) {
+        const int32_t pair = oc + 1 < p->c_out;
+        const int8_t *w0 = w + oc * k;
+        const int8_t *w1 = pair ? w0 + k : w0;
+        const int32_t *t = p->taps;
+        int32_t a00 = p->bias[oc], a01 = a00;
+        int32_t a10 = pair ? p->bias[oc + 1] : 0, a11 = a10;
+        o2m_dsp_rq q;
+        for (i = k >> 2; i > 0; --i, t += 4) {
+            const uint32_t t02 = o2m_tap2(base + t[0], s) | (o2m_tap2(base + t[2], s) << 16);
+            const uint32_t t13 = o2m_tap2(base + t[1], s) | (o2m_tap2(base + t[3], s) << 16);
+            const int32_t e0 = o2m_sxtb16(t02), e1 = o2m_sxtb16_r8(t02);
+            const int32_t o0 = o2m_sxtb16(t13), o1 = o2m_sxtb16_r8(t13);
+            const uint32_t v0 = o2m_ld32(w0);
+            const uint32_t v1 = o2m_ld32(w1);
+            int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
+            a00 = o2m_smlad(we, e0, a00);
+            a00 = o2m_smlad(wo, o0, a00);
+            a01 = o2m_smlad(we, e1, a01);
+            a01 = o2m_smlad(wo, o1, a01);
+            we = o2m_sxtb16(v1);
+            wo = o2m_sxtb16_r8(v1);
+            a10 = o2m_smlad(we, e0, a10);
+            a10 = o2m_smlad(wo, o0, a10);
+            a11 = o2m_smlad(we, e1, a11);
+            a11 = o2m_smlad(wo, o1, a11);
+            w0 += 4;
+            w1 += 4;
+        }
+        for (i = k & 3; i > 0; --i, ++t) {
+            const int32_t x0 = base[*t], x1 = base[*t + s], v0 = *w0++, v1 = *w1++;
+            a00 += v0 * x0;
+            a01 += v0 * x1;
+            a10 += v1 * x0;
+            a11 += v1 * x1;
+        }
+        o2m_dsp_rq_load(r, oc, &q);
+        y[oc * plane] = o2m_dsp_out(a00, &q, r);
+        if (two) {
+            y[oc * plane + 1] = o2m_dsp_out(a01, &q, r);
+        }
+        if (pair) {
+            o2m_dsp_rq_load(r, oc + 1, &q);
+            y[(oc + 1) * plane] = o2m_dsp_out(a10, &q, r);
+            if (two) {
+                y[(oc + 1) * plane + 1] = o2m_dsp_out(a11, &q, r);
+            }
+        }
+    }
+}
+
+/* Taps [*lo, *hi) of a kernel row whose input position start + k*dil lies in [0, size). */
+static void o2m_valid_taps(int32_t start, int32_t dil, int32_t k_size, int32_t size, int32_t *lo, int32_t *hi)
+{
+    int32_t a = 0, b = k_size;
+    while (a < b && start + a * dil < 0) {
+        ++a;
+    }
+    while (b > a && start + (b - 1) * dil >= size) {
+        --b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* One output pixel whose window leaves the input, every channel: the portable kernel's sum
+ * over the valid taps, acc = bias + sum (x + input_offset) * w. */
+static void o2m_conv_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
+                            int32_t plane, int32_t ih0, int32_t iw0)
+{
+    const o2m_dsp_requant *r = &p->requant;
+    const int32_t off = -p->pad_value;
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t kk = p->k_h * p->k_w;
+    int32_t kh_lo, kh_hi, kw_lo, kw_hi, oc, ic, kh, kw;
+    o2m_valid_taps(ih0, p->dil_h, p->k_h, p->h_in, &kh_lo, &kh_hi);
+    o2m_valid_taps(iw0, p->dil_w, p->k_w, p->w_in, &kw_lo, &kw_hi);
+    for (oc = 0; oc < p->c_out; ++oc) {
+        const int8_t *wo = w + oc * p->c_in * kk;
+        int32_t acc = p->raw_bias != NULL ? p->raw_bias[oc] : 0;
+        o2m_dsp_rq q;
+        for (ic = 0; ic < p->c_in; ++ic, wo += kk) {
+            const int8_t *xc = x + ic * plane_in + iw0;
+            for (kh = kh_lo; kh < kh_hi; ++kh) {
+                const int8_t *xr = xc + (ih0 + kh * p->dil_h) * p->w_in;
+                const int8_t *wr = wo + kh * p->k_w;
+                for (kw = kw_lo; kw < kw_hi; ++kw) {
+                    acc += ((int32_t)xr[kw * p->dil_w] + off) * (int32_t)wr[kw];
+                }
+            }
+        }
+        o2m_dsp_rq_load(r, oc, &q);
+        y[oc * plane] = o2m_dsp_out(acc, &q, r);
+    }
+}
+
+static void o2m_conv_in_place(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
+{
+    const int32_t k = p->c_in * p->k_h * p->k_w;
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t plane = p->h_out * p->w_out;
+    const int32_t sw = p->stride_w;
+    const int32_t span_h = (p->k_h - 1) * p->dil_h + 1;
+    const int32_t span_w = (p->k_w - 1) * p->dil_w + 1;
+    int32_t b, oh, ow;
+    for (b = 0; b < p->n; ++b) {
+        const int8_t *xb = x + b * p->c_in * plane_in;
+        int8_t *yb = y + b * p->c_out * plane;
+        for (oh = 0; oh < p->h_out; ++oh) {
+            const int32_t ih0 = oh * p->stride_h - p->pad_top;
+            const int32_t rows_in = ih0 >= 0 && ih0 + span_h <= p->h_in;
+            for (ow = 0; ow < p->w_out; ow += 2) {
+                const int32_t two = ow + 1 < p->w_out;
+                const int32_t iw0 = ow * sw - p->pad_left;
+                const int32_t in0 = rows_in && iw0 >= 0 && iw0 + span_w <= p->w_in;
+                const int32_t in1 = two && rows_in && iw0 + sw >= 0 && iw0 + sw + span_w <= p->w_in;
+                int8_t *yp = yb + oh * p->w_out + ow;
+                if (in0 && in1) {
+                    o2m_conv_pair(p, xb + ih0 * p->w_in + iw0, w, yp, plane, 1, k);
+                    continue;
+                }
+                if (in0) {
+                    o2m_conv_pair(p, xb + ih0 * p->w_in + iw0, w, yp, plane, 0, k);
+                } else {
+                    o2m_conv_border(p, xb, w, yp, plane, ih0, iw0);
+                }
+                if (in1) {
+                    o2m_conv_pair(p, xb + ih0 * p->w_in + iw0 + sw, w, yp + 1, plane, 0, k);
+                } else if (two) {
+                    o2m_conv_border(p, xb, w, yp + 1, plane, ih0, iw0 + sw);
+                }
+            }
+        }
+    }
+}
+
+void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
+                       int8_t *scratch)
+{
+    if (scratch != NULL) {
+        o2m_conv_im2col(p, x, w, y, scratch);
+    } else {
+        o2m_conv_in_place(p, x, w, y);
+    }
+}
+
 /* ----------------------------------------------------------------- depthwise */
 #define O2M_DSP_DW_MAX_K 8
 
-/* Ring row `dst` <- input row ih of channel xc, padded: column j holds input column
- * j - pad_left, or pad_value outside [0, w_in). */
-static void o2m_dw_fill(const o2m_conv2d_s8_dsp_params *p, const int8_t *xc, int32_t ih, int8_t *dst,
-                        int32_t row_bytes)
+/* A border output (its window leaves the input): the portable kernel's sum over the valid
+ * taps, acc = bias + sum (x + input_offset) * w, with bias = folded - input_offset * sum w. */
+static int32_t o2m_dw_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *xc, const int8_t *wc, int32_t bias,
+                             int32_t ih0, int32_t iw0)
 {
-    const int8_t pad = (int8_t)p->pad_value;
-    int32_t j = 0;
-    if (ih < 0 || ih >= p->h_in) {
-        memset(dst, (unsigned char)pad, (size_t)row_bytes);
-        return;
-    }
-    {
-        const int8_t *src = xc + ih * p->w_in;
-        int32_t lead = p->pad_left < row_bytes ? p->pad_left : row_bytes;
-        int32_t count = p->w_in < row_bytes - lead ? p->w_in : row_bytes - lead;
-        for (; j < lead; ++j) {
-            dst[j] = pad;
+    const int32_t off = -p->pad_value;
+    int32_t acc = bias, kh, kw;
+    for (kh = 0; kh < p->k_h; ++kh) {
+        const int32_t ih = ih0 + kh;
+        if (ih < 0 || ih >= p->h_in) {
+            continue;
         }
-        for (; count >= 4; count -= 4, j += 4, src += 4) {
-            o2m_st32(dst + j, o2m_ld32(src));
-        }
-        for (; count > 0; --count, ++j) {
-            dst[j] = *src++;
-        }
-        for (; j < row_bytes; ++j) {
-            dst[j] = pad;
+        for (kw = 0; kw < p->k_w; ++kw) {
+            const int32_t iw = iw0 + kw;
+            if (iw >= 0 && iw < p->w_in) {
+                acc += ((int32_t)xc[ih * p->w_in + iw] + off) * (int32_t)wc[kh * p->k_w + kw];
+            }
         }
     }
+    return acc;
 }
 
 void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
@@ -338,22 +499,31 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     const int32_t mult = p->c_out / p->c_in;
     const int32_t plane_in = p->h_in * p->w_in;
     const int32_t plane = p->h_out * p->w_out;
-    const int32_t row_bytes = O2M_DSP_ROW(p->w_out, p->stride_w, p->k_w);
     const int32_t chunks = p->k_w <= 4 ? 1 : 2;
     const int32_t kh_n = p->k_h;
+    const int32_t sw = p->stride_w;
+    /* interior: the window's rows inside the input, and its 4 * chunks bytes read by the
+       word loads inside the row (no tap reads padding, no load leaves the tensor) */
+    int32_t ow_lo = (p->pad_left + sw - 1) / sw;
+    int32_t ow_hi = (p->w_in - 4 * chunks + p->pad_left) >= 0 ? (p->w_in - 4 * chunks + p->pad_left) / sw + 1 : 0;
+    int32_t oh_lo = (p->pad_top + p->stride_h - 1) / p->stride_h;
+    int32_t oh_hi = (p->h_in - kh_n + p->pad_top) >= 0 ? (p->h_in - kh_n + p->pad_top) / p->stride_h + 1 : 0;
+    const int32_t pairs = kh_n == 3 && p->k_w == 3 && sw == 1;
     int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2];
-    int32_t tags[O2M_DSP_DW_MAX_K];
-    const int8_t *rows[O2M_DSP_DW_MAX_K];
-    /* the bytes a window reads with weight: the rest of a row (read by the last word
-       loads against zero weights) need not be filled */
-    const int32_t used = (p->w_out - 1) * p->stride_w + p->k_w;
-    int32_t b, oc, oh, ow, i, j, slot;
+    int32_t b, oc, oh, ow, i, j;
+    (void)scratch;
+    ow_hi = ow_hi < p->w_out ? ow_hi : p->w_out;
+    oh_hi = oh_hi < p->h_out ? oh_hi : p->h_out;
+    if (ow_lo > ow_hi) {
+        ow_lo = ow_hi;
+    }
     for (b = 0; b < p->n; ++b) {
         for (oc = 0; oc < p->c_out; ++oc) {
             const int8_t *xc = x + (b * p->c_in + oc / mult) * plane_in;
             const int8_t *wc = w + oc * p->k_h * p->k_w;
             int8_t *yc = y + (b * p->c_out + oc) * plane;
-            const int32_t bias = p->bias[oc];
+            const int32_t folded = p->bias[oc];
+            int32_t sum_w = 0, bias;
             o2m_dsp_rq q;
             o2m_dsp_rq_load(r, oc, &q);
             for (i = 0; i < kh_n; ++i) {
@@ -362,50 +532,49 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
                     for (m = 0; m < 4; ++m) {
                         const int32_t kw = 4 * j + m;
                         t[m] = kw < p->k_w ? wc[i * p->k_w + kw] : 0;
+                        sum_w += t[m];
                     }
                     we[i][j] = o2m_pack16(t[0], t[2]);
                     wo[i][j] = o2m_pack16(t[1], t[3]);
                 }
-                tags[i] = INT32_MIN;
             }
+            bias = (int32_t)((uint32_t)folded + (uint32_t)p->pad_value * (uint32_t)sum_w);
             for (oh = 0; oh < p->h_out; ++oh) {
                 const int32_t ih0 = oh * p->stride_h - p->pad_top;
                 int8_t *yr = yc + oh * p->w_out;
-                for (i = 0, slot = (oh * p->stride_h) % kh_n; i < kh_n; ++i, slot = slot + 1 == kh_n ? 0 : slot + 1) {
-                    int8_t *dst = scratch + slot * row_bytes;
-                    if (tags[slot] != ih0 + i) {
-                        o2m_dw_fill(p, xc, ih0 + i, dst, used);
-                        tags[slot] = ih0 + i;
-                    }
-                    rows[i] = dst;
+                const int8_t *xr = xc + ih0 * p->w_in - p->pad_left;
+                int32_t lo = ow_lo, hi = ow_hi;
+                if (oh < oh_lo || oh >= oh_hi) {
+                    lo = hi = p->w_out; /* the whole row is border */
                 }
-                ow = 0;
-                if (kh_n == 3 && p->k_w == 3 && p->stride_w == 1 && p->w_out > 1) {
-                    /* two outputs per step: x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3) */
+                for (ow = 0; ow < lo; ++ow) {
+                    yr[ow] = o2m_dsp_out(o2m_dw_border(p, xc, wc, bias, ih0, ow * sw - p->pad_left), &q, r);
+                }
+                if (pairs) {
+                    /* two outputs per step: x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3);
+                       the pair's word load reads x0..x3, inside the row while ow + 1 < hi */
                     const int32_t e0 = we[0][0], e1 = we[1][0], e2 = we[2][0];
                     const int32_t m0 = wo[0][0], m1 = wo[1][0], m2 = wo[2][0];
-                    for (; ow < p->w_out; ow += 2) {
-                        int32_t a0 = bias, a1 = bias;
-                        if (ow + 1 == p->w_out) {
-                            --ow; /* odd width: the last pair overlaps the previous one */
-                        }
+                    const int8_t *r0 = xr, *r1 = xr + p->w_in, *r2 = xr + 2 * p->w_in;
+                    for (; ow + 1 < hi; ow += 2) {
+                        int32_t a0 = folded, a1 = folded;
                         uint32_t v;
                         int32_t ev, od;
-                        v = o2m_ld32(rows[0] + ow);
+                        v = o2m_ld32(r0 + ow);
                         ev = o2m_sxtb16(v);
                         od = o2m_sxtb16_r8(v);
                         a0 = o2m_smlad(ev, e0, a0);
                         a0 = o2m_smlabb(od, m0, a0);
                         a1 = o2m_smlad(od, e0, a1);
                         a1 = o2m_smlatb(ev, m0, a1);
-                        v = o2m_ld32(rows[1] + ow);
+                        v = o2m_ld32(r1 + ow);
                         ev = o2m_sxtb16(v);
                         od = o2m_sxtb16_r8(v);
                         a0 = o2m_smlad(ev, e1, a0);
                         a0 = o2m_smlabb(od, m1, a0);
                         a1 = o2m_smlad(od, e1, a1);
                         a1 = o2m_smlatb(ev, m1, a1);
-                        v = o2m_ld32(rows[2] + ow);
+                        v = o2m_ld32(r2 + ow);
                         ev = o2m_sxtb16(v);
                         od = o2m_sxtb16_r8(v);
                         a0 = o2m_smlad(ev, e2, a0);
@@ -415,13 +584,11 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
                         yr[ow] = o2m_dsp_out(a0, &q, r);
                         yr[ow + 1] = o2m_dsp_out(a1, &q, r);
                     }
-                    ow = p->w_out;
                 }
-                for (; ow < p->w_out; ++ow) {
-                    const int32_t off = ow * p->stride_w;
-                    int32_t acc = bias;
-                    for (i = 0; i < kh_n; ++i) {
-                        const int8_t *s = rows[i] + off;
+                for (; ow < hi; ++ow) {
+                    const int8_t *s = xr + ow * sw;
+                    int32_t acc = folded;
+                    for (i = 0; i < kh_n; ++i, s += p->w_in) {
                         uint32_t v = o2m_ld32(s);
                         acc = o2m_smlad(o2m_sxtb16(v), we[i][0], acc);
                         acc = o2m_smlad(o2m_sxtb16_r8(v), wo[i][0], acc);
@@ -432,6 +599,9 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
                         }
                     }
                     yr[ow] = o2m_dsp_out(acc, &q, r);
+                }
+                for (; ow < p->w_out; ++ow) {
+                    yr[ow] = o2m_dsp_out(o2m_dw_border(p, xc, wc, bias, ih0, ow * sw - p->pad_left), &q, r);
                 }
             }
         }

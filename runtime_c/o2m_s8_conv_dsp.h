@@ -43,27 +43,33 @@ typedef struct {
     int32_t pad_top, pad_left;
     int32_t pad_value;          /* the input zero point */
     const int32_t *bias;        /* folded bias (see above), never NULL */
+    const int32_t *raw_bias;    /* the model's bias (border outputs), or NULL */
+    const int32_t *taps;        /* dense conv: per weight index (ic, kh, kw), the input offset
+                                   ic * h_in * w_in + kh * dil_h * w_in + kw * dil_w (NULL: depthwise) */
     o2m_dsp_requant requant;
 } o2m_conv2d_s8_dsp_params;
 
 /*
- * Dense convolution (groups == 1) as im2col + a 2x2 register-tiled GEMM: two output
- * pixels' patches are gathered into `scratch` (6 * O2M_DSP_COL(K) bytes, 4-byte aligned,
- * K = c_in * k_h * k_w: the two int8 columns, then their words unpacked to int16 pairs
- * once) and multiplied by two weight rows at a time (four int32 accumulators, SMLAD
- * against SXTB16-unpacked weight words).  A 1x1 stride-1 unpadded conv gathers its
- * columns with a plain strided copy.
+ * Dense convolution (groups == 1), two forms, both a 2x2 register-tiled GEMM (two output
+ * channels x two output pixels, four int32 accumulators, SMLAD against SXTB16-unpacked
+ * weight words):
+ *   scratch != NULL (O2M_DSP_CONV_SCRATCH(K) bytes, 4-byte aligned, K = c_in*k_h*k_w):
+ *     im2col of two pixels (padded taps = pad_value), their words unpacked to int16
+ *     pairs once for all output channels; a 1x1 stride-1 unpadded conv gathers its
+ *     columns with a strided copy;
+ *   scratch == NULL: interior pixels read their taps in place through `taps`; pixels
+ *     whose window leaves the input take the portable sum over their valid taps.
+ * The emitter passes scratch only where it does not raise the arena's peak.
  */
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch);
 
 /*
- * Depthwise (groups == c_in, c_out = mult * c_in), dil_w == 1, dil_h == 1, k_w <= 8,
- * k_h <= 8: per channel, the k_h input rows a window needs are kept padded (pad_value)
- * in a ring in `scratch` (k_h * row bytes, row = O2M_DSP_ROW(...)), so every output
- * runs one branch-free path: per kernel row, one or two 32-bit loads, SXTB16 and SMLAD
- * against the channel's weights packed in pairs.  k_w == 3, stride 1 computes two
- * outputs per step.
+ * Depthwise (groups == c_in, c_out = mult * c_in), dil 1, k_h <= 8, k_w <= 8, no scratch
+ * (`scratch` unused, may be NULL): interior outputs read the input rows in place, per
+ * kernel row one or two 32-bit loads, SXTB16 and SMLAD against the channel's weights
+ * packed in pairs (3x3 stride 1: two outputs per step); outputs whose window leaves the
+ * input (or whose loads would) take the portable sum over their valid taps.
  */
 void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                  int8_t *y, int8_t *scratch);
@@ -79,9 +85,9 @@ typedef struct {
 void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                 int8_t *y);
 
-/* Scratch bytes (the Python twins are in codegen/emit/int8_dsp.py). */
+
 #define O2M_DSP_COL(k) ((((k) + 3) / 4) * 4)
-#define O2M_DSP_ROW(w_out, stride_w, k_w) (((((w_out) - 1) * (stride_w) + 8 + 4) + 3) / 4 * 4)
+#define O2M_DSP_CONV_SCRATCH(k) (6 * O2M_DSP_COL(k))
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, row_bytes
+from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias
 from onnx2mcu.ops import int8_ref as R
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
@@ -118,8 +118,8 @@ def _arr(ctype: str, name: str, values) -> str:
 def program(all_cases: list[dict]) -> str:
     """main.c: every case through both kernels; prints fast_<i> (s8) and `mismatches` (s32)."""
     decls, body = [], []
-    y_max = max(c["y"].size for c in all_cases)
     scratch = 16
+    y_max = max(c["y"].size for c in all_cases)
     for i, c in enumerate(all_cases):
         p = c["p"]
         decls += [_arr("int8_t", f"x{i}", c["x"]), _arr("int8_t", f"w{i}", c["w"]),
@@ -147,14 +147,23 @@ def program(all_cases: list[dict]) -> str:
                     f"{p.dilation[0]}, {p.dilation[1]}, {p.pads[0]}, {p.pads[1]}")
         depthwise = c["kind"] == "dw"
         fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
-        scratch = max(scratch, k_h * row_bytes(wo, p.stride[1]) if depthwise else 6 * col_bytes(c_in * k_h * k_w))
+        taps, scratch_form = "NULL", ""
+        if not depthwise:  # also the scratch (im2col) form
+            scratch = max(scratch, 6 * col_bytes(c_in * k_h * k_w))
+            scratch_form = f"""
+        {fn}(&fp, x{i}, w{i}, y_fast, scratch);
+        mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
+        o2m_out_s8("fast_s_{i}", y_fast, {c['y'].size}u);"""
+            ic, kh, kw = np.meshgrid(np.arange(c_in), np.arange(k_h), np.arange(k_w), indexing="ij")
+            decls.append(_arr("int32_t", f"t{i}", ic * h * wd + kh * p.dilation[0] * wd + kw * p.dilation[1]))
+            taps = f"t{i}"
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}}};
-        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, {rq_fast}}};
+        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
-        {fn}(&fp, x{i}, w{i}, y_fast, scratch);
+        {fn}(&fp, x{i}, w{i}, y_fast, NULL);
         mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
-        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}
     }}""")
     return "\n".join([
         '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
@@ -182,6 +191,8 @@ def check(outputs: dict, all_cases: list[dict]) -> None:
     assert list(outputs["mismatches"]) == [0] * len(all_cases)
     for i, c in enumerate(all_cases):
         np.testing.assert_array_equal(outputs[f"fast_{i}"], c["y"].reshape(-1), err_msg=f"case {i} ({c['kind']})")
+        if c["kind"] in ("conv", "pw"):
+            np.testing.assert_array_equal(outputs[f"fast_s_{i}"], c["y"].reshape(-1), err_msg=f"case {i} im2col")
 
 
 @pytest.fixture(scope="module")

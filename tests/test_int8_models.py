@@ -445,3 +445,41 @@ def test_other_int8_ops_within_one_lsb_of_onnxruntime_per_node(requant, tmp_path
                     diff = np.abs(value.astype(np.int32) - reference[out].astype(np.int32)).max()
                     assert diff <= 1, (node.name, diff)
                     env[out] = reference[out]
+
+
+@pytest.mark.c
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu missing")
+def test_profile_attributes_the_inference_to_its_steps(tmp_path):
+    """`run --qemu --profile` on KWS: one figure per schedule step, adding up to the release
+    build's inference count within the marker calls' cost, written to report.json; the
+    convolutions run on the arm-dsp kernels on mps2-an386 and carry most of the work."""
+    import json
+
+    from onnx2mcu.runner import profile_table, run_project_dir
+
+    out = tmp_path / "kws"
+    result = run(model_path(MODELS["kws"][0]), Options(output=out, board="mps2-an386", scheduler="greedy"))
+    data = run_project_dir(str(out), "qemu", profile=True)
+    assert data["ok"]
+    profile = data["profile"]
+    steps = profile["steps"]
+    assert [s["node"] for s in steps] == [n.name for n in result.schedule.order]
+    assert abs(profile["total"] - data["inference_instructions"]) <= 40 * len(steps)
+    convs = [s for s in steps if s["op"] == "Conv"]
+    assert convs and all(s["kernel"] == "Conv/int8/arm-dsp" for s in convs)
+    assert sum(s["instructions"] for s in convs) > 0.8 * profile["total"]
+    assert json.loads((out / "report.json").read_text())["profile"] == profile
+    assert "| total |" in profile_table(profile)
+
+
+def test_host_board_keeps_the_portable_kernels(planned):
+    """The fast kernels are chosen only where the board lists arm-dsp (Cortex-M4/M7)."""
+    from onnx2mcu.codegen.kernels import select_kernels
+    from onnx2mcu.targets import get_board
+
+    graph = planned("kws").graph
+    for board, backend in (("host", "portable"), ("rp2040", "portable"), ("mps2-an386", "arm-dsp")):
+        chosen = select_kernels(graph, get_board(board))
+        convs = [s.kernel.backend for name, s in chosen.items() if graph.node(name).op_type == "Conv"]
+        assert convs and set(convs) == {backend}, board

@@ -6,8 +6,10 @@ Selected before the portable kernels on boards whose `Board.kernels` lists "arm-
 kernel.  What the emitter does at compile time, so the C does not at run time:
 * folds the input zero point into the bias: bias[c] + input_offset * sum(w[c]) (the kernels
   then multiply raw int8 values; padded taps read the zero point, which contributes 0);
-* picks the variant (im2col GEMM, 1x1 column copy, depthwise ring, fully connected) and
-  sizes its scratch (the Python twins of O2M_DSP_COL / O2M_DSP_ROW).
+* gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
+  the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
+  peak); then the kernel reads its windows in place through a tap-offset table.  The
+  depthwise and fully connected kernels need no scratch.
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
 """
 from __future__ import annotations
@@ -24,17 +26,6 @@ HEADER = "o2m_s8_conv_dsp.h"
 BACKEND = "arm-dsp"
 INT32_LIMIT = 2 ** 31
 MAX_DW_KERNEL = 8
-
-
-def col_bytes(k: int) -> int:
-    """O2M_DSP_COL: one im2col column, rounded up to whole words."""
-    return (k + 3) // 4 * 4
-
-
-def row_bytes(w_out: int, stride_w: int) -> int:
-    """O2M_DSP_ROW: one padded ring row of the depthwise kernel (two 32-bit loads past the
-    last window start, plus a word of slack)."""
-    return ((w_out - 1) * stride_w + 12 + 3) // 4 * 4
 
 
 # ----------------------------------------------------------------- what applies
@@ -105,17 +96,6 @@ def _fc_applies(node: Node, graph: Graph) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------- scratch
-def _conv_scratch(node: Node, graph: Graph) -> int:
-    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
-    p = int8_params(node, graph)
-    c_in, c_out = x.shape[1], w.shape[0]
-    if p is not None and p.conv.groups == c_in and p.conv.groups > 1 and c_out % c_in == 0:
-        w_out = graph.tensors[node.outputs[0]].shape[3]
-        return w.shape[2] * row_bytes(w_out, p.conv.stride[1])
-    return 6 * col_bytes(c_in * w.shape[2] * w.shape[3])
-
-
 # ----------------------------------------------------------------- emitters
 def _requant(ctx, r) -> dict:
     return {"multipliers": ctx.int_array(r.multipliers, "mult"), "shifts": ctx.int_array(r.shifts, "shift"),
@@ -134,16 +114,25 @@ def _emit_conv(node: Node, ctx) -> list[str]:
         ctx.refuse(node, "output shape differs from the window rule")
     weights, bias = _weights_and_bias(node, ctx.graph, c_out)
     folded = folded_bias(weights, bias, conv.input_offset)
+    depthwise = conv.groups > 1
+    taps = "NULL"
+    if not depthwise:
+        ic, kh, kw = np.meshgrid(np.arange(c_in), np.arange(k_h), np.arange(k_w), indexing="ij")
+        offsets = ic * h_in * w_in + kh * conv.dilation[0] * w_in + kw * conv.dilation[1]
+        taps = ctx.int_array(offsets.reshape(-1), "taps")
+    bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
     fields = {"n": n, "c_in": c_in, "h_in": h_in, "w_in": w_in, "c_out": c_out, "h_out": h_out,
               "w_out": w_out, "k_h": k_h, "k_w": k_w, "stride_h": conv.stride[0], "stride_w": conv.stride[1],
               "dil_h": conv.dilation[0], "dil_w": conv.dilation[1], "pad_top": conv.pads[0],
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
-              "bias": ctx.int_array(folded, "bias_folded"), "requant": _requant(ctx, conv)}
+              "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
+              "requant": _requant(ctx, conv)}
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
-    fn = "o2m_depthwise_conv2d_s8_dsp" if conv.groups > 1 else "o2m_conv2d_s8_dsp"
-    return [f"{fn}(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(y)}, {ctx.scratch(node, DType.INT8)});"]
+    fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
+    scratch = ctx.scratch(node, DType.INT8) if _conv_scratch(node, ctx.graph) else "NULL"
+    return [f"{fn}(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(y)}, {scratch});"]
 
 
 def _emit_fc(node: Node, ctx) -> list[str]:
@@ -160,6 +149,20 @@ def _emit_fc(node: Node, ctx) -> list[str]:
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
     return [f"o2m_fully_connected_s8_dsp(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)});"]
+
+
+def col_bytes(k: int) -> int:
+    """O2M_DSP_COL: one im2col column, rounded up to whole words."""
+    return (k + 3) // 4 * 4
+
+
+def _conv_scratch(node: Node, graph: Graph) -> int:
+    """O2M_DSP_CONV_SCRATCH(K) for a dense conv not in Graph.scratch_free, else 0."""
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    p = int8_params(node, graph)
+    if p is None or p.conv.groups > 1 or node.name in graph.scratch_free:
+        return 0
+    return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
 
 register_kernel("Conv", _emit_conv, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
