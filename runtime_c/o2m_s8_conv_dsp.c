@@ -236,6 +236,17 @@ static void o2m_im2col(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int32
     const int32_t plane = p->h_in * p->w_in;
     const int8_t pad = (int8_t)p->pad_value;
     int32_t ic, kh, kw;
+    if (ih0 >= 0 && ih0 + (p->k_h - 1) * p->dil_h < p->h_in && iw0 >= 0 &&
+        iw0 + (p->k_w - 1) * p->dil_w < p->w_in) {
+        /* the window inside the input: one load per tap through the tap-offset table */
+        const int8_t *base = x + ih0 * p->w_in + iw0;
+        const int32_t *t = p->taps;
+        const int32_t k = p->c_in * p->k_h * p->k_w;
+        for (ic = 0; ic < k; ++ic) {
+            col[ic] = base[t[ic]];
+        }
+        return;
+    }
     for (ic = 0; ic < p->c_in; ++ic) {
         const int8_t *xc = x + ic * plane;
         for (kh = 0; kh < p->k_h; ++kh) {
@@ -299,7 +310,8 @@ static void o2m_conv_im2col(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, 
 }
 
 /* ----------------------------------------------------------------- dense conv */
-/* The values of one tap for output pixels ow and ow + 1 (s bytes apart) as the low 16 bits. */
+/* The values of one tap for output pixels ow and ow + 1 (s bytes apart; s == 0: one pixel,
+ * its value twice) as the low 16 bits. */
 static inline uint32_t o2m_tap2(const int8_t *px, int32_t s)
 {
     if (s == 1) {
@@ -307,66 +319,89 @@ static inline uint32_t o2m_tap2(const int8_t *px, int32_t s)
         memcpy(&v, px, sizeof v);
         return v;
     }
+    if (s == 0) {
+        return (uint32_t)(uint8_t)px[0] * 0x0101u;
+    }
     return (uint32_t)(uint8_t)px[0] | ((uint32_t)(uint8_t)px[s] << 8);
 }
 
+/* acc[0..3] (w0.p0, w0.p1, w1.p0, w1.p1) over the k taps of `t` from `base`: taps t and
+ * t+2 packed so that SXTB16 gives [x_t, x_t+2] of pixel 0 and SXTB16 ROR 8 the same of
+ * pixel 1, matching the SXTB16-unpacked weight word [w_t, w_t+2].  Always inlined with
+ * a constant s, so each stride gets its own loop. */
+static inline void o2m_conv_acc(const int8_t *base, const int32_t *t, const int8_t *w0, const int8_t *w1,
+                                int32_t k, int32_t s, int32_t *acc)
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    int32_t i;
+    for (i = k >> 2; i > 0; --i, t += 4) {
+        const uint32_t t02 = o2m_tap2(base + t[0], s) | (o2m_tap2(base + t[2], s) << 16);
+        const uint32_t t13 = o2m_tap2(base + t[1], s) | (o2m_tap2(base + t[3], s) << 16);
+        const int32_t e0 = o2m_sxtb16(t02), e1 = o2m_sxtb16_r8(t02);
+        const int32_t o0 = o2m_sxtb16(t13), o1 = o2m_sxtb16_r8(t13);
+        const uint32_t v0 = o2m_ld32(w0);
+        const uint32_t v1 = o2m_ld32(w1);
+        int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
+        a00 = o2m_smlad(we, e0, a00);
+        a00 = o2m_smlad(wo, o0, a00);
+        a01 = o2m_smlad(we, e1, a01);
+        a01 = o2m_smlad(wo, o1, a01);
+        we = o2m_sxtb16(v1);
+        wo = o2m_sxtb16_r8(v1);
+        a10 = o2m_smlad(we, e0, a10);
+        a10 = o2m_smlad(wo, o0, a10);
+        a11 = o2m_smlad(we, e1, a11);
+        a11 = o2m_smlad(wo, o1, a11);
+        w0 += 4;
+        w1 += 4;
+    }
+    for (i = k & 3; i > 0; --i, ++t) {
+        const int32_t x0 = base[*t], x1 = base[*t + s], v0 = *w0++, v1 = *w1++;
+        a00 += v0 * x0;
+        a01 += v0 * x1;
+        a10 += v1 * x0;
+        a11 += v1 * x1;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
 /* Two interior output pixels (their windows inside the input), every output channel, two
- * channels at a time: four taps per step straight from the input (`base` + the tap's
- * offset), taps t and t+2 packed so that SXTB16 gives [x_t, x_t+2] of pixel 0 and SXTB16
- * ROR 8 the same of pixel 1, matching the SXTB16-unpacked weight word [w_t, w_t+2].
+ * channels at a time, taps read straight from the input (`base` + the tap's offset).
  * two == 0: one pixel (read twice, stored once). */
 static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *base, const int8_t *w, int8_t *y,
                           int32_t plane, int32_t two, int32_t k)
 {
     const o2m_dsp_requant *r = &p->requant;
-    const int32_t s = two ? p->stride_w : 0; /* one pixel: its own value twice, the second unused */
-    int32_t oc, i;
+    const int32_t s = two ? p->stride_w : 0;
+    int32_t oc;
     for (oc = 0; oc < p->c_out; oc += 2) {
         const int32_t pair = oc + 1 < p->c_out;
         const int8_t *w0 = w + oc * k;
         const int8_t *w1 = pair ? w0 + k : w0;
-        const int32_t *t = p->taps;
-        int32_t a00 = p->bias[oc], a01 = a00;
-        int32_t a10 = pair ? p->bias[oc + 1] : 0, a11 = a10;
+        int32_t acc[4];
         o2m_dsp_rq q;
-        for (i = k >> 2; i > 0; --i, t += 4) {
-            const uint32_t t02 = o2m_tap2(base + t[0], s) | (o2m_tap2(base + t[2], s) << 16);
-            const uint32_t t13 = o2m_tap2(base + t[1], s) | (o2m_tap2(base + t[3], s) << 16);
-            const int32_t e0 = o2m_sxtb16(t02), e1 = o2m_sxtb16_r8(t02);
-            const int32_t o0 = o2m_sxtb16(t13), o1 = o2m_sxtb16_r8(t13);
-            const uint32_t v0 = o2m_ld32(w0);
-            const uint32_t v1 = o2m_ld32(w1);
-            int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
-            a00 = o2m_smlad(we, e0, a00);
-            a00 = o2m_smlad(wo, o0, a00);
-            a01 = o2m_smlad(we, e1, a01);
-            a01 = o2m_smlad(wo, o1, a01);
-            we = o2m_sxtb16(v1);
-            wo = o2m_sxtb16_r8(v1);
-            a10 = o2m_smlad(we, e0, a10);
-            a10 = o2m_smlad(wo, o0, a10);
-            a11 = o2m_smlad(we, e1, a11);
-            a11 = o2m_smlad(wo, o1, a11);
-            w0 += 4;
-            w1 += 4;
-        }
-        for (i = k & 3; i > 0; --i, ++t) {
-            const int32_t x0 = base[*t], x1 = base[*t + s], v0 = *w0++, v1 = *w1++;
-            a00 += v0 * x0;
-            a01 += v0 * x1;
-            a10 += v1 * x0;
-            a11 += v1 * x1;
+        acc[0] = acc[1] = p->bias[oc];
+        acc[2] = acc[3] = pair ? p->bias[oc + 1] : 0;
+        if (s == 1) {
+            o2m_conv_acc(base, p->taps, w0, w1, k, 1, acc);
+        } else if (s == 0) {
+            o2m_conv_acc(base, p->taps, w0, w1, k, 0, acc);
+        } else {
+            o2m_conv_acc(base, p->taps, w0, w1, k, s, acc);
         }
         o2m_dsp_rq_load(r, oc, &q);
-        y[oc * plane] = o2m_dsp_out(a00, &q, r);
+        y[oc * plane] = o2m_dsp_out(acc[0], &q, r);
         if (two) {
-            y[oc * plane + 1] = o2m_dsp_out(a01, &q, r);
+            y[oc * plane + 1] = o2m_dsp_out(acc[1], &q, r);
         }
         if (pair) {
             o2m_dsp_rq_load(r, oc + 1, &q);
-            y[(oc + 1) * plane] = o2m_dsp_out(a10, &q, r);
+            y[(oc + 1) * plane] = o2m_dsp_out(acc[2], &q, r);
             if (two) {
-                y[(oc + 1) * plane + 1] = o2m_dsp_out(a11, &q, r);
+                y[(oc + 1) * plane + 1] = o2m_dsp_out(acc[3], &q, r);
             }
         }
     }
