@@ -85,6 +85,14 @@ static inline int32_t o2m_smlatb(int32_t a, int32_t b, int32_t acc)
 }
 #endif
 
+/* Keeps the hot loops in functions of their own: inlined into the big drivers their
+ * accumulators spill (the register allocator sees the whole driver). */
+#if defined(__GNUC__)
+#define O2M_DSP_NOINLINE __attribute__((noinline))
+#else
+#define O2M_DSP_NOINLINE
+#endif
+
 /* One unaligned 32-bit load / store (a single LDR / STR on v7E-M). */
 static inline uint32_t o2m_ld32(const int8_t *p)
 {
@@ -198,7 +206,7 @@ static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int32_t 
 
 /* Every output channel for the columns c0, c1 (pixels pix, pix + 1 of plane y);
  * two == 0: only c0 is real (c1 == c0, its results are not stored). */
-static void o2m_gemm_columns(const o2m_conv2d_s8_dsp_params *p, const int8_t *w, const int8_t *c0,
+O2M_DSP_NOINLINE static void o2m_gemm_columns(const o2m_conv2d_s8_dsp_params *p, const int8_t *w, const int8_t *c0,
                              const int8_t *c1, int32_t *x16, int32_t two, int8_t *y, int32_t plane, int32_t k)
 {
     const o2m_dsp_requant *r = &p->requant;
@@ -371,7 +379,7 @@ static inline void o2m_conv_acc(const int8_t *base, const int32_t *t, const int8
 /* Two interior output pixels (their windows inside the input), every output channel, two
  * channels at a time, taps read straight from the input (`base` + the tap's offset).
  * two == 0: one pixel (read twice, stored once). */
-static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *base, const int8_t *w, int8_t *y,
+O2M_DSP_NOINLINE static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *base, const int8_t *w, int8_t *y,
                           int32_t plane, int32_t two, int32_t k)
 {
     const o2m_dsp_requant *r = &p->requant;
