@@ -519,17 +519,14 @@ static int32_t o2m_dw_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *xc
                              int32_t ih0, int32_t iw0)
 {
     const int32_t off = -p->pad_value;
-    int32_t acc = bias, kh, kw;
-    for (kh = 0; kh < p->k_h; ++kh) {
-        const int32_t ih = ih0 + kh;
-        if (ih < 0 || ih >= p->h_in) {
-            continue;
-        }
-        for (kw = 0; kw < p->k_w; ++kw) {
-            const int32_t iw = iw0 + kw;
-            if (iw >= 0 && iw < p->w_in) {
-                acc += ((int32_t)xc[ih * p->w_in + iw] + off) * (int32_t)wc[kh * p->k_w + kw];
-            }
+    int32_t acc = bias, kh_lo, kh_hi, kw_lo, kw_hi, kh, kw;
+    o2m_valid_taps(ih0, 1, p->k_h, p->h_in, &kh_lo, &kh_hi);
+    o2m_valid_taps(iw0, 1, p->k_w, p->w_in, &kw_lo, &kw_hi);
+    for (kh = kh_lo; kh < kh_hi; ++kh) {
+        const int8_t *xr = xc + (ih0 + kh) * p->w_in + iw0;
+        const int8_t *wr = wc + kh * p->k_w;
+        for (kw = kw_lo; kw < kw_hi; ++kw) {
+            acc += ((int32_t)xr[kw] + off) * (int32_t)wr[kw];
         }
     }
     return acc;
