@@ -23,7 +23,7 @@ from onnx2mcu.pipeline import Options, run
 
 pytestmark = [pytest.mark.unit]
 ROOT = Path(__file__).resolve().parents[1]
-NOT_PIPELINE = {"help", "model", "example", "json", "timeout", "func", "command", "dir", "host", "qemu",
+NOT_PIPELINE = {"help", "model", "example", "json", "timeout", "profile", "func", "command", "dir", "host", "qemu",
                 "version", "debug"}
 RENAMED = {"input_shape": "input_shapes", "input_value": "input_values", "no_check": "check_onnxruntime",
            "atol": "tolerance", "rtol": "tolerance", "int8_tolerance": "tolerance"}
