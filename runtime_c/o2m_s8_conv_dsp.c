@@ -658,22 +658,22 @@ void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, cons
     for (b = 0; b < p->batch; ++b) {
         const int8_t *xb = x + b * k;
         int8_t *yb = y + b * p->out_features;
-        for (n = 0; n < p->out_features; n += 4) {
-            const int32_t live = p->out_features - n < 4 ? p->out_features - n : 4;
+        /* three weight rows per step: x, three row pointers and three accumulators stay in
+           registers (four rows spill on v7E-M) */
+        for (n = 0; n < p->out_features; n += 3) {
+            const int32_t live = p->out_features - n < 3 ? p->out_features - n : 3;
             const int8_t *w0 = w + n * k;
             const int8_t *w1 = live > 1 ? w0 + k : w0;
             const int8_t *w2 = live > 2 ? w0 + 2 * k : w0;
-            const int8_t *w3 = live > 3 ? w0 + 3 * k : w0;
             const int8_t *xs = xb;
-            int32_t a[4];
-            int32_t a0, a1, a2, a3;
-            for (t = 0; t < 4; ++t) {
+            int32_t a[3];
+            int32_t a0, a1, a2;
+            for (t = 0; t < 3; ++t) {
                 a[t] = p->bias[n + (t < live ? t : 0)];
             }
             a0 = a[0];
             a1 = a[1];
             a2 = a[2];
-            a3 = a[3];
             for (i = k >> 2; i > 0; --i) {
                 const uint32_t xv = o2m_ld32(xs);
                 const int32_t xe = o2m_sxtb16(xv), xo = o2m_sxtb16_r8(xv);
@@ -686,26 +686,20 @@ void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, cons
                 v = o2m_ld32(w2);
                 a2 = o2m_smlad(o2m_sxtb16(v), xe, a2);
                 a2 = o2m_smlad(o2m_sxtb16_r8(v), xo, a2);
-                v = o2m_ld32(w3);
-                a3 = o2m_smlad(o2m_sxtb16(v), xe, a3);
-                a3 = o2m_smlad(o2m_sxtb16_r8(v), xo, a3);
                 xs += 4;
                 w0 += 4;
                 w1 += 4;
                 w2 += 4;
-                w3 += 4;
             }
             for (i = k & 3; i > 0; --i) {
                 const int32_t xv = *xs++;
                 a0 += *w0++ * xv;
                 a1 += *w1++ * xv;
                 a2 += *w2++ * xv;
-                a3 += *w3++ * xv;
             }
             a[0] = a0;
             a[1] = a1;
             a[2] = a2;
-            a[3] = a3;
             for (t = 0; t < live; ++t) {
                 o2m_dsp_rq q;
                 o2m_dsp_rq_load(r, n + t, &q);

@@ -80,7 +80,7 @@ typedef struct {
     o2m_dsp_requant requant;
 } o2m_fully_connected_s8_dsp_params;
 
-/* Fully connected with symmetric weights (filter_offset 0): four weight rows per step
+/* Fully connected with symmetric weights (filter_offset 0): three weight rows per step
  * against one input row. */
 void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                 int8_t *y);
