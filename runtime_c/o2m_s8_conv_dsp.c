@@ -415,6 +415,63 @@ O2M_DSP_NOINLINE static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, co
     }
 }
 
+/* The in-place 1x1 stride-1 unpadded form of o2m_conv_pair: the four taps of a step are
+ * four consecutive input planes, so their offsets are 0, P, 2P, 3P (no table). */
+O2M_DSP_NOINLINE static void o2m_pointwise_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *x,
+                                                const int8_t *w, int8_t *y, int32_t plane)
+{
+    const o2m_dsp_requant *r = &p->requant;
+    const int32_t k = p->c_in;
+    int32_t oc, i;
+    for (oc = 0; oc < p->c_out; oc += 2) {
+        const int32_t pair = oc + 1 < p->c_out;
+        const int8_t *w0 = w + oc * k;
+        const int8_t *w1 = pair ? w0 + k : w0;
+        const int8_t *xs = x;
+        int32_t a00 = p->bias[oc], a01 = a00;
+        int32_t a10 = pair ? p->bias[oc + 1] : 0, a11 = a10;
+        o2m_dsp_rq q;
+        for (i = k >> 2; i > 0; --i) {
+            const int8_t *xs2 = xs + 2 * plane;
+            const uint32_t t02 = o2m_tap2(xs, 1) | (o2m_tap2(xs2, 1) << 16);
+            const uint32_t t13 = o2m_tap2(xs + plane, 1) | (o2m_tap2(xs2 + plane, 1) << 16);
+            const int32_t e0 = o2m_sxtb16(t02), e1 = o2m_sxtb16_r8(t02);
+            const int32_t o0 = o2m_sxtb16(t13), o1 = o2m_sxtb16_r8(t13);
+            const uint32_t v0 = o2m_ld32(w0);
+            const uint32_t v1 = o2m_ld32(w1);
+            int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
+            a00 = o2m_smlad(we, e0, a00);
+            a00 = o2m_smlad(wo, o0, a00);
+            a01 = o2m_smlad(we, e1, a01);
+            a01 = o2m_smlad(wo, o1, a01);
+            we = o2m_sxtb16(v1);
+            wo = o2m_sxtb16_r8(v1);
+            a10 = o2m_smlad(we, e0, a10);
+            a10 = o2m_smlad(wo, o0, a10);
+            a11 = o2m_smlad(we, e1, a11);
+            a11 = o2m_smlad(wo, o1, a11);
+            xs = xs2 + 2 * plane;
+            w0 += 4;
+            w1 += 4;
+        }
+        for (i = k & 3; i > 0; --i, xs += plane) {
+            const int32_t x0 = xs[0], x1 = xs[1], v0 = *w0++, v1 = *w1++;
+            a00 += v0 * x0;
+            a01 += v0 * x1;
+            a10 += v1 * x0;
+            a11 += v1 * x1;
+        }
+        o2m_dsp_rq_load(r, oc, &q);
+        y[oc * plane] = o2m_dsp_out(a00, &q, r);
+        y[oc * plane + 1] = o2m_dsp_out(a01, &q, r);
+        if (pair) {
+            o2m_dsp_rq_load(r, oc + 1, &q);
+            y[(oc + 1) * plane] = o2m_dsp_out(a10, &q, r);
+            y[(oc + 1) * plane + 1] = o2m_dsp_out(a11, &q, r);
+        }
+    }
+}
+
 /* Taps [*lo, *hi) of a kernel row whose input position start + k*dil lies in [0, size). */
 static void o2m_valid_taps(int32_t start, int32_t dil, int32_t k_size, int32_t size, int32_t *lo, int32_t *hi)
 {
@@ -462,6 +519,20 @@ static void o2m_conv_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, 
 
 static void o2m_conv_in_place(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
 {
+    if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+        p->pad_left == 0 && p->h_out == p->h_in && p->w_out == p->w_in && p->h_in * p->w_in > 1) {
+        /* pixel pairs 0-1, 2-3, ...; an odd plane's last pixel pairs with the one before it */
+        const int32_t plane = p->h_out * p->w_out;
+        int32_t b, pix;
+        for (b = 0; b < p->n; ++b) {
+            for (pix = 0; pix < plane; pix += 2) {
+                const int32_t at = pix + 1 < plane ? pix : pix - 1;
+                o2m_pointwise_pair(p, x + b * p->c_in * plane + at, w, y + b * p->c_out * plane + at, plane);
+            }
+        }
+        return;
+    }
+    {
     const int32_t k = p->c_in * p->k_h * p->k_w;
     const int32_t plane_in = p->h_in * p->w_in;
     const int32_t plane = p->h_out * p->w_out;
@@ -499,6 +570,8 @@ static void o2m_conv_in_place(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
         }
     }
 }
+}
+
 
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch)
