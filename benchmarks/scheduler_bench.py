@@ -118,7 +118,8 @@ def rewrite(graph, keys: tuple[str, ...]) -> dict:
     from onnx2mcu.scheduler.optimize import optimize
 
     options = OptimizeOptions(rewrites=",".join(keys) or "none",
-                              peak_estimator=lambda g: optimize(g, "greedy", 3.0).peak)
+                              peak_estimator=lambda g: optimize(g, "greedy", 3.0).peak,
+                              exact_peak_estimator=lambda g: optimize(g, "ilp", 6.0).peak)
     ctx = PassContext.for_graph(graph, options)
     for key, fn in PASSES:
         if key in REWRITES:  # all of them: the last one decides whether the chosen ones stay

@@ -18,6 +18,7 @@ from onnx2mcu.graph_opt import OptimizeOptions  # noqa: E402
 from onnx2mcu.graph_opt.act_on_load import fuse_activations  # noqa: E402
 from onnx2mcu.graph_opt.context import PassContext  # noqa: E402
 from onnx2mcu.graph_opt.eager_accumulation import chain_sums  # noqa: E402
+from onnx2mcu.graph_opt.inplace_conv import wrap_convs  # noqa: E402
 from onnx2mcu.graph_opt.memrw import REWRITES, parse_rewrites  # noqa: E402
 from onnx2mcu.graph_opt.partial_conv import split_concats  # noqa: E402
 from onnx2mcu.memory import profile  # noqa: E402
@@ -25,7 +26,8 @@ from onnx2mcu.scheduler import schedule  # noqa: E402
 from onnx2mcu.scheduler.problem import Problem  # noqa: E402
 from onnx2mcu.simulator.execute import simulate  # noqa: E402
 
-TECHNIQUES = {"act_on_load": fuse_activations, "eager_accumulation": chain_sums, "partial_conv": split_concats}
+TECHNIQUES = {"act_on_load": fuse_activations, "eager_accumulation": chain_sums, "partial_conv": split_concats,
+              "inplace_conv": wrap_convs}
 SHARED = ROOT.parent / "shared" / "models"
 
 

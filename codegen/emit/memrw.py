@@ -15,12 +15,13 @@ import numpy as np
 from onnx2mcu.codegen.context import c_scalar
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
-from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED, kernel_node
+from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED, inplace_kind, kernel_node
 
 MEMRW = "o2m_memrw.c"
 PROTOTYPE = ("void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps, "
              "const float *x, const float *w, const float *bias, const float *bn_scale, "
-             "const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc, float *y);")
+             "const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc, float *y, "
+             "float *scratch);")
 PROLOGUE_KIND = {"": 0, "Relu": 1, "Clip": 3}  # O2M_ACT_* of o2m_common.h
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -66,12 +67,17 @@ def _emit(node: Node, ctx) -> list[str]:
     first = 1 if node.op_type == ACCUMULATE else 0
     bn = node.inputs[first + int(node.attr("n_kernel")):][:4] if node.attr("epilogue") else ["", "", "", ""]
     acc = node.inputs[0] if node.op_type == ACCUMULATE else ""
+    scratch = "NULL"
+    if ctx.same_bytes(x, y):  # in place over the data input (onnx2mcu/ops/memrw.py, inplace_rule)
+        if inplace_kind(node, ctx.graph) is None:
+            ctx.refuse(node, "output placed over the input of a conv that cannot run in place")
+        scratch = ctx.scratch(node)
     if PROTOTYPE not in ctx.declarations:
         ctx.declarations.append(PROTOTYPE)
     ctx.need(MEMRW)
     args = [g, str(PROLOGUE_KIND[kind]), _float(-FLT_MAX if lo is None else lo),
             _float(FLT_MAX if hi is None else hi), _float(node.attr("epsilon", 1e-5)),
-            ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias)] + [ctx.ptr(t) for t in bn] + [ctx.ptr(acc), ctx.ptr(y)]
+            ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias)] + [ctx.ptr(t) for t in bn] + [ctx.ptr(acc), ctx.ptr(y), scratch]
     return [f"o2m_memrw_conv2d_f32({', '.join(args)});"]
 
 

@@ -19,12 +19,21 @@ The memory rules (onnx2mcu/memory.py) follow from the flags: the
 pre-activation tensor is the only one stored (the activation's output does
 not exist), and AccumulateKernel's output takes ACC's bytes when ACC dies
 there (its in-place input 0), so an accumulation costs no new buffer.
+
+In-place convolution (TinyEngine's in-place depthwise, and the same for a
+pointwise conv): when the wrapped Conv is depthwise or 1x1, of stride 1, and
+its output has its data input's shape, the output may also take the data
+input's bytes when that input dies there (`inplace_rule`).  An output element
+reads only its own channel (depthwise) or its own pixel (1x1), so the kernel
+needs only a small scratch (`inplace_scratch`: the last pad_top + 1 output
+rows of one channel, or the C_out results of one pixel) to hold results
+until the inputs they overwrite are no longer read.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from onnx2mcu.ir import Graph, Node
+from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.registry import FLOAT, lookup, register
 
 DOMAIN = "onnx2mcu"
@@ -102,7 +111,59 @@ def _macs(node: Node, graph: Graph) -> int:
     return (inner.macs(kernel_node(node), graph) if inner is not None else out) + extra
 
 
-register(FUSED, _fused, domain=DOMAIN, dtypes=(FLOAT,), check=_check, macs=_macs)
-# input 0 (ACC) dies here in the rewritten graphs, so the output takes its bytes
+def inplace_kind(node: Node, graph: Graph) -> str | None:
+    """"depthwise" or "pointwise" when the wrapped Conv can overwrite its data input (stride 1,
+    output shaped as the input, float, 2-D), else None."""
+    if node.attr("kernel") != "Conv":
+        return None
+    first = 1 if node.op_type == ACCUMULATE else 0
+    if len(node.inputs) < first + 2 or not node.inputs[first] or not node.inputs[first + 1]:
+        return None
+    x, w = graph.tensors[node.inputs[first]], graph.tensors[node.inputs[first + 1]]
+    y = graph.tensors[node.outputs[0]]
+    if x.is_const or len(x.shape) != 4 or len(w.shape) != 4 or x.shape != y.shape \
+            or x.dtype is not DType.FLOAT32 or y.dtype is not DType.FLOAT32:
+        return None
+    inner = kernel_node(node)
+    from onnx2mcu.ops.conv import window
+
+    win = window(inner, tuple(x.shape[2:]), tuple(w.shape[2:]))
+    if win.strides != (1, 1) or win.out != tuple(x.shape[2:]):
+        return None
+    channels = x.shape[1]
+    group = node.attr("group", 1)
+    if group == channels and w.shape[0] == channels and w.shape[1] == 1:
+        return "depthwise"
+    if group == 1 and tuple(w.shape[2:]) == (1, 1) and win.pads_begin == (0, 0) and w.shape[0] == channels:
+        return "pointwise"
+    return None
+
+
+def _inplace_rule(node: Node, graph: Graph) -> tuple[int, ...]:
+    # AccumulateKernel: ACC (input 0), which dies here in the rewritten graphs, first
+    accumulator = (0,) if node.op_type == ACCUMULATE else ()
+    if inplace_kind(node, graph) is None:
+        return accumulator
+    return accumulator + (1 if node.op_type == ACCUMULATE else 0,)
+
+
+def inplace_scratch(node: Node, graph: Graph) -> int:
+    """Bytes the in-place path needs (reserved whenever it may run in place)."""
+    kind = inplace_kind(node, graph)
+    if kind is None:
+        return 0
+    y = graph.tensors[node.outputs[0]]
+    if kind == "pointwise":
+        return 4 * y.shape[1]
+    from onnx2mcu.ops.conv import window
+
+    first = 1 if node.op_type == ACCUMULATE else 0
+    w = graph.tensors[node.inputs[first + 1]]
+    win = window(kernel_node(node), tuple(y.shape[2:]), tuple(w.shape[2:]))
+    return 4 * min(win.pads_begin[0] + 1, y.shape[2]) * y.shape[3]
+
+
+register(FUSED, _fused, domain=DOMAIN, dtypes=(FLOAT,), check=_check, macs=_macs,
+         inplace_rule=_inplace_rule, scratch_bytes=inplace_scratch)
 register(ACCUMULATE, _accumulate, domain=DOMAIN, dtypes=(FLOAT,), check=_check, macs=_macs,
-         inplace_inputs=(0,))
+         inplace_rule=_inplace_rule, scratch_bytes=inplace_scratch)
