@@ -180,3 +180,106 @@ void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
         }
     }
 }
+
+/*
+ * Max/AveragePool with the prologue on the input, the batch norm on the result, accumulate.
+ * g = {n, c, h_in, w_in, h_out, w_out, k_h, k_w, stride_h, stride_w, dil_h, dil_w,
+ *      pad_top, pad_left, pad_bottom, pad_right, count_include_pad, kind (0 max, 1 average)}.
+ * v = max over the window's taps inside the input of prologue(x) (pads never win; NaN wins;
+ *     -INFINITY without a tap), or their sum (row-major) / the tap count (with
+ *     count_include_pad: the taps inside the padded input), as o2m_maxpool2d_f32 and
+ *     o2m_avgpool2d_f32; then the batch norm and acc as in o2m_memrw_conv2d_f32.
+ */
+void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
+                          const float *x, const float *bn_scale, const float *bn_bias,
+                          const float *bn_mean, const float *bn_var, const float *acc, float *y);
+
+void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
+                          const float *x, const float *bn_scale, const float *bn_bias,
+                          const float *bn_mean, const float *bn_var, const float *acc, float *y)
+{
+    const int32_t batch = g[0], channels = g[1], h_in = g[2], w_in = g[3], h_out = g[4], w_out = g[5];
+    const int32_t k_h = g[6], k_w = g[7], stride_h = g[8], stride_w = g[9], dil_h = g[10], dil_w = g[11];
+    const int32_t pad_top = g[12], pad_left = g[13], pad_bottom = g[14], pad_right = g[15];
+    const int32_t include_pad = g[16], average = g[17];
+    int32_t n, ch, oh, ow, kh, kw;
+    for (n = 0; n < batch; ++n) {
+        for (ch = 0; ch < channels; ++ch) {
+            const float *xc = x + (n * channels + ch) * h_in * w_in;
+            for (oh = 0; oh < h_out; ++oh) {
+                for (ow = 0; ow < w_out; ++ow) {
+                    const int32_t index = ((n * channels + ch) * h_out + oh) * w_out + ow;
+                    float v = average ? 0.0f : -INFINITY;
+                    int32_t taps = 0, padded = 0;
+                    for (kh = 0; kh < k_h; ++kh) {
+                        const int32_t ih = oh * stride_h - pad_top + kh * dil_h;
+                        for (kw = 0; kw < k_w; ++kw) {
+                            const int32_t iw = ow * stride_w - pad_left + kw * dil_w;
+                            float t;
+                            if (ih >= -pad_top && ih < h_in + pad_bottom && iw >= -pad_left
+                                && iw < w_in + pad_right) {
+                                ++padded;
+                            }
+                            if (ih < 0 || ih >= h_in || iw < 0 || iw >= w_in) {
+                                continue;
+                            }
+                            ++taps;
+                            t = o2m_memrw_prologue(prologue, lo, hi, xc[ih * w_in + iw]);
+                            if (average) {
+                                v += t;
+                            } else if (t > v || t != t) {
+                                v = t;
+                            }
+                        }
+                    }
+                    if (average) {
+                        v = v / (float)(include_pad ? padded : taps);
+                    }
+                    if (bn_scale != NULL) {
+                        v = (v - bn_mean[ch]) * (1.0f / sqrtf(bn_var[ch] + eps)) * bn_scale[ch] + bn_bias[ch];
+                    }
+                    y[index] = acc != NULL ? acc[index] + v : v;
+                }
+            }
+        }
+    }
+}
+
+/*
+ * Gemm with the prologue on A: y[i][j] = alpha * sum_k prologue(A[i][k]) * B[k][j]
+ * (k ascending from 0.0f) + beta * C[i][j], then the batch norm over j and acc as in
+ * o2m_memrw_conv2d_f32.  g = {m, n, k, trans_a, trans_b, c_stride_m, c_stride_n}
+ * (o2m_gemm_params' meaning); c may be NULL.
+ */
+void o2m_memrw_gemm_f32(const int32_t *g, float alpha, float beta, int32_t prologue, float lo, float hi,
+                        float eps, const float *a, const float *b, const float *c, const float *bn_scale,
+                        const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc,
+                        float *y);
+
+void o2m_memrw_gemm_f32(const int32_t *g, float alpha, float beta, int32_t prologue, float lo, float hi,
+                        float eps, const float *a, const float *b, const float *c, const float *bn_scale,
+                        const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc,
+                        float *y)
+{
+    const int32_t m = g[0], n = g[1], k = g[2], trans_a = g[3], trans_b = g[4];
+    const int32_t c_sm = g[5], c_sn = g[6];
+    int32_t i, j, t;
+    for (i = 0; i < m; ++i) {
+        for (j = 0; j < n; ++j) {
+            float s = 0.0f, v;
+            for (t = 0; t < k; ++t) {
+                const float av = a[trans_a ? t * m + i : i * k + t];
+                const float bv = b[trans_b ? j * k + t : t * n + j];
+                s += o2m_memrw_prologue(prologue, lo, hi, av) * bv;
+            }
+            v = alpha * s;
+            if (c != NULL) {
+                v += beta * c[i * c_sm + j * c_sn];
+            }
+            if (bn_scale != NULL) {
+                v = (v - bn_mean[j]) * (1.0f / sqrtf(bn_var[j] + eps)) * bn_scale[j] + bn_bias[j];
+            }
+            y[i * n + j] = acc != NULL ? acc[i * n + j] + v : v;
+        }
+    }
+}
