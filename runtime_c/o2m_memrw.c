@@ -17,15 +17,17 @@
  *        bn_scale is not NULL (all four are then given);
  * y[i] = acc[i] + v when acc is not NULL, else v.  acc may equal y (in place: each element
  *        is read before it is written); otherwise acc and y do not overlap.
- * y may equal x (in place, TinyEngine-style) for a stride-1 depthwise conv (groups == c_in ==
- *        c_out, output shaped as the input; scratch: min(pad_top + 1, h_out) * w_out floats)
- *        or a 1x1 conv without pads (c_in == c_out; scratch: c_out floats); the results are the
- *        same as out of place, element by element.  Otherwise x and y do not overlap and
- *        scratch is unused (may be NULL).
+ * scratch (NULL for other geometries) serves a depthwise conv (groups == c_in == c_out; the
+ *        padded input plane of one channel: ((h_out-1)*stride_h + (k_h-1)*dil_h + 1) x
+ *        ((w_out-1)*stride_w + (k_w-1)*dil_w + 1) floats) or a 1x1 conv of stride 1 without
+ *        pads (2 * c_in floats): the prologue then runs once per input element, and y may equal x
+ *        (in place, TinyEngine-style) when the output is shaped as the input.  Otherwise x and
+ *        y do not overlap.
  */
 #include <math.h>
 
 #include "o2m_common.h"
+#include "o2m_conv.h"
 
 void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
                           const float *x, const float *w, const float *bias, const float *bn_scale,
@@ -91,13 +93,142 @@ static float o2m_memrw_conv_value(const o2m_memrw_conv *c, const float *x, int32
     return v;
 }
 
+/* The bias, the batch norm and acc of output channel oc, then the store. */
+static void o2m_memrw_store(const o2m_memrw_conv *c, int32_t oc, float v, const float *acc, float *y,
+                            int32_t index)
+{
+    if (c->bias != NULL) {
+        v += c->bias[oc];
+    }
+    if (c->bn_scale != NULL) {
+        v = (v - c->bn_mean[oc]) * (1.0f / sqrtf(c->bn_var[oc] + c->eps)) * c->bn_scale[oc] + c->bn_bias[oc];
+    }
+    y[index] = acc != NULL ? acc[index] + v : v;
+}
+
+/* Depthwise (groups == c_in == c_out): per channel, the prologue'd input plane with its pads
+ * as zeros is copied into scratch (rows (h_out-1)*stride_h + (k_h-1)*dil_h + 1, columns
+ * likewise), so the prologue runs once per input element, the taps need no bounds checks and
+ * y may be x (in place).  A pad tap adds 0 * w, which leaves the sum unchanged. */
+static void o2m_memrw_depthwise(const o2m_memrw_conv *c, const float *x, const float *acc, float *y,
+                                float *scratch)
+{
+    const int32_t rows = (c->h_out - 1) * c->stride_h + (c->k_h - 1) * c->dil_h + 1;
+    const int32_t cols = (c->w_out - 1) * c->stride_w + (c->k_w - 1) * c->dil_w + 1;
+    o2m_conv2d_params p;
+    int32_t n, ch, r, q;
+    for (n = 0; n < c->batch; ++n) {
+        for (ch = 0; ch < c->c_in; ++ch) {
+            const float *xc = x + (n * c->c_in + ch) * c->h_in * c->w_in;
+            const float *wc = c->w + ch * c->k_h * c->k_w;
+            const int32_t base = (n * c->c_out + ch) * c->h_out * c->w_out;
+            for (r = 0; r < rows; ++r) {
+                const int32_t ih = r - c->pad_top;
+                for (q = 0; q < cols; ++q) {
+                    const int32_t iw = q - c->pad_left;
+                    scratch[r * cols + q] = (ih < 0 || ih >= c->h_in || iw < 0 || iw >= c->w_in) ? 0.0f
+                        : o2m_memrw_prologue(c->prologue, c->lo, c->hi, xc[ih * c->w_in + iw]);
+                }
+            }
+            /* the plane (pads included) through the tiled kernel of o2m_conv.c */
+            p.n = 1;
+            p.c_in = 1;
+            p.h_in = rows;
+            p.w_in = cols;
+            p.c_out = 1;
+            p.h_out = c->h_out;
+            p.w_out = c->w_out;
+            p.k_h = c->k_h;
+            p.k_w = c->k_w;
+            p.stride_h = c->stride_h;
+            p.stride_w = c->stride_w;
+            p.dil_h = c->dil_h;
+            p.dil_w = c->dil_w;
+            p.pad_top = 0;
+            p.pad_left = 0;
+            p.groups = 1;
+            p.act.kind = O2M_ACT_NONE;
+            p.act.min = 0.0f;
+            p.act.max = 0.0f;
+            o2m_conv2d_depthwise_f32(&p, scratch, wc, c->bias != NULL ? c->bias + ch : NULL, y + base);
+            if (c->bn_scale != NULL || acc != NULL) {
+                const float inv = c->bn_scale != NULL ? 1.0f / sqrtf(c->bn_var[ch] + c->eps) : 1.0f;
+                for (q = 0; q < c->h_out * c->w_out; ++q) {
+                    float v = y[base + q];
+                    if (c->bn_scale != NULL) {
+                        v = (v - c->bn_mean[ch]) * inv * c->bn_scale[ch] + c->bn_bias[ch];
+                    }
+                    y[base + q] = acc != NULL ? acc[base + q] + v : v;
+                }
+            }
+        }
+    }
+}
+
+/* 1x1 of stride 1 without pads: per pair of pixels, the c_in prologue'd inputs are gathered
+ * into scratch, then every output channel (4 at a time) is a dot product with them; y may be
+ * x (in place: a pixel's outputs are written after its inputs were read). */
+static void o2m_memrw_pointwise(const o2m_memrw_conv *c, const float *x, const float *acc, float *y,
+                                float *scratch)
+{
+    const int32_t plane = c->h_in * c->w_in, cin = c->c_in;
+    int32_t n, px, ic, oc, k, width;
+    for (n = 0; n < c->batch; ++n) {
+        const float *xn = x + n * cin * plane;
+        const int32_t base = n * c->c_out * plane;
+        for (px = 0; px < plane; px += width) {
+            width = px + 1 < plane ? 2 : 1;
+            for (ic = 0; ic < cin; ++ic) {
+                scratch[2 * ic] = o2m_memrw_prologue(c->prologue, c->lo, c->hi, xn[ic * plane + px]);
+                scratch[2 * ic + 1] = width == 2
+                    ? o2m_memrw_prologue(c->prologue, c->lo, c->hi, xn[ic * plane + px + 1]) : 0.0f;
+            }
+            for (oc = 0; oc + 3 < c->c_out; oc += 4) {
+                const float *w0 = c->w + oc * cin, *w1 = w0 + cin, *w2 = w1 + cin, *w3 = w2 + cin;
+                float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0 = 0.0f, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f;
+                for (ic = 0; ic < cin; ++ic) {
+                    const float u = scratch[2 * ic], v = scratch[2 * ic + 1];
+                    const float k0 = w0[ic], k1 = w1[ic], k2 = w2[ic], k3 = w3[ic];
+                    a0 += u * k0;
+                    a1 += u * k1;
+                    a2 += u * k2;
+                    a3 += u * k3;
+                    b0 += v * k0;
+                    b1 += v * k1;
+                    b2 += v * k2;
+                    b3 += v * k3;
+                }
+                o2m_memrw_store(c, oc, a0, acc, y, base + oc * plane + px);
+                o2m_memrw_store(c, oc + 1, a1, acc, y, base + (oc + 1) * plane + px);
+                o2m_memrw_store(c, oc + 2, a2, acc, y, base + (oc + 2) * plane + px);
+                o2m_memrw_store(c, oc + 3, a3, acc, y, base + (oc + 3) * plane + px);
+                if (width == 2) {
+                    o2m_memrw_store(c, oc, b0, acc, y, base + oc * plane + px + 1);
+                    o2m_memrw_store(c, oc + 1, b1, acc, y, base + (oc + 1) * plane + px + 1);
+                    o2m_memrw_store(c, oc + 2, b2, acc, y, base + (oc + 2) * plane + px + 1);
+                    o2m_memrw_store(c, oc + 3, b3, acc, y, base + (oc + 3) * plane + px + 1);
+                }
+            }
+            for (; oc < c->c_out; ++oc) {
+                const float *w0 = c->w + oc * cin;
+                for (k = 0; k < width; ++k) {
+                    float a0 = 0.0f;
+                    for (ic = 0; ic < cin; ++ic) {
+                        a0 += scratch[2 * ic + k] * w0[ic];
+                    }
+                    o2m_memrw_store(c, oc, a0, acc, y, base + oc * plane + px + k);
+                }
+            }
+        }
+    }
+}
+
 void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
                           const float *x, const float *w, const float *bias, const float *bn_scale,
                           const float *bn_bias, const float *bn_mean, const float *bn_var,
                           const float *acc, float *y, float *scratch)
 {
     o2m_memrw_conv c;
-    const int32_t out_plane = g[5] * g[6];
     int32_t n, oc, oh, ow;
     c.batch = g[0];
     c.c_in = g[1];
@@ -125,7 +256,13 @@ void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
     c.bn_bias = bn_bias;
     c.bn_mean = bn_mean;
     c.bn_var = bn_var;
-    if ((const float *)y != x) {
+    if (scratch != NULL && c.groups == c.c_in && c.groups == c.c_out) {
+        o2m_memrw_depthwise(&c, x, acc, y, scratch);
+    } else if (scratch != NULL && c.k_h == 1 && c.k_w == 1 && c.groups == 1 && c.stride_h == 1
+               && c.stride_w == 1 && c.pad_top == 0 && c.pad_left == 0 && c.h_out == c.h_in
+               && c.w_out == c.w_in) {
+        o2m_memrw_pointwise(&c, x, acc, y, scratch);
+    } else {
         for (n = 0; n < c.batch; ++n) {
             for (oc = 0; oc < c.c_out; ++oc) {
                 for (oh = 0; oh < c.h_out; ++oh) {
@@ -133,47 +270,6 @@ void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
                         const int32_t index = ((n * c.c_out + oc) * c.h_out + oh) * c.w_out + ow;
                         const float v = o2m_memrw_conv_value(&c, x, n, oc, oh, ow);
                         y[index] = acc != NULL ? acc[index] + v : v;
-                    }
-                }
-            }
-        }
-    } else if (c.k_h == 1 && c.k_w == 1 && c.groups == 1) {
-        /* in place, 1x1: a pixel's outputs read only that pixel; scratch holds its c_out results */
-        int32_t px;
-        for (n = 0; n < c.batch; ++n) {
-            for (px = 0; px < out_plane; ++px) {
-                for (oc = 0; oc < c.c_out; ++oc) {
-                    scratch[oc] = o2m_memrw_conv_value(&c, x, n, oc, px / c.w_out, px % c.w_out);
-                }
-                for (oc = 0; oc < c.c_out; ++oc) {
-                    const int32_t index = (n * c.c_out + oc) * out_plane + px;
-                    y[index] = acc != NULL ? acc[index] + scratch[oc] : scratch[oc];
-                }
-            }
-        }
-    } else {
-        /* in place, depthwise of stride 1: output row oh of a channel reads its input rows
-         * >= oh - pad_top, so row oh - pad_top is stored (from a ring of pad_top + 1 rows in
-         * scratch) once row oh is computed */
-        const int32_t ring = c.pad_top + 1 < c.h_out ? c.pad_top + 1 : c.h_out;
-        int32_t row;
-        for (n = 0; n < c.batch; ++n) {
-            for (oc = 0; oc < c.c_out; ++oc) {
-                float *yc = y + (n * c.c_out + oc) * out_plane;
-                const float *ac = acc != NULL ? acc + (n * c.c_out + oc) * out_plane : NULL;
-                for (oh = 0; oh < c.h_out + ring - 1; ++oh) {
-                    if (oh < c.h_out) {
-                        float *slot = scratch + (oh % ring) * c.w_out;
-                        for (ow = 0; ow < c.w_out; ++ow) {
-                            slot[ow] = o2m_memrw_conv_value(&c, x, n, oc, oh, ow);
-                        }
-                    }
-                    row = oh - (ring - 1);
-                    if (row >= 0) {
-                        const float *slot = scratch + (row % ring) * c.w_out;
-                        for (ow = 0; ow < c.w_out; ++ow) {
-                            yc[row * c.w_out + ow] = ac != NULL ? ac[row * c.w_out + ow] + slot[ow] : slot[ow];
-                        }
                     }
                 }
             }

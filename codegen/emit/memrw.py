@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx2mcu.codegen.context import c_scalar
+from onnx2mcu.codegen.context import CONV, c_scalar
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
-from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED, inplace_kind, kernel_node
+from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED, conv_scratch, inplace_kind, kernel_node
 
 MEMRW = "o2m_memrw.c"
 PROTOTYPE = ("void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps, "
@@ -61,7 +61,7 @@ def _common(node: Node, ctx, prototype: str) -> tuple[list[str], str, str]:
     acc = node.inputs[0] if node.op_type == ACCUMULATE else ""
     if prototype not in ctx.declarations:
         ctx.declarations.append(prototype)
-    ctx.need(MEMRW)
+    ctx.need(MEMRW, CONV)  # o2m_memrw.c's depthwise path runs o2m_conv2d_depthwise_f32
     prologue = [str(PROLOGUE_KIND[kind]), _float(-FLT_MAX if lo is None else lo),
                 _float(FLT_MAX if hi is None else hi), _float(node.attr("epsilon", 1e-5))]
     return prologue, ", ".join(ctx.ptr(t) for t in bn), ctx.ptr(acc)
@@ -124,19 +124,19 @@ def _emit(node: Node, ctx) -> list[str]:
     first = 1 if node.op_type == ACCUMULATE else 0
     bn = node.inputs[first + int(node.attr("n_kernel")):][:4] if node.attr("epilogue") else ["", "", "", ""]
     acc = node.inputs[0] if node.op_type == ACCUMULATE else ""
-    scratch = "NULL"
-    if ctx.same_bytes(x, y):  # in place over the data input (onnx2mcu/ops/memrw.py, inplace_rule)
-        if inplace_kind(node, ctx.graph) is None:
-            ctx.refuse(node, "output placed over the input of a conv that cannot run in place")
-        scratch = ctx.scratch(node)
+    # the fast paths take a scratch; in place over the data input (onnx2mcu/ops/memrw.py,
+    # inplace_rule) only in the geometries that allow it
+    scratch = ctx.scratch(node) if conv_scratch(node, ctx.graph) else "NULL"
+    if ctx.same_bytes(x, y) and inplace_kind(node, ctx.graph) is None:
+        ctx.refuse(node, "output placed over the input of a conv that cannot run in place")
     if PROTOTYPE not in ctx.declarations:
         ctx.declarations.append(PROTOTYPE)
-    ctx.need(MEMRW)
+    ctx.need(MEMRW, CONV)  # o2m_memrw.c's depthwise path runs o2m_conv2d_depthwise_f32
     args = [g, str(PROLOGUE_KIND[kind]), _float(-FLT_MAX if lo is None else lo),
             _float(FLT_MAX if hi is None else hi), _float(node.attr("epsilon", 1e-5)),
             ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias)] + [ctx.ptr(t) for t in bn] + [ctx.ptr(acc), ctx.ptr(y), scratch]
     return [f"o2m_memrw_conv2d_f32({', '.join(args)});"]
 
 
-register_kernel(FUSED, _emit, domain=DOMAIN, dtypes=(DType.FLOAT32,), sources=(MEMRW,))
-register_kernel(ACCUMULATE, _emit, domain=DOMAIN, dtypes=(DType.FLOAT32,), sources=(MEMRW,))
+register_kernel(FUSED, _emit, domain=DOMAIN, dtypes=(DType.FLOAT32,), sources=(MEMRW, CONV))
+register_kernel(ACCUMULATE, _emit, domain=DOMAIN, dtypes=(DType.FLOAT32,), sources=(MEMRW, CONV))
