@@ -13,8 +13,9 @@
  * v    = sum_{ic, kh, kw} prologue(x[..]) * w[..]  (ic, kh, kw ascending, from 0.0f; taps
  *        outside the input count as 0, the prologue is not applied to them), + bias[oc]
  *        (bias may be NULL); prologue is an O2M_ACT_* kind, `lo`/`hi` its Clip bounds;
- * v    = (v - bn_mean[oc]) / sqrtf(bn_var[oc] + eps) * bn_scale[oc] + bn_bias[oc] when
- *        bn_scale is not NULL (all four are then given);
+ * v    = (v - bn_mean[oc]) * bn_mul[oc] + bn_bias[oc] when bn_mul is not NULL (the three are
+ *        then given; bn_mul = scale / sqrtf(var + eps), folded by the caller in float32 as
+ *        o2m_batchnorm_stats_f32 computes it, so the result is that kernel's);
  * y[i] = acc[i] + v when acc is not NULL, else v.  acc may equal y (in place: each element
  *        is read before it is written); otherwise acc and y do not overlap.
  * scratch (NULL for other geometries) serves a depthwise conv (groups == c_in == c_out; the
@@ -29,9 +30,9 @@
 #include "o2m_common.h"
 #include "o2m_conv.h"
 
-void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
-                          const float *x, const float *w, const float *bias, const float *bn_scale,
-                          const float *bn_bias, const float *bn_mean, const float *bn_var,
+void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi,
+                          const float *x, const float *w, const float *bias, const float *bn_mul,
+                          const float *bn_bias, const float *bn_mean,
                           const float *acc, float *y, float *scratch);
 
 static float o2m_memrw_prologue(int32_t kind, float lo, float hi, float v)
@@ -55,8 +56,8 @@ typedef struct {
     int32_t batch, c_in, h_in, w_in, c_out, h_out, w_out, k_h, k_w;
     int32_t stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, groups;
     int32_t prologue;
-    float lo, hi, eps;
-    const float *w, *bias, *bn_scale, *bn_bias, *bn_mean, *bn_var;
+    float lo, hi;
+    const float *w, *bias, *bn_mul, *bn_bias, *bn_mean;
 } o2m_memrw_conv;
 
 /* v of output element (n, oc, oh, ow): the prologue'd taps, the bias, the batch norm. */
@@ -87,8 +88,8 @@ static float o2m_memrw_conv_value(const o2m_memrw_conv *c, const float *x, int32
     if (c->bias != NULL) {
         v += c->bias[oc];
     }
-    if (c->bn_scale != NULL) {
-        v = (v - c->bn_mean[oc]) * (1.0f / sqrtf(c->bn_var[oc] + c->eps)) * c->bn_scale[oc] + c->bn_bias[oc];
+    if (c->bn_mul != NULL) {
+        v = (v - c->bn_mean[oc]) * c->bn_mul[oc] + c->bn_bias[oc];
     }
     return v;
 }
@@ -100,8 +101,8 @@ static void o2m_memrw_store(const o2m_memrw_conv *c, int32_t oc, float v, const 
     if (c->bias != NULL) {
         v += c->bias[oc];
     }
-    if (c->bn_scale != NULL) {
-        v = (v - c->bn_mean[oc]) * (1.0f / sqrtf(c->bn_var[oc] + c->eps)) * c->bn_scale[oc] + c->bn_bias[oc];
+    if (c->bn_mul != NULL) {
+        v = (v - c->bn_mean[oc]) * c->bn_mul[oc] + c->bn_bias[oc];
     }
     y[index] = acc != NULL ? acc[index] + v : v;
 }
@@ -151,12 +152,11 @@ static void o2m_memrw_depthwise(const o2m_memrw_conv *c, const float *x, const f
             p.act.min = 0.0f;
             p.act.max = 0.0f;
             o2m_conv2d_depthwise_f32(&p, scratch, wc, c->bias != NULL ? c->bias + ch : NULL, y + base);
-            if (c->bn_scale != NULL || acc != NULL) {
-                const float inv = c->bn_scale != NULL ? 1.0f / sqrtf(c->bn_var[ch] + c->eps) : 1.0f;
+            if (c->bn_mul != NULL || acc != NULL) {
                 for (q = 0; q < c->h_out * c->w_out; ++q) {
                     float v = y[base + q];
-                    if (c->bn_scale != NULL) {
-                        v = (v - c->bn_mean[ch]) * inv * c->bn_scale[ch] + c->bn_bias[ch];
+                    if (c->bn_mul != NULL) {
+                        v = (v - c->bn_mean[ch]) * c->bn_mul[ch] + c->bn_bias[ch];
                     }
                     y[base + q] = acc != NULL ? acc[base + q] + v : v;
                 }
@@ -223,9 +223,9 @@ static void o2m_memrw_pointwise(const o2m_memrw_conv *c, const float *x, const f
     }
 }
 
-void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
-                          const float *x, const float *w, const float *bias, const float *bn_scale,
-                          const float *bn_bias, const float *bn_mean, const float *bn_var,
+void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi,
+                          const float *x, const float *w, const float *bias, const float *bn_mul,
+                          const float *bn_bias, const float *bn_mean,
                           const float *acc, float *y, float *scratch)
 {
     o2m_memrw_conv c;
@@ -249,13 +249,11 @@ void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
     c.prologue = prologue;
     c.lo = lo;
     c.hi = hi;
-    c.eps = eps;
     c.w = w;
     c.bias = bias;
-    c.bn_scale = bn_scale;
+    c.bn_mul = bn_mul;
     c.bn_bias = bn_bias;
     c.bn_mean = bn_mean;
-    c.bn_var = bn_var;
     if (scratch != NULL && c.groups == c.c_in && c.groups == c.c_out) {
         o2m_memrw_depthwise(&c, x, acc, y, scratch);
     } else if (scratch != NULL && c.k_h == 1 && c.k_w == 1 && c.groups == 1 && c.stride_h == 1
@@ -286,13 +284,13 @@ void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
  *     count_include_pad: the taps inside the padded input), as o2m_maxpool2d_f32 and
  *     o2m_avgpool2d_f32; then the batch norm and acc as in o2m_memrw_conv2d_f32.
  */
-void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
-                          const float *x, const float *bn_scale, const float *bn_bias,
-                          const float *bn_mean, const float *bn_var, const float *acc, float *y);
+void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi,
+                          const float *x, const float *bn_mul, const float *bn_bias,
+                          const float *bn_mean, const float *acc, float *y);
 
-void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps,
-                          const float *x, const float *bn_scale, const float *bn_bias,
-                          const float *bn_mean, const float *bn_var, const float *acc, float *y)
+void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi,
+                          const float *x, const float *bn_mul, const float *bn_bias,
+                          const float *bn_mean, const float *acc, float *y)
 {
     const int32_t batch = g[0], channels = g[1], h_in = g[2], w_in = g[3], h_out = g[4], w_out = g[5];
     const int32_t k_h = g[6], k_w = g[7], stride_h = g[8], stride_w = g[9], dil_h = g[10], dil_w = g[11];
@@ -331,8 +329,8 @@ void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
                     if (average) {
                         v = v / (float)(include_pad ? padded : taps);
                     }
-                    if (bn_scale != NULL) {
-                        v = (v - bn_mean[ch]) * (1.0f / sqrtf(bn_var[ch] + eps)) * bn_scale[ch] + bn_bias[ch];
+                    if (bn_mul != NULL) {
+                        v = (v - bn_mean[ch]) * bn_mul[ch] + bn_bias[ch];
                     }
                     y[index] = acc != NULL ? acc[index] + v : v;
                 }
@@ -348,13 +346,13 @@ void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi
  * (o2m_gemm_params' meaning); c may be NULL.
  */
 void o2m_memrw_gemm_f32(const int32_t *g, float alpha, float beta, int32_t prologue, float lo, float hi,
-                        float eps, const float *a, const float *b, const float *c, const float *bn_scale,
-                        const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc,
+                        const float *a, const float *b, const float *c, const float *bn_mul,
+                        const float *bn_bias, const float *bn_mean, const float *acc,
                         float *y);
 
 void o2m_memrw_gemm_f32(const int32_t *g, float alpha, float beta, int32_t prologue, float lo, float hi,
-                        float eps, const float *a, const float *b, const float *c, const float *bn_scale,
-                        const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc,
+                        const float *a, const float *b, const float *c, const float *bn_mul,
+                        const float *bn_bias, const float *bn_mean, const float *acc,
                         float *y)
 {
     const int32_t m = g[0], n = g[1], k = g[2], trans_a = g[3], trans_b = g[4];
@@ -372,8 +370,8 @@ void o2m_memrw_gemm_f32(const int32_t *g, float alpha, float beta, int32_t prolo
             if (c != NULL) {
                 v += beta * c[i * c_sm + j * c_sn];
             }
-            if (bn_scale != NULL) {
-                v = (v - bn_mean[j]) * (1.0f / sqrtf(bn_var[j] + eps)) * bn_scale[j] + bn_bias[j];
+            if (bn_mul != NULL) {
+                v = (v - bn_mean[j]) * bn_mul[j] + bn_bias[j];
             }
             y[i * n + j] = acc != NULL ? acc[i * n + j] + v : v;
         }

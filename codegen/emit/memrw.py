@@ -17,16 +17,16 @@ from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED, conv_scratch, inplace_kind, kernel_node
 
 MEMRW = "o2m_memrw.c"
-PROTOTYPE = ("void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps, "
-             "const float *x, const float *w, const float *bias, const float *bn_scale, "
-             "const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc, float *y, "
+PROTOTYPE = ("void o2m_memrw_conv2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, "
+             "const float *x, const float *w, const float *bias, const float *bn_mul, "
+             "const float *bn_bias, const float *bn_mean, const float *acc, float *y, "
              "float *scratch);")
-POOL_PROTOTYPE = ("void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, float eps, "
-                  "const float *x, const float *bn_scale, const float *bn_bias, const float *bn_mean, "
-                  "const float *bn_var, const float *acc, float *y);")
+POOL_PROTOTYPE = ("void o2m_memrw_pool2d_f32(const int32_t *g, int32_t prologue, float lo, float hi, "
+                  "const float *x, const float *bn_mul, const float *bn_bias, const float *bn_mean, "
+                  "const float *acc, float *y);")
 GEMM_PROTOTYPE = ("void o2m_memrw_gemm_f32(const int32_t *g, float alpha, float beta, int32_t prologue, float lo, "
-                  "float hi, float eps, const float *a, const float *b, const float *c, const float *bn_scale, "
-                  "const float *bn_bias, const float *bn_mean, const float *bn_var, const float *acc, float *y);")
+                  "float hi, const float *a, const float *b, const float *c, const float *bn_mul, "
+                  "const float *bn_bias, const float *bn_mean, const float *acc, float *y);")
 PROLOGUE_KIND = {"": 0, "Relu": 1, "Clip": 3}  # O2M_ACT_* of o2m_common.h
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -52,19 +52,31 @@ def _window(inner: Node, ctx, kernel: tuple | None = None) -> tuple:
                   (0,) + win.pads_end, (1,) + win.out), (1, shape[2])
 
 
+def _epilogue(node: Node, ctx) -> str:
+    """The batch norm's three C arguments: scale / sqrt(var + eps) folded in float32 (as
+    o2m_batchnorm_stats_f32 computes it), bias, mean; NULLs without an epilogue."""
+    if not node.attr("epilogue"):
+        return "NULL, NULL, NULL"
+    first = 1 if node.op_type == ACCUMULATE else 0
+    scale, bias, mean, var = node.inputs[first + int(node.attr("n_kernel")):][:4]
+    values = [np.asarray(ctx.tensor(t).data, np.float32).reshape(-1) for t in (scale, var)]
+    eps = np.float32(node.attr("epsilon", 1e-5))
+    with np.errstate(all="ignore"):
+        mul = values[0] / np.sqrt(values[1] + eps)
+    return f"{ctx.float_array(mul, 'memrw_bn')}, {ctx.ptr(bias)}, {ctx.ptr(mean)}"
+
+
 def _common(node: Node, ctx, prototype: str) -> tuple[list[str], str, str]:
-    """The prologue arguments (kind, lo, hi, eps), the epilogue's four tensors, ACC."""
+    """The prologue arguments (kind, lo, hi), the epilogue's three arguments, ACC."""
     kind = node.attr("prologue", "")
     lo, hi = node.attr("clip_min"), node.attr("clip_max")
-    first = 1 if node.op_type == ACCUMULATE else 0
-    bn = node.inputs[first + int(node.attr("n_kernel")):][:4] if node.attr("epilogue") else ["", "", "", ""]
     acc = node.inputs[0] if node.op_type == ACCUMULATE else ""
     if prototype not in ctx.declarations:
         ctx.declarations.append(prototype)
     ctx.need(MEMRW, CONV)  # o2m_memrw.c's depthwise path runs o2m_conv2d_depthwise_f32
     prologue = [str(PROLOGUE_KIND[kind]), _float(-FLT_MAX if lo is None else lo),
-                _float(FLT_MAX if hi is None else hi), _float(node.attr("epsilon", 1e-5))]
-    return prologue, ", ".join(ctx.ptr(t) for t in bn), ctx.ptr(acc)
+                _float(FLT_MAX if hi is None else hi)]
+    return prologue, _epilogue(node, ctx), ctx.ptr(acc)
 
 
 def _emit_pool(node: Node, inner: Node, ctx) -> list[str]:
@@ -118,23 +130,13 @@ def _emit(node: Node, ctx) -> list[str]:
                 win.strides[0], win.strides[1], win.dilations[0], win.dilations[1], win.pads_begin[0],
                 win.pads_begin[1], node.attr("group", 1)]
     g = ctx.int_array(geometry, "memrw_geometry")
-    kind = node.attr("prologue", "")
-    lo = node.attr("clip_min")
-    hi = node.attr("clip_max")
-    first = 1 if node.op_type == ACCUMULATE else 0
-    bn = node.inputs[first + int(node.attr("n_kernel")):][:4] if node.attr("epilogue") else ["", "", "", ""]
-    acc = node.inputs[0] if node.op_type == ACCUMULATE else ""
     # the fast paths take a scratch; in place over the data input (onnx2mcu/ops/memrw.py,
     # inplace_rule) only in the geometries that allow it
     scratch = ctx.scratch(node) if conv_scratch(node, ctx.graph) else "NULL"
     if ctx.same_bytes(x, y) and inplace_kind(node, ctx.graph) is None:
         ctx.refuse(node, "output placed over the input of a conv that cannot run in place")
-    if PROTOTYPE not in ctx.declarations:
-        ctx.declarations.append(PROTOTYPE)
-    ctx.need(MEMRW, CONV)  # o2m_memrw.c's depthwise path runs o2m_conv2d_depthwise_f32
-    args = [g, str(PROLOGUE_KIND[kind]), _float(-FLT_MAX if lo is None else lo),
-            _float(FLT_MAX if hi is None else hi), _float(node.attr("epsilon", 1e-5)),
-            ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias)] + [ctx.ptr(t) for t in bn] + [ctx.ptr(acc), ctx.ptr(y), scratch]
+    prologue, bn, acc = _common(node, ctx, PROTOTYPE)
+    args = [g] + prologue + [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias), bn, acc, ctx.ptr(y), scratch]
     return [f"o2m_memrw_conv2d_f32({', '.join(args)});"]
 
 
