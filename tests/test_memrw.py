@@ -105,6 +105,26 @@ def test_accumulator_takes_its_input_bytes():
     assert not any(n.op_type == "Relu" for n in graph.nodes)  # every ReLU here feeds convs only
 
 
+def test_inplace_conv_takes_its_input_bytes():
+    """The in-place conv rule: in the scheduler's order some depthwise/1x1 conv writes over its
+    dying input, and only convs whose geometry allows it ever do."""
+    from onnx2mcu.ops.memrw import inplace_kind
+
+    graph = randomized(small_nets()["randwire"]())
+    apply(graph, REWRITES)
+    sched = schedule(graph, "ilp", 10)
+    prof = profile(graph, sched.order)
+    shared = []
+    for node in graph.nodes:
+        if node.domain != "onnx2mcu":
+            continue
+        data = node.inputs[1 if node.op_type == "AccumulateKernel" else 0]
+        if prof.buffer_of.get(data) == prof.buffer_of[node.outputs[0]]:
+            assert inplace_kind(node, graph) is not None, node.name
+            shared.append(node.name)
+    assert shared
+
+
 def test_cifar_nets_peaks_drop_and_stay_proven():
     """Full-size DARTS-V2: the rewrites lower the optimal peak by >= 10%, still proven or bounded."""
     from nets import complex_nets
