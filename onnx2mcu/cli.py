@@ -325,8 +325,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from onnx2mcu.runner import run_project_dir
 
     mode = "qemu" if args.qemu else "host"
+    if args.profile and mode != "qemu":
+        raise UserError("--profile counts instructions per step under QEMU: use it with --qemu")
     data = run_project_dir(args.dir, mode, npz=args.inputs, timeout=args.timeout,
-                           tolerance=tolerance_of(args))
+                           tolerance=tolerance_of(args), profile=args.profile)
     outputs = data.pop("outputs")
     if args.outputs:
         import numpy as np
@@ -345,6 +347,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return status
     print(format_run(data))
     print(table)
+    if data.get("profile"):
+        from onnx2mcu.runner import profile_table
+
+        print("\nprofile (instructions per schedule step, written to report.json):")
+        print(profile_table(data["profile"]))
     if not data["ok"]:
         print(_mismatch_line(mode, data["agreement"]))
     return status
@@ -422,6 +429,11 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"- / {q['arena_bytes']} | {q['flash_bytes']} | {q['ram_bytes']} | {q['instructions']:,} |")
     else:
         print(f"qemu skipped: {data['skipped']}")
+    if q and q.get("profile"):
+        from onnx2mcu.runner import profile_table
+
+        print("\nprofile (instructions per schedule step under QEMU):")
+        print(profile_table(q["profile"]))
     for name, stage in failed:
         print(f"\n{name}:")
         print(stage["table"])
@@ -460,7 +472,8 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
             compile_model(resolve_model(args), qemu_dir, board=qemu_board, inputs=sim.inputs, graph=sim.graph,
                           scheduler=args.scheduler, time_limit=args.time_limit, force=True)
             data["qemu_label"] = f"{qemu_board.name} (stand-in for {board.name}, {board.core})"
-        data["qemu"] = _strip(run_project_dir(qemu_dir, "qemu", timeout=args.timeout, tolerance=tolerance))
+        data["qemu"] = _strip(run_project_dir(qemu_dir, "qemu", timeout=args.timeout, tolerance=tolerance,
+                                              profile=args.profile))
         if qemu_board is board:
             data["elf"] = {"flash_bytes": data["qemu"]["flash_bytes"], "ram_bytes": data["qemu"]["ram_bytes"]}
     else:
@@ -590,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the outputs read back from the device, in their own dtypes")
     p.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="also build with per-step markers and print instructions per schedule step "
+                        "(QEMU only; written to report.json)")
     tolerance_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -598,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     compile_args(p)
     p.add_argument("-o", "--output", help="project folder (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--profile", action="store_true",
+                   help="print instructions per schedule step of the QEMU run (a marker build)")
     tolerance_args(p)
     p.set_defaults(func=cmd_check)
 

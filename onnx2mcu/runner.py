@@ -24,6 +24,7 @@ from onnx2mcu.simulator.run_c import build, run_host, run_qemu
 from onnx2mcu.targets import get_board
 
 HOST_DIR = ".host-build"
+PROFILE_DIR = ".profile-build"
 
 
 def read_report(project: Path) -> dict:
@@ -90,9 +91,58 @@ def expected_outputs(proto: onnx.ModelProto, report: dict,
     return sim.result.outputs, "simulator"
 
 
+def profile_steps(project: Path, report: dict, values: Mapping[str, np.ndarray], board,
+                  timeout: float | None = None) -> dict:
+    """Instructions per schedule step under QEMU: the project rebuilt in PROFILE_DIR with
+    -D<PREFIX>_PROFILE_MARKS (model.c then calls <prefix>_profile_mark(k) before step k and
+    after the last), the plugin recording its counter at every entry to that function.
+
+    A step's figure includes the marker call (a few instructions).  The profile build is a
+    copy, so the project's own objects (and its instruction count) are those of the release
+    build."""
+    prefix = report["prefix"]
+    build_dir = project / PROFILE_DIR
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir()
+    for item in sorted(project.iterdir()):
+        if item.is_file() and (item.suffix in (".c", ".h", ".ld") or item.name == "Makefile"):
+            shutil.copy2(item, build_dir / item.name)
+    (build_dir / "main.c").write_text(render_harness(prefix, report["c_io"]["inputs"], report["c_io"]["outputs"],
+                                                     values))
+    build(build_dir, board, make_vars={"EXTRA_CFLAGS": f"-D{prefix.upper()}_PROFILE_MARKS"})
+    kwargs = {"timeout": timeout} if timeout else {}
+    result = run_qemu(build_dir, board, step_symbol=f"{prefix}_profile_mark", **kwargs)
+    steps = report["schedule"]
+    counts = result.step_counts
+    if len(counts) != len(steps) + 1:
+        raise UserError(f"profile build of {project}: {len(counts)} step marks for {len(steps)} steps "
+                        "(is model.c from an older onnx2mcu? compile again)")
+    kernels = {n["node"]: n.get("kernel") for n in (report.get("precision") or {}).get("nodes", [])}
+    rows = [{"step": i, "node": step["node"], "op": step["op"], "kernel": kernels.get(step["node"]),
+             "instructions": counts[i + 1] - counts[i]} for i, step in enumerate(steps)]
+    total = counts[-1] - counts[0]
+    for row in rows:
+        row["share"] = round(row["instructions"] / total, 4) if total else 0.0
+    return {"board": board.name, "unit": "instructions (QEMU)", "steps": rows, "total": total}
+
+
+def profile_table(profile: dict, limit: int = 60) -> str:
+    """The profile as a markdown table, the costliest steps first order kept (schedule order)."""
+    lines = ["| step | op | kernel | instructions | share | node |", "|---:|---|---|---:|---:|---|"]
+    for row in profile["steps"][:limit]:
+        name = row["node"] if len(row["node"]) <= 60 else row["node"][:57] + "..."
+        lines.append(f"| {row['step']} | {row['op']} | {row['kernel'] or ''} | {row['instructions']:,} | "
+                     f"{100 * row['share']:.1f}% | {name} |")
+    if len(profile["steps"]) > limit:
+        lines.append(f"| ... | {len(profile['steps']) - limit} more steps in report.json | | | | |")
+    lines.append(f"| | total | | {profile['total']:,} | 100% | |")
+    return "\n".join(lines)
+
+
 def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
                     count_instructions: bool = True, timeout: float | None = None,
-                    tolerance: Tolerance | None = None) -> dict:
+                    tolerance: Tolerance | None = None, profile: bool = False) -> dict:
     """Build + run + read back + compare; mode is 'host' or 'qemu'.
 
     data["ok"] is the allclose verdict (see simulator/compare.Tolerance); the CLI turns a
@@ -135,6 +185,8 @@ def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
         data["flash_bytes"] = sizes["flash_bytes"]
         data["ram_bytes"] = sizes["ram_bytes"]
         report.update(flash_bytes=sizes["flash_bytes"], ram_bytes=sizes["ram_bytes"])
+        if profile:
+            data["profile"] = report["profile"] = profile_steps(project, report, values, board, timeout)
         (project / "report.json").write_text(dump_json(report))
     data["outputs"] = outputs
     return data

@@ -7,8 +7,11 @@
  * regions bracketed by two marker addresses:
  *     -plugin libo2m_icount.so,begin=0x1234,end=0x5678
  * adds (counter at an entry to `end`) - (counter at the preceding entry to `begin`).
+ * With step=ADDR (a profile build's <prefix>_profile_mark) it also records the counter at
+ * every entry to ADDR, so consecutive entries bracket one schedule step each.
  * Results go to the QEMU log (enable with `-d plugin`, choose the file with -D):
  *     o2m_icount total=<n> region=<n> regions=<k>
+ *     o2m_step <i> <counter at the i-th entry to step>      (one line per entry)
  *
  * Debian's QEMU does not ship qemu-plugin.h, so the few API declarations used are
  * written out below; they follow the stable C ABI of API version 1.
@@ -53,8 +56,26 @@ static uint64_t region_start;
 static uint64_t region_total_entries;
 static int region_open;
 
-static int have_begin, have_end;
-static uint64_t begin_addr, end_addr;
+static int have_begin, have_end, have_step;
+static uint64_t begin_addr, end_addr, step_addr;
+static uint64_t *step_counts; /* counter at each entry to step_addr */
+static size_t step_used, step_cap;
+
+static void on_step(unsigned int vcpu_index, void *userdata)
+{
+    (void)vcpu_index;
+    (void)userdata;
+    if (step_used == step_cap) {
+        size_t cap = step_cap ? 2 * step_cap : 256;
+        uint64_t *grown = realloc(step_counts, cap * sizeof *grown);
+        if (grown == NULL) {
+            return;
+        }
+        step_counts = grown;
+        step_cap = cap;
+    }
+    step_counts[step_used++] = insn_count;
+}
 
 static void on_begin(unsigned int vcpu_index, void *userdata)
 {
@@ -81,7 +102,7 @@ static void on_tb_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     (void)id;
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insn_count,
                                              (uint64_t)qemu_plugin_tb_n_insns(tb));
-    if (!have_begin && !have_end) {
+    if (!have_begin && !have_end && !have_step) {
         return;
     }
     vaddr = qemu_plugin_tb_vaddr(tb) & ~(uint64_t)1; /* Thumb bit, if any */
@@ -90,6 +111,9 @@ static void on_tb_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
     if (have_end && vaddr == end_addr) {
         qemu_plugin_register_vcpu_tb_exec_cb(tb, on_end, QEMU_PLUGIN_CB_NO_REGS, NULL);
+    }
+    if (have_step && vaddr == step_addr) {
+        qemu_plugin_register_vcpu_tb_exec_cb(tb, on_step, QEMU_PLUGIN_CB_NO_REGS, NULL);
     }
 }
 
@@ -101,6 +125,11 @@ static void on_qemu_exit(qemu_plugin_id_t id, void *userdata)
     snprintf(line, sizeof line, "o2m_icount total=%" PRIu64 " region=%" PRIu64 " regions=%" PRIu64 "\n",
              insn_count, region_count, region_total_entries);
     qemu_plugin_outs(line);
+    for (size_t i = 0; i < step_used; ++i) {
+        snprintf(line, sizeof line, "o2m_step %zu %" PRIu64 "\n", i, step_counts[i]);
+        qemu_plugin_outs(line);
+    }
+    free(step_counts);
 }
 
 static int parse_addr(const char *text, uint64_t *out)
@@ -131,8 +160,14 @@ O2M_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const struct qemu_info_t
                 return -1;
             }
             have_end = 1;
+        } else if (strncmp(argv[i], "step=", 5) == 0) {
+            if (parse_addr(argv[i] + 5, &step_addr) != 0) {
+                fprintf(stderr, "o2m_icount: bad argument '%s'\n", argv[i]);
+                return -1;
+            }
+            have_step = 1;
         } else {
-            fprintf(stderr, "o2m_icount: unknown argument '%s' (expected begin=ADDR, end=ADDR)\n", argv[i]);
+            fprintf(stderr, "o2m_icount: unknown argument '%s' (expected begin=ADDR, end=ADDR, step=ADDR)\n", argv[i]);
             return -1;
         }
     }

@@ -65,6 +65,8 @@ class RunResult:
     instructions: int | None = None  # guest instructions from reset to exit (QEMU with counting only)
     region_instructions: int | None = None  # between o2m_mark_begin and o2m_mark_end, summed
     regions: int = 0  # how many begin..end regions were counted
+    # profile builds (run_qemu(step_symbol=...)): the counter at each entry to the step marker
+    step_counts: list[int] = field(default_factory=list)
     seconds: float = 0.0
     command: list[str] = field(default_factory=list)
 
@@ -212,22 +214,29 @@ def plugin_path() -> Path:
     return target
 
 
-def marker_addresses(elf: "str | os.PathLike") -> tuple[int, int] | None:
-    """Addresses of o2m_mark_begin / o2m_mark_end in the ELF, or None if absent."""
+def function_addresses(elf: "str | os.PathLike", names: "set[str]") -> dict[str, int]:
+    """Addresses (Thumb bit cleared) of the named functions of the ELF that it has."""
     if not have_tool(ARM_NM):
-        return None
+        return {}
     proc = subprocess.run([ARM_NM, str(elf)], capture_output=True, text=True)
     found: dict[str, int] = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] in {"o2m_mark_begin", "o2m_mark_end"} and parts[1] in "Tt":
+        if len(parts) == 3 and parts[2] in names and parts[1] in "Tt":
             found[parts[2]] = int(parts[0], 16) & ~1
+    return found
+
+
+def marker_addresses(elf: "str | os.PathLike") -> tuple[int, int] | None:
+    """Addresses of o2m_mark_begin / o2m_mark_end in the ELF, or None if absent."""
+    found = function_addresses(elf, {"o2m_mark_begin", "o2m_mark_end"})
     if "o2m_mark_begin" in found and "o2m_mark_end" in found:
         return found["o2m_mark_begin"], found["o2m_mark_end"]
     return None
 
 
 _ICOUNT = re.compile(r"o2m_icount total=(\d+) region=(\d+) regions=(\d+)")
+_STEP = re.compile(r"^o2m_step (\d+) (\d+)$", re.MULTILINE)
 
 
 def qemu_command(elf: "str | os.PathLike", board: "Board | str") -> list[str]:
@@ -237,11 +246,14 @@ def qemu_command(elf: "str | os.PathLike", board: "Board | str") -> list[str]:
 
 
 def run_qemu(project_dir: "str | os.PathLike", board: "Board | str", count_instructions: bool = True,
-             timeout: float = DEFAULT_QEMU_TIMEOUT, elf: "str | os.PathLike | None" = None) -> RunResult:
+             timeout: float = DEFAULT_QEMU_TIMEOUT, elf: "str | os.PathLike | None" = None,
+             step_symbol: str | None = None) -> RunResult:
     """Run app.elf on the board's QEMU machine with semihosting, under a timeout.
 
     exit_code is main's return value (FAULT_EXIT_CODE after a fault, with a line on stderr).
-    With count_instructions, `instructions` is the exact number of guest instructions executed.
+    With count_instructions, `instructions` is the exact number of guest instructions executed;
+    with `step_symbol` (a profile build's <prefix>_profile_mark), `step_counts` holds the
+    counter at each entry to that function.
     """
     board = get_board(board)
     if board.qemu_machine is None:
@@ -259,6 +271,12 @@ def run_qemu(project_dir: "str | os.PathLike", board: "Board | str", count_instr
             markers = marker_addresses(elf_path)
             if markers is not None:
                 plugin += f",begin={markers[0]:#x},end={markers[1]:#x}"
+            if step_symbol is not None:
+                step = function_addresses(elf_path, {step_symbol}).get(step_symbol)
+                if step is None:
+                    raise UserError(f"{elf_path} has no function {step_symbol}: not a profile build "
+                                    f"(compile the model again, then build with -D<PREFIX>_PROFILE_MARKS)")
+                plugin += f",step={step:#x}"
             cmd += ["-plugin", plugin, "-d", "plugin", "-D", str(log)]
         start = time.monotonic()
         try:
@@ -283,6 +301,7 @@ def run_qemu(project_dir: "str | os.PathLike", board: "Board | str", count_instr
         if markers is not None and int(m.group(3)) > 0:
             result.region_instructions = int(m.group(2))
             result.regions = int(m.group(3))
+        result.step_counts = [int(c) for _, c in sorted((int(i), c) for i, c in _STEP.findall(log_text))]
     return result
 
 

@@ -1,0 +1,168 @@
+"""The "arm-dsp" int8 kernels (runtime_c/o2m_s8_conv_dsp.c): Conv (dense and depthwise) and
+fully connected Gemm for cores with the DSP extension (Cortex-M4/M7/M33/M55).
+
+Selected before the portable kernels on boards whose `Board.kernels` lists "arm-dsp"
+(codegen/kernels.py), for the nodes `_applies` accepts; every other node keeps the portable
+kernel.  What the emitter does at compile time, so the C does not at run time:
+* folds the input zero point into the bias: bias[c] + input_offset * sum(w[c]) (the kernels
+  then multiply raw int8 values; padded taps read the zero point, which contributes 0);
+* picks the variant (im2col GEMM, 1x1 column copy, depthwise ring, fully connected) and
+  sizes its scratch (the Python twins of O2M_DSP_COL / O2M_DSP_ROW).
+Fixed-point requantization only (`--requant float` keeps the portable kernels).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from onnx2mcu.codegen.emit.conv import c_struct
+from onnx2mcu.codegen.kernel_registry import register_kernel
+from onnx2mcu.ir import DType, Graph, Node
+from onnx2mcu.ops.int8 import int8_params
+
+S8_CONV_DSP = "o2m_s8_conv_dsp.c"
+HEADER = "o2m_s8_conv_dsp.h"
+BACKEND = "arm-dsp"
+INT32_LIMIT = 2 ** 31
+MAX_DW_KERNEL = 8
+
+
+def col_bytes(k: int) -> int:
+    """O2M_DSP_COL: one im2col column, rounded up to whole words."""
+    return (k + 3) // 4 * 4
+
+
+def row_bytes(w_out: int, stride_w: int) -> int:
+    """O2M_DSP_ROW: one padded ring row of the depthwise kernel (two 32-bit loads past the
+    last window start, plus a word of slack)."""
+    return ((w_out - 1) * stride_w + 12 + 3) // 4 * 4
+
+
+# ----------------------------------------------------------------- what applies
+def _const(graph: Graph, name: str):
+    if not name:
+        return None
+    tensor = graph.tensors[name]
+    return np.asarray(tensor.data) if tensor.is_const else None
+
+
+def _weights_and_bias(node: Node, graph: Graph, rows: int):
+    w = _const(graph, node.inputs[1])
+    bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
+    bias = _const(graph, bias_name) if bias_name else np.zeros(rows, np.int64)
+    return w, bias
+
+
+def folded_bias(w: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarray:
+    """bias[c] + input_offset * sum(w[c]) as the int32 the C adds (mod 2^32, as the portable
+    kernel's int32 accumulator wraps: the final sums agree either way)."""
+    rows = w.shape[0]
+    sums = w.reshape(rows, -1).astype(np.int64).sum(axis=1)
+    folded = np.asarray(bias, np.int64).reshape(-1) + int(input_offset) * sums
+    return ((folded + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT).astype(np.int64)
+
+
+def _conv_applies(node: Node, graph: Graph) -> str | None:
+    p = int8_params(node, graph)
+    if p is None:
+        return "not an integer node"
+    if p.mode != "fixed":
+        return "fast kernels use the fixed-point requantization (--requant fixed)"
+    conv = p.conv
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    if len(x.shape) != 4:
+        return "not a 2-D convolution"
+    c_in, c_out = x.shape[1], w.shape[0]
+    weights, bias = _weights_and_bias(node, graph, c_out)
+    if weights is None or bias is None:
+        return "weights or bias are not constants"
+    depthwise = conv.groups == c_in and c_out % c_in == 0 and conv.groups > 1
+    if not depthwise and conv.groups != 1:
+        return "grouped convolution"
+    if depthwise:
+        k_h, k_w = w.shape[2], w.shape[3]
+        if k_h > MAX_DW_KERNEL or k_w > MAX_DW_KERNEL or tuple(conv.dilation) != (1, 1):
+            return f"depthwise {k_h}x{k_w} dilation {conv.dilation} (fast path: up to 8x8, no dilation)"
+    return None
+
+
+def _fc_applies(node: Node, graph: Graph) -> str | None:
+    p = int8_params(node, graph)
+    if p is None:
+        return "not an integer node"
+    if p.mode != "fixed":
+        return "fast kernels use the fixed-point requantization (--requant fixed)"
+    if p.matmul:
+        return "MatMul layout"
+    fc = p.fc
+    if fc.filter_offset != 0:
+        return "asymmetric weights (filter zero point)"
+    if len(graph.tensors[node.inputs[0]].shape) != 2:
+        return "input not 2-D"
+    n = graph.tensors[node.inputs[1]].shape[0]
+    weights, bias = _weights_and_bias(node, graph, n)
+    if weights is None or bias is None:
+        return "weights or bias are not constants"
+    return None
+
+
+# ----------------------------------------------------------------- scratch
+def _conv_scratch(node: Node, graph: Graph) -> int:
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    p = int8_params(node, graph)
+    c_in, c_out = x.shape[1], w.shape[0]
+    if p is not None and p.conv.groups == c_in and p.conv.groups > 1 and c_out % c_in == 0:
+        w_out = graph.tensors[node.outputs[0]].shape[3]
+        return w.shape[2] * row_bytes(w_out, p.conv.stride[1])
+    return 2 * col_bytes(c_in * w.shape[2] * w.shape[3])
+
+
+# ----------------------------------------------------------------- emitters
+def _requant(ctx, r) -> dict:
+    return {"multipliers": ctx.int_array(r.multipliers, "mult"), "shifts": ctx.int_array(r.shifts, "shift"),
+            "per_channel": int(np.asarray(r.multipliers).size > 1), "output_offset": r.output_offset,
+            "act_min": r.act_min, "act_max": r.act_max}
+
+
+def _emit_conv(node: Node, ctx) -> list[str]:
+    p = int8_params(node, ctx.graph)
+    conv = p.conv
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    n, c_in, h_in, w_in = ctx.shape(x)
+    c_out, _, k_h, k_w = ctx.shape(w)
+    _, _, h_out, w_out = ctx.shape(y)
+    if (h_out, w_out) != tuple(p.window.out):
+        ctx.refuse(node, "output shape differs from the window rule")
+    weights, bias = _weights_and_bias(node, ctx.graph, c_out)
+    folded = folded_bias(weights, bias, conv.input_offset)
+    fields = {"n": n, "c_in": c_in, "h_in": h_in, "w_in": w_in, "c_out": c_out, "h_out": h_out,
+              "w_out": w_out, "k_h": k_h, "k_w": k_w, "stride_h": conv.stride[0], "stride_w": conv.stride[1],
+              "dil_h": conv.dilation[0], "dil_w": conv.dilation[1], "pad_top": conv.pads[0],
+              "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
+              "bias": ctx.int_array(folded, "bias_folded"), "requant": _requant(ctx, conv)}
+    name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
+    ctx.need(S8_CONV_DSP)
+    ctx.include(HEADER)
+    fn = "o2m_depthwise_conv2d_s8_dsp" if conv.groups > 1 else "o2m_conv2d_s8_dsp"
+    return [f"{fn}(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(y)}, {ctx.scratch(node, DType.INT8)});"]
+
+
+def _emit_fc(node: Node, ctx) -> list[str]:
+    p = int8_params(node, ctx.graph)
+    fc = p.fc
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    batch, k = ctx.shape(a)
+    n = ctx.shape(b)[0]
+    weights, bias = _weights_and_bias(node, ctx.graph, n)
+    folded = folded_bias(weights, bias, fc.input_offset)
+    fields = {"batch": batch, "in_features": k, "out_features": n,
+              "bias": ctx.int_array(folded, "bias_folded"), "requant": _requant(ctx, fc)}
+    name = ctx.declare("o2m_fully_connected_s8_dsp_params", c_struct(fields), "fc_dsp")
+    ctx.need(S8_CONV_DSP)
+    ctx.include(HEADER)
+    return [f"o2m_fully_connected_s8_dsp(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)});"]
+
+
+register_kernel("Conv", _emit_conv, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
+                applies=_conv_applies, scratch_bytes=_conv_scratch)
+register_kernel("Gemm", _emit_fc, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
+                applies=_fc_applies, scratch_bytes=lambda node, graph: 0)

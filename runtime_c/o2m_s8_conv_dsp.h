@@ -1,0 +1,89 @@
+/*
+ * o2m_s8_conv_dsp.h - the "arm-dsp" int8 convolution and fully connected kernels:
+ * Cortex-M4/M7/M33/M55 fast paths (SXTB16, SMLAD, SMLAxy, unaligned 32-bit loads)
+ * beside the portable o2m_s8_conv.c, bit-exact with it (docs/ARCHITECTURE.md, kernels).
+ *
+ * Where __ARM_FEATURE_DSP is not defined (the host build of a Cortex-M project, other
+ * cores) the same algorithms run on plain C twins of the instructions, so the file
+ * always compiles and always gives the same bytes.
+ *
+ * Contract beyond o2m_s8_common.h (fixed-point requantization only; the emitter is
+ * codegen/emit/int8_dsp.py):
+ *   - `bias` is FOLDED at compile time: bias[oc] + input_offset * sum of the
+ *     channel's weights (mod 2^32), so the inner loops multiply the raw int8 values;
+ *     padded taps read the input zero point (`pad_value` = -input_offset), whose product
+ *     with the folded offset is 0, as the portable kernel's skipped taps are.  int32
+ *     sums wrap alike in any order, so the accumulator equals the portable one's.
+ *   - Activations NCHW, weights in ONNX order [c_out][c_in][k_h][k_w] (not re-laid out).
+ */
+#ifndef O2M_S8_CONV_DSP_H
+#define O2M_S8_CONV_DSP_H
+
+#include "o2m_s8_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const int32_t *multipliers; /* Q31 per channel (or [0] for all) */
+    const int32_t *shifts;      /* TFLite shift: > 0 left, < 0 right */
+    int32_t per_channel;
+    int32_t output_offset;      /* + output zero point */
+    int32_t act_min, act_max;
+} o2m_dsp_requant;
+
+typedef struct {
+    int32_t n;
+    int32_t c_in, h_in, w_in;
+    int32_t c_out, h_out, w_out;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t dil_h, dil_w;
+    int32_t pad_top, pad_left;
+    int32_t pad_value;          /* the input zero point */
+    const int32_t *bias;        /* folded bias (see above), never NULL */
+    o2m_dsp_requant requant;
+} o2m_conv2d_s8_dsp_params;
+
+/*
+ * Dense convolution (groups == 1) as im2col + a 2x2 register-tiled GEMM: two output
+ * pixels' patches are gathered into `scratch` (2 * O2M_DSP_COL(K) bytes,
+ * K = c_in * k_h * k_w) and multiplied by two weight rows at a time (four int32
+ * accumulators, SMLAD on SXTB16-unpacked words).  A 1x1 stride-1 unpadded conv
+ * gathers its columns with a plain strided copy.
+ */
+void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
+                       int8_t *scratch);
+
+/*
+ * Depthwise (groups == c_in, c_out = mult * c_in), dil_w == 1, dil_h == 1, k_w <= 8,
+ * k_h <= 8: per channel, the k_h input rows a window needs are kept padded (pad_value)
+ * in a ring in `scratch` (k_h * row bytes, row = O2M_DSP_ROW(...)), so every output
+ * runs one branch-free path: per kernel row, one or two 32-bit loads, SXTB16 and SMLAD
+ * against the channel's weights packed in pairs.  k_w == 3, stride 1 computes two
+ * outputs per step.
+ */
+void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
+                                 int8_t *y, int8_t *scratch);
+
+typedef struct {
+    int32_t batch, in_features, out_features;
+    const int32_t *bias;        /* folded: bias[n] + input_offset * sum_k w[n][k]; never NULL */
+    o2m_dsp_requant requant;
+} o2m_fully_connected_s8_dsp_params;
+
+/* Fully connected with symmetric weights (filter_offset 0): four weight rows per step
+ * against one input row. */
+void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, const int8_t *x, const int8_t *w,
+                                int8_t *y);
+
+/* Scratch bytes (the Python twins are in codegen/emit/int8_dsp.py). */
+#define O2M_DSP_COL(k) ((((k) + 3) / 4) * 4)
+#define O2M_DSP_ROW(w_out, stride_w, k_w) (((((w_out) - 1) * (stride_w) + 8 + 4) + 3) / 4 * 4)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* O2M_S8_CONV_DSP_H */

@@ -1,0 +1,239 @@
+"""The arm-dsp int8 kernels (runtime_c/o2m_s8_conv_dsp.c) against the portable ones, bit for bit.
+
+One C program holds seeded random cases (odd channel counts, every stride / padding form,
+dilation, depthwise multipliers and 1x1..7x7 windows, per-channel and per-tensor
+multipliers from 2^-31 to 4, zero points at both ends, clamps that saturate); it runs each
+case through the portable kernel and the fast one and prints the fast outputs and the
+number of bytes where the two differ.  Under QEMU mps2-an386 (Cortex-M4, __ARM_FEATURE_DSP:
+the SXTB16/SMLAD paths) and on the host (their plain C twins).  The fast outputs are also
+compared with onnx2mcu.ops.int8_ref, the simulator's arithmetic.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, row_bytes
+from onnx2mcu.ops import int8_ref as R
+
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
+SOURCES = ("o2m_s8_conv.c", "o2m_s8_conv_dsp.c")
+HEADERS = ("o2m_common.h", "o2m_s8_common.h", "o2m_s8_conv.h", "o2m_s8_conv_dsp.h")
+HAVE_HOST = shutil.which("gcc") is not None and shutil.which("make") is not None
+HAVE_QEMU = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
+
+
+def _requant(rng, c_out: int, per_channel: bool):
+    count = c_out if per_channel else 1
+    mult = rng.integers(1 << 30, (1 << 31) - 1, count)
+    shift = rng.choice([-31, -20, -12, -9, -8, -7, -5, -3, -1, 0, 1, 2], count)
+    if not per_channel:
+        mult, shift = np.repeat(mult, c_out), np.repeat(shift, c_out)
+    return mult.astype(np.int64), shift.astype(np.int64)
+
+
+def _bias(rng, count: int) -> np.ndarray:
+    if rng.integers(0, 10) == 0:
+        return rng.choice([(1 << 30) + 128, -(1 << 30), (1 << 31) - 1, -(1 << 31)], count).astype(np.int32)
+    return rng.integers(-(1 << 16), 1 << 16, count).astype(np.int32)
+
+
+def _zero_point(rng) -> int:
+    return int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+
+
+def _act(rng, zp_out: int) -> tuple[int, int]:
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        return -128, 127
+    if kind == 1:
+        return zp_out, 127  # Relu
+    lo = int(rng.integers(-128, 0))
+    return lo, int(rng.integers(lo, 128))
+
+
+def make_case(rng, kind: str) -> dict:
+    """One random case (every tenth with a bias near 2^30: accumulators whose rounding
+    would overflow a naive add-half-then-shift)."""
+    while True:
+        if kind == "fc":
+            k, n, batch = int(rng.integers(1, 70)), int(rng.integers(1, 23)), int(rng.integers(1, 3))
+            x = rng.integers(-128, 128, (batch, k)).astype(np.int8)
+            w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+            bias = _bias(rng, n)
+            mult, shift = _requant(rng, n, bool(rng.integers(0, 2)))
+            zp_in, zp_out = _zero_point(rng), _zero_point(rng)
+            lo, hi = _act(rng, zp_out)
+            p = R.FCParams(-zp_in, 0, zp_out, mult, shift, np.zeros(n, np.float32), lo, hi)
+            return {"kind": kind, "x": x, "w": w, "bias": bias, "p": p,
+                    "y": R.fully_connected(x, w, bias, p)}
+        depthwise = kind == "dw"
+        c_in = int(rng.integers(1, 9)) if depthwise else int(rng.integers(1, 12))
+        mult_ch = int(rng.integers(1, 3)) if depthwise else 1
+        c_out = c_in * mult_ch if depthwise else int(rng.integers(1, 14))
+        k_h, k_w = (int(rng.integers(1, 8)), int(rng.integers(1, 8))) if depthwise else \
+            tuple(int(v) for v in rng.choice([1, 2, 3, 5], 2))
+        if depthwise and rng.integers(0, 2):
+            k_h = k_w = int(rng.choice([3, 5, 7]))
+        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        dilation = (1, 1) if depthwise or rng.integers(0, 3) else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        pads = tuple(int(rng.integers(0, max(1, kk))) for kk in (k_h, k_w, k_h, k_w))
+        h = int(rng.integers(max(1, (k_h - 1) * dilation[0] + 1 - pads[0] - pads[2]), 14))
+        wd = int(rng.integers(max(1, (k_w - 1) * dilation[1] + 1 - pads[1] - pads[3]), 14))
+        n = int(rng.integers(1, 3))
+        if kind == "pw":  # the 1x1 stride-1 unpadded form (its own column copy)
+            k_h = k_w = 1
+            stride, dilation, pads = (1, 1), (1, 1), (0, 0, 0, 0)
+            c_in = int(rng.integers(1, 40))
+        x = rng.integers(-128, 128, (n, c_in, h, wd)).astype(np.int8)
+        w = rng.integers(-128, 128, (c_out, 1 if depthwise else c_in, k_h, k_w)).astype(np.int8)
+        bias = _bias(rng, c_out)
+        mult, shift = _requant(rng, c_out, bool(rng.integers(0, 2)))
+        zp_in, zp_out = _zero_point(rng), _zero_point(rng)
+        lo, hi = _act(rng, zp_out)
+        p = R.ConvParams(stride, dilation, pads, c_in if depthwise else 1, -zp_in, zp_out, mult, shift,
+                         np.zeros(c_out, np.float32), lo, hi)
+        if depthwise and c_in == 1:
+            continue  # groups 1: a dense conv
+        ho, wo = R.conv_output_hw(h, wd, k_h, k_w, p)
+        if ho < 1 or wo < 1:
+            continue
+        return {"kind": kind, "x": x, "w": w, "bias": bias, "p": p, "y": R.conv2d(x, w, bias, p),
+                "hw_out": (ho, wo)}
+
+
+def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+
+
+def _arr(ctype: str, name: str, values) -> str:
+    values = [int(v) for v in np.asarray(values).reshape(-1)] or [0]
+    return f"static const {ctype} {name}[{len(values)}] = {{{', '.join(map(str, values))}}};"
+
+
+def program(all_cases: list[dict]) -> str:
+    """main.c: every case through both kernels; prints fast_<i> (s8) and `mismatches` (s32)."""
+    decls, body = [], []
+    y_max = max(c["y"].size for c in all_cases)
+    scratch = 16
+    for i, c in enumerate(all_cases):
+        p = c["p"]
+        decls += [_arr("int8_t", f"x{i}", c["x"]), _arr("int8_t", f"w{i}", c["w"]),
+                  _arr("int32_t", f"b{i}", c["bias"]), _arr("int32_t", f"m{i}", p.multipliers),
+                  _arr("int32_t", f"s{i}", p.shifts),
+                  _arr("int32_t", f"f{i}", folded_bias(c["w"], c["bias"], p.input_offset))]
+        rq_port = f"{{m{i}, s{i}, NULL, 1, {p.output_offset}, {p.act_min}, {p.act_max}}}"
+        rq_fast = f"{{m{i}, s{i}, 1, {p.output_offset}, {p.act_min}, {p.act_max}}}"
+        if c["kind"] == "fc":
+            batch, k = c["x"].shape
+            n = c["w"].shape[0]
+            body.append(f"""    {{
+        static const o2m_fully_connected_s8_params pp = {{{batch}, {k}, {n}, {p.input_offset}, 0, {rq_port}}};
+        static const o2m_fully_connected_s8_dsp_params fp = {{{batch}, {k}, {n}, f{i}, {rq_fast}}};
+        o2m_fully_connected_s8(&pp, x{i}, w{i}, b{i}, y_ref);
+        o2m_fully_connected_s8_dsp(&fp, x{i}, w{i}, y_fast);
+        mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);
+    }}""")
+            continue
+        n, c_in, h, wd = c["x"].shape
+        c_out, _, k_h, k_w = c["w"].shape
+        ho, wo = c["hw_out"]
+        geometry = (f"{c_in}, {h}, {wd}, {c_out}, {ho}, {wo}, {k_h}, {k_w}, {p.stride[0]}, {p.stride[1]}, "
+                    f"{p.dilation[0]}, {p.dilation[1]}, {p.pads[0]}, {p.pads[1]}")
+        depthwise = c["kind"] == "dw"
+        fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
+        scratch = max(scratch, k_h * row_bytes(wo, p.stride[1]) if depthwise else 2 * col_bytes(c_in * k_h * k_w))
+        body.append(f"""    {{
+        static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}}};
+        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, {rq_fast}}};
+        o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
+        {fn}(&fp, x{i}, w{i}, y_fast, scratch);
+        mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);
+    }}""")
+    return "\n".join([
+        '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
+        f"static int8_t y_ref[{y_max}], y_fast[{y_max}];",
+        f"static int8_t scratch[{scratch}];",
+        f"static int32_t mismatches[{len(all_cases)}];",
+        "static int32_t count_diff(const int8_t *a, const int8_t *b, int32_t n)",
+        "{", "    int32_t i, bad = 0;", "    for (i = 0; i < n; ++i) {", "        bad += a[i] != b[i];",
+        "    }", "    return bad;", "}",
+        "int main(void)", "{", *body,
+        f'    o2m_out_s32("mismatches", mismatches, {len(all_cases)}u);', "    o2m_done();", "    return 0;", "}", ""])
+
+
+def build_program(tmp: Path, target: str, all_cases: list[dict]) -> Path:
+    from onnx2mcu.codegen.board_project import write_board_files
+
+    for name in SOURCES + HEADERS:
+        shutil.copy2(RUNTIME / name, tmp / name)
+    (tmp / "main.c").write_text(program(all_cases))
+    write_board_files(target, tmp, ["main.c", *SOURCES])
+    return tmp
+
+
+def check(outputs: dict, all_cases: list[dict]) -> None:
+    assert list(outputs["mismatches"]) == [0] * len(all_cases)
+    for i, c in enumerate(all_cases):
+        np.testing.assert_array_equal(outputs[f"fast_{i}"], c["y"].reshape(-1), err_msg=f"case {i} ({c['kind']})")
+
+
+@pytest.fixture(scope="module")
+def random_cases():
+    return cases()
+
+
+def test_cases_cover_the_forms(random_cases):
+    """The random cases really exercise what the kernels specialise (the test can only
+    catch what it runs)."""
+    convs = [c for c in random_cases if c["kind"] != "fc"]
+    assert {c["p"].stride for c in convs} >= {(1, 1), (2, 2), (1, 2), (2, 1)}
+    assert any(c["p"].dilation != (1, 1) for c in convs)
+    assert any(c["w"].shape[1] % 2 == 1 and c["w"].shape[1] > 1 for c in convs)
+    assert {c["w"].shape[2] for c in random_cases if c["kind"] == "dw"} >= {3, 5, 7}
+    assert any(c["kind"] == "dw" and c["w"].shape[3] == 3 and c["p"].stride[1] == 1 for c in random_cases)
+    assert any(int(c["p"].shifts.min()) == -31 for c in random_cases)
+    assert any(c["p"].input_offset == 128 for c in random_cases)
+    assert any(c["p"].input_offset == -127 for c in random_cases)
+    ys = np.concatenate([c["y"].reshape(-1) for c in random_cases])
+    assert (ys == 127).any() and (ys == -128).any() and len(np.unique(ys)) > 200  # saturation, and more
+    assert any(np.abs(c["bias"].astype(np.int64)).max() >= 1 << 30 for c in random_cases)
+
+
+def test_folded_bias_wraps_like_the_int32_accumulator():
+    w = np.full((2, 64), 127, np.int8)
+    folded = folded_bias(w, np.array([2 ** 31 - 1, -5], np.int64), 128)
+    assert folded.tolist() == [(2 ** 31 - 1 + 128 * 127 * 64) - 2 ** 32, -5 + 128 * 127 * 64]
+
+
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_HOST, reason="gcc or make missing")
+def test_fast_kernels_equal_portable_on_the_host(tmp_path, random_cases):
+    from onnx2mcu.simulator.run_c import build, run_host
+
+    build(build_program(tmp_path, "host", random_cases), "host")
+    result = run_host(tmp_path)
+    assert result.exit_code == 0, result.stderr
+    check(result.outputs(), random_cases)
+
+
+@pytest.mark.c
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu-system-arm missing")
+def test_fast_kernels_equal_portable_under_qemu_cortex_m4(tmp_path, random_cases):
+    from onnx2mcu.simulator.run_c import build, run_qemu
+
+    elf = build(build_program(tmp_path, "mps2-an386", random_cases), "mps2-an386")
+    # the DSP instructions are really there (not the plain C twins)
+    disassembly = __import__("subprocess").run(["arm-none-eabi-objdump", "-d", str(tmp_path / "o2m_s8_conv_dsp.o")],
+                                               capture_output=True, text=True).stdout
+    assert "smlad" in disassembly and "sxtb16" in disassembly
+    result = run_qemu(tmp_path, "mps2-an386", count_instructions=False, elf=elf)
+    assert result.exit_code == 0, result.stderr
+    check(result.outputs(), random_cases)
