@@ -1,5 +1,6 @@
 """C backend benchmark: every float model of ../shared/models, BERT-tiny (seq 128) and the
-PyTorch recurrent models of tests/test_recurrent_models.py on a
+PyTorch recurrent models of tests/test_recurrent_models.py and the U-Net of
+tests/test_models_unet.py on a
 Cortex-M4 (QEMU mps2-an386).
 
 Writes benchmarks/c_backend.md: arena and weight bytes, ELF flash and RAM, the exact
@@ -61,6 +62,22 @@ def recurrent_models(tmp: Path) -> list:
             for name, label in RECURRENT.items()]
 
 
+def unet_model(tmp: Path) -> list:
+    """The small PyTorch U-Net of tests/test_models_unet.py (ConvTranspose, Resize, skips)."""
+    try:
+        import torch  # noqa: F401  (the `export` extra)
+    except ImportError:
+        return []
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_models_unet as unet
+
+    torch, model = unet._unet_module()
+    path = tmp / "small_unet.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(path), input_names=["image"],
+                      output_names=["mask"], opset_version=17, dynamo=False)
+    return [("small_unet (U-Net: ConvTranspose + Resize, 3x32x32, PyTorch)", str(path), None)]
+
+
 def measure(name: str, model, input_shapes, tmp: Path) -> dict:
     from onnx2mcu.build import compile_model
     from onnx2mcu.runner import run_project_dir
@@ -95,7 +112,7 @@ def main() -> int:
         name, model, shapes = bert_model(tmp)
         rows.append(measure(name, model, shapes, tmp))
         print(rows[-1], file=sys.stderr)
-        for name, model, shapes in recurrent_models(tmp):
+        for name, model, shapes in recurrent_models(tmp) + unet_model(tmp):
             rows.append(measure(name, model, shapes, tmp))
             print(rows[-1], file=sys.stderr)
     lines = [

@@ -28,6 +28,8 @@ class OptimizeOptions:
     # kept only where `peak_estimator` says the peak drops and `rewrite_check` accepts it
     rewrites: str = "all"
     peak_estimator: Callable[[Graph], int] | None = None  # the face passes the scheduler's
+    # the scheduler's exact method (slower): decides rewrites whose gain the heuristic misses
+    exact_peak_estimator: Callable[[Graph], int] | None = None
     rewrite_check: Callable[[Graph], bool] | None = None  # e.g. "every node has a C kernel"
 
     def __post_init__(self) -> None:

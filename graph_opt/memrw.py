@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from onnx2mcu.graph_opt.context import PassContext
 
 # the techniques in the order they run (the PASSES keys)
-REWRITES = ("act_on_load", "eager_accumulation", "partial_conv")
+REWRITES = ("act_on_load", "eager_accumulation", "partial_conv", "inplace_conv")
 
 
 def parse_rewrites(value: str) -> tuple[str, ...]:
@@ -46,10 +46,13 @@ def parse_rewrites(value: str) -> tuple[str, ...]:
 _ESTIMATES: dict[tuple, int] = {}
 
 
-def estimate_peak(graph: Graph, ctx: PassContext) -> int:
-    """The peak the scheduler would give (the face's estimator), else the graph order's.
+def estimate_peak(graph: Graph, ctx: PassContext, exact: bool = False) -> int:
+    """The peak the scheduler would give (the face's estimator; with `exact`, its exact one
+    when given), else the graph order's.
     Memoised on the graph's structure: consecutive rewrites re-ask the same graph."""
     estimator = ctx.options.peak_estimator
+    if exact and ctx.options.exact_peak_estimator is not None:
+        estimator = ctx.options.exact_peak_estimator
     key = (id(estimator), graph.name, tuple((n.op_type, tuple(n.inputs), tuple(n.outputs))
                                             for n in graph.nodes))
     if key not in _ESTIMATES:
@@ -70,9 +73,9 @@ def restore(graph: Graph, saved: tuple[list[Node], dict, list[str]]) -> None:
 
 
 def try_rewrite(key: str, graph: Graph, ctx: PassContext,
-                rewrite: Callable[[Graph, PassContext], list[str]]) -> dict | None:
+                rewrite: Callable[[Graph, PassContext], list[str]], strict: bool = False) -> dict | None:
     """Apply `rewrite` (returns where it applied) if chosen, keep it unless it raises the peak
-    or the check refuses it; the last technique then keeps all of them only if together they
+    (with `strict`: unless it lowers it) or the check refuses it; the last technique then keeps all of them only if together they
     lower the peak (they interact: a ReLU gone on load lets a sum accumulate early)."""
     section = None
     if key in parse_rewrites(ctx.options.rewrites):
@@ -80,12 +83,12 @@ def try_rewrite(key: str, graph: Graph, ctx: PassContext,
             ctx.state["start"] = snapshot(graph)
             ctx.state["kept"] = []
         saved = snapshot(graph)
-        before = estimate_peak(graph, ctx)
+        before = estimate_peak(graph, ctx, exact=strict)
         where = rewrite(graph, ctx)
         if where:
-            after = estimate_peak(graph, ctx)
+            after = estimate_peak(graph, ctx, exact=strict)
             check = ctx.options.rewrite_check
-            if after > before or (check is not None and not check(graph)):
+            if after > before or (strict and after == before) or (check is not None and not check(graph)):
                 restore(graph, saved)
             else:
                 section = {"applied": len(where), "where": where, "peak_before": before,

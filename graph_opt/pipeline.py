@@ -60,7 +60,8 @@ def optimize(graph: Graph, options: OptimizeOptions | None = None) -> tuple[Grap
 
 from onnx2mcu.graph_opt.act_on_load import act_on_load  # noqa: E402  (memory rewrites, graph_opt/memrw.py)
 from onnx2mcu.graph_opt.eager_accumulation import eager_accumulation  # noqa: E402
+from onnx2mcu.graph_opt.inplace_conv import inplace_conv  # noqa: E402
 from onnx2mcu.graph_opt.partial_conv import partial_conv  # noqa: E402
 
 PASSES += [("act_on_load", act_on_load), ("eager_accumulation", eager_accumulation),
-           ("partial_conv", partial_conv)]
+           ("partial_conv", partial_conv), ("inplace_conv", inplace_conv)]

@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="int8 requantization: fixed (TFLite's integer arithmetic, bit-exact with "
                             "TFLite Micro) or float (float32 rescale, as onnxruntime)")
         p.add_argument("--rewrites", metavar="none|all|LIST", default="all",
-                       help="memory rewrites (act_on_load, eager_accumulation, partial_conv), each kept "
+                       help="memory rewrites (act_on_load, eager_accumulation, partial_conv, inplace_conv), each kept "
                             "only where it lowers the scheduled peak; default all")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")

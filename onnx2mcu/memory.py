@@ -10,8 +10,9 @@ built per order.  Steps are positions in the order; a buffer is live over
 to the last step, and an op's scratch is live during its own step only.
 
 The memory rewrites (graph_opt/act_on_load.py, eager_accumulation.py,
-partial_conv.py) need no rule of their own beyond these, by construction of
-their ops (onnx2mcu/ops/memrw.py): an activation applied on load is part of
+partial_conv.py, inplace_conv.py) need no rule of their own beyond these, by construction
+of their ops (onnx2mcu/ops/memrw.py, whose in-place inputs depend on the node:
+`OpDef.inplace_rule`): an activation applied on load is part of
 its reader's step, so its output is simply not a tensor; an accumulate step
 (AccumulateKernel, input 0 the accumulator) is an in-place op whose output
 takes the accumulator's bytes when the accumulator dies there, as every

@@ -145,6 +145,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram(), rewrites=options.rewrites,
             peak_estimator=_peak_estimator(options),
+            exact_peak_estimator=_peak_estimator(options, exact=True),
             rewrite_check=_c_check(board) if options.output is not None else None))
     else:
         graph.requant = _requant_mode(options.requant)
@@ -226,9 +227,11 @@ def _requant_mode(mode: str) -> str:
     return mode
 
 
-def _peak_estimator(options: Options) -> Callable[[Graph], int]:
+def _peak_estimator(options: Options, exact: bool = False) -> Callable[[Graph], int]:
     """The scheduler's peak for a candidate graph (graph_opt/memrw.py keeps a memory rewrite
-    only when it lowers this); a short heuristic run, the file order for `file-order`."""
+    only when it lowers this); a short heuristic run (with `exact`: the scheduler's exact
+    method, when it is the one asked for, on a short time limit), the file order for
+    `file-order`."""
     def estimate(graph: Graph) -> int:
         from onnx2mcu.memory import profile
 
@@ -236,6 +239,8 @@ def _peak_estimator(options: Options) -> Callable[[Graph], int]:
             return profile(graph).peak_bytes
         from onnx2mcu.scheduler.optimize import optimize
 
+        if exact and options.scheduler == "ilp":
+            return optimize(graph, "ilp", min(10.0, max(options.time_limit * 0.1, 0.1))).peak
         return optimize(graph, "greedy", min(5.0, max(options.time_limit * 0.05, 0.05))).peak
     return estimate
 

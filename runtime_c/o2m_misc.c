@@ -682,6 +682,38 @@ void o2m_moments_f32(int32_t outer, int32_t n, const float *x, float eps, float 
     }
 }
 
+/* ----- N-d MaxPool of raw int8 / uint8 ------------------------------------------------ */
+void o2m_maxpool_nd_int(int32_t kind, const int32_t *geom, const void *x, void *y) {
+    int32_t in[3], out[3], ker[3], st[3], dil[3], pb[3];
+    int32_t plane_in, plane_out, c, o0, o1, o2, k0, k1, k2;
+    pool_window3(geom, in, out, ker, st, dil, pb, &plane_in, &plane_out);
+    for (c = 0; c < geom[0]; ++c) {
+        for (o0 = 0; o0 < out[0]; ++o0) {
+            for (o1 = 0; o1 < out[1]; ++o1) {
+                for (o2 = 0; o2 < out[2]; ++o2) {
+                    int64_t best = kind == O2M_KIND_U8 ? 0 : -128; /* the type's minimum */
+                    for (k0 = 0; k0 < ker[0]; ++k0) {
+                        int32_t i0 = o0 * st[0] - pb[0] + k0 * dil[0];
+                        for (k1 = 0; k1 < ker[1]; ++k1) {
+                            int32_t i1 = o1 * st[1] - pb[1] + k1 * dil[1];
+                            for (k2 = 0; k2 < ker[2]; ++k2) {
+                                int32_t i2 = o2 * st[2] - pb[2] + k2 * dil[2];
+                                if (i0 >= 0 && i0 < in[0] && i1 >= 0 && i1 < in[1] && i2 >= 0 &&
+                                    i2 < in[2]) {
+                                    int64_t v = load_kind(x, kind, c * plane_in +
+                                                          (i0 * in[1] + i1) * in[2] + i2);
+                                    best = v > best ? v : best;
+                                }
+                            }
+                        }
+                    }
+                    store_kind(y, kind, c * plane_out + (o0 * out[1] + o1) * out[2] + o2, best);
+                }
+            }
+        }
+    }
+}
+
 /* ----- N-d (1-D to 3-D) Max / AveragePool, with MaxPool's Indices --------------------- */
 void o2m_pool_nd_f32(int32_t kind, const int32_t *geom, const int32_t *pads_end,
                      int32_t count_include_pad, int32_t storage_order, const float *x, float *y,

@@ -171,6 +171,9 @@ void o2m_moments_f32(int32_t outer, int32_t n, const float *x, float eps, float 
 void o2m_pool_nd_f32(int32_t kind, const int32_t *geom, const int32_t *pads_end,
                      int32_t count_include_pad, int32_t storage_order, const float *x, float *y,
                      int64_t *indices);
+/* N-d (1-D to 3-D) MaxPool of integer values (kind O2M_KIND_S8 or O2M_KIND_U8, no
+ * quantization: the maximum of the raw integers); geom as o2m_lppool_f32. */
+void o2m_maxpool_nd_int(int32_t kind, const int32_t *geom, const void *x, void *y);
 /* Reductions over any set of axes (kept / reduced dims as o2m_normalize_f32); y dense. */
 #define O2M_RND_SUM 0
 #define O2M_RND_MEAN 1

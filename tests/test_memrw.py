@@ -18,6 +18,7 @@ from onnx2mcu.graph_opt import OptimizeOptions  # noqa: E402
 from onnx2mcu.graph_opt.act_on_load import fuse_activations  # noqa: E402
 from onnx2mcu.graph_opt.context import PassContext  # noqa: E402
 from onnx2mcu.graph_opt.eager_accumulation import chain_sums  # noqa: E402
+from onnx2mcu.graph_opt.inplace_conv import wrap_convs  # noqa: E402
 from onnx2mcu.graph_opt.memrw import REWRITES, parse_rewrites  # noqa: E402
 from onnx2mcu.graph_opt.partial_conv import split_concats  # noqa: E402
 from onnx2mcu.memory import profile  # noqa: E402
@@ -25,7 +26,8 @@ from onnx2mcu.scheduler import schedule  # noqa: E402
 from onnx2mcu.scheduler.problem import Problem  # noqa: E402
 from onnx2mcu.simulator.execute import simulate  # noqa: E402
 
-TECHNIQUES = {"act_on_load": fuse_activations, "eager_accumulation": chain_sums, "partial_conv": split_concats}
+TECHNIQUES = {"act_on_load": fuse_activations, "eager_accumulation": chain_sums, "partial_conv": split_concats,
+              "inplace_conv": wrap_convs}
 SHARED = ROOT.parent / "shared" / "models"
 
 
@@ -103,6 +105,26 @@ def test_accumulator_takes_its_input_bytes():
     assert not any(n.op_type == "Relu" for n in graph.nodes)  # every ReLU here feeds convs only
 
 
+def test_inplace_conv_takes_its_input_bytes():
+    """The in-place conv rule: in the scheduler's order some depthwise/1x1 conv writes over its
+    dying input, and only convs whose geometry allows it ever do."""
+    from onnx2mcu.ops.memrw import inplace_kind
+
+    graph = randomized(small_nets()["randwire"]())
+    apply(graph, REWRITES)
+    sched = schedule(graph, "ilp", 10)
+    prof = profile(graph, sched.order)
+    shared = []
+    for node in graph.nodes:
+        if node.domain != "onnx2mcu":
+            continue
+        data = node.inputs[1 if node.op_type == "AccumulateKernel" else 0]
+        if prof.buffer_of.get(data) == prof.buffer_of[node.outputs[0]]:
+            assert inplace_kind(node, graph) is not None, node.name
+            shared.append(node.name)
+    assert shared
+
+
 def test_cifar_nets_peaks_drop_and_stay_proven():
     """Full-size DARTS-V2: the rewrites lower the optimal peak by >= 10%, still proven or bounded."""
     from nets import complex_nets
@@ -166,48 +188,109 @@ def test_shared_models_never_get_a_higher_peak(path):
 
 
 HAVE_CC = __import__("shutil").which("gcc") is not None and __import__("shutil").which("make") is not None
+HAVE_QEMU = __import__("shutil").which("qemu-system-arm") is not None and \
+    __import__("shutil").which("arm-none-eabi-gcc") is not None
+MODES = ["host"] + (["qemu"] if HAVE_QEMU else [])
 
 
-def _run_c_host(project) -> dict[str, np.ndarray]:
-    """Build and run a compiled project on the host; outputs by tensor name."""
+def _run_c(project, mode: str = "host") -> tuple[dict[str, np.ndarray], str]:
+    """Build and run a compiled project on the host or under QEMU; outputs by tensor name, and
+    the model.c text."""
     from onnx2mcu.runner import _prepare, load_project_inputs, read_report
-    from onnx2mcu.simulator.run_c import build, run_host
+    from onnx2mcu.simulator.run_c import build, run_host, run_qemu
+    from onnx2mcu.targets import get_board
 
     project = Path(project)
     report = read_report(project)
     values = load_project_inputs(project, report, None)
-    build_dir = _prepare(project, report, values, host=True)
-    build(build_dir, "host")
-    result = run_host(build_dir)
+    build_dir = _prepare(project, report, values, host=(mode == "host"))
+    board = get_board(report["board"]["name"])
+    build(build_dir, "host" if mode == "host" else board)
+    result = run_host(build_dir) if mode == "host" else run_qemu(build_dir, board, count_instructions=False,
+                                                                 timeout=300)
     assert result.exit_code == 0, result.stderr
     wire = {o["wire_name"]: o["name"] for o in report["c_io"]["outputs"]}
-    return {wire[k]: v.reshape(report["outputs"][wire[k]]["shape"]) for k, v in result.outputs().items()}
+    outputs = {wire[k]: v.reshape(report["outputs"][wire[k]]["shape"]) for k, v in result.outputs().items()}
+    return outputs, (project / "model.c").read_text()
+
+
+def _compile(graph, tmp_path, x, board: str = "host"):
+    import onnx
+
+    from onnx2mcu.api import compile as compile_model
+
+    placeholder = onnx.helper.make_model(onnx.helper.make_graph([], graph.name, [], []))  # the project's copy
+    compile_model(placeholder, tmp_path / "proj", graph=graph, optimization={}, scheduler="greedy",
+                  inputs={graph.inputs[0]: x}, board=board)
+    return tmp_path / "proj"
 
 
 @pytest.mark.c
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
-@pytest.mark.parametrize("net,keys", [("darts", ("act_on_load", "partial_conv")), ("randwire", REWRITES)],
-                         ids=["darts", "randwire"])
-def test_rewritten_c_matches_unrewritten_simulation(tmp_path, net, keys):
-    """Generated C of the rewritten graph (conv with prologue / accumulate / BN epilogue) on the
-    host equals the unrewritten model in the simulator within 1e-6 relative."""
-    from onnx2mcu.api import compile as compile_model
-
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("net", sorted(small_nets()))
+def test_rewritten_c_matches_unrewritten_simulation(tmp_path, net, mode):
+    """Generated C of the rewritten graph (conv, pool with prologue / accumulate / BN epilogue,
+    in-place convs) on the host and under QEMU equals the unrewritten model in the simulator
+    within 1e-6 relative, for a network of each family."""
     make = small_nets()[net]
     ref_graph, new_graph = randomized(make()), randomized(make())
     x = np.random.default_rng(2).standard_normal(ref_graph.tensors[ref_graph.inputs[0]].shape).astype(np.float32)
     expected, _ = run(ref_graph, x)
-    where = apply(new_graph, keys)
+    where = apply(new_graph, REWRITES)
     assert any(where.values())
     assert any(n.domain == "onnx2mcu" for n in new_graph.nodes)
-    import onnx
-
-    placeholder = onnx.helper.make_model(onnx.helper.make_graph([], net, [], []))  # the project's copy
-    compile_model(placeholder, tmp_path / "proj", graph=new_graph, optimization={}, scheduler="greedy",
-                  inputs={new_graph.inputs[0]: x})
-    got = _run_c_host(tmp_path / "proj")[new_graph.outputs[0]]
-    rel = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
+    project = _compile(new_graph, tmp_path, x, "host" if mode == "host" else "mps2-an386")
+    got, model_c = _run_c(project, mode)
+    assert "o2m_memrw_conv2d_f32(" in model_c
+    rel = np.max(np.abs(got[new_graph.outputs[0]] - expected)) / np.max(np.abs(expected))
     assert rel <= 1e-6, rel
+
+
+def _pool_gemm_graph():
+    """Relu read by a MaxPool and an AveragePool (count_include_pad, ceil_mode) summed, then a
+    Clip read by two Gemms summed: act_on_load and eager_accumulation reach every kernel."""
+    from nets import Builder
+
+    from onnx2mcu.ir import DType, Tensor
+
+    b = Builder("poolgemm", (1, 4, 7, 7))
+    r = b.relu(b.input)
+    p1 = b.node("MaxPool", [r], (1, 4, 4, 4), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})
+    p2 = b.node("AveragePool", [r], (1, 4, 4, 4), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 0, 0],
+                                                   "count_include_pad": 1, "ceil_mode": 1})
+    s = b.bn(b.add(p1, p2))
+    shape = b.const((2,))
+    b.tensors[shape] = Tensor(shape, (2,), DType.INT64, data=np.array([1, 64], dtype=np.int64))
+    flat = b.node("Reshape", [s, shape], (1, 64))
+    lo, hi = b.const(()), b.const(())
+    clip = b.node("Clip", [flat, lo, hi], (1, 64))
+    g1 = b.node("Gemm", [clip, b.const((10, 64)), b.const((10,))], (1, 10), {"transB": 1})
+    g2 = b.node("Gemm", [clip, b.const((64, 10))], (1, 10), {"alpha": 0.5})
+    graph = randomized(b.graph(b.add(g1, g2)))
+    graph.tensors[lo].data = np.array(0.1, dtype=np.float32)
+    graph.tensors[hi].data = np.array(0.9, dtype=np.float32)
+    return graph
+
+
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+def test_pool_and_gemm_kernels_with_prologue_and_accumulation(tmp_path):
+    """The pool and Gemm kernels of the rewrites (prologue, accumulate, BN epilogue) in C equal
+    the unrewritten graph in the simulator."""
+    ref_graph, new_graph = _pool_gemm_graph(), _pool_gemm_graph()
+    x = np.random.default_rng(3).standard_normal((1, 4, 7, 7)).astype(np.float32)
+    expected, _ = run(ref_graph, x)
+    apply(new_graph, ("act_on_load", "eager_accumulation"))
+    kinds = {(n.op_type, n.attr("kernel"), n.attr("prologue", "")) for n in new_graph.nodes if n.domain == "onnx2mcu"}
+    assert {k[1] for k in kinds} >= {"MaxPool", "AveragePool", "Gemm"}, kinds
+    assert any(k[0] == "AccumulateKernel" for k in kinds) and {k[2] for k in kinds} >= {"Relu", "Clip"}, kinds
+    got_sim, _ = run(new_graph, x)
+    got, model_c = _run_c(_compile(new_graph, tmp_path, x))
+    assert "o2m_memrw_pool2d_f32(" in model_c and "o2m_memrw_gemm_f32(" in model_c
+    for value in (got_sim, got[new_graph.outputs[0]]):
+        rel = np.max(np.abs(value - expected)) / np.max(np.abs(expected))
+        assert rel <= 1e-6, rel
 
 
 def test_cli_flag_reaches_the_options():

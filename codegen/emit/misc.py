@@ -616,7 +616,9 @@ register_kernel("Pow", emit_pow_any, dtypes=(DType.INT32, DType.INT64), sources=
 def emit_pool_nd(node: Node, ctx) -> list[str]:
     """3-D Max/AveragePool, and MaxPool with its Indices output (o2m_pool_nd_f32)."""
     x, y = node.inputs[0], node.outputs[0]
-    _f32(node, ctx, x)
+    integer = ctx.dtype(x) in SMALL_INT
+    if not integer:
+        _f32(node, ctx, x)
     shape = ctx.shape(x)
     win = window(node, tuple(shape[2:]), ceil_mode=bool(node.attr("ceil_mode", 0)))
     if tuple(win.out) != tuple(ctx.shape(y)[2:]):
@@ -625,12 +627,21 @@ def emit_pool_nd(node: Node, ctx) -> list[str]:
         node, ctx, shape[2:], win.out, win.kernel, win.strides, win.dilations, win.pads_begin)
     ends = [0] * (3 - (len(shape) - 2)) + list(win.pads_end)
     indices = node.outputs[1] if len(node.outputs) > 1 and ctx.is_used(node.outputs[1]) else ""
-    kind = 0 if node.op_type == "MaxPool" else 1
     ctx.need(MISC)
+    if integer:
+        if indices or node.op_type != "MaxPool":
+            ctx.refuse(node, f"no C kernel for {node.op_type} of {ctx.dtype(x).value} with these outputs")
+        return [f"o2m_maxpool_nd_int({KIND[ctx.dtype(x)]}, {ctx.int_array(geom, 'pool')}, "
+                f"{ctx.ptr(x)}, {ctx.ptr(y)});"]
+    kind = 0 if node.op_type == "MaxPool" else 1
     return [f"o2m_pool_nd_f32({kind}, {ctx.int_array(geom, 'pool')}, {ctx.int_array(ends, 'pads')}, "
             f"{int(bool(node.attr('count_include_pad', 0)))}, {int(node.attr('storage_order', 0))}, "
             f"{ctx.ptr(x)}, {ctx.ptr(y)}, {ctx.ptr(indices)});"]
 
+
+# MaxPool of raw int8/uint8 (no quantization); the quantized int8 MaxPool (codegen/emit/int8.py)
+# dispatches here for int8 nodes without quantization parameters
+register_kernel("MaxPool", emit_pool_nd, dtypes=SMALL_INT, sources=(MISC,))
 
 def emit_reduce_nd(node: Node, ctx, kind: str, shape, axes) -> list[str]:
     """A reduction over axes that are not one run (o2m_reduce_nd_f32)."""

@@ -19,12 +19,21 @@ The memory rules (onnx2mcu/memory.py) follow from the flags: the
 pre-activation tensor is the only one stored (the activation's output does
 not exist), and AccumulateKernel's output takes ACC's bytes when ACC dies
 there (its in-place input 0), so an accumulation costs no new buffer.
+
+In-place convolution (TinyEngine's in-place depthwise, and the same for a
+pointwise conv): when the wrapped Conv is depthwise or 1x1, of stride 1, and
+its output has its data input's shape, the output may also take the data
+input's bytes when that input dies there (`inplace_rule`).  An output element
+reads only its own channel (depthwise) or its own pixel (1x1), so the kernel
+needs only a small scratch (`conv_scratch`: one channel's padded input plane,
+or two pixels' inputs), which it uses in every case so that the prologue runs
+once per input element.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from onnx2mcu.ir import Graph, Node
+from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.registry import FLOAT, lookup, register
 
 DOMAIN = "onnx2mcu"
@@ -102,7 +111,75 @@ def _macs(node: Node, graph: Graph) -> int:
     return (inner.macs(kernel_node(node), graph) if inner is not None else out) + extra
 
 
-register(FUSED, _fused, domain=DOMAIN, dtypes=(FLOAT,), check=_check, macs=_macs)
-# input 0 (ACC) dies here in the rewritten graphs, so the output takes its bytes
+def conv_path(node: Node, graph: Graph) -> str | None:
+    """"depthwise" (groups == C_in == C_out) or "pointwise" (1x1, stride 1, no pads, group 1)
+    for a wrapped 2-D float Conv with constant weights: the C kernel's fast paths, which take a
+    scratch (`conv_scratch`) and may run in place; None otherwise."""
+    if node.attr("kernel") != "Conv":
+        return None
+    first = 1 if node.op_type == ACCUMULATE else 0
+    if len(node.inputs) < first + 2 or not node.inputs[first] or not node.inputs[first + 1]:
+        return None
+    x, w = graph.tensors[node.inputs[first]], graph.tensors[node.inputs[first + 1]]
+    y = graph.tensors[node.outputs[0]]
+    if x.is_const or not w.is_const or len(x.shape) != 4 or len(w.shape) != 4 \
+            or x.dtype is not DType.FLOAT32 or y.dtype is not DType.FLOAT32:
+        return None
+    channels = x.shape[1]
+    group = node.attr("group", 1)
+    if group == channels and w.shape[0] == channels and w.shape[1] == 1:
+        return "depthwise"
+    win = _conv_window(node, graph)
+    if group == 1 and tuple(w.shape[2:]) == (1, 1) and win.strides == (1, 1) and win.pads_begin == (0, 0) \
+            and win.out == tuple(x.shape[2:]):
+        return "pointwise"
+    return None
+
+
+def _conv_window(node: Node, graph: Graph):
+    from onnx2mcu.ops.conv import window
+
+    first = 1 if node.op_type == ACCUMULATE else 0
+    x, w = graph.tensors[node.inputs[first]], graph.tensors[node.inputs[first + 1]]
+    return window(kernel_node(node), tuple(x.shape[2:]), tuple(w.shape[2:]))
+
+
+def inplace_kind(node: Node, graph: Graph) -> str | None:
+    """`conv_path` when the conv can also overwrite its data input (output shaped as the
+    input: stride 1 for a depthwise conv, C_out == C_in for a 1x1), else None."""
+    path = conv_path(node, graph)
+    first = 1 if node.op_type == ACCUMULATE else 0
+    if path is None or graph.tensors[node.inputs[first]].shape != graph.tensors[node.outputs[0]].shape:
+        return None
+    if path == "depthwise" and _conv_window(node, graph).strides != (1, 1):
+        return None
+    return path
+
+
+def _inplace_rule(node: Node, graph: Graph) -> tuple[int, ...]:
+    # AccumulateKernel: ACC (input 0), which dies here in the rewritten graphs, first
+    accumulator = (0,) if node.op_type == ACCUMULATE else ()
+    if inplace_kind(node, graph) is None:
+        return accumulator
+    return accumulator + (1 if node.op_type == ACCUMULATE else 0,)
+
+
+def conv_scratch(node: Node, graph: Graph) -> int:
+    """Bytes of the conv's fast path (runtime_c/o2m_memrw.c): one channel's padded input plane
+    (depthwise) or two pixels' C_in inputs (1x1)."""
+    path = conv_path(node, graph)
+    if path is None:
+        return 0
+    first = 1 if node.op_type == ACCUMULATE else 0
+    if path == "pointwise":
+        return 8 * graph.tensors[node.inputs[first]].shape[1]
+    win = _conv_window(node, graph)
+    rows, cols = ((o - 1) * s + (k - 1) * d + 1 for o, s, k, d in
+                  zip(win.out, win.strides, win.kernel, win.dilations))
+    return 4 * rows * cols
+
+
+register(FUSED, _fused, domain=DOMAIN, dtypes=(FLOAT,), check=_check, macs=_macs,
+         inplace_rule=_inplace_rule, scratch_bytes=conv_scratch)
 register(ACCUMULATE, _accumulate, domain=DOMAIN, dtypes=(FLOAT,), check=_check, macs=_macs,
-         inplace_inputs=(0,))
+         inplace_rule=_inplace_rule, scratch_bytes=conv_scratch)

@@ -84,6 +84,10 @@ class OpDef:
     as they are (its kernels take int8/uint8).  QUANT_INTEGER: it has its own integer
     reference and kernel (requantizing), chosen per node by `int8_check`
     (onnx2mcu/ops/int8.py attaches them)."""
+    inplace_rule: Callable[[Node, Graph], tuple[int, ...]] | None = None
+    """inplace_inputs that depend on the node (its geometry), for ops whose kernels overwrite
+    their input only in some shapes (the memory-rewrite kernels, onnx2mcu/ops/memrw.py);
+    None: `inplace_inputs`."""
 
     def accepts(self, position: int, dtype: DType) -> bool:
         allowed = self.dtypes[min(position, len(self.dtypes) - 1)]
@@ -194,6 +198,8 @@ def node_inplace_inputs(node: Node, graph: Graph) -> tuple[int, ...]:
     op = lookup(node.op_type, node.domain)
     if op is None:
         return ()
+    if op.inplace_rule is not None:
+        return op.inplace_rule(node, graph)
     if op.int8_inplace is not None and any(
             n and graph.tensors[n].quant is not None and graph.tensors[n].dtype is DType.INT8
             and not graph.tensors[n].is_const for n in node.inputs):
