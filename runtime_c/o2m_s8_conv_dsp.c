@@ -163,6 +163,41 @@ static void o2m_unpack2(const int8_t *c0, const int8_t *c1, int32_t groups, int3
     }
 }
 
+/* One step of a 2x2 tile: weight words v0 (row 0) and v1 (row 1), four int8 each, against
+ * two pixels whose four values arrive SXTB16-unpacked as (even, odd) halfword pairs:
+ * a00 += w0.p0, a01 += w0.p1, a10 += w1.p0, a11 += w1.p1. */
+static inline void o2m_mac2x2(uint32_t v0, uint32_t v1, int32_t p0e, int32_t p0o, int32_t p1e,
+                              int32_t p1o, int32_t *a00, int32_t *a01, int32_t *a10, int32_t *a11)
+{
+    int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
+    *a00 = o2m_smlad(wo, p0o, o2m_smlad(we, p0e, *a00));
+    *a01 = o2m_smlad(wo, p1o, o2m_smlad(we, p1e, *a01));
+    we = o2m_sxtb16(v1);
+    wo = o2m_sxtb16_r8(v1);
+    *a10 = o2m_smlad(wo, p0o, o2m_smlad(we, p0e, *a10));
+    *a11 = o2m_smlad(wo, p1o, o2m_smlad(we, p1e, *a11));
+}
+
+/* Requantize and store a 2x2 tile: channels oc (and oc + 1 when `pair`), pixel 0 of plane y
+ * (and pixel 1 when `two`); acc as o2m_mac2x2's a00, a01, a10, a11. */
+static inline void o2m_store2x2(const o2m_dsp_requant *r, int32_t oc, int32_t pair, int32_t two,
+                                const int32_t *acc, int8_t *y, int32_t plane)
+{
+    o2m_dsp_rq q;
+    o2m_dsp_rq_load(r, oc, &q);
+    y[oc * plane] = o2m_dsp_out(acc[0], &q, r);
+    if (two) {
+        y[oc * plane + 1] = o2m_dsp_out(acc[1], &q, r);
+    }
+    if (pair) {
+        o2m_dsp_rq_load(r, oc + 1, &q);
+        y[(oc + 1) * plane] = o2m_dsp_out(acc[2], &q, r);
+        if (two) {
+            y[(oc + 1) * plane + 1] = o2m_dsp_out(acc[3], &q, r);
+        }
+    }
+}
+
 /* a00 += w0.c0, a01 += w0.c1, a10 += w1.c0, a11 += w1.c1 over k values: the whole words
  * from the unpacked columns x16, the k % 4 last ones from the int8 columns c0, c1. */
 static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int32_t *x16, const int8_t *c0,
@@ -171,20 +206,7 @@ static inline void o2m_dot2x2(const int8_t *w0, const int8_t *w1, const int32_t 
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t i;
     for (i = k >> 2; i > 0; --i) {
-        const int32_t x0e = x16[0], x0o = x16[1], x1e = x16[2], x1o = x16[3];
-        const uint32_t v0 = o2m_ld32(w0);
-        const uint32_t v1 = o2m_ld32(w1);
-        int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
-        a00 = o2m_smlad(we, x0e, a00);
-        a00 = o2m_smlad(wo, x0o, a00);
-        a01 = o2m_smlad(we, x1e, a01);
-        a01 = o2m_smlad(wo, x1o, a01);
-        we = o2m_sxtb16(v1);
-        wo = o2m_sxtb16_r8(v1);
-        a10 = o2m_smlad(we, x0e, a10);
-        a10 = o2m_smlad(wo, x0o, a10);
-        a11 = o2m_smlad(we, x1e, a11);
-        a11 = o2m_smlad(wo, x1o, a11);
+        o2m_mac2x2(o2m_ld32(w0), o2m_ld32(w1), x16[0], x16[1], x16[2], x16[3], &a00, &a01, &a10, &a11);
         x16 += 4;
         w0 += 4;
         w1 += 4;
@@ -217,22 +239,10 @@ O2M_DSP_NOINLINE static void o2m_gemm_columns(const o2m_conv2d_s8_dsp_params *p,
         const int8_t *w0 = w + (int32_t)oc * k;
         const int8_t *w1 = pair ? w0 + k : w0;
         int32_t acc[4];
-        o2m_dsp_rq q0, q1;
         acc[0] = acc[1] = p->bias[oc];
         acc[2] = acc[3] = pair ? p->bias[oc + 1] : 0;
         o2m_dot2x2(w0, w1, x16, c0, c1, k, acc);
-        o2m_dsp_rq_load(r, oc, &q0);
-        y[(int32_t)oc * plane] = o2m_dsp_out(acc[0], &q0, r);
-        if (two) {
-            y[(int32_t)oc * plane + 1] = o2m_dsp_out(acc[1], &q0, r);
-        }
-        if (pair) {
-            o2m_dsp_rq_load(r, oc + 1, &q1);
-            y[(int32_t)(oc + 1) * plane] = o2m_dsp_out(acc[2], &q1, r);
-            if (two) {
-                y[(int32_t)(oc + 1) * plane + 1] = o2m_dsp_out(acc[3], &q1, r);
-            }
-        }
+        o2m_store2x2(r, oc, pair, two, acc, y, plane);
     }
 }
 
@@ -345,21 +355,8 @@ static inline void o2m_conv_acc(const int8_t *base, const int32_t *t, const int8
     for (i = k >> 2; i > 0; --i, t += 4) {
         const uint32_t t02 = o2m_tap2(base + t[0], s) | (o2m_tap2(base + t[2], s) << 16);
         const uint32_t t13 = o2m_tap2(base + t[1], s) | (o2m_tap2(base + t[3], s) << 16);
-        const int32_t e0 = o2m_sxtb16(t02), e1 = o2m_sxtb16_r8(t02);
-        const int32_t o0 = o2m_sxtb16(t13), o1 = o2m_sxtb16_r8(t13);
-        const uint32_t v0 = o2m_ld32(w0);
-        const uint32_t v1 = o2m_ld32(w1);
-        int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
-        a00 = o2m_smlad(we, e0, a00);
-        a00 = o2m_smlad(wo, o0, a00);
-        a01 = o2m_smlad(we, e1, a01);
-        a01 = o2m_smlad(wo, o1, a01);
-        we = o2m_sxtb16(v1);
-        wo = o2m_sxtb16_r8(v1);
-        a10 = o2m_smlad(we, e0, a10);
-        a10 = o2m_smlad(wo, o0, a10);
-        a11 = o2m_smlad(we, e1, a11);
-        a11 = o2m_smlad(wo, o1, a11);
+        o2m_mac2x2(o2m_ld32(w0), o2m_ld32(w1), o2m_sxtb16(t02), o2m_sxtb16(t13), o2m_sxtb16_r8(t02),
+                   o2m_sxtb16_r8(t13), &a00, &a01, &a10, &a11);
         w0 += 4;
         w1 += 4;
     }
@@ -390,7 +387,6 @@ O2M_DSP_NOINLINE static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, co
         const int8_t *w0 = w + oc * k;
         const int8_t *w1 = pair ? w0 + k : w0;
         int32_t acc[4];
-        o2m_dsp_rq q;
         acc[0] = acc[1] = p->bias[oc];
         acc[2] = acc[3] = pair ? p->bias[oc + 1] : 0;
         if (s == 1) {
@@ -400,18 +396,7 @@ O2M_DSP_NOINLINE static void o2m_conv_pair(const o2m_conv2d_s8_dsp_params *p, co
         } else {
             o2m_conv_acc(base, p->taps, w0, w1, k, s, acc);
         }
-        o2m_dsp_rq_load(r, oc, &q);
-        y[oc * plane] = o2m_dsp_out(acc[0], &q, r);
-        if (two) {
-            y[oc * plane + 1] = o2m_dsp_out(acc[1], &q, r);
-        }
-        if (pair) {
-            o2m_dsp_rq_load(r, oc + 1, &q);
-            y[(oc + 1) * plane] = o2m_dsp_out(acc[2], &q, r);
-            if (two) {
-                y[(oc + 1) * plane + 1] = o2m_dsp_out(acc[3], &q, r);
-            }
-        }
+        o2m_store2x2(r, oc, pair, two, acc, y, plane);
     }
 }
 
@@ -430,26 +415,12 @@ O2M_DSP_NOINLINE static void o2m_pointwise_pair(const o2m_conv2d_s8_dsp_params *
         const int8_t *xs = x;
         int32_t a00 = p->bias[oc], a01 = a00;
         int32_t a10 = pair ? p->bias[oc + 1] : 0, a11 = a10;
-        o2m_dsp_rq q;
         for (i = k >> 2; i > 0; --i) {
             const int8_t *xs2 = xs + 2 * plane;
             const uint32_t t02 = o2m_tap2(xs, 1) | (o2m_tap2(xs2, 1) << 16);
             const uint32_t t13 = o2m_tap2(xs + plane, 1) | (o2m_tap2(xs2 + plane, 1) << 16);
-            const int32_t e0 = o2m_sxtb16(t02), e1 = o2m_sxtb16_r8(t02);
-            const int32_t o0 = o2m_sxtb16(t13), o1 = o2m_sxtb16_r8(t13);
-            const uint32_t v0 = o2m_ld32(w0);
-            const uint32_t v1 = o2m_ld32(w1);
-            int32_t we = o2m_sxtb16(v0), wo = o2m_sxtb16_r8(v0);
-            a00 = o2m_smlad(we, e0, a00);
-            a00 = o2m_smlad(wo, o0, a00);
-            a01 = o2m_smlad(we, e1, a01);
-            a01 = o2m_smlad(wo, o1, a01);
-            we = o2m_sxtb16(v1);
-            wo = o2m_sxtb16_r8(v1);
-            a10 = o2m_smlad(we, e0, a10);
-            a10 = o2m_smlad(wo, o0, a10);
-            a11 = o2m_smlad(we, e1, a11);
-            a11 = o2m_smlad(wo, o1, a11);
+            o2m_mac2x2(o2m_ld32(w0), o2m_ld32(w1), o2m_sxtb16(t02), o2m_sxtb16(t13), o2m_sxtb16_r8(t02),
+                       o2m_sxtb16_r8(t13), &a00, &a01, &a10, &a11);
             xs = xs2 + 2 * plane;
             w0 += 4;
             w1 += 4;
@@ -461,13 +432,9 @@ O2M_DSP_NOINLINE static void o2m_pointwise_pair(const o2m_conv2d_s8_dsp_params *
             a10 += v1 * x0;
             a11 += v1 * x1;
         }
-        o2m_dsp_rq_load(r, oc, &q);
-        y[oc * plane] = o2m_dsp_out(a00, &q, r);
-        y[oc * plane + 1] = o2m_dsp_out(a01, &q, r);
-        if (pair) {
-            o2m_dsp_rq_load(r, oc + 1, &q);
-            y[(oc + 1) * plane] = o2m_dsp_out(a10, &q, r);
-            y[(oc + 1) * plane + 1] = o2m_dsp_out(a11, &q, r);
+        {
+            const int32_t acc[4] = {a00, a01, a10, a11};
+            o2m_store2x2(r, oc, pair, 1, acc, y, plane);
         }
     }
 }
