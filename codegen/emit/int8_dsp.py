@@ -52,12 +52,20 @@ def folded_bias(w: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarra
     return ((folded + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT).astype(np.int64)
 
 
-def _conv_applies(node: Node, graph: Graph) -> str | None:
+def _fixed_int8(node: Node, graph: Graph):
+    """(the node's int8 Params, None), or (None, why no fast kernel can take it)."""
     p = int8_params(node, graph)
     if p is None:
-        return "not an integer node"
+        return None, "not an integer node"
     if p.mode != "fixed":
-        return "fast kernels use the fixed-point requantization (--requant fixed)"
+        return None, "fast kernels use the fixed-point requantization (--requant fixed)"
+    return p, None
+
+
+def _conv_applies(node: Node, graph: Graph) -> str | None:
+    p, why = _fixed_int8(node, graph)
+    if why:
+        return why
     conv = p.conv
     x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     if len(x.shape) != 4:
@@ -77,11 +85,9 @@ def _conv_applies(node: Node, graph: Graph) -> str | None:
 
 
 def _fc_applies(node: Node, graph: Graph) -> str | None:
-    p = int8_params(node, graph)
-    if p is None:
-        return "not an integer node"
-    if p.mode != "fixed":
-        return "fast kernels use the fixed-point requantization (--requant fixed)"
+    p, why = _fixed_int8(node, graph)
+    if why:
+        return why
     if p.matmul:
         return "MatMul layout"
     fc = p.fc

@@ -44,8 +44,10 @@ def _emit_matmul(node: Node, ctx) -> list[str]:
     return [f"o2m_matmul_f32(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, NULL, {ctx.ptr(y)});"]
 
 
-def _emit_gemm(node: Node, ctx) -> list[str]:
-    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+def gemm_geometry(node: Node, ctx) -> dict:
+    """m, n, k, trans_a, trans_b and C's broadcast strides (c_stride_m, c_stride_n: 0 along a
+    broadcast dim) of a Gemm node: the fields o2m_gemm_f32 and o2m_memrw_gemm_f32 share."""
+    a, b = node.inputs[0], node.inputs[1]
     c = node.inputs[2] if len(node.inputs) > 2 else ""
     trans_a, trans_b = int(bool(node.attr("transA", 0))), int(bool(node.attr("transB", 0)))
     sa, sb = ctx.shape(a), ctx.shape(b)
@@ -56,9 +58,18 @@ def _emit_gemm(node: Node, ctx) -> list[str]:
         sc = [1] * (2 - len(ctx.shape(c))) + list(ctx.shape(c))
         c_stride_m = sc[1] if sc[0] != 1 else 0
         c_stride_n = 1 if sc[1] != 1 else 0
-    params = {"m": m, "n": n, "k": k, "trans_a": trans_a, "trans_b": trans_b,
+    return {"m": m, "n": n, "k": k, "trans_a": trans_a, "trans_b": trans_b,
+            "c_stride_m": c_stride_m, "c_stride_n": c_stride_n}
+
+
+def _emit_gemm(node: Node, ctx) -> list[str]:
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    c = node.inputs[2] if len(node.inputs) > 2 else ""
+    geo = gemm_geometry(node, ctx)
+    params = {"m": geo["m"], "n": geo["n"], "k": geo["k"], "trans_a": geo["trans_a"],
+              "trans_b": geo["trans_b"],
               "alpha": c_float(node.attr("alpha", 1.0)), "beta": c_float(node.attr("beta", 1.0)),
-              "c_stride_m": c_stride_m, "c_stride_n": c_stride_n, "act": NO_ACT}
+              "c_stride_m": geo["c_stride_m"], "c_stride_n": geo["c_stride_n"], "act": NO_ACT}
     name = ctx.declare("o2m_gemm_params", c_struct(params), "gemm")
     ctx.need(LINALG)
     return [f"o2m_gemm_f32(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(c)}, {ctx.ptr(y)});"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnx2mcu.codegen.context import CONV, c_scalar
+from onnx2mcu.codegen.emit.linalg import gemm_geometry
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops.memrw import ACCUMULATE, DOMAIN, FUSED, conv_scratch, inplace_kind, kernel_node
@@ -97,16 +98,9 @@ def _emit_gemm(node: Node, inner: Node, ctx) -> list[str]:
     c = inner.inputs[2] if len(inner.inputs) > 2 else ""
     if any(ctx.dtype(t) is not DType.FLOAT32 for t in (a, b)) or len(ctx.shape(a)) != 2:
         ctx.refuse(node, "no C kernel for this Gemm (float32, 2-D A only)")
-    trans_a, trans_b = int(bool(inner.attr("transA", 0))), int(bool(inner.attr("transB", 0)))
-    sa, sb = ctx.shape(a), ctx.shape(b)
-    m, k = (sa[1], sa[0]) if trans_a else (sa[0], sa[1])
-    n = sb[0] if trans_b else sb[1]
-    c_sm = c_sn = 0
-    if c:
-        sc = [1] * (2 - len(ctx.shape(c))) + list(ctx.shape(c))
-        c_sm = sc[1] if sc[0] != 1 else 0
-        c_sn = 1 if sc[1] != 1 else 0
-    g = ctx.int_array([m, n, k, trans_a, trans_b, c_sm, c_sn], "memrw_gemm")
+    geo = gemm_geometry(inner, ctx)
+    g = ctx.int_array([geo[f] for f in ("m", "n", "k", "trans_a", "trans_b", "c_stride_m", "c_stride_n")],
+                      "memrw_gemm")
     prologue, bn, acc = _common(node, ctx, GEMM_PROTOTYPE)
     return [f"o2m_memrw_gemm_f32({g}, {_float(inner.attr('alpha', 1.0))}, {_float(inner.attr('beta', 1.0))}, "
             f"{', '.join(prologue)}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(c)}, {bn}, {acc}, {ctx.ptr(y)});"]
