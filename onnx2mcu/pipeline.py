@@ -195,14 +195,16 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
 
 def _schedule(graph: Graph, board: Board, options: Options):
     """Schedule; then every node whose step, with its kernel's scratch, holds more live bytes
-    than the schedule's peak without any kernel scratch is put in Graph.scratch_free, its kernel re-selected in its scratch-free
-    form, and the graph scheduled again, until no scratch raises the peak.  Fast kernels thus
-    take scratch only where the arena has room for it (docs/ARCHITECTURE.md, kernels)."""
+    than the schedule's peak without any kernel scratch is put in Graph.scratch_free, its
+    kernel re-selected in its scratch-free form, and the graph scheduled again, until no
+    scratch raises the peak.  Fast kernels thus take scratch only where the arena has room
+    for it (docs/ARCHITECTURE.md, kernels).  Ends: scratch_free only grows, and a round that
+    adds no node leaves the kernels (and so the schedule) as they are."""
     from onnx2mcu.codegen.kernels import select_kernels
     from onnx2mcu.memory import profile
     from onnx2mcu.scheduler import schedule
 
-    for _ in range(8):
+    while True:
         sched = schedule(graph, options.scheduler, time_limit=options.time_limit)
         with_scratch = profile(graph, sched.order).live_bytes
         kept = dict(graph.scratch)
@@ -211,12 +213,13 @@ def _schedule(graph: Graph, board: Board, options: Options):
         graph.scratch.update(kept)
         raising = {node.name for node, live in zip(sched.order, with_scratch)
                    if kept.get(node.name, 0) > 0 and live > bare_peak}
-        before = dict(graph.scratch)
-        graph.scratch_free |= raising
-        select_kernels(graph, board)
-        if graph.scratch == before:
+        if raising <= graph.scratch_free:
             return sched
-    return sched
+        graph.scratch_free |= raising
+        before = dict(graph.scratch)
+        select_kernels(graph, board)
+        if graph.scratch == before:  # no kernel had a scratch-free form: the schedule stands
+            return sched
 
 
 def _requant_mode(mode: str) -> str:
