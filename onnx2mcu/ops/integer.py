@@ -31,6 +31,9 @@ from onnx2mcu.ops._util import has_input, input_or_none
 from onnx2mcu.ops.conv import WindowParams, conv_sum, node_window, prepare_window, window_check
 from onnx2mcu.ops.registry import QUANT, QUANT_INTEGER, register
 
+INTEGER_PRODUCTS = ("MatMulInteger", "ConvInteger")
+"""Counted as int8 nodes by the precision report (onnx2mcu/ops/int8.py node_precision)."""
+
 MAX_INNER = (2**31 - 1) // (255 * 255)
 """Largest inner size (K, or C/group x kernel taps) whose int32 sum cannot overflow."""
 
