@@ -26,6 +26,7 @@ from onnx2mcu.ir import DType, Graph, Node, QuantParams, Tensor
 from onnx2mcu.ops import int8_ref as R
 from onnx2mcu.ops._util import int_list, norm_axis
 from onnx2mcu.ops.conv import Window, WindowParams, prepare_window
+from onnx2mcu.ops.integer import INTEGER_PRODUCTS
 from onnx2mcu.ops.registry import QUANT_INTEGER, lookup, prepared, upgrade
 
 ACT_ATTR = "o2m_fused_act"
@@ -620,19 +621,26 @@ def int8_params(node: Node, graph: Graph) -> Int8Params | None:
     return params if isinstance(params, Int8Params) else None
 
 
+QUANTIZERS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+"""The edges between float and integer values (DynamicQuantizeLinear: onnx2mcu/ops/quant.py)."""
+
+
 def node_precision(node: Node, graph: Graph) -> str:
     """"int8" for a node computing on quantized integers (its own integer kernel or an op that
-    only moves them), "float" for a compute node on floats, "" for the Q/DQ at the edges."""
-    if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx"):
+    only moves them, or an integer product of dynamic quantization: MatMulInteger, ConvInteger),
+    "float" for a compute node on floats, "" for the quantizers at the edges."""
+    if node.op_type in QUANTIZERS and node.domain in ("", "ai.onnx"):
         return ""
     names = [n for n in list(node.inputs) + list(node.outputs) if n]
     if int8_params(node, graph) is not None:
         return "int8"
+    if node.op_type in INTEGER_PRODUCTS and node.domain in ("", "ai.onnx"):
+        return "int8"  # exact int32 sums of 8-bit operands (onnx2mcu/ops/integer.py)
     data = [graph.tensors[n] for n in names if not graph.tensors[n].is_const]
     if data and all(t.quant is not None for t in data):
         return "int8"
     return "float"
 
 
-__all__ = ["ACT_ATTR", "FUSABLE_ACT_OPS", "Int8Params", "NotInteger", "int8_params", "node_precision",
+__all__ = ["ACT_ATTR", "FUSABLE_ACT_OPS", "QUANTIZERS", "Int8Params", "NotInteger", "int8_params", "node_precision",
            "Tensor"]
