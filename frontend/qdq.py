@@ -320,8 +320,10 @@ def _params(scale: np.ndarray, zero: np.ndarray, axis: int, rank: int) -> QuantP
     if scale.dtype != np.float32 or scale.ndim > 1 or zero.shape != scale.shape:
         return None
     try:
-        if scale.ndim == 0:
-            return QuantParams(scale, zero)
+        if scale.size == 1:
+            # a one-element scale is per tensor whatever its rank (onnxruntime reads it so, and
+            # quantize_static writes its bias scales as shape [1]: the axis would not even exist)
+            return QuantParams(scale.reshape(()), zero.reshape(()))
         if not -rank <= axis < rank:
             return None
         return QuantParams(scale, zero, axis % rank)
