@@ -30,6 +30,11 @@ from onnx2mcu.ops import lookup
 from onnx2mcu.scheduler import Schedule
 
 IO_SUFFIX = {dtype: dtype.suffix for dtype in DType}  # harness o2m_out_<suffix> (ir.DTYPE_TABLE)
+# model.h's <PREFIX>_DTYPE_<SUFFIX> codes: 1 + the dtype's place in ir.DType (so new dtypes go at
+# the end there; tests/test_int8_api.py pins the codes).  The names are the kernel suffixes, which
+# <PREFIX>_INPUTn_DTYPE expands to; DTYPE_ALIASES are API version 1's names for the same codes.
+C_API_DTYPES = [(dtype.suffix.upper(), code) for code, dtype in enumerate(DType, start=1)]
+DTYPE_ALIASES = [("I8", "S8"), ("I32", "S32"), ("I64", "S64"), ("BOOL", "B8")]
 
 
 @dataclass
@@ -167,7 +172,8 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
     common = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__,
                   source=os.path.basename(graph.source) or graph.name, inputs=inputs,
                   outputs=outputs, arena_bytes=sched.arena_bytes, peak_bytes=sched.peak_bytes,
-                  weights_bytes=weights_total, n_steps=len(steps), scheduler=sched.method)
+                  weights_bytes=weights_total, n_steps=len(steps), scheduler=sched.method,
+                  dtypes=C_API_DTYPES, dtype_aliases=DTYPE_ALIASES)
     env = _env()
     words = weight_words(graph, weight_offsets, internal_total) if uses_weights else None
     ext_words = weight_words(graph, ext_offsets, ext_total) if ext_offsets else None
