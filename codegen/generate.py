@@ -30,6 +30,11 @@ from onnx2mcu.ops import lookup
 from onnx2mcu.scheduler import Schedule
 
 IO_SUFFIX = {dtype: dtype.suffix for dtype in DType}  # harness o2m_out_<suffix> (ir.DTYPE_TABLE)
+# model.h's <PREFIX>_DTYPE_<SUFFIX> codes: 1 + the dtype's place in ir.DType (so new dtypes go at
+# the end there; tests/test_int8_api.py pins the codes).  The names are the kernel suffixes, which
+# <PREFIX>_INPUTn_DTYPE expands to; DTYPE_ALIASES are API version 1's names for the same codes.
+C_API_DTYPES = [(dtype.suffix.upper(), code) for code, dtype in enumerate(DType, start=1)]
+DTYPE_ALIASES = [("I8", "S8"), ("I32", "S32"), ("I64", "S64"), ("BOOL", "B8")]
 
 
 @dataclass
@@ -167,7 +172,9 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
     common = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__,
                   source=os.path.basename(graph.source) or graph.name, inputs=inputs,
                   outputs=outputs, arena_bytes=sched.arena_bytes, peak_bytes=sched.peak_bytes,
-                  weights_bytes=weights_total, n_steps=len(steps), scheduler=sched.method)
+                  weights_bytes=weights_total, n_steps=len(steps), scheduler=sched.method,
+                  dtypes=C_API_DTYPES, dtype_aliases=DTYPE_ALIASES,
+                  quant_helpers=any(e["quant"] and e["quant"]["helper"] for e in inputs + outputs))
     env = _env()
     words = weight_words(graph, weight_offsets, internal_total) if uses_weights else None
     ext_words = weight_words(graph, ext_offsets, ext_total) if ext_offsets else None
@@ -195,13 +202,40 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
     return GeneratedModel(files, sorted(ctx.kernels), report)
 
 
+QUANT_HELPERS = {DType.INT8: "s8", DType.UINT8: "u8"}
+"""Integer types with quantize/dequantize helpers in model.h; an int32-quantized input or output
+gets its macros only (its header says so)."""
+
+
 def _io_quant(tensor) -> dict | None:
-    """Per-tensor scale and zero point of a quantized input/output, for the header's macros."""
+    """Scale and zero point of a quantized input/output as C literals, for model.h's macros and
+    helpers: per tensor, or per axis (arrays, with the element -> channel map: channel of flat
+    element i = (i / inner) % channels)."""
     q = tensor.quant
-    if q is None or np.asarray(q.scale).size != 1:
+    if q is None:
         return None
-    return {"scale": c_float(float(np.asarray(q.scale).reshape(-1)[0])),
-            "zero_point": int(np.asarray(q.zero_point).reshape(-1)[0])}
+    scale = np.asarray(q.scale, np.float32).reshape(-1)
+    zero = np.asarray(q.zero_point).reshape(-1)
+    entry = {"helper": QUANT_HELPERS.get(tensor.dtype), "axis": None}
+    if q.axis is None or scale.size == 1:
+        return dict(entry, scale=c_float(float(scale[0])), zero_point=_c_macro_int(int(zero[0])))
+    channels = int(tensor.shape[q.axis])
+    if zero.size == 1:
+        zero = np.full(scale.size, zero[0])
+    if scale.size != channels or zero.size != channels:
+        raise UserError(f"'{tensor.name}': {scale.size} scale(s) on axis {q.axis} of a graph "
+                        f"input/output of shape {list(tensor.shape)}: one per index expected; fix "
+                        f"its QuantizeLinear/DequantizeLinear")
+    inner = max(int(np.prod(tensor.shape[q.axis + 1:], dtype=np.int64)), 1)  # no `/ 0` in the C
+    return dict(entry, axis=int(q.axis), channels=channels, inner=inner,
+                scales="{ " + ", ".join(c_float(float(v)) for v in scale) + " }",
+                zero_points="{ " + ", ".join(c_int(int(v)) for v in zero) + " }")
+
+
+def _c_macro_int(value: int) -> str:
+    """An integer literal safe in any macro expansion (`x - ZP` with ZP = -3 must not read `x--3`)."""
+    text = c_int(value)
+    return f"({text})" if text.startswith("-") else text
 
 
 def _unique_idents(entries: list[dict]) -> None:

@@ -20,7 +20,8 @@ class DType(Enum):
     Everything else about a dtype (numpy type, ONNX code, C type, union member,
     kernel suffix) is in its row of `DTYPE_TABLE` below; every other table in
     the pipeline derives from it, so adding a dtype is one row there plus its
-    runtime_c kernels."""
+    runtime_c kernels.  The member order numbers model.h's <PREFIX>_DTYPE_* codes
+    (codegen/generate.py C_API_DTYPES): add new members at the end."""
 
     FLOAT32 = "float32"
     INT8 = "int8"

@@ -154,7 +154,7 @@ def test_library_has_only_what_a_firmware_needs(outputs):
 
 def test_header_is_a_versioned_c_and_cpp_api(outputs):
     header = (outputs[1]["library"] / "model.h").read_text()
-    for text in ('extern "C" {', "#define MODEL_API_VERSION 1", "#define MODEL_ONNX2MCU_VERSION",
+    for text in ('extern "C" {', "#define MODEL_API_VERSION 2", "#define MODEL_ONNX2MCU_VERSION",
                  "#define MODEL_INPUT0_SHAPE { 1, 3, 32, 32 }", "#define MODEL_INPUT0_DIM1 3",
                  "#define MODEL_INPUT0_DTYPE MODEL_DTYPE_F32", "#define MODEL_OUTPUT0_TYPE float",
                  "int model_init(model_ctx *ctx, void *arena, size_t arena_bytes);",
