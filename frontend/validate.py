@@ -195,6 +195,8 @@ def check_quantized_types(proto: onnx.ModelProto, label: str) -> None:
         if quant and node.op_type == "QuantizeLinear" and "output_dtype" in attrs and attrs["output_dtype"].i:
             types.append((node.output[0] if node.output else "", attrs["output_dtype"].i))
         for name, dtype in types:
+            if dtype not in _SUB_BYTE | _SMALL_FLOATS | _SIXTEEN_BIT:
+                continue  # (unknown codes are refused later, by the generic checks)
             what = f"{where}: '{name}' is {onnx.TensorProto.DataType.Name(dtype)}"
             if dtype in _SUB_BYTE:
                 raise UserError(f"{what}; onnx2mcu has no {onnx.TensorProto.DataType.Name(dtype).lower()} "
