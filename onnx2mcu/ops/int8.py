@@ -332,8 +332,12 @@ def _same_quant(graph: Graph, node: Node) -> QuantParams:
     return qx
 
 
-def _pool_build(node: Node, graph: Graph) -> PoolInt8:
+def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
     mode = _mode(graph)
+    if node.op_type == "AveragePool" and _whole_window(node, graph):
+        # one window over the whole (unpadded) plane is the spatial mean, which also rescales
+        # (onnxruntime's QOperator QLinearAveragePool has its own output scale)
+        return MeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True)
     q = _same_quant(graph, node)
     if len(graph.tensors[node.inputs[0]].shape) != 4:
         raise NotInteger("int8 pools are 2-D only")
@@ -351,7 +355,22 @@ def _pool_build(node: Node, graph: Graph) -> PoolInt8:
     return PoolInt8(mode, win, pool, int(q.zero_point))
 
 
-def _avgpool_int8(node: Node, inputs: list, p: PoolInt8) -> list:
+def _whole_window(node: Node, graph: Graph) -> bool:
+    """A 2-D AveragePool whose one window is its whole input plane (no pads, 1x1 output), with
+    input and output quantized differently (with equal ones the pool's own kernel serves)."""
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if len(x.shape) != 4 or len(y.shape) != 4 or tuple(y.shape[2:]) != (1, 1):
+        return False
+    if x.quant is None or y.quant is None or x.quant == y.quant or node.attr("ceil_mode", 0):
+        return False
+    win = prepare_window(node, graph).window
+    return tuple(win.kernel) == tuple(x.shape[2:]) and not any(win.pads_begin) and not any(win.pads_end) \
+        and all(d == 1 for d in (node.attr("dilations") or ()))
+
+
+def _avgpool_int8(node: Node, inputs: list, p: PoolInt8 | MeanInt8) -> list:
+    if isinstance(p, MeanInt8):
+        return _mean_int8(node, inputs, p)
     return [R.avgpool(inputs[0], p.pool, p.input_zero_point)]
 
 
