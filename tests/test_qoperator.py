@@ -35,9 +35,11 @@ FLOAT_MODELS = {"kws": "kws_ref_model_float32.onnx", "vww": "vww_96_float.onnx",
                 "resnet": "pretrainedResnet.onnx", "ad": "ad01_fp32.onnx"}
 SEEDED_INPUTS = 20
 VARIANTS = [(True, "QInt8"), (False, "QInt8"), (True, "QUInt8"), (False, "QUInt8")]
-# compute nodes without an integer kernel here, which the report lists as float islands: a
-# windowed AveragePool whose output has its own scale (the int8 pool keeps the input's), and
-# Softmax under --requant float (the int8 Softmax is TFLite's fixed-point one)
+# compute nodes without an integer kernel here under --requant float, which the report lists as
+# float islands: an AveragePool whose output has its own scale (the int8 pool keeps the input's;
+# onnxruntime averages the dequantized floats, as the island does) and Softmax (the int8 Softmax
+# is TFLite's fixed-point one).  Under --requant fixed both have int8 kernels when the pool's
+# window is its whole plane (the spatial mean) and the Softmax output is 1/256, -128.
 ISLAND_OPS = {"AveragePool", "Softmax"}
 HAVE_HOST = shutil.which("gcc") is not None and shutil.which("make") is not None
 
@@ -218,8 +220,10 @@ def test_kws_qoperator_per_channel_int8(quantized):
     assert qoperator_ops(path) == ["QLinearAdd", "QLinearAveragePool", "QLinearConv", "QLinearMatMul",
                                    "QLinearSoftmax"]
     found = check_model(path)
-    # the whole-plane average pool rescales as the int8 spatial mean; Softmax is the island
-    assert [(i["op"]) for i in found["islands"]] == ["Softmax"]
+    assert [i["op"] for i in found["islands"]] == ["AveragePool", "Softmax"]
+    # under --requant fixed the whole-plane pool is the int8 spatial mean and Softmax is int8 too
+    report = precision_report(run(path, Options(stop_after="optimize")).graph)
+    assert report["float_nodes"] == 0 and report["int8_nodes"] == found["int8"] + 2
 
 
 @pytest.mark.shared
@@ -230,7 +234,7 @@ def test_mlperf_qoperator(quantized, name, per_channel, activation):
     if (name, per_channel, activation) == ("kws", True, "QInt8"):
         pytest.skip("the fast test above")
     found = check_model(quantized(name, per_channel, activation))
-    assert [(i["op"]) for i in found["islands"]] == ["Softmax"]
+    assert [i["op"] for i in found["islands"]] == ["AveragePool", "Softmax"]
 
 
 def test_requant_fixed_runs_the_softmax_on_int8_too(quantized):
@@ -259,10 +263,13 @@ def run_c_host(project: Path) -> dict[str, np.ndarray]:
 
 @pytest.mark.c
 @pytest.mark.skipif(not HAVE_HOST, reason="gcc or make missing")
-@pytest.mark.parametrize("requant", ["float", "fixed"])
-def test_generated_c_equals_the_simulator(quantized, tmp_path, requant):
-    path = quantized("small", True, "QUInt8")
-    out = tmp_path / "small"
+@pytest.mark.parametrize("name,requant", [
+    ("small", "float"), ("small", "fixed"),
+    # KWS under fixed: the whole-plane AveragePool as the int8 mean, the int8 Softmax
+    pytest.param("kws", "fixed", marks=[pytest.mark.shared, pytest.mark.slow])])
+def test_generated_c_equals_the_simulator(quantized, tmp_path, name, requant):
+    path = quantized(name, True, "QUInt8")
+    out = tmp_path / name
     result = run(path, Options(output=out, simulate=True, check_onnxruntime=False, board="mps2-an386",
                                scheduler="greedy", requant=requant))
     expected = result.simulation.result.outputs

@@ -84,6 +84,13 @@ class MeanInt8(Int8Params):
 
 
 @dataclass(frozen=True)
+class PlaneMeanInt8(MeanInt8):
+    """An AveragePool over its whole input plane computed as the spatial mean (it rescales);
+    `window` is the pool's, which the shape check reads."""
+    window: Window
+
+
+@dataclass(frozen=True)
 class SoftmaxInt8(Int8Params):
     softmax: qmath.SoftmaxParams
     axis: int
@@ -332,12 +339,15 @@ def _same_quant(graph: Graph, node: Node) -> QuantParams:
     return qx
 
 
-def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
+def _pool_build(node: Node, graph: Graph) -> PoolInt8 | PlaneMeanInt8:
     mode = _mode(graph)
-    if node.op_type == "AveragePool" and _whole_window(node, graph):
-        # one window over the whole (unpadded) plane is the spatial mean, which also rescales
-        # (onnxruntime's QOperator QLinearAveragePool has its own output scale)
-        return MeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True)
+    if node.op_type == "AveragePool" and mode == "fixed" and _whole_window(node, graph):
+        # one window over the whole (unpadded) plane is TFLite's spatial mean, which also rescales
+        # (onnxruntime's QOperator QLinearAveragePool has its own output scale).  Not under
+        # --requant float: onnxruntime's pool averages the dequantized floats and quantizes once,
+        # which is what the float island does, while the mean's fixed-point rounding is 1 LSB off
+        return PlaneMeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True,
+                             prepare_window(node, graph).window)
     q = _same_quant(graph, node)
     if len(graph.tensors[node.inputs[0]].shape) != 4:
         raise NotInteger("int8 pools are 2-D only")
