@@ -424,6 +424,13 @@ def _element_types(proto: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+_SAME_RANK = {("", "QuantizeLinear"), ("", "DequantizeLinear"), ("", "Relu"), ("", "Clip"), ("", "MaxPool"),
+              ("", "Pad"), ("", "Transpose"), ("", "QLinearConv"), (MS, "QLinearAdd"), (MS, "QLinearMul"),
+              (MS, "QLinearAveragePool"), (MS, "QLinearGlobalAveragePool"), (MS, "QLinearSigmoid"),
+              (MS, "QLinearLeakyRelu"), (MS, "QLinearSoftmax")}
+"""Ops whose output has their first input's rank (for a channels-last pool's transposes)."""
+
+
 def _declared_ranks(proto: onnx.ModelProto) -> dict[str, int]:
     graph = proto.graph
     ranks = {init.name: len(init.dims) for init in graph.initializer}
@@ -431,6 +438,10 @@ def _declared_ranks(proto: onnx.ModelProto) -> dict[str, int]:
         tensor_type = info.type.tensor_type
         if info.type.HasField("tensor_type") and tensor_type.HasField("shape"):
             ranks[info.name] = len(tensor_type.shape.dim)
+    for node in graph.node:
+        if (_domain(node), node.op_type) in _SAME_RANK and node.input and node.input[0] in ranks:
+            for o in node.output[:1]:
+                ranks.setdefault(o, ranks[node.input[0]])
     return ranks
 
 

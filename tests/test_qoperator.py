@@ -246,6 +246,120 @@ def test_requant_fixed_runs_the_softmax_on_int8_too(quantized):
     assert [(i["op"], i["node"]) for i in report["float_islands"]] == [("AveragePool", "avgpool_quant")]
 
 
+# ----- hand-built forms onnxruntime's quantizer does not write ---------------------------------
+def _c(name: str, value, dtype=None) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+
+def _wrap(nodes, inits, shape, y_shape, out_float: bool = False, out=(0.04, -5)) -> onnx.ModelProto:
+    """float x -> QuantizeLinear(sx, zx) -> nodes (reading 'xq', writing 'yq', or 'y' when out_float)
+    -> DequantizeLinear(sy, zy) -> y."""
+    inits = inits + [_c("sx", 0.05, np.float32), _c("zx", np.int8(3)), _c("sy", out[0], np.float32),
+                     _c("zy", np.int8(out[1]))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_x"), *nodes]
+    if not out_float:
+        nodes.append(helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"], name="dq_y"))
+    graph = helper.make_graph(nodes, "hand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+
+
+def _qgemm_float_output():
+    """QGemm without y_scale (float output), transB=0, per-column b, an int32 bias C."""
+    rng = np.random.default_rng(3)
+    inits = [_c("b", rng.integers(-127, 128, (6, 4)), np.int8), _c("sb", rng.uniform(0.01, 0.03, 4), np.float32),
+             _c("zb", np.zeros(4), np.int8), _c("c", rng.integers(-500, 500, 4), np.int32)]
+    node = helper.make_node("QGemm", ["xq", "sx", "zx", "b", "sb", "zb", "c"], ["y"], name="qgemm",
+                            domain="com.microsoft", alpha=1.0)
+    return _wrap([node], inits, [2, 6], [2, 4], out_float=True)
+
+
+def _softmax_opset11():
+    """QLinearSoftmax of opset 11 semantics, axis 1 of a 3-D input: the dims from 1 on, coerced to 2-D."""
+    node = helper.make_node("QLinearSoftmax", ["xq", "sx", "zx", "sy", "zy"], ["yq"], name="qsoftmax",
+                            domain="com.microsoft", opset=11, axis=1)
+    return _wrap([node], [], [2, 3, 4], [2, 3, 4], out=(1.0 / 256, -128))
+
+
+def _channels_last_pools():
+    """QLinearAveragePool and QLinearGlobalAveragePool with channels_last=1 on an NHWC input."""
+    nodes = [helper.make_node("QLinearAveragePool", ["xq", "sx", "zx", "sx", "zx"], ["pq"], name="qavg",
+                              domain="com.microsoft", channels_last=1, kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("QLinearGlobalAveragePool", ["pq", "sx", "zx", "sy", "zy"], ["yq"], name="qgap",
+                              domain="com.microsoft", channels_last=1)]
+    return _wrap(nodes, [], [1, 4, 6, 3], [1, 1, 1, 3])
+
+
+def _constant_weights_and_default_zero_points(omit: bool = True):
+    """QLinearConv without bias whose weights are DequantizeLinear -> QuantizeLinear of a constant
+    (evaluated), and a uint8 QLinearMul whose zero points are omitted (0 of uint8; onnxruntime's
+    kernel wants them given: it runs the same model with explicit zeros, `omit=False`)."""
+    rng = np.random.default_rng(4)
+    inits = [_c("w0", rng.integers(-127, 128, (4, 3, 3, 3)), np.int8), _c("s0", 0.02, np.float32),
+             _c("s1", 0.03, np.float32), _c("z1", np.int8(0)), _c("sc", 0.1, np.float32), _c("zc", np.int8(2)),
+             _c("zu", np.uint8(0))]
+    zu = "" if omit else "zu"
+    nodes = [helper.make_node("DequantizeLinear", ["w0", "s0"], ["wf"], name="dq_w0"),
+             helper.make_node("QuantizeLinear", ["wf", "s1", "z1"], ["w"], name="q_w"),
+             helper.make_node("QLinearConv", ["xq", "sx", "zx", "w", "s1", "z1", "sc", "zc"], ["cq"], name="qconv",
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("DequantizeLinear", ["cq", "sc", "zc"], ["cf"], name="dq_c"),
+             helper.make_node("QuantizeLinear", ["cf", "sc", "zu"], ["cu"], name="q_u8"),
+             helper.make_node("QLinearMul", ["cu", "sc", zu, "cu", "sc", zu, "sy", zu], ["mu"], name="qmul",
+                              domain="com.microsoft"),
+             helper.make_node("DequantizeLinear", ["mu", "sy", "zu"], ["y"], name="dq_y")]
+    return _wrap(nodes, inits, [1, 3, 5, 5], [1, 4, 5, 5], out_float=True)
+
+
+HAND_BUILT = {"qgemm_float_output": _qgemm_float_output, "softmax_opset11_axis1": _softmax_opset11,
+              "channels_last_pools": _channels_last_pools,
+              "constant_weights_default_zero_points": _constant_weights_and_default_zero_points}
+
+
+@pytest.mark.parametrize("case", sorted(HAND_BUILT))
+def test_hand_built_qoperator_forms_match_onnxruntime(case, tmp_path):
+    """Each form of the rewrite onnxruntime's quantizer does not write, against onnxruntime's own
+    contrib kernels: outputs within 1 LSB (of the output's scale) on 20 seeded inputs."""
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(HAND_BUILT[case](), path)
+    reference = path
+    if case == "constant_weights_default_zero_points":
+        reference = tmp_path / "explicit_zero_points.onnx"
+        onnx.save(_constant_weights_and_default_zero_points(omit=False), reference)
+    result = run(path, Options(stop_after="schedule", scheduler="greedy", requant="float"))
+    graph = result.graph
+    assert not any((n.domain, n.op_type) in QOPERATOR_OPS for n in graph.nodes)
+    (x_name,), (y_name,) = graph.inputs, graph.outputs
+    session = onnxruntime_session(reference)
+    lsb = {"qgemm_float_output": 0.05 * 0.03, "softmax_opset11_axis1": 1 / 256}.get(case, 0.04)
+    rng = np.random.default_rng(5)
+    worst = 0.0
+    for _ in range(SEEDED_INPUTS):
+        x = rng.normal(0, 2, graph.tensors[x_name].shape).astype(np.float32)
+        got = simulate(graph, result.schedule, {x_name: x}).outputs[y_name]
+        want = session.run([y_name], {x_name: x})[0]
+        assert got.shape == want.shape
+        worst = max(worst, float(np.abs(got.astype(np.float64) - want).max()) / lsb)
+    print(case, worst)
+    assert worst <= 1.0 + 1e-3, worst
+
+
+def test_channels_last_pool_of_unknown_rank_is_one_line(tmp_path, capsys):
+    """A channels-last pool after a Reshape: the rewrite needs the rank for its transposes."""
+    from onnx2mcu.cli import main
+
+    nodes = [helper.make_node("Reshape", ["xq", "shape"], ["r"], name="reshape"),
+             helper.make_node("QLinearGlobalAveragePool", ["r", "sx", "zx", "sy", "zy"], ["yq"], name="qgap",
+                              domain="com.microsoft", channels_last=1)]
+    path = tmp_path / "cl.onnx"
+    path.write_bytes(_wrap(nodes, [_c("shape", [1, 4, 6, 3], np.int64)], [1, 72], [1, 1, 1, 3]).SerializeToString())
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "node 'qgap' (QLinearGlobalAveragePool)" in lines[0], err
+    assert "channels_last" in lines[0] and str(path) in lines[0] and "Traceback" not in err
+
+
 # ----- (c) the generated C -----------------------------------------------------------------
 def run_c_host(project: Path) -> dict[str, np.ndarray]:
     from onnx2mcu import runner
