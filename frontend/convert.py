@@ -2,7 +2,7 @@
 
     read (load.py: file errors, opset lifting) -> bind input dims -> Constant
     nodes to initializers -> QOperator nodes (QLinearConv...) to their QDQ form
-    (qoperator.py) -> repeat {shape inference, fold (fold.py), exact
+    (qoperator.py) -> uint8 activations to int8 (uint8.py) -> repeat {shape inference, fold (fold.py), exact
     rewrites (simplify.py)} until nothing changes -> drop Identity/Dropout ->
     every unknown op in one error -> IR -> per-node checks -> Q/DQ pairs folded
     into Tensor.quant (qdq.py).
@@ -25,6 +25,7 @@ from onnx2mcu.frontend.control_flow import bind_input_values, check_static, inli
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
 from onnx2mcu.frontend.qoperator import expand_qoperators
+from onnx2mcu.frontend.uint8 import shift_uint8_activations
 from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
@@ -65,6 +66,9 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     remove_dead_nodes(proto)
     if expand_qoperators(proto, label):  # before folding: qdq.py then sees the QDQ form
         remove_dead_nodes(proto)
+    shifted = shift_uint8_activations(proto)
+    if shifted:
+        notes.append(f"{shifted} uint8 activation value(s) computed as int8 (zero point - 128, exact)")
     lifted = dequantized_constants(proto)  # folding dequantizes them; fold_qdq lifts them back
     inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):

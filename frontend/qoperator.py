@@ -158,6 +158,7 @@ class _Rewriter:
     # -- the per-op forms
     def rewrite(self, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         self._nodes, self._node = [], node
+        self.base = node.name or node.output[0]  # what the added nodes and values are named after
         op = node.op_type
         ins = list(node.input) + [""] * 9
         attrs = {a.name: a for a in node.attribute}
@@ -223,7 +224,7 @@ class _Rewriter:
         y = self.float_op(float_op, [xf], _copy_list(kept))
         out = _Quantized(node.output[0], ins[3], ins[4])
         if channels_last:
-            first = self.fresh(f"{node.name}/y_channels_first")
+            first = self.fresh(f"{self.base}/y_channels_first")
             self.quantize(y, _Quantized(first, out.scale, out.zero_point), x)
             self.transpose(first, [0, *range(2, rank), 1], "to_channels_last", output=node.output[0])
         else:
@@ -255,14 +256,14 @@ class _Rewriter:
             self.quantize(y, out, x)
             return
         # opset < 13: softmax over the dims from `axis` on, coerced to 2-D; moved on the integers
-        flat = self.add("Flatten", [x.value], f"{node.name}/flatten", "x_2d", [helper.make_attribute("axis", axis)])
+        flat = self.add("Flatten", [x.value], f"{self.base}/flatten", "x_2d", [helper.make_attribute("axis", axis)])
         y = self.float_op("Softmax", [self.dequantize(_Quantized(flat, x.scale, x.zero_point), "x")],
                           [helper.make_attribute("axis", -1)])
-        y2 = self.fresh(f"{node.name}/y_2d")
+        y2 = self.fresh(f"{self.base}/y_2d")
         self.quantize(y, _Quantized(y2, out.scale, out.zero_point), x)
-        shape = self.add("Shape", [x.value], f"{node.name}/shape", "x_shape", [])
+        shape = self.add("Shape", [x.value], f"{self.base}/shape", "x_shape", [])
         self._nodes.append(helper.make_node("Reshape", [y2, shape], [node.output[0]],
-                                            name=self.fresh(f"{node.name}/reshape")))
+                                            name=self.fresh(f"{self.base}/reshape")))
 
     # -- building blocks
     def dequantize(self, q: _Quantized, role: str, axis: int | None = None) -> str:
@@ -275,9 +276,9 @@ class _Rewriter:
                 raise self.error(f"has a per-axis scale '{q.scale}' for its input '{q.value}', which "
                                  "takes one scale; re-quantize it per tensor")
             attrs.append(helper.make_attribute("axis", axis))
-        out = self.fresh(f"{node.name}/{role}_float")
+        out = self.fresh(f"{self.base}/{role}_float")
         self._nodes.append(helper.make_node("DequantizeLinear", [q.value, scale] + ([zero] if zero else []),
-                                            [out], name=self.fresh(f"{node.name}/dq_{role}"), **_kw(attrs)))
+                                            [out], name=self.fresh(f"{self.base}/dq_{role}"), **_kw(attrs)))
         return out
 
     def dequantize_bias(self, bias: str, x_scale: str, w_scale: str, alpha: float, axis: int) -> str:
@@ -285,23 +286,23 @@ class _Rewriter:
         xs, ws = self.constant(x_scale, "input scale"), self.constant(w_scale, "weight scale")
         if xs.size != 1:
             raise self.error(f"has a per-axis input scale '{x_scale}'; re-quantize the input per tensor")
-        scale = (xs.reshape(()).astype(np.float32) * ws.reshape(-1).astype(np.float32))
+        scale = xs.reshape(()).astype(np.float32) * ws.reshape(-1).astype(np.float32)
         if alpha != 1.0:
             scale = (np.float32(alpha) * scale).astype(np.float32)
         scale = scale.reshape(()) if scale.size == 1 else scale
         zero = np.zeros(scale.shape, np.int32)
-        scale_name = self.new_constant(f"{self._node.name}/bias_scale", scale.astype(np.float32))
-        zero_name = self.new_constant(f"{self._node.name}/bias_zero_point", zero)
+        scale_name = self.new_constant(f"{self.base}/bias_scale", scale.astype(np.float32))
+        zero_name = self.new_constant(f"{self.base}/bias_zero_point", zero)
         attrs = [] if scale.ndim == 0 else [helper.make_attribute("axis", axis)]
-        out = self.fresh(f"{self._node.name}/bias_float")
+        out = self.fresh(f"{self.base}/bias_float")
         self._nodes.append(helper.make_node("DequantizeLinear", [bias, scale_name, zero_name], [out],
-                                            name=self.fresh(f"{self._node.name}/dq_bias"), **_kw(attrs)))
+                                            name=self.fresh(f"{self.base}/dq_bias"), **_kw(attrs)))
         return out
 
     def float_op(self, op_type: str, inputs: list[str], attrs: list, float_output: bool = False) -> str:
         node = self._node
-        out = node.output[0] if float_output else self.fresh(f"{node.name}/y_float")
-        made = helper.make_node(op_type, inputs, [out], name=node.name or self.fresh(f"{op_type}_{out}"))
+        out = node.output[0] if float_output else self.fresh(f"{self.base}/y_float")
+        made = helper.make_node(op_type, inputs, [out], name=node.name or self.fresh(self.base))
         made.attribute.extend(attrs)
         self._nodes.append(made)
         return out
@@ -311,21 +312,21 @@ class _Rewriter:
         zero = out.zero_point
         if not zero:
             dtype = self.integer_type(like)
-            zero = self.new_constant(f"{self._node.name}/y_zero_point",
+            zero = self.new_constant(f"{self.base}/y_zero_point",
                                      np.zeros((), helper.tensor_dtype_to_np_dtype(dtype)))
         scale = self.scalar_if_single(out.scale)
         zero = self.scalar_if_single(zero)
         self._nodes.append(helper.make_node("QuantizeLinear", [y_float, scale, zero], [out.value],
-                                            name=self.fresh(f"{self._node.name}/q_y")))
+                                            name=self.fresh(f"{self.base}/q_y")))
 
     def transpose(self, value: str, perm: list[int], role: str, output: str | None = None) -> str:
-        out = output or self.fresh(f"{self._node.name}/x_{role}")
-        self._nodes.append(helper.make_node("Transpose", [value], [out], name=self.fresh(f"{self._node.name}/{role}"),
+        out = output or self.fresh(f"{self.base}/x_{role}")
+        self._nodes.append(helper.make_node("Transpose", [value], [out], name=self.fresh(f"{self.base}/{role}"),
                                             perm=perm))
         return out
 
     def add(self, op_type: str, inputs: list[str], name: str, role: str, attrs: list) -> str:
-        out = self.fresh(f"{self._node.name}/{role}")
+        out = self.fresh(f"{self.base}/{role}")
         made = helper.make_node(op_type, inputs, [out], name=self.fresh(name))
         made.attribute.extend(attrs)
         self._nodes.append(made)
@@ -344,11 +345,20 @@ class _Rewriter:
         return None if init is None else int(np.prod(init.dims, dtype=np.int64))
 
     def scalar_if_single(self, name: str) -> str:
-        """A one-element 1-D scale or zero point as a scalar: the per-tensor form DQ/Q read."""
+        """A one-element 1-D scale or zero point as a scalar (the per-tensor form DQ/Q read), a
+        float16 or double scale as float32 (exact for float16: the float values stay float32)."""
         init = self.inits.get(name)
-        if init is None or len(init.dims) == 0 or int(np.prod(init.dims)) != 1:
+        if init is None:
             return name
-        return self.new_constant(f"{name}_scalar", numpy_helper.to_array(init).reshape(()))
+        value = numpy_helper.to_array(init)
+        wide = value.dtype in (np.float16, np.float64)
+        single = len(init.dims) > 0 and value.size == 1
+        if not wide and not single:
+            return name
+        if wide:
+            value = value.astype(np.float32)
+        return self.new_constant(f"{name}_float32" if wide else f"{name}_scalar",
+                                 value.reshape(()) if single else value)
 
     def new_constant(self, base: str, value: np.ndarray) -> str:
         name = self.fresh(base)
@@ -414,6 +424,13 @@ def _element_types(proto: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+_SAME_RANK = {("", "QuantizeLinear"), ("", "DequantizeLinear"), ("", "Relu"), ("", "Clip"), ("", "MaxPool"),
+              ("", "Pad"), ("", "Transpose"), ("", "QLinearConv"), (MS, "QLinearAdd"), (MS, "QLinearMul"),
+              (MS, "QLinearAveragePool"), (MS, "QLinearGlobalAveragePool"), (MS, "QLinearSigmoid"),
+              (MS, "QLinearLeakyRelu"), (MS, "QLinearSoftmax")}
+"""Ops whose output has their first input's rank (for a channels-last pool's transposes)."""
+
+
 def _declared_ranks(proto: onnx.ModelProto) -> dict[str, int]:
     graph = proto.graph
     ranks = {init.name: len(init.dims) for init in graph.initializer}
@@ -421,6 +438,10 @@ def _declared_ranks(proto: onnx.ModelProto) -> dict[str, int]:
         tensor_type = info.type.tensor_type
         if info.type.HasField("tensor_type") and tensor_type.HasField("shape"):
             ranks[info.name] = len(tensor_type.shape.dim)
+    for node in graph.node:
+        if (_domain(node), node.op_type) in _SAME_RANK and node.input and node.input[0] in ranks:
+            for o in node.output[:1]:
+                ranks.setdefault(o, ranks[node.input[0]])
     return ranks
 
 

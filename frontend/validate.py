@@ -7,6 +7,7 @@ with a dim of 2^31, an unknown dtype code or a Conv with stride 0 is refused in
 milliseconds instead of reaching a library that raises a traceback or allocates 16 GiB.
 
     validate_model(proto, label, model_dir)   after parsing, before the checker / loading data
+    check_quantized_types(proto, label)       (part of it) quantization onnx2mcu cannot run
     validate_graph(graph, label)              on the IR: tensor bytes, axes, groups
     validate_for_codegen(graph, label, board) what the generated C needs to build and run
 """
@@ -123,6 +124,7 @@ def validate_model(proto: onnx.ModelProto, label: str, model_dir: str | os.PathL
         raise UserError(f"{label}: the graph has no nodes; re-export the model")
     _check_names(graph, label)
     _check_opsets(proto, label)
+    check_quantized_types(proto, label)
     limit = max_tensor_bytes()
     for init in graph.initializer:
         _check_tensor_proto(init, f"initializer '{init.name}'", label, limit, model_dir)
@@ -145,6 +147,65 @@ def validate_model(proto: onnx.ModelProto, label: str, model_dir: str | os.PathL
     opset = next((e.version for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
     for node in graph.node:
         _check_attributes(node, label, graph, opset)
+
+
+# ----- quantization we cannot run: one line naming the node ------------------------------
+_T = onnx.TensorProto
+_SUB_BYTE = {getattr(_T, n) for n in ("INT4", "UINT4", "INT2", "UINT2") if hasattr(_T, n)}
+_SMALL_FLOATS = {getattr(_T, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
+                                          "FLOAT8E8M0", "FLOAT4E2M1", "FLOAT6E2M3", "FLOAT6E3M2")
+                 if hasattr(_T, n)}
+_SIXTEEN_BIT = {_T.INT16, _T.UINT16}
+_QUANT_NODES = {("", "QuantizeLinear"), ("", "DequantizeLinear"), ("", "QLinearConv"), ("", "QLinearMatMul"),
+                ("", "DynamicQuantizeLinear"), ("", "MatMulInteger"), ("", "ConvInteger"),
+                ("com.microsoft", "QGemm"), ("com.microsoft", "QLinearAdd"), ("com.microsoft", "QLinearMul"),
+                ("com.microsoft", "QLinearAveragePool"), ("com.microsoft", "QLinearGlobalAveragePool"),
+                ("com.microsoft", "QLinearConcat"), ("com.microsoft", "QLinearSigmoid"),
+                ("com.microsoft", "QLinearLeakyRelu"), ("com.microsoft", "QLinearSoftmax"),
+                ("com.microsoft", "QLinearWhere"), ("com.microsoft", "QLinearReduceMean")}
+_REQUANTIZE = "re-quantize the model to int8 (e.g. onnxruntime.quantization with QuantType.QInt8)"
+
+
+def check_quantized_types(proto: onnx.ModelProto, label: str) -> None:
+    """Refuse, naming the node, the quantization onnx2mcu has no arithmetic for: 4-bit (and 2-bit)
+    integers, float8/float4/float6 types, 16-bit quantized values, blocked quantization (block_size).
+
+    Reads declarations only (initializer, input/output and value_info types, Q/DQ attributes),
+    before the generic dtype checks, so the message says which node and what to do."""
+    graph = proto.graph
+    declared: dict[str, int] = {}
+    for info in [*graph.input, *graph.output, *graph.value_info]:
+        if info.type.HasField("tensor_type"):
+            declared[info.name] = info.type.tensor_type.elem_type
+    for init in graph.initializer:
+        declared[init.name] = init.data_type
+    for index, node in enumerate(graph.node):
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    declared.update({o: attr.t.data_type for o in node.output if o})
+    for index, node in enumerate(graph.node):
+        quant = ((node.domain if node.domain != "ai.onnx" else ""), node.op_type) in _QUANT_NODES
+        where = f"{label}: node '{_node_label(node, index)}' ({node.op_type})"
+        attrs = {a.name: a for a in node.attribute}
+        if quant and "block_size" in attrs and attrs["block_size"].i:
+            raise UserError(f"{where} uses blocked quantization (block_size={attrs['block_size'].i}), which "
+                            "onnx2mcu does not support; quantize per tensor or per channel instead")
+        types = [(name, declared[name]) for name in [*node.input, *node.output] if name in declared]
+        if quant and node.op_type == "QuantizeLinear" and "output_dtype" in attrs and attrs["output_dtype"].i:
+            types.append((node.output[0] if node.output else "", attrs["output_dtype"].i))
+        for name, dtype in types:
+            if dtype not in _SUB_BYTE | _SMALL_FLOATS | _SIXTEEN_BIT:
+                continue  # (unknown codes are refused later, by the generic checks)
+            what = f"{where}: '{name}' is {onnx.TensorProto.DataType.Name(dtype)}"
+            if dtype in _SUB_BYTE:
+                raise UserError(f"{what}; onnx2mcu has no {onnx.TensorProto.DataType.Name(dtype).lower()} "
+                                f"arithmetic, {_REQUANTIZE}")
+            if dtype in _SMALL_FLOATS:
+                raise UserError(f"{what}; onnx2mcu has no float8/float4 arithmetic, {_REQUANTIZE} or keep "
+                                "it float32")
+            if quant and dtype in _SIXTEEN_BIT:
+                raise UserError(f"{what}; onnx2mcu has no 16-bit quantized kernels, {_REQUANTIZE}")
 
 
 def _check_names(graph: onnx.GraphProto, label: str) -> None:

@@ -151,7 +151,7 @@ def _emit_lut(node: Node, ctx) -> list[str]:
 def _emit_pool(kernel: str):
     def emit(node: Node, ctx) -> list[str]:
         p: Q.PoolInt8 = int8_params(node, ctx.graph)
-        if isinstance(p, Q.MeanInt8):  # a global AveragePool in float mode (ops/int8._pool_build)
+        if isinstance(p, Q.MeanInt8):  # a whole-plane AveragePool: the spatial mean (fixed) or a global pool (float)
             return _emit_mean(node, ctx)
         x, y = node.inputs[0], node.outputs[0]
         n, c, h_in, w_in = ctx.shape(x)

@@ -85,6 +85,13 @@ class MeanInt8(Int8Params):
 
 
 @dataclass(frozen=True)
+class PlaneMeanInt8(MeanInt8):
+    """An AveragePool over its whole input plane computed as the spatial mean (it rescales);
+    `window` is the pool's, which the shape check reads."""
+    window: Window
+
+
+@dataclass(frozen=True)
 class SoftmaxInt8(Int8Params):
     softmax: qmath.SoftmaxParams
     axis: int
@@ -345,6 +352,12 @@ def _is_global_pool(node: Node, graph: Graph) -> bool:
 
 def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
     mode = _mode(graph)
+    if node.op_type == "AveragePool" and mode == "fixed" and _whole_window(node, graph):
+        # one window over the whole (unpadded) plane is TFLite's spatial mean, which also rescales
+        # (onnxruntime's QOperator QLinearAveragePool has its own output scale).  Under
+        # --requant float a whole-image pool follows onnxruntime's global average pool (below)
+        return PlaneMeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True,
+                             prepare_window(node, graph).window)
     if mode == "float" and node.op_type == "AveragePool" and _is_global_pool(node, graph):
         if node.attr(ACT_ATTR, None) is not None:
             raise NotInteger("int8 global AveragePool with a fused activation")
@@ -364,6 +377,19 @@ def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
                          pads=(win.pads_begin[0], win.pads_begin[1], win.pads_end[0], win.pads_end[1]),
                          act_min=lo, act_max=hi, count_include_pad=bool(node.attr("count_include_pad", 0)))
     return PoolInt8(mode, win, pool, int(q.zero_point))
+
+
+def _whole_window(node: Node, graph: Graph) -> bool:
+    """A 2-D AveragePool whose one window is its whole input plane (no pads, 1x1 output), with
+    input and output quantized differently (with equal ones the pool's own kernel serves)."""
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if len(x.shape) != 4 or len(y.shape) != 4 or tuple(y.shape[2:]) != (1, 1):
+        return False
+    if x.quant is None or y.quant is None or x.quant == y.quant or node.attr("ceil_mode", 0):
+        return False
+    win = prepare_window(node, graph).window
+    return tuple(win.kernel) == tuple(x.shape[2:]) and not any(win.pads_begin) and not any(win.pads_end) \
+        and all(d == 1 for d in (node.attr("dilations") or ()))
 
 
 def _avgpool_int8(node: Node, inputs: list, p: PoolInt8 | MeanInt8) -> list:
