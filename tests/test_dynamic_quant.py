@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from ctypes import c_int32, c_void_p
+from ctypes import c_int32, c_size_t, c_void_p
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +95,14 @@ def test_conformance_cases_run_and_have_c_kernels():
 def lib(tmp_path_factory):
     if not have_compiler("gcc"):
         pytest.skip("gcc not installed")
-    lib = build_and_load([runtime_dir() / "o2m_dynquant.c"], tmp_path_factory.mktemp("dynquant"),
-                         name="dynquant")
+    out = tmp_path_factory.mktemp("dynquant")
+    probe = out / "probe.c"  # the tests pass the param structs as int32 arrays: no padding
+    probe.write_text('#include "o2m_dynquant.h"\n'
+                     'size_t probe_mmi(void);\nsize_t probe_mmi(void) { return sizeof(o2m_matmul_integer_params); }\n'
+                     'size_t probe_ci(void);\nsize_t probe_ci(void) { return sizeof(o2m_conv_integer_params); }\n')
+    lib = build_and_load([runtime_dir() / "o2m_dynquant.c", probe], out, name="dynquant",
+                         include_dirs=[runtime_dir()])
+    assert declare(lib, "probe_mmi", c_size_t)() == declare(lib, "probe_ci", c_size_t)() == 17 * 4
     declare(lib, "o2m_dynamic_quantize_u8", None, c_int32, *[c_void_p] * 4)
     for kind in ("matmul_integer", "conv_integer"):
         for a in ("u8", "s8"):
@@ -406,3 +412,14 @@ def test_quantize_dynamic_bert_tiny_matches_onnxruntime(dynamic_bert, tmp_path):
               "attention_mask": mask}
     precision = _check_model(dynamic_bert, tmp_path, inputs, INPUT_SHAPES)
     assert precision["int8_nodes"] == 13 and precision["dynamic_quantizers"] == 9
+
+
+@pytest.mark.c
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_header_usable_from_cplusplus(tmp_path):
+    import subprocess
+
+    source = tmp_path / "use.cpp"
+    source.write_text('#include "o2m_dynquant.h"\nint main() { return 0; }\n')
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only",
+                    f"-I{runtime_dir()}", str(source)], check=True, capture_output=True)
