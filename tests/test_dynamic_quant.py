@@ -423,3 +423,20 @@ def test_header_usable_from_cplusplus(tmp_path):
     source.write_text('#include "o2m_dynquant.h"\nint main() { return 0; }\n')
     subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only",
                     f"-I{runtime_dir()}", str(source)], check=True, capture_output=True)
+
+
+def test_per_row_a_zero_point_is_refused_in_one_line(tmp_path, capsys):
+    """onnxruntime takes one zero point for A: a per-row one is refused (exit 2, nothing written)."""
+    from onnx2mcu.cli import main
+
+    node = helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"], name="mmi")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [3, 5])],
+                              [numpy_helper.from_array(np.ones((4, 5), np.uint8), "b"),
+                               numpy_helper.from_array(np.array([1, 2, 3], np.uint8), "za")])
+    path = tmp_path / "per_row.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), str(path))
+    assert main(["compile", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'mmi' (MatMulInteger): a_zero_point" in err
+    assert not (tmp_path / "out").exists()
