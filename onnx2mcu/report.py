@@ -74,10 +74,13 @@ def is_quantized_model(graph: Graph) -> bool:
 def precision_report(graph: Graph, kernels: dict | None = None) -> dict | None:
     """For a quantized model: how many nodes compute on int8 and how many in float (the float
     islands, by op and name), the requant mode, and per node its precision (and C kernel).
+    `dynamic_quantizers` / `integer_products`: the DynamicQuantizeLinear and the MatMulInteger /
+    ConvInteger nodes of dynamic quantization (the latter are int8 nodes that never requantize).
 
     Counted as compute: every node but the Q/DQ at the edges and islands, and the ops that only
     move elements (OpDef.quantized PASSTHROUGH or alias) on floats.  None for a float model."""
     from onnx2mcu.ops.int8 import node_precision
+    from onnx2mcu.ops.integer import INTEGER_PRODUCTS
     from onnx2mcu.ops.registry import QUANT_PASSTHROUGH
 
     if not is_quantized_model(graph):
@@ -97,8 +100,10 @@ def precision_report(graph: Graph, kernels: dict | None = None) -> dict | None:
             counts["float"] += 1
             islands.append({"node": node.name, "op": node.op_type})
     dynamic = sum(1 for n in graph.nodes if n.op_type == "DynamicQuantizeLinear")
+    products = sum(1 for n in graph.nodes if n.op_type in INTEGER_PRODUCTS)
     return {"requant": graph.requant, "int8_nodes": counts["int8"], "float_nodes": counts["float"],
-            "float_islands": islands, "dynamic_quantizers": dynamic, "nodes": nodes}
+            "float_islands": islands, "dynamic_quantizers": dynamic, "integer_products": products,
+            "nodes": nodes}
 
 
 def float_island_line(precision: dict | None) -> str | None:

@@ -77,10 +77,12 @@ def expected_outputs(proto: onnx.ModelProto, report: dict,
     """onnxruntime's outputs; the simulator's when the model uses ops onnxruntime lacks, or
     when it runs in int8 with TFLite's fixed-point requantization (`--requant fixed`): then
     the C must equal the simulator bit for bit, and onnxruntime (which requantizes in float)
-    is not the reference (docs/ARCHITECTURE.md, numerics)."""
+    is not the reference (docs/ARCHITECTURE.md, numerics).  MatMulInteger / ConvInteger (dynamic
+    quantization) do not requantize: onnxruntime stays the reference of a model of only those."""
     custom = {n.domain for n in proto.graph.node} - {"", "ai.onnx"}
     precision = report.get("precision") or {}
-    fixed_int8 = precision.get("requant") == "fixed" and precision.get("int8_nodes", 0) > 0
+    requantizing = precision.get("int8_nodes", 0) - precision.get("integer_products", 0)
+    fixed_int8 = precision.get("requant") == "fixed" and requantizing > 0
     if not custom and not fixed_int8:
         return run_onnxruntime(proto, values, list(report["outputs"])), "onnxruntime"
     from onnx2mcu.api import simulate
