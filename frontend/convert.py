@@ -61,6 +61,13 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
+    if any(n.op_type == "DequantizeLinear" for n in proto.graph.node):
+        # the scales and zero points an exporter computes (torch.onnx without its optimizer:
+        # Cast of an initializer) and weights quantized in the graph (QuantizeLinear of a float
+        # constant) become constants first, so that every dequantized weight is found below
+        for _ in range(MAX_FOLD_ROUNDS):
+            if not fold_once(proto, keep=frozenset({"DequantizeLinear"})):
+                break
     lifted = dequantized_constants(proto)  # folding dequantizes them; fold_qdq lifts them back
     inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):

@@ -36,8 +36,8 @@ def pt2e_missing() -> str | None:
 
 
 def cnn_model():
-    """conv-bn-relu, depthwise conv-bn-relu6, max pool, pointwise conv-relu, global average pool,
-    linear: 3x16x16 -> 10."""
+    """conv-bn-relu, depthwise conv-bn-relu6, max pool, pointwise conv-relu, a residual block
+    (relu(x + conv(x))), global average pool, linear: 3x16x16 -> 10."""
     import torch
     from torch import nn
 
@@ -50,6 +50,7 @@ def cnn_model():
             self.dw_bn = nn.BatchNorm2d(8)
             self.pool = nn.MaxPool2d(2)
             self.pw = nn.Conv2d(8, 16, 1)
+            self.res = nn.Conv2d(16, 16, 3, padding=1)
             self.gap = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(16, 10)
 
@@ -57,6 +58,7 @@ def cnn_model():
             x = torch.relu(self.bn(self.conv(x)))
             x = nn.functional.relu6(self.dw_bn(self.dw(x)))
             x = torch.relu(self.pw(self.pool(x)))
+            x = torch.relu(x + self.res(x))
             return self.fc(self.gap(x).flatten(1))
 
     torch.manual_seed(0)
@@ -84,8 +86,12 @@ def mlp_model():
 MODELS = {"cnn": cnn_model, "mlp": mlp_model}
 
 
-def quantize_and_export(name: str, path: str | Path, seed: int = 2) -> Path:
-    """PT2E-quantize MODELS[name] (calibrated on seeded normal inputs) and write it as ONNX."""
+def quantize_and_export(name: str, path: str | Path, raw: bool = False, seed: int = 2) -> Path:
+    """PT2E-quantize MODELS[name] (calibrated on seeded normal inputs) and write it as ONNX.
+
+    `raw`: the weights stay float behind a QuantizeLinear (convert_pt2e's fold_quantize=False)
+    and torch.onnx's optimizer is off, so the file keeps what the exporter first writes: the
+    Casts that make the scales and zero points, one DequantizeLinear per reader of a value."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
@@ -101,7 +107,7 @@ def quantize_and_export(name: str, path: str | Path, seed: int = 2) -> Path:
         with torch.no_grad():
             for _ in range(CALIBRATION_BATCHES):
                 prepared(torch.randn(*shape, generator=gen))
-        quantized = convert_pt2e(prepared)
+        quantized = convert_pt2e(prepared, fold_quantize=not raw)
         torch.onnx.export(quantized, (example,), str(path), input_names=["x"], output_names=["y"],
-                          dynamo=True, external_data=False)
+                          dynamo=True, external_data=False, optimize=not raw)
     return path

@@ -1,20 +1,21 @@
 """QDQ graphs from PyTorch's PT2E quantization (torchao), exported to ONNX, run on int8 (issue 10).
 
-A small CNN (conv-bn-relu, depthwise conv-bn-relu6, max pool, pointwise conv, global average
-pool, linear) and a small MLP, seeded, quantized with XNNPACK's quantizer (static, int8
-activations, int8 weights symmetric per channel) and exported with torch.onnx (dynamo).  What
-the exporter writes and the compiler must handle (frontend/qdq.py, graph_opt/quant_fuse.py):
-int8 weight initializers behind a per-channel DequantizeLinear, float biases, DQ -> Conv ->
-Relu -> Q, a Relu6 as DQ -> Clip -> MaxPool -> Q, Reshape between its own Q/DQ, and a float
-graph output after the last DequantizeLinear.
+A small CNN (conv-bn-relu, depthwise conv-bn-relu6, max pool, pointwise conv, a residual
+block, global average pool, linear) and a small MLP, seeded, quantized with XNNPACK's quantizer
+(static, int8 activations, int8 weights symmetric per channel; tests/helpers_pt2e.py) and
+exported with torch.onnx (dynamo).  What the exporter writes and the compiler must handle
+(frontend/qdq.py, graph_opt/quant_fuse.py): int8 weight initializers behind a per-channel
+DequantizeLinear, float biases, DQ -> Conv -> Relu -> Q, a Relu6 as DQ -> Clip -> MaxPool -> Q,
+Reshape between its own Q/DQ, a float graph output after the last DequantizeLinear; and,
+unoptimized (cnn_raw), weights quantized in the graph, computed scales and duplicated DQs.
 
 * compile: every compute node runs on an int8 kernel (no float island), the float biases
   are quantized to int32 and said so;
 * --requant float vs onnxruntime on the exported file: within one output-scale step on every
-  output element over 20 seeded inputs (observed: the MLP equal, the CNN 8 of 200 elements one
+  output element over 20 seeded inputs (observed: the MLP equal, the CNN 1 of 200 elements one
   step off, from its global average pool: onnxruntime means the dequantized floats, whose
   rounding decides the ties of sum / 64 that the integer mean rounds half to even; every other
-  node equals onnxruntime's given the same inputs);
+  node equals onnxruntime's (QDQ fusions on) given the same inputs);
 * the generated C (host) gives the simulator's bytes.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ MISSING = pt2e_missing()
 HAVE_HOST = shutil.which("gcc") is not None and shutil.which("make") is not None
 SEEDED_INPUTS = 20
 # every op of the two models that computes (Q/DQ at the float edges and Reshape aside)
-COMPUTE_OPS = {"cnn": {"Conv": 3, "Clip": 1, "MaxPool": 1, "ReduceMean": 1, "Gemm": 1},
+COMPUTE_OPS = {"cnn": {"Conv": 4, "Clip": 1, "MaxPool": 1, "Add": 1, "ReduceMean": 1, "Gemm": 1},
                "mlp": {"Gemm": 3}}
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
@@ -43,7 +44,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(MISSING is not None, reason=M
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pt2e")
-    return {name: quantize_and_export(name, folder / f"{name}.onnx") for name in MODELS}
+    files = {name: quantize_and_export(name, folder / f"{name}.onnx") for name in MODELS}
+    files["cnn_raw"] = quantize_and_export("cnn", folder / "cnn_raw.onnx", raw=True)
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,31 @@ def test_the_export_is_a_qdq_graph_with_per_channel_int8_weights(name, exported)
     assert ops[-1] == "DequantizeLinear" and proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
+def integer_graph(path):
+    graph = run(path, Options(stop_after="optimize")).graph
+    weights = sorted((t.shape, t.dtype.value, t.data.tobytes(), t.quant.key()) for t in graph.tensors.values()
+                     if t.is_const and t.quant is not None)
+    return [n.op_type for n in graph.nodes], weights, graph
+
+
+def test_the_unoptimized_export_compiles_to_the_same_integer_graph(exported):
+    """convert_pt2e(fold_quantize=False) + torch.onnx without its optimizer: float weights behind
+    QuantizeLinear -> Clip -> DequantizeLinear, scales made by Cast / CastLike, a Clip's bounds
+    cast "like" its input, one DequantizeLinear per reader.  Folded, it is the optimized file's
+    graph: the same nodes, the same integer weights and biases, bit for bit."""
+    proto = onnx.load(str(exported["cnn_raw"]))
+    ops = [n.op_type for n in proto.graph.node]
+    assert {"CastLike", "Cast"} <= set(ops)
+    quantized_inits = {n.input[0] for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    assert {"conv.weight", "fc.weight"} <= quantized_inits  # weights quantized in the graph
+    dq_inputs = [n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dq_inputs) > len(set(dq_inputs))  # a value dequantized twice (the residual branch)
+    raw_ops, raw_weights, graph = integer_graph(exported["cnn_raw"])
+    assert (raw_ops, raw_weights) == integer_graph(exported["cnn"])[:2]
+    assert raw_ops.count("DequantizeLinear") == 1 and raw_ops.count("QuantizeLinear") == 1
+    assert len(raw_weights) == 2 * 5  # int8 weights and int32 biases of 4 Conv and 1 Gemm
+
+
 @pytest.mark.c
 @pytest.mark.skipif(not HAVE_HOST, reason="gcc or make missing")
 @pytest.mark.parametrize("requant", ["fixed", "float"])
@@ -114,7 +142,7 @@ def test_compiles_to_int8_kernels_and_the_c_equals_the_simulator(name, requant, 
         assert outputs[y].reshape(value.shape).tobytes() == value.tobytes(), y
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ["cnn", "cnn_raw", "mlp"])
 def test_requant_float_within_one_output_step_of_onnxruntime(name, exported, planned):
     """onnxruntime runs the exported file (its QDQ fusions on); the output is float after the
     final DequantizeLinear, so one step is that node's scale."""
