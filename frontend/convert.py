@@ -66,6 +66,13 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     remove_dead_nodes(proto)
     if expand_qoperators(proto, label):  # before folding: qdq.py then sees the QDQ form
         remove_dead_nodes(proto)
+    if any(n.op_type == "DequantizeLinear" for n in proto.graph.node):
+        # the scales and zero points an exporter computes (torch.onnx without its optimizer:
+        # Cast of an initializer) and weights quantized in the graph (QuantizeLinear of a float
+        # constant) become constants first, so that every dequantized weight is found below
+        for _ in range(MAX_FOLD_ROUNDS):
+            if not fold_once(proto, keep=frozenset({"DequantizeLinear"})):
+                break
     shifted = shift_uint8_activations(proto)
     if shifted:
         notes.append(f"{shifted} uint8 activation value(s) computed as int8 (zero point - 128, exact)")

@@ -179,8 +179,9 @@ def _constant_value(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
     return np.asarray(evaluate(model, [node], {})[node.output[0]])
 
 
-def fold_once(model: onnx.ModelProto) -> bool:
-    """Fold what can be folded now; returns whether anything changed."""
+def fold_once(model: onnx.ModelProto, keep: frozenset[str] = frozenset()) -> bool:
+    """Fold what can be folded now, except nodes of the op types in `keep`; returns whether
+    anything changed."""
     graph = model.graph
     const_names = {init.name for init in graph.initializer}
     shapes = static_shapes(model)
@@ -188,7 +189,7 @@ def fold_once(model: onnx.ModelProto) -> bool:
     to_eval: list[onnx.NodeProto] = []
     removed: set[int] = set()
     for index, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLD:
+        if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLD or node.op_type in keep:
             continue
         inputs = [n for n in node.input if n]
         if node.op_type in ("Shape", "Size") and inputs and inputs[0] in shapes \

@@ -11,6 +11,9 @@ Each rule here is exact (same values, same output shapes):
   (Expand-ed when the constant widened it).
 - Cast to the dtype its input already has, Expand to the shape its input
   already has -> removed.
+- CastLike(x, runtime value of a known dtype) -> Cast(x, to=that dtype): torch.onnx's
+  unoptimized graphs cast a Clip's constant bounds "like" its input, which would keep
+  them from folding.
 - a chain of reshape-like ops -> one Reshape.
 - Expand sinks below elementwise ops (f(Expand(y), c) = Expand(f(y, c))) and
   disappears into a broadcasting op whose output it does not widen.
@@ -121,6 +124,8 @@ def _rewrite(node: onnx.NodeProto, view: _View) -> list[onnx.NodeProto] | None:
         return None
     if op == "Expand":
         return _merge_expands(node, view, out_shape)
+    if op == "CastLike" and len(node.input) == 2 and view.elem.get(node.input[1]):
+        return [helper.make_node("Cast", [node.input[0]], [out], name=node.name, to=view.elem[node.input[1]])]
     if op in BROADCASTING or op in UNARY:
         return _sink_expand(node, view, out_shape)
     return None

@@ -417,3 +417,86 @@ def test_a_weight_folded_past_its_dequantize_stays_float():
     assert weight.dtype is DType.FLOAT32 and weight.quant is None
     assert [n.op_type for n in ir.nodes] == ["MatMul"]
     assert api.simulate(model, scheduler="greedy").agreement.max_rel_err <= MAX_REL_ERR
+
+
+# ----- PyTorch PT2E's patterns (tests/test_pt2e_int8.py runs the real exports) -----------
+def pt2e_like_model(bias_value: float = 0.0) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Conv(DQ(w, per channel), float bias) -> Q(a) -> DQ -> Clip(0, 6) -> MaxPool
+    -> Q(b, another scale) -> DQ -> y: the shapes PT2E's XNNPACK quantizer exports."""
+    rng = np.random.default_rng(12)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_x"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xf"], name="dq_x"),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wf"], name="dq_w", axis=0),
+             helper.make_node("Conv", ["xf", "wf", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "sa", "za"], ["cq"], name="q_c"),
+             helper.make_node("DequantizeLinear", ["cq", "sa", "za"], ["cf"], name="dq_c"),
+             helper.make_node("Clip", ["cf", "lo", "hi"], ["r6"], name="relu6"),
+             helper.make_node("MaxPool", ["r6"], ["m"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("QuantizeLinear", ["m", "sb", "zb"], ["mq"], name="q_m"),
+             helper.make_node("DequantizeLinear", ["mq", "sb", "zb"], ["y"], name="dq_y")]
+    bias = rng.normal(0, 0.3, 4) + bias_value
+    inits = [const("sx", 0.03, np.float32), const("zx", 5, np.int8),
+             const("wq", rng.integers(-127, 128, (4, 2, 3, 3)), np.int8),
+             const("sw", rng.uniform(0.002, 0.01, 4), np.float32), const("zw", np.zeros(4), np.int8),
+             const("b", bias, np.float32), const("sa", 0.05, np.float32), const("za", -20, np.int8),
+             const("lo", 0.0, np.float32), const("hi", 6.0, np.float32),
+             const("sb", 0.06, np.float32), const("zb", -128, np.int8)]
+    graph = helper.make_graph(nodes, "pt2e", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_quantize_moves_up_through_max_pool_and_the_float_bias_becomes_int32():
+    model = pt2e_like_model()
+    graph = convert.load(model)
+    # Q(m) moved above the MaxPool: the Clip writes int8 with the pool's output quantization
+    assert graph.tensors["r6"].dtype is DType.INT8 and graph.tensors["r6"].quant == graph.tensors["mq"].quant
+    optimized, report = optimize(convert.load(model))
+    assert report["quantization"]["float"] == 0
+    assert report["quantization"]["integer_ops"] == {"Clip": 1, "Conv": 1, "MaxPool": 1}
+    assert report["quantized_fusion"]["float_bias"] == 1
+    assert report["optimize_notes"] == ["1 float bias(es) of int8 Conv/Gemm quantized to int32 at input scale x "
+                                        "weight scale (the model left them float; within half an accumulator "
+                                        "step): 'b'"]
+    bias = optimized.tensors[optimized.node("conv").inputs[2]]
+    assert bias.dtype is DType.INT32 and "b" not in optimized.tensors
+    np.testing.assert_array_equal(bias.quant.scale, np.float32(0.03) * optimized.tensors[optimized.node("conv").inputs[1]].quant.scale)
+    rng = np.random.default_rng(13)
+    worst = 0
+    for _ in range(10):
+        x = rng.normal(0, 1.5, (1, 2, 6, 6)).astype(np.float32)
+        expected = ort_run(model, {"x": x})[0]
+        got = api.simulate(model, inputs={"x": x}, scheduler="greedy", requant="float").result.outputs["y"]
+        worst = max(worst, int(np.abs(np.rint(got / 0.06) - np.rint(expected / 0.06)).max()))
+    assert worst <= 1  # the conv's 1-LSB requantization differences (scale 0.05 < 0.06)
+
+
+def test_clip_then_max_pool_on_int8_equals_onnxruntime_exactly():
+    """int8 in -> DQ -> Clip -> MaxPool -> Q (another scale): with the Q moved above the pool,
+    Clip (a table) and MaxPool run on the integers and give onnxruntime's bytes."""
+    nodes = [helper.make_node("DequantizeLinear", ["xq", "sa", "za"], ["cf"], name="dq"),
+             helper.make_node("Clip", ["cf", "lo", "hi"], ["r6"], name="relu6"),
+             helper.make_node("MaxPool", ["r6"], ["m"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("QuantizeLinear", ["m", "sb", "zb"], ["y"], name="q")]
+    inits = [const("sa", 0.05, np.float32), const("za", -20, np.int8), const("lo", 0.0, np.float32),
+             const("hi", 6.0, np.float32), const("sb", 0.0237, np.float32), const("zb", -128, np.int8)]
+    graph = helper.make_graph(nodes, "clip_pool", [helper.make_tensor_value_info("xq", TensorProto.INT8, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 3, 4, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    optimized, report = optimize(convert.load(model))
+    assert [n.op_type for n in optimized.nodes] == ["Clip", "MaxPool"]
+    assert report["quantization"]["integer_ops"] == {"Clip": 1, "MaxPool": 1}
+    rng = np.random.default_rng(14)
+    for _ in range(5):
+        x = rng.integers(-128, 128, (1, 3, 8, 8)).astype(np.int8)
+        got = api.simulate(model, inputs={"xq": x}, scheduler="greedy", requant="float").result.outputs["y"]
+        assert np.array_equal(got, ort_run(model, {"xq": x})[0])
+
+
+def test_a_bias_beyond_int32_stays_float():
+    """A float bias that does not fit int32 at the accumulator's scale: the Conv stays a float island."""
+    model = pt2e_like_model(bias_value=1e8)
+    optimized, report = optimize(convert.load(model))
+    assert "float_bias" not in report.get("quantized_fusion", {})
+    assert report["quantization"]["float_ops"] == {"Conv": 1}
+    assert optimized.tensors[optimized.node("conv").inputs[2]].dtype is DType.FLOAT32
