@@ -4,7 +4,7 @@
     nodes to initializers -> repeat {shape inference, fold (fold.py), exact
     rewrites (simplify.py)} until nothing changes -> drop Identity/Dropout ->
     every unknown op in one error -> IR -> per-node checks -> Q/DQ pairs folded
-    into Tensor.quant (qdq.py).
+    into Tensor.quant (qdq.py).  uint8 QDQ values become int8 first, exactly (uint8.py).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_
 from onnx2mcu.frontend.control_flow import bind_input_values, check_static, inline_static_control_flow
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
+from onnx2mcu.frontend.uint8 import lower_uint8
 from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
@@ -61,7 +62,9 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
-    lifted = dequantized_constants(proto)  # folding dequantizes them; fold_qdq lifts them back
+    uint8_notes, shifted = lower_uint8(proto)  # uint8 QDQ values as int8 (exact), for the int8 kernels
+    notes += uint8_notes
+    lifted = dequantized_constants(proto, shifted)  # folding dequantizes them; fold_qdq lifts them back
     inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):
         del inference_errors[:]
@@ -82,7 +85,7 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     if check:
         _check_supported(graph, label)
         _check_reshapes(graph, label)
-    fold_qdq(graph, lifted)
+    fold_qdq(graph, lifted, shifted)
     return graph
 
 

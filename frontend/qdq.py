@@ -78,8 +78,10 @@ class LiftedConstant:
     params: QuantParams
 
 
-def dequantized_constants(proto: onnx.ModelProto) -> dict[str, LiftedConstant]:
-    """{DequantizeLinear output: its integer constant and parameters}, before folding."""
+def dequantized_constants(proto: onnx.ModelProto, shifted: set[str] = frozenset()
+                          ) -> dict[str, LiftedConstant]:
+    """{DequantizeLinear output: its integer constant and parameters}, before folding.
+    `shifted`: zero-point constants of uint8 values held as int8 (frontend/uint8.py)."""
     inits = {init.name: init for init in proto.graph.initializer}
     found: dict[str, LiftedConstant] = {}
     for node in proto.graph.node:
@@ -96,22 +98,24 @@ def dequantized_constants(proto: onnx.ModelProto) -> dict[str, LiftedConstant]:
         values = numpy_helper.to_array(inits[names[0]])
         scale = numpy_helper.to_array(inits[names[1]])
         zero = numpy_helper.to_array(inits[names[2]]) if names[2] else np.zeros((), values.dtype)
-        params = _params(scale, zero, attrs.get("axis", 1), values.ndim)
+        params = _params(scale, zero, attrs.get("axis", 1), values.ndim, 128 if names[2] in shifted else 0)
         if params is not None and values.dtype == zero.dtype:
             found[node.output[0]] = LiftedConstant(values, params)
     return found
 
 
-def fold_qdq(graph: Graph, lifted: dict[str, LiftedConstant] | None = None) -> dict:
-    """Fold Q/DQ nodes into Tensor.quant in place; returns counts of what was folded."""
+def fold_qdq(graph: Graph, lifted: dict[str, LiftedConstant] | None = None,
+             shifted: set[str] = frozenset()) -> dict:
+    """Fold Q/DQ nodes into Tensor.quant in place; returns counts of what was folded.
+    `shifted`: zero-point constants of uint8 values held as int8 (frontend/uint8.py)."""
     counts = {"weights": _lift_constants(graph, lifted or {}), "quantize": 0, "dequantize": 0}
-    order = _Order(graph)
+    order = _Order(graph, shifted)
     counts["quantize"] = _fold_quantize(graph, order)
     _propagate(graph)
     for node in graph.nodes:
         if _is_op(node, "DequantizeLinear"):
             tensor = graph.tensors[node.inputs[0]]
-            params = _node_params(graph, node)
+            params = _node_params(graph, node, shifted)
             if tensor.quant is None and not tensor.is_const and params is not None \
                     and tensor.dtype in INTEGER_DTYPES:
                 tensor.quant = params
@@ -143,7 +147,8 @@ def _lift_constants(graph: Graph, lifted: dict[str, LiftedConstant]) -> int:
 class _Order:
     """Node and tensor positions before any folding, for FoldedNode."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, shifted: set[str] = frozenset()) -> None:
+        self.shifted = shifted  # zero points of uint8 values held as int8
         self.node_index = {n.name: i for i, n in enumerate(graph.nodes)}
         self.node_names = [n.name for n in graph.nodes]
         self.tensor_names = list(graph.tensors)
@@ -163,7 +168,7 @@ def _fold_quantize(graph: Graph, order: _Order) -> int:
         if not _is_op(node, "QuantizeLinear"):
             keep.append(node)
             continue
-        params = _node_params(graph, node)
+        params = _node_params(graph, node, order.shifted)
         out = graph.tensors[node.outputs[0]]
         if params is None or out.dtype not in ACTIVATION_DTYPES:
             keep.append(node)
@@ -197,7 +202,7 @@ def _fold_dequantize(graph: Graph, order: _Order) -> int:
         tensor = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
         readers = consumers.get(y.name, [])
-        if (tensor.is_const or tensor.quant is None or tensor.quant != _node_params(graph, node)
+        if (tensor.is_const or tensor.quant is None or tensor.quant != _node_params(graph, node, order.shifted)
                 or y.name in graph.outputs or not readers or any(_is_qdq(r) for r in readers)):
             keep.append(node)
             continue
@@ -247,7 +252,7 @@ def _is_qdq(node: Node) -> bool:
     return node.op_type in QDQ_OPS and node.domain in ("", "ai.onnx")
 
 
-def _node_params(graph: Graph, node: Node) -> QuantParams | None:
+def _node_params(graph: Graph, node: Node, shifted: set[str] = frozenset()) -> QuantParams | None:
     """The QuantParams a Q/DQ node applies, when they are constants we can hold."""
     if node.attr("block_size", 0) or node.attr("output_dtype", 0):
         return None
@@ -263,20 +268,25 @@ def _node_params(graph: Graph, node: Node) -> QuantParams | None:
     zero_values = zero.data if zero is not None else np.zeros((), dtype.numpy)
     if zero_values.dtype != dtype.numpy:
         return None
-    return _params(scale.data, zero_values, node.attr("axis", 1), len(graph.tensors[node.inputs[0]].shape))
+    return _params(scale.data, zero_values, node.attr("axis", 1), len(graph.tensors[node.inputs[0]].shape),
+                   128 if names[2] in shifted else 0)
 
 
-def _params(scale: np.ndarray, zero: np.ndarray, axis: int, rank: int) -> QuantParams | None:
+def _params(scale: np.ndarray, zero: np.ndarray, axis: int, rank: int, value_offset: int = 0
+            ) -> QuantParams | None:
     scale, zero = np.asarray(scale), np.asarray(zero)
-    if scale.dtype != np.float32 or scale.ndim > 1 or zero.shape != scale.shape:
+    if scale.dtype != np.float32 or scale.ndim > 1 or zero.ndim > 1:
+        return None
+    if zero.shape != scale.shape and not (scale.size == 1 and zero.size == 1):
         return None
     try:
         if scale.size == 1:
             # a one-element scale is per tensor whatever its rank (onnxruntime reads it so, and
-            # quantize_static writes its bias scales as shape [1]: the axis would not even exist)
-            return QuantParams(scale.reshape(()), zero.reshape(()))
+            # quantize_static writes its bias scales as shape [1] with a scalar zero point:
+            # the axis would not even exist)
+            return QuantParams(scale.reshape(()), zero.reshape(()), value_offset=value_offset)
         if not -rank <= axis < rank:
             return None
-        return QuantParams(scale, zero, axis % rank)
+        return QuantParams(scale, zero, axis % rank, value_offset=value_offset)
     except ValueError:  # zero or negative scales, odd zero-point types: leave the node alone
         return None
