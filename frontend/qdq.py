@@ -83,24 +83,50 @@ def dequantized_constants(proto: onnx.ModelProto, shifted: set[str] = frozenset(
     """{DequantizeLinear output: its integer constant and parameters}, before folding.
     `shifted`: zero-point constants of uint8 values held as int8 (frontend/uint8.py)."""
     inits = {init.name: init for init in proto.graph.initializer}
+    # values of constant Q/DQ chains: quantize_static quantizes a float constant at run time
+    # (Q(bias) -> DQ), and re-quantizes a model's own DQ'd weights (DQ(w) -> Q -> DQ)
+    values: dict[str, np.ndarray] = {}
+
+    def value(name: str):
+        if name in values:
+            return values[name]
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
     found: dict[str, LiftedConstant] = {}
     for node in proto.graph.node:
-        if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx"):  # torch's shared parameters
+            data = value(node.input[0])
+            if data is not None:
+                values[node.output[0]] = data
+            continue
+        if node.op_type == "Gather" and node.domain in ("", "ai.onnx"):  # a constant row (position ids)
+            data, index = value(node.input[0]), value(node.input[1])
+            if data is not None and index is not None and index.dtype.kind == "i":
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                rows = np.where(index < 0, index + data.shape[axis], index)
+                values[node.output[0]] = np.take(data, rows, axis=axis)
+            continue
+        if node.op_type not in QDQ_OPS or node.domain not in ("", "ai.onnx"):
             continue
         names = list(node.input) + [""] * (3 - len(node.input))
-        if not node.output or not node.output[0] or names[0] not in inits or names[1] not in inits:
+        if not node.output or not node.output[0] or names[1] not in inits or (names[2] and names[2] not in inits):
             continue
-        if names[2] and names[2] not in inits:
-            continue
+        data = value(names[0])
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("block_size", 0):
+        if data is None or attrs.get("block_size", 0) or attrs.get("output_dtype", 0):
             continue
-        values = numpy_helper.to_array(inits[names[0]])
         scale = numpy_helper.to_array(inits[names[1]])
-        zero = numpy_helper.to_array(inits[names[2]]) if names[2] else np.zeros((), values.dtype)
-        params = _params(scale, zero, attrs.get("axis", 1), values.ndim, 128 if names[2] in shifted else 0)
-        if params is not None and values.dtype == zero.dtype:
-            found[node.output[0]] = LiftedConstant(values, params)
+        integer = data.dtype if node.op_type == "DequantizeLinear" else np.dtype(np.uint8)
+        zero = numpy_helper.to_array(inits[names[2]]) if names[2] else np.zeros((), integer)
+        params = _params(scale, zero, attrs.get("axis", 1), data.ndim, 128 if names[2] in shifted else 0)
+        if params is None:
+            continue
+        if node.op_type == "QuantizeLinear":
+            if data.dtype == np.float32:
+                values[node.output[0]] = params.quantize(data)
+        elif data.dtype == zero.dtype:
+            found[node.output[0]] = LiftedConstant(data, params)
+            values[node.output[0]] = params.dequantize(data)
     return found
 
 
