@@ -316,7 +316,9 @@ def _binary_build(kind: str):
         lo, hi = act_bounds(node, qy, mode)
         if kind == "mul":
             return MulInt8(mode, _with_bounds(qmath.mul_params(*_sz(qa), *_sz(qb), *_sz(qy)), lo, hi))
-        return AddInt8(mode, _with_bounds(qmath.add_params(*_sz(qa), *_sz(qb), *_sz(qy)), lo, hi))
+        offsets = (qa.value_offset, qb.value_offset, qy.value_offset)  # uint8 held as int8: raw values
+        return AddInt8(mode, _with_bounds(qmath.add_params(*_sz(qa), *_sz(qb), *_sz(qy), value_offsets=offsets),
+                                          lo, hi))
     return build
 
 
