@@ -92,6 +92,12 @@ class PlaneMeanInt8(MeanInt8):
 
 
 @dataclass(frozen=True)
+class GlobalPoolInt8(MeanInt8):
+    """A whole-image AveragePool computed as onnxruntime's global average pool (--requant float)."""
+    window: Window
+
+
+@dataclass(frozen=True)
 class SoftmaxInt8(Int8Params):
     softmax: qmath.SoftmaxParams
     axis: int
@@ -363,7 +369,8 @@ def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
     if mode == "float" and node.op_type == "AveragePool" and _is_global_pool(node, graph):
         if node.attr(ACT_ATTR, None) is not None:
             raise NotInteger("int8 global AveragePool with a fused activation")
-        return MeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True)
+        return GlobalPoolInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True,
+                              prepare_window(node, graph).window)
     q = _same_quant(graph, node)
     if len(graph.tensors[node.inputs[0]].shape) != 4:
         raise NotInteger("int8 pools are 2-D only")
