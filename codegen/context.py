@@ -34,8 +34,8 @@ CONV, ELEMENTWISE, LINALG, NORM, TENSOR, QUANT = (
     "o2m_conv.c", "o2m_elementwise.c", "o2m_linalg.c", "o2m_norm.c", "o2m_tensor.c", "o2m_quant.c")
 BINARY, ADDER, MCUBERT = "o2m_binary.c", "o2m_adder.c", "o2m_mcubert.c"
 # families whose headers are copied and included only when a model calls them
-MISC, RESIZE, CONVT = "o2m_misc.c", "o2m_resize.c", "o2m_convt.c"
-ON_DEMAND_SOURCES = (CONVT, MISC, RESIZE)
+MISC, RESIZE, CONVT, DYNQUANT = "o2m_misc.c", "o2m_resize.c", "o2m_convt.c", "o2m_dynquant.c"
+ON_DEMAND_SOURCES = (CONVT, DYNQUANT, MISC, RESIZE)
 
 INT32_MAX = 2**31 - 1
 

@@ -1,7 +1,8 @@
 """ONNX model -> IR: bind dims, infer shapes, fold constants, simplify, drop no-ops, check support.
 
     read (load.py: file errors, opset lifting) -> bind input dims -> Constant
-    nodes to initializers -> repeat {shape inference, fold (fold.py), exact
+    nodes to initializers -> QOperator nodes (QLinearConv...) to their QDQ form
+    (qoperator.py) -> repeat {shape inference, fold (fold.py), exact
     rewrites (simplify.py)} until nothing changes -> drop Identity/Dropout ->
     every unknown op in one error -> IR -> per-node checks -> Q/DQ pairs folded
     into Tensor.quant (qdq.py).
@@ -23,6 +24,7 @@ from onnx2mcu.frontend.fold import (constants_to_initializers, fold_once, infer_
 from onnx2mcu.frontend.control_flow import bind_input_values, check_static, inline_static_control_flow
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
+from onnx2mcu.frontend.qoperator import expand_qoperators
 from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
@@ -61,6 +63,8 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     _forget_output_shapes(proto)
     constants_to_initializers(proto)
     remove_dead_nodes(proto)
+    if expand_qoperators(proto, label):  # before folding: qdq.py then sees the QDQ form
+        remove_dead_nodes(proto)
     lifted = dequantized_constants(proto)  # folding dequantizes them; fold_qdq lifts them back
     inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):

@@ -176,7 +176,7 @@ def _constant_value(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
         if attr.name == "value_ints":
             return np.array(list(attr.ints), dtype=np.int64)
     # sparse values, strings: let the reference evaluator decide
-    return np.asarray(_evaluate(model, [node], {})[node.output[0]])
+    return np.asarray(evaluate(model, [node], {})[node.output[0]])
 
 
 def fold_once(model: onnx.ModelProto) -> bool:
@@ -209,7 +209,7 @@ def fold_once(model: onnx.ModelProto) -> bool:
     if not removed:
         return False
     if to_eval:
-        new_consts.update(_evaluate(model, to_eval, new_consts))
+        new_consts.update(evaluate(model, to_eval, new_consts))
     used = {n for i, node in enumerate(graph.node) if i not in removed for n in node.input}
     used |= {o.name for o in graph.output}
     for name, value in new_consts.items():
@@ -222,7 +222,7 @@ def fold_once(model: onnx.ModelProto) -> bool:
     return True
 
 
-def _evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto],
+def evaluate(model: onnx.ModelProto, nodes: list[onnx.NodeProto],
               known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Values of the outputs of `nodes` (all of whose inputs are constants).
 

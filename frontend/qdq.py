@@ -23,6 +23,12 @@ OP(a_q, w_q, b_q) -> y_q with `quant` on every integer tensor.  The rules:
   runs on the int8 values: such an op's integer inputs and outputs share one
   QuantParams (propagated both ways); a DequantizeLinear whose parameters differ
   from that stays explicit, so nothing is reinterpreted.
+* A float value made by an op and read only by an op that commutes with quantization
+  (registry.COMMUTES_WITH_QUANTIZE: the PASSTHROUGH ops and MaxPool), whose output is
+  quantized, takes the output's QuantParams: PyTorch's PT2E quantizers write
+  DQ -> Clip -> MaxPool -> Q (a Relu6 they do not fuse), which becomes
+  Clip(x_q) -> m_q ; MaxPool(m_q) -> y_q.  Exact: quantization is elementwise and
+  monotone, so Q(max(a, b)) == max(Q(a), Q(b)) and moving elements commutes with it.
 * Ops between the folded pairs stay as they are: DQ -> Conv -> Relu -> Q gives
   Conv(a_q, w_q, b_q) -> c (float) and Relu(c) -> y_q.  Moving the Relu past the
   quantization (exact) is for the integer kernels to do.
@@ -41,7 +47,7 @@ from onnx import numpy_helper
 
 from onnx2mcu.ir import DType, Graph, Node, QuantParams, Tensor
 from onnx2mcu.ops import lookup
-from onnx2mcu.ops.registry import QUANT_PASSTHROUGH
+from onnx2mcu.ops.registry import COMMUTES_WITH_QUANTIZE, QUANT_PASSTHROUGH
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 INTEGER_DTYPES = (DType.INT8, DType.UINT8, DType.INT32)
@@ -107,6 +113,7 @@ def fold_qdq(graph: Graph, lifted: dict[str, LiftedConstant] | None = None) -> d
     counts = {"weights": _lift_constants(graph, lifted or {}), "quantize": 0, "dequantize": 0}
     order = _Order(graph)
     counts["quantize"] = _fold_quantize(graph, order)
+    counts["quantize_moved_up"] = _quantize_earlier(graph)
     _propagate(graph)
     for node in graph.nodes:
         if _is_op(node, "DequantizeLinear"):
@@ -184,6 +191,48 @@ def _fold_quantize(graph: Graph, order: _Order) -> int:
         folded += 1
     graph.nodes[:] = keep
     return folded
+
+
+def _quantize_earlier(graph: Graph) -> int:
+    """Give the float input of an op that commutes with quantization the quantization of its
+    output (see the module docstring); repeated so that a chain (Clip -> Reshape -> MaxPool -> Q)
+    is quantized at its start.  Returns how many values were retyped."""
+    moved = 0
+    for _ in range(len(graph.nodes) + 1):
+        producers, consumers = graph.producers(), graph.consumers()
+        changed = False
+        for node in reversed(graph.nodes):
+            x = _commuting_input(graph, node, producers, consumers)
+            if x is None:
+                continue
+            y = graph.tensors[node.outputs[0]]
+            graph.tensors[x.name] = Tensor(x.name, x.shape, y.dtype, None, y.quant.without_origin())
+            moved += 1
+            changed = True
+        if not changed:
+            break
+    return moved
+
+
+def _commuting_input(graph: Graph, node: Node, producers: dict, consumers: dict) -> Tensor | None:
+    """The float data input that `_quantize_earlier` may quantize with the node's output, if any."""
+    if node.op_type not in COMMUTES_WITH_QUANTIZE or node.domain not in ("", "ai.onnx"):
+        return None
+    if len(node.outputs) != 1 and any(node.outputs[1:]):
+        return None  # MaxPool's Indices, Split's parts
+    y = graph.tensors[node.outputs[0]]
+    if y.quant is None or y.quant.per_axis or y.dtype not in ACTIVATION_DTYPES:
+        return None
+    inputs = [graph.tensors[n] for n in node.inputs if n]
+    data = [t for t in inputs if t.dtype is DType.FLOAT32]
+    if len(data) != 1 or data[0].is_const or data[0].quant is not None or data[0].name != node.inputs[0]:
+        return None  # one float data input, first; the others are indices, shapes, axes
+    x = data[0]
+    writer = producers.get(x.name)
+    if (writer is None or _is_qdq(writer) or x.name in graph.outputs
+            or [n.name for n in consumers.get(x.name, [])] != [node.name]):
+        return None
+    return x
 
 
 def _fold_dequantize(graph: Graph, order: _Order) -> int:
@@ -271,8 +320,10 @@ def _params(scale: np.ndarray, zero: np.ndarray, axis: int, rank: int) -> QuantP
     if scale.dtype != np.float32 or scale.ndim > 1 or zero.shape != scale.shape:
         return None
     try:
-        if scale.ndim == 0:
-            return QuantParams(scale, zero)
+        if scale.size == 1:
+            # a one-element scale is per tensor whatever its rank (onnxruntime reads it so, and
+            # quantize_static writes its bias scales as shape [1]: the axis would not even exist)
+            return QuantParams(scale.reshape(()), zero.reshape(()))
         if not -rank <= axis < rank:
             return None
         return QuantParams(scale, zero, axis % rank)

@@ -55,7 +55,7 @@ _POSITIVE_INTS = {  # attributes whose every value must be >= 1
     "DepthToSpace": ("blocksize",),
     "SpaceToDepth": ("blocksize",),
 }
-_NON_NEGATIVE_INTS = {"Conv": ("pads",), "ConvTranspose": ("pads", "output_padding"),
+_NON_NEGATIVE_INTS = {"Conv": ("pads",), "ConvInteger": ("pads",), "ConvTranspose": ("pads", "output_padding"),
                       "MaxPool": ("pads",), "AveragePool": ("pads",)}
 
 
@@ -345,12 +345,13 @@ def _check_attributes(node: onnx.NodeProto, label: str, graph: onnx.GraphProto, 
         values = _ints(attrs.get(name))
         if any(v < 0 for v in values):
             raise UserError(f"{label}: node '{who}' ({node.op_type}) has negative {name}={values}")
-    if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+    if node.op_type in ("Conv", "ConvInteger", "ConvTranspose") and len(node.input) > 1:
         group = (_ints(attrs.get("group")) or [1])[0]
         weight = next((i for i in graph.initializer if i.name == node.input[1]), None)
+        forward = node.op_type != "ConvTranspose"
         if weight is not None and len(weight.dims) >= 2:
-            out_channels = weight.dims[0] if node.op_type == "Conv" else weight.dims[1] * group
-            in_channels = weight.dims[1] * group if node.op_type == "Conv" else weight.dims[0]
+            out_channels = weight.dims[0] if forward else weight.dims[1] * group
+            in_channels = weight.dims[1] * group if forward else weight.dims[0]
             if out_channels % group or in_channels % group:
                 raise UserError(f"{label}: node '{who}' ({node.op_type}) has group={group}, which "
                                 f"does not divide its {out_channels} output / {in_channels} input channels")

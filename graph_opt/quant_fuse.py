@@ -14,6 +14,13 @@ This pass makes them what an int8 kernel computes:
   the producer's quantized output bounds (attribute ops.int8.ACT_ATTR): exact, because
   quantization is monotone, so Q(clip(v, lo, hi)) == clip(Q(v), Q(lo), Q(hi)).
 
+* a float bias constant of a Conv / Gemm whose input and weights are quantized int8 (PyTorch's
+  PT2E quantizers leave biases float: DQ(x) -> Conv(., DQ(w), b) -> Q) becomes int32 at the
+  accumulator's scale, input scale x weight scale per channel, zero point 0, rounded half to
+  even: what TFLite's converter and XNNPACK do with such a bias.  Not exact: each output moves
+  by at most half an accumulator step (input scale x weight scale / 2, far below one output
+  step); reported as the count "float_bias" and a note.
+
 Each rewrite is kept only when the rewritten node runs on the integers (its op's
 `int8_check`); otherwise the graph is left as it was.  Reported as counts.
 """
@@ -28,14 +35,21 @@ from onnx2mcu.ops import lookup
 from onnx2mcu.ops.int8 import ACT_ATTR, FUSABLE_ACT_OPS
 
 
-def fuse_quantized(graph: Graph, options=None) -> dict | None:
+def fuse_quantized(graph: Graph, ctx=None) -> dict | None:
     if not any(t.quant is not None for t in graph.tensors.values()):
         return None
-    counts = {"bias": 0, "transposed_weights": 0, "activation": 0}
+    counts = {"bias": 0, "transposed_weights": 0, "activation": 0, "float_bias": 0}
     counts["bias"] = _fuse_bias(graph)
     counts["transposed_weights"] = _transpose_gemm_weights(graph)
-    counts["activation"] = _fuse_activations(graph)
+    biases: list[str] = []
+    counts["activation"] = _fuse_activations(graph, biases)
+    _quantize_biases(graph, biases)
+    counts["float_bias"] = len(biases)
     graph.validate()
+    if biases and ctx is not None:
+        shown = ", ".join(f"'{n}'" for n in biases[:4]) + (f" and {len(biases) - 4} more" if len(biases) > 4 else "")
+        ctx.report.note(f"{len(biases)} float bias(es) of int8 Conv/Gemm quantized to int32 at input scale x "
+                        f"weight scale (the model left them float; within half an accumulator step): {shown}")
     return {k: v for k, v in counts.items() if v} or None
 
 
@@ -171,7 +185,62 @@ def _act_range(graph: Graph, node: Node) -> tuple[float, float] | None:
     return bounds[0], bounds[1]
 
 
-def _fuse_activations(graph: Graph) -> int:
+# ----- float biases -------------------------------------------------------------------
+BIAS_OPS = ("Conv", "Gemm")
+INT32_LIMIT = 2.0 ** 31 - 1
+
+
+def _int32_bias(graph: Graph, node: Node) -> str | None:
+    """Add the int32 twin of the node's float bias constant (see the module docstring) and
+    return its name, or None when the node has no such bias or its inputs are not int8."""
+    if node.op_type not in BIAS_OPS or node.domain not in ("", "ai.onnx") or len(node.inputs) < 3:
+        return None
+    x, w, b = (graph.tensors.get(n) if n else None for n in node.inputs[:3])
+    if x is None or w is None or b is None or not b.is_const or b.dtype is not DType.FLOAT32:
+        return None
+    if x.dtype is not DType.INT8 or x.quant is None or x.quant.per_axis or x.is_const:
+        return None
+    if not w.is_const or w.dtype is not DType.INT8 or w.quant is None:
+        return None
+    channel_axis = 0 if node.op_type == "Conv" or node.attr("transB", 0) else 1
+    channels = w.shape[channel_axis]
+    if len(b.shape) != 1 or b.shape[0] != channels:
+        return None
+    if w.quant.per_axis and w.quant.axis != channel_axis:
+        return None
+    scales = np.float32(x.quant.scale) * np.broadcast_to(np.asarray(w.quant.scale, np.float32), (channels,))
+    with np.errstate(all="ignore"):
+        values = np.rint(b.data.astype(np.float64) / scales.astype(np.float64))
+    if not np.all(np.abs(values) <= INT32_LIMIT):
+        return None
+    name = _fresh(graph, f"{b.name}_int32")
+    graph.tensors[name] = Tensor(name, (channels,), DType.INT32, values.astype(np.int32),
+                                 quant=QuantParams(scales.astype(np.float32), np.zeros(channels, np.int32), 0))
+    return name
+
+
+def _unused_after(graph: Graph, name: str, old: list[Node]) -> list[str]:
+    """[name] when only the nodes `old` read it (so it goes with them), else []."""
+    readers = graph.consumers().get(name, [])
+    return [name] if all(r in old for r in readers) and name not in graph.outputs else []
+
+
+def _quantize_biases(graph: Graph, done: list[str]) -> None:
+    """The Conv / Gemm nodes already quantized on both sides (DQ -> Conv -> Q) with a float bias."""
+    for node in list(graph.nodes):
+        bias = _int32_bias(graph, node)
+        if bias is None:
+            continue
+        old_bias = node.inputs[2]
+        inputs = [*node.inputs[:2], bias, *node.inputs[3:]]
+        new = Node(node.name, node.op_type, inputs, list(node.outputs), dict(node.attrs), node.domain)
+        if _try_replace(graph, [node], new, drop=_unused_after(graph, old_bias, [node]), added=[bias]):
+            done.append(old_bias)
+
+
+def _fuse_activations(graph: Graph, biases: list[str]) -> int:
+    """Relu / Clip into the producer's bounds; a float bias of the producer is quantized with it
+    (the node runs on the integers only with both), and its name added to `biases`."""
     done = 0
     for node in list(graph.nodes):
         if node.op_type not in FUSABLE_ACT_OPS or node.domain not in ("", "ai.onnx") or node not in graph.nodes:
@@ -190,7 +259,14 @@ def _fuse_activations(graph: Graph) -> int:
         old_low, old_high = node.attr(ACT_ATTR, (-math.inf, math.inf))
         attrs = dict(node.attrs)
         attrs[ACT_ATTR] = (max(low, old_low), min(high, old_high))
-        new = Node(node.name, node.op_type, list(node.inputs), [y, *node.outputs[1:]], attrs, node.domain)
-        if _try_replace(graph, [node, act], new, drop=[t], added=[]):
+        inputs, added, drop = list(node.inputs), [], [t]
+        bias = _int32_bias(graph, node)
+        if bias is not None:
+            drop += _unused_after(graph, inputs[2], [node])
+            inputs[2], added = bias, [bias]
+        new = Node(node.name, node.op_type, inputs, [y, *node.outputs[1:]], attrs, node.domain)
+        if _try_replace(graph, [node, act], new, drop=drop, added=added):
             done += 1
+            if bias is not None:
+                biases.append(node.inputs[2])
     return done

@@ -227,7 +227,10 @@ def precision_line(precision: dict) -> str:
     islands = precision["float_islands"]
     where = (": " + ", ".join(f"{e['op']} '{e['node']}'" for e in islands[:6])
              + (" ..." if len(islands) > 6 else "")) if islands else ""
-    return (f"int8       {precision['int8_nodes']} node(s) on int8 (requant {precision['requant']}), "
+    dynamic = precision.get("dynamic_quantizers")
+    how = f"requant {precision['requant']}" + (
+        f"; {dynamic} DynamicQuantizeLinear compute activation scales at run time" if dynamic else "")
+    return (f"int8       {precision['int8_nodes']} node(s) on int8 ({how}), "
             f"{precision['float_nodes']} in float{where}")
 
 

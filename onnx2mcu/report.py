@@ -63,8 +63,12 @@ def simulation_report(report: "SimulationReport") -> dict:
 
 
 def is_quantized_model(graph: Graph) -> bool:
+    """Static (QDQ, Tensor.quant) or dynamic (DynamicQuantizeLinear, MatMulInteger...)."""
+    from onnx2mcu.ops.int8 import QUANTIZERS
+    from onnx2mcu.ops.integer import INTEGER_PRODUCTS
+
     return any(t.quant is not None for t in graph.tensors.values()) or any(
-        n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.nodes)
+        n.op_type in QUANTIZERS + INTEGER_PRODUCTS for n in graph.nodes)
 
 
 def precision_report(graph: Graph, kernels: dict | None = None) -> dict | None:
@@ -92,16 +96,25 @@ def precision_report(graph: Graph, kernels: dict | None = None) -> dict | None:
         elif precision == "float" and not moves:
             counts["float"] += 1
             islands.append({"node": node.name, "op": node.op_type})
+    dynamic = sum(1 for n in graph.nodes if n.op_type == "DynamicQuantizeLinear")
     return {"requant": graph.requant, "int8_nodes": counts["int8"], "float_nodes": counts["float"],
-            "float_islands": islands, "nodes": nodes}
+            "float_islands": islands, "dynamic_quantizers": dynamic, "nodes": nodes}
 
 
 def float_island_line(precision: dict | None) -> str | None:
-    """The one line compile prints when a quantized model has compute nodes running in float."""
+    """The one line compile prints when a quantized model has compute nodes running in float.
+
+    A dynamically quantized model (onnxruntime's quantize_dynamic) computes everything but its
+    MatMulInteger/ConvInteger in float by its own definition: said so instead of "island"."""
     if not precision or not precision["float_islands"]:
         return None
     shown = precision["float_islands"][:8]
     more = len(precision["float_islands"]) - len(shown)
-    return (f"{len(precision['float_islands'])} float island(s): "
-            + ", ".join(f"{e['op']} '{e['node']}'" for e in shown) + (f", and {more} more" if more else "")
+    listed = ", ".join(f"{e['op']} '{e['node']}'" for e in shown) + (f", and {more} more" if more else "")
+    if precision.get("dynamic_quantizers"):
+        return (f"{len(precision['float_islands'])} node(s) in float: {listed} (dynamic quantization: "
+                f"only MatMulInteger/ConvInteger run on integers, on activations that "
+                f"{precision['dynamic_quantizers']} DynamicQuantizeLinear node(s) quantize at run time; "
+                "the model computes the rest in float)")
+    return (f"{len(precision['float_islands'])} float island(s): " + listed
             + " (no integer kernel: they run in float between a DequantizeLinear and a QuantizeLinear)")

@@ -44,7 +44,7 @@ void o2m_depthwise_conv2d_s8(const o2m_conv2d_s8_params *p, const int8_t *x, con
                         const int8_t *xr = xc + (ih0 + kh * p->dil_h) * p->w_in + iw0;
                         const int8_t *wr = wc + kh * p->k_w;
                         for (kw = kw_lo; kw < kw_hi; ++kw) {
-                            acc += ((int32_t)xr[kw * p->dil_w] + p->input_offset) * (int32_t)wr[kw];
+                            acc += ((int32_t)xr[kw * p->dil_w] + p->input_offset) * ((int32_t)wr[kw] + p->filter_offset);
                         }
                     }
                     y[(((int64_t)b * p->c_out + oc) * p->h_out + oh) * p->w_out + ow] =
@@ -89,7 +89,7 @@ void o2m_conv2d_s8(const o2m_conv2d_s8_params *p, const int8_t *x, const int8_t 
                             const int8_t *xr = xc + (ih0 + kh * p->dil_h) * p->w_in + iw0;
                             const int8_t *wr = wc + kh * p->k_w;
                             for (kw = kw_lo; kw < kw_hi; ++kw) {
-                                acc += ((int32_t)xr[kw * p->dil_w] + p->input_offset) * (int32_t)wr[kw];
+                                acc += ((int32_t)xr[kw * p->dil_w] + p->input_offset) * ((int32_t)wr[kw] + p->filter_offset);
                             }
                         }
                     }

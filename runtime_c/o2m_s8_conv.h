@@ -23,10 +23,12 @@ typedef struct {
     int32_t groups;              /* divides c_in and c_out */
     int32_t input_offset;        /* -input zero point */
     o2m_s8_requant requant;      /* per output channel */
+    int32_t filter_offset;       /* -weight zero point (per tensor; 0 for symmetric weights) */
 } o2m_conv2d_s8_params;
 
 /*
- * acc[n][oc][oh][ow] = bias[oc] + sum_{ic,kh,kw} (x[n][g*cin_g+ic][ih][iw] + input_offset) * w[oc][ic][kh][kw]
+ * acc[n][oc][oh][ow] = bias[oc] + sum_{ic,kh,kw} (x[n][g*cin_g+ic][ih][iw] + input_offset)
+ *                                                * (w[oc][ic][kh][kw] + filter_offset)
  *   ih = oh*stride_h - pad_top + kh*dil_h, iw = ow*stride_w - pad_left + kw*dil_w;
  *   taps outside the input contribute 0 (padding with the input zero point).
  * y = requant(acc, oc).  bias may be NULL.  Dispatches to the depthwise

@@ -86,6 +86,9 @@ void o2m_mean_s8(const o2m_mean_s8_params *p, int32_t outer, int32_t reduce, int
             }
             if (p->method == O2M_S8_MEAN_SAME) {
                 v = rounded_div(total, reduce);
+            } else if (p->method == O2M_S8_MEAN_FLOAT) {
+                total -= p->input_zero_point * reduce;
+                v = o2m_s8_requant_float(total, p->scale, p->output_zero_point, -128, 127);
             } else {
                 total -= p->input_zero_point * reduce;
                 v = rounded_div(o2m_s8_mbqm(total, p->multiplier, p->shift), reduce) + p->output_zero_point;

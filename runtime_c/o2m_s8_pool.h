@@ -32,12 +32,14 @@ void o2m_avgpool2d_s8(const o2m_pool2d_s8_params *p, const int8_t *x, int8_t *y)
 
 #define O2M_S8_MEAN_RESCALE 0 /* TFLite's spatial mean: requant(sum(x - zp_in)) / count + zp_out */
 #define O2M_S8_MEAN_SAME 1    /* equal in/out quantization: raw sum / count, rounded */
+#define O2M_S8_MEAN_FLOAT 2   /* onnxruntime's: round_half_even((float)sum(x - zp_in) * scale) + zp_out */
 
 typedef struct {
     int32_t method;                /* O2M_S8_MEAN_* */
     int32_t input_zero_point;
     int32_t output_zero_point;
     int32_t multiplier, shift;     /* s_in / s_out (method RESCALE) */
+    float scale;                   /* s_in / (s_out * reduce) (method FLOAT) */
 } o2m_mean_s8_params;
 
 /* Mean over the middle axis of x [outer, reduce, inner] -> y [outer, inner]

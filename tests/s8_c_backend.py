@@ -38,7 +38,7 @@ class Requant(Structure):
 class ConvP(Structure):
     _fields_ = [(n, I) for n in ("n", "c_in", "h_in", "w_in", "c_out", "h_out", "w_out", "k_h", "k_w",
                                  "stride_h", "stride_w", "dil_h", "dil_w", "pad_top", "pad_left", "groups",
-                                 "input_offset")] + [("requant", Requant)]
+                                 "input_offset")] + [("requant", Requant), ("filter_offset", I)]
 
 
 class FCP(Structure):
@@ -74,8 +74,12 @@ class PoolP(Structure):
                                  "pad_value")]
 
 
+MEAN_METHODS = {"rescale": 0, "same": 1, "float": 2}  # O2M_S8_MEAN_*
+
+
 class MeanP(Structure):
-    _fields_ = [(n, I) for n in ("method", "input_zero_point", "output_zero_point", "multiplier", "shift")]
+    _fields_ = [(n, I) for n in ("method", "input_zero_point", "output_zero_point", "multiplier", "shift")] + [
+        ("scale", c_float)]
 
 
 class SoftmaxP(Structure):
@@ -134,7 +138,7 @@ class CKernels:
         rq = requant_struct(p.multipliers, p.shifts, p.float_scales if mode == "float" else None, True,
                             p.output_offset, p.act_min, p.act_max, keep)
         cp = ConvP(n, c_in, h, wd, c_out, ho, wo, kh, kw, *p.stride, *p.dilation, p.pads[0], p.pads[1],
-                   p.groups, p.input_offset, rq)
+                   p.groups, p.input_offset, rq, p.filter_offset)
         y = np.zeros((n, c_out, ho, wo), np.int8)
         b = None if bias is None else np.ascontiguousarray(bias, np.int32)
         f(ctypes.byref(cp), ptr(np.ascontiguousarray(x)), ptr(np.ascontiguousarray(w)), ptr(b), ptr(y))
@@ -209,8 +213,8 @@ class CKernels:
         inner = int(np.prod(x.shape[axes[-1] + 1:]))
         f = declare(self.lib, "o2m_mean_s8", None, P, I, I, I, P, P)
         y = np.zeros(outer * inner, np.int8)
-        cp = MeanP(0 if p.method == "rescale" else 1, p.input_zero_point, p.output_zero_point, p.multiplier,
-                   p.shift)
+        cp = MeanP(MEAN_METHODS[p.method], p.input_zero_point, p.output_zero_point, p.multiplier, p.shift,
+                   p.float_scale)
         f(ctypes.byref(cp), outer, reduce, inner, ptr(np.ascontiguousarray(x)), ptr(y))
         shape = [1 if a in axes else d for a, d in enumerate(x.shape)] if keepdims else \
             [d for a, d in enumerate(x.shape) if a not in axes]

@@ -159,7 +159,7 @@ def program(all_cases: list[dict]) -> str:
             decls.append(_arr("int32_t", f"t{i}", ic * h * wd + kh * p.dilation[0] * wd + kw * p.dilation[1]))
             taps = f"t{i}"
         body.append(f"""    {{
-        static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}}};
+        static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
         static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
         {fn}(&fp, x{i}, w{i}, y_fast, NULL);

@@ -20,7 +20,7 @@ from c_harness import declare, i32, ptr
 from onnx2mcu import qmath
 from onnx2mcu.ops import int8_ref as R
 
-from s8_c_backend import (STRUCTS, AddP, ConvP, FCP, MatmulP, MeanP, MulP, PoolP, RequantP, SoftmaxP, I, P,
+from s8_c_backend import (MEAN_METHODS, STRUCTS, AddP, ConvP, FCP, MatmulP, MeanP, MulP, PoolP, RequantP, SoftmaxP, I, P,
                           build_s8_library, _bcast_strides, requant_struct as _requant_struct)
 
 pytestmark = [pytest.mark.c]
@@ -177,7 +177,7 @@ def _conv_naive_acc(x, w, bias, p: R.ConvParams):
                     for ow in range(wo):
                         iw = ow * p.stride[1] - p.pads[1] + j * p.dilation[1]
                         if 0 <= iw < wd:
-                            acc[:, oc, oh, ow] += xi[:, g * cin_g:(g + 1) * cin_g, ih, iw] @ w[oc, :, i, j].astype(np.int64)
+                            acc[:, oc, oh, ow] += xi[:, g * cin_g:(g + 1) * cin_g, ih, iw] @ (w[oc, :, i, j].astype(np.int64) + p.filter_offset)
     if bias is not None:
         acc += bias.astype(np.int64).reshape(1, -1, 1, 1)
     return acc
@@ -209,8 +209,10 @@ def _conv_case(rng, kind: str):
     s_out = float(s_in * base * rng.uniform(0.5, 2) * 30)
     bias = rng.integers(-(1 << 14), 1 << 14, c_out).astype(np.int32) if rng.random() < 0.8 else None
     act = str(rng.choice(["none", "relu", "relu6"]))
+    # onnxruntime's asymmetric per-tensor weights (uint8 weights lowered to int8 keep a zero point)
+    filter_zp = int(rng.integers(-100, 101)) if not per_channel and rng.random() < 0.5 else 0
     p = R.conv_params(s_in, _zp(rng), fs, s_out, _zp(rng), c_out, act=act, stride=stride, dilation=dil,
-                      pads=pads, groups=groups)
+                      pads=pads, groups=groups, filter_zero_point=filter_zp)
     return x, w, bias, p, per_channel
 
 
@@ -223,7 +225,7 @@ def _run_conv_c(lib, x, w, bias, p: R.ConvParams, per_channel, mode, fn="o2m_con
     rq = _requant_struct(p.multipliers, p.shifts, p.float_scales if mode == "float" else None, True,
                          p.output_offset, p.act_min, p.act_max, keep)
     cp = ConvP(n, c_in, h, wd, c_out, ho, wo, kh, kw, *p.stride, *p.dilation, p.pads[0], p.pads[1], p.groups,
-               p.input_offset, rq)
+               p.input_offset, rq, p.filter_offset)
     y = np.zeros((n, c_out, ho, wo), np.int8)
     b = None if bias is None else np.ascontiguousarray(bias)
     f(ctypes.byref(cp), ptr(np.ascontiguousarray(x)), ptr(np.ascontiguousarray(w)), ptr(b), ptr(y))
@@ -407,19 +409,20 @@ def test_avgpool_rounds_half_away_from_zero():
     assert R.avgpool(x, p).ravel().tolist() == [2, -2, 4, -4]  # 1.5 -> 2, -1.5 -> -2, 3.5 -> 4
 
 
-@pytest.mark.parametrize("method", ["rescale", "same"])
+@pytest.mark.parametrize("method", ["rescale", "same", "float"])
 def test_mean_c_bit_exact(lib, method):
-    rng = np.random.default_rng(41 if method == "same" else 42)
+    rng = np.random.default_rng({"same": 41, "rescale": 42, "float": 43}[method])
     f = declare(lib, "o2m_mean_s8", None, P, I, I, I, P, P)
     for _ in range(60):
         outer, reduce, inner = int(rng.integers(1, 6)), int(rng.integers(1, 80)), int(rng.integers(1, 4))
         si, zi = float(rng.uniform(0.01, 0.1)), _zp(rng)
         so, zo = (si, zi) if method == "same" else (si * float(rng.choice([0.3, 1.0, 2.0, 0.05])), _zp(rng))
-        p = R.mean_params(si, zi, so, zo, method)
+        p = R.mean_params(si, zi, so, zo, method, count=reduce)
         x = _q8(rng, (outer, reduce, inner))
         want = R.mean(x, 1, p, keepdims=False)
         y = np.zeros((outer, inner), np.int8)
-        cp = MeanP(0 if method == "rescale" else 1, p.input_zero_point, p.output_zero_point, p.multiplier, p.shift)
+        cp = MeanP(MEAN_METHODS[method], p.input_zero_point, p.output_zero_point, p.multiplier, p.shift,
+                   p.float_scale)
         f(ctypes.byref(cp), outer, reduce, inner, ptr(x), ptr(y))
         np.testing.assert_array_equal(y, want)
         real = ((x.astype(float) - zi) * si).mean(axis=1) / so + zo

@@ -3,6 +3,7 @@
 from onnx2mcu.codegen.emit import adder  # noqa: F401
 from onnx2mcu.codegen.emit import binary  # noqa: F401
 from onnx2mcu.codegen.emit import conv  # noqa: F401
+from onnx2mcu.codegen.emit import dynquant  # noqa: F401
 from onnx2mcu.codegen.emit import elementwise  # noqa: F401
 from onnx2mcu.codegen.emit import linalg  # noqa: F401
 from onnx2mcu.codegen.emit import mcubert  # noqa: F401

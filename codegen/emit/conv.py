@@ -8,12 +8,13 @@ from onnx2mcu.ops.conv import Window
 from onnx2mcu.ops.registry import prepared
 
 
-def window_2d(node: Node, ctx) -> tuple[Window, tuple]:
+def window_2d(node: Node, ctx, dtypes=(DType.FLOAT32,)) -> tuple[Window, tuple]:
     """The prepared window of a 1-D or 2-D conv/pool node (the one the simulator's reference
-    reads, onnx2mcu/ops/conv.py prepare_window), lifted to 2-D (H = 1 for 1-D); and (h, w) of x."""
+    reads, onnx2mcu/ops/conv.py prepare_window), lifted to 2-D (H = 1 for 1-D); and (h, w) of x
+    (whose dtype must be one of `dtypes`)."""
     x = node.inputs[0]
     shape = ctx.shape(x)
-    if ctx.dtype(x) is not DType.FLOAT32:
+    if ctx.dtype(x) not in dtypes:
         ctx.refuse(node, f"no C kernel for dtype {ctx.dtype(x).value}")
     if len(shape) not in (3, 4):
         ctx.refuse(node, f"{len(shape) - 2}-D {node.op_type} has no C kernel (1-D and 2-D only)")

@@ -54,6 +54,8 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "dil_h": conv.dilation[0], "dil_w": conv.dilation[1], "pad_top": conv.pads[0],
               "pad_left": conv.pads[1], "groups": conv.groups, "input_offset": conv.input_offset,
               "requant": _requant(ctx, conv, p.mode)}
+    if conv.filter_offset:
+        fields["filter_offset"] = conv.filter_offset
     name = ctx.declare("o2m_conv2d_s8_params", c_struct(fields), "conv_s8")
     _use(ctx, S8_CONV)
     return [f"o2m_conv2d_s8(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
@@ -149,6 +151,8 @@ def _emit_lut(node: Node, ctx) -> list[str]:
 def _emit_pool(kernel: str):
     def emit(node: Node, ctx) -> list[str]:
         p: Q.PoolInt8 = int8_params(node, ctx.graph)
+        if isinstance(p, Q.MeanInt8):  # a global AveragePool in float mode (ops/int8._pool_build)
+            return _emit_mean(node, ctx)
         x, y = node.inputs[0], node.outputs[0]
         n, c, h_in, w_in = ctx.shape(x)
         _, _, h_out, w_out = ctx.shape(y)
@@ -172,9 +176,11 @@ def _emit_mean(node: Node, ctx) -> list[str]:
     first, last = p.axes[0], p.axes[-1]
     outer, reduce, inner = prod(shape[:first]), prod(shape[first:last + 1]), prod(shape[last + 1:])
     m = p.mean
-    fields = {"method": "O2M_S8_MEAN_RESCALE" if m.method == "rescale" else "O2M_S8_MEAN_SAME",
+    fields = {"method": f"O2M_S8_MEAN_{m.method.upper()}",
               "input_zero_point": m.input_zero_point, "output_zero_point": m.output_zero_point,
               "multiplier": m.multiplier, "shift": m.shift}
+    if m.method == "float":
+        fields["scale"] = _f(m.float_scale)
     name = ctx.declare("o2m_mean_s8_params", c_struct(fields), "mean_s8")
     _use(ctx, S8_POOL)
     return [f"o2m_mean_s8(&{name}, {outer}, {reduce}, {inner}, {ctx.ptr(x)}, {ctx.ptr(y)});"]

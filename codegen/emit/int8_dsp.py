@@ -67,6 +67,8 @@ def _conv_applies(node: Node, graph: Graph) -> str | None:
     if why:
         return why
     conv = p.conv
+    if conv.filter_offset != 0:
+        return "asymmetric weights (filter zero point)"
     x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     if len(x.shape) != 4:
         return "not a 2-D convolution"

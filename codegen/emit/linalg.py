@@ -12,6 +12,17 @@ def _emit_matmul(node: Node, ctx) -> list[str]:
     a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
     if ctx.dtype(a) is not DType.FLOAT32 or ctx.dtype(b) is not DType.FLOAT32:
         ctx.refuse(node, f"no C kernel for dtype {ctx.dtype(a).value}")
+    params = {**matmul_geometry(node, ctx), "act": NO_ACT}
+    name = ctx.declare("o2m_matmul_params", c_struct(params), "matmul")
+    ctx.need(LINALG)
+    return [f"o2m_matmul_f32(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, NULL, {ctx.ptr(y)});"]
+
+
+def matmul_geometry(node: Node, ctx) -> dict:
+    """m, n, k and the broadcast batch dims with A's and B's strides along them (numpy.matmul
+    of inputs 0 and 1, 1-D operands included): the fields o2m_matmul_params and
+    o2m_matmul_integer_params share."""
+    a, b = node.inputs[0], node.inputs[1]
     sa, sb = list(ctx.shape(a)), list(ctx.shape(b))
     if len(sa) == 1:
         sa = [1] + sa
@@ -34,14 +45,10 @@ def _emit_matmul(node: Node, ctx) -> list[str]:
     if len(dims) > 4:
         ctx.refuse(node, f"{len(dims)} batch dimensions (the C kernel takes up to 4)")
     pad = [0] * (4 - len(dims))
-    params = {"m": m, "n": n, "k": k, "batch_rank": len(dims),
-              "batch_dims": "{" + ", ".join(str(v) for v in dims + pad) + "}",
-              "a_strides": "{" + ", ".join(str(v) for v in strides[0] + pad) + "}",
-              "b_strides": "{" + ", ".join(str(v) for v in strides[1] + pad) + "}",
-              "act": NO_ACT}
-    name = ctx.declare("o2m_matmul_params", c_struct(params), "matmul")
-    ctx.need(LINALG)
-    return [f"o2m_matmul_f32(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, NULL, {ctx.ptr(y)});"]
+    return {"m": m, "n": n, "k": k, "batch_rank": len(dims),
+            "batch_dims": "{" + ", ".join(str(v) for v in dims + pad) + "}",
+            "a_strides": "{" + ", ".join(str(v) for v in strides[0] + pad) + "}",
+            "b_strides": "{" + ", ".join(str(v) for v in strides[1] + pad) + "}"}
 
 
 def gemm_geometry(node: Node, ctx) -> dict:

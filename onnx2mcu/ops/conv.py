@@ -17,6 +17,8 @@ from onnx2mcu.ops._util import input_or_none
 from onnx2mcu.ops.registry import FLOAT, prepared, register
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+WEIGHT_CONVS = ("Conv", "ConvInteger")
+"""Convolutions whose kernel shape is their weight's (input 1) spatial dims."""
 
 
 @dataclass
@@ -100,7 +102,7 @@ class WindowParams:
 
 def prepare_window(node: Node, graph: Graph) -> WindowParams:
     x = graph.tensors[node.inputs[0]]
-    kernel = tuple(graph.tensors[node.inputs[1]].shape[2:]) if node.op_type == "Conv" else None
+    kernel = tuple(graph.tensors[node.inputs[1]].shape[2:]) if node.op_type in WEIGHT_CONVS else None
     return WindowParams(window(node, tuple(x.shape[2:]), kernel, ceil_mode=bool(node.attr("ceil_mode", 0))))
 
 
@@ -137,7 +139,7 @@ def window_check(node: Node, graph: Graph) -> str | None:
         return reason
     x = graph.tensors[node.inputs[0]]
     out = graph.tensors[node.outputs[0]]
-    kernel = graph.tensors[node.inputs[1]].shape[2:] if node.op_type == "Conv" else None
+    kernel = graph.tensors[node.inputs[1]].shape[2:] if node.op_type in WEIGHT_CONVS else None
     if len(x.shape) < 3 or (kernel is None and not node.attr("kernel_shape")):
         return f"{node.op_type} needs an (N, C, spatial...) input and a kernel shape"
     win = prepared(node, graph).window
@@ -150,21 +152,27 @@ def window_check(node: Node, graph: Graph) -> str | None:
 
 
 # ----- Conv --------------------------------------------------------------
-def _conv(node: Node, inputs: list, params: WindowParams | None = None) -> list:
-    x, w, b = inputs[0], inputs[1], input_or_none(inputs, 2)
+def conv_sum(x: np.ndarray, w: np.ndarray, groups: int, win: Window) -> np.ndarray:
+    """sum over (input channel, tap) of x * w, zero padding, in x's dtype (float64 for Conv,
+    int64 on the zero-point-centred values for ConvInteger: exact): [N, M, *out]."""
     n, c = x.shape[:2]
     m, kernel = w.shape[0], tuple(w.shape[2:])
-    groups = node.attr("group", 1)
     cg, mg = c // groups, m // groups
-    win = node_window(node, x, params, kernel)
-    xp = pad_spatial(x.astype(np.float64), win, 0.0)
-    wg = w.astype(np.float64).reshape((groups, mg, cg) + kernel)
+    xp = pad_spatial(x, win, 0)
+    wg = w.reshape((groups, mg, cg) + kernel)
     pixels = math.prod(win.out)
-    acc = np.zeros((n, groups, mg, pixels))
+    acc = np.zeros((n, groups, mg, pixels), dtype=x.dtype)
     for offset in win.offsets():
         patch = xp[(slice(None), slice(None)) + win.slices(offset)]
         acc += np.matmul(wg[(slice(None),) * 3 + offset], patch.reshape(n, groups, cg, pixels))
-    y = acc.reshape((n, m) + win.out)
+    return acc.reshape((n, m) + win.out)
+
+
+def _conv(node: Node, inputs: list, params: WindowParams | None = None) -> list:
+    x, w, b = inputs[0], inputs[1], input_or_none(inputs, 2)
+    m, kernel = w.shape[0], tuple(w.shape[2:])
+    win = node_window(node, x, params, kernel)
+    y = conv_sum(x.astype(np.float64), w.astype(np.float64), node.attr("group", 1), win)
     if b is not None:
         y = y + b.astype(np.float64).reshape((1, m) + (1,) * len(kernel))
     return [y.astype(x.dtype)]

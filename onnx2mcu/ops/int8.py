@@ -26,6 +26,7 @@ from onnx2mcu.ir import DType, Graph, Node, QuantParams, Tensor
 from onnx2mcu.ops import int8_ref as R
 from onnx2mcu.ops._util import int_list, norm_axis
 from onnx2mcu.ops.conv import Window, WindowParams, prepare_window
+from onnx2mcu.ops.integer import INTEGER_PRODUCTS
 from onnx2mcu.ops.registry import QUANT_INTEGER, lookup, prepared, upgrade
 
 ACT_ATTR = "o2m_fused_act"
@@ -232,14 +233,12 @@ def _conv_build(node: Node, graph: Graph) -> ConvInt8:
         raise NotInteger(f"{len(x.shape) - 2}-D int8 Conv (2-D only)")
     c_out = wt.shape[0]
     _, fs, wzp = _weights(graph, node.inputs[1], c_out, 0, "weight")
-    if wzp:
-        raise NotInteger("Conv weights with a zero point other than 0")
     _bias(graph, node, 2, c_out, float(qx.scale), fs)
     win = prepare_window(node, graph).window
     lo, hi = act_bounds(node, qy, mode)
     conv = R.conv_params(*_sz(qx), fs, *_sz(qy), c_out, stride=win.strides, dilation=win.dilations,
                          pads=(win.pads_begin[0], win.pads_begin[1], win.pads_end[0], win.pads_end[1]),
-                         groups=node.attr("group", 1))
+                         groups=node.attr("group", 1), filter_zero_point=wzp)
     conv = _with_bounds(conv, lo, hi)
     return ConvInt8(mode, win, conv)
 
@@ -332,8 +331,24 @@ def _same_quant(graph: Graph, node: Node) -> QuantParams:
     return qx
 
 
-def _pool_build(node: Node, graph: Graph) -> PoolInt8:
+def _is_global_pool(node: Node, graph: Graph) -> bool:
+    """An AveragePool whose one window is the whole (unpadded) image: onnxruntime computes it as
+    a global average pool."""
+    shape = graph.tensors[node.inputs[0]].shape
+    if len(shape) != 4 or node.attr("ceil_mode", 0) or node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return False
+    if any(d != 1 for d in node.attr("dilations") or ()):
+        return False
+    return (tuple(int_list(node.attr("kernel_shape"))) == tuple(shape[2:])
+            and not any(int_list(node.attr("pads") or [0]))) 
+
+
+def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
     mode = _mode(graph)
+    if mode == "float" and node.op_type == "AveragePool" and _is_global_pool(node, graph):
+        if node.attr(ACT_ATTR, None) is not None:
+            raise NotInteger("int8 global AveragePool with a fused activation")
+        return MeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True)
     q = _same_quant(graph, node)
     if len(graph.tensors[node.inputs[0]].shape) != 4:
         raise NotInteger("int8 pools are 2-D only")
@@ -351,7 +366,9 @@ def _pool_build(node: Node, graph: Graph) -> PoolInt8:
     return PoolInt8(mode, win, pool, int(q.zero_point))
 
 
-def _avgpool_int8(node: Node, inputs: list, p: PoolInt8) -> list:
+def _avgpool_int8(node: Node, inputs: list, p: PoolInt8 | MeanInt8) -> list:
+    if isinstance(p, MeanInt8):
+        return _mean_int8(node, inputs, p)
     return [R.avgpool(inputs[0], p.pool, p.input_zero_point)]
 
 
@@ -362,6 +379,10 @@ def _maxpool_int8(node: Node, inputs: list, p: PoolInt8) -> list:
 def _mean_params(graph: Graph, node: Node, axes: tuple[int, ...], keepdims: bool, rank: int) -> R.MeanParams:
     qx = _per_tensor(graph, node.inputs[0], "input")
     qy = _per_tensor(graph, node.outputs[0], "output")
+    if _mode(graph) == "float":  # onnxruntime's QLinearGlobalAveragePool, any scales
+        shape = graph.tensors[node.inputs[0]].shape
+        count = int(np.prod([shape[a] for a in axes]))
+        return R.mean_params(*_sz(qx), *_sz(qy), "float", count=count)
     spatial = rank == 4 and axes == (2, 3) and keepdims
     if spatial:  # TFLite's 4-D spatial mean (keep_dims, the H and W axes)
         return R.mean_params(*_sz(qx), *_sz(qy), "rescale")
@@ -621,19 +642,26 @@ def int8_params(node: Node, graph: Graph) -> Int8Params | None:
     return params if isinstance(params, Int8Params) else None
 
 
+QUANTIZERS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+"""The edges between float and integer values (DynamicQuantizeLinear: onnx2mcu/ops/quant.py)."""
+
+
 def node_precision(node: Node, graph: Graph) -> str:
     """"int8" for a node computing on quantized integers (its own integer kernel or an op that
-    only moves them), "float" for a compute node on floats, "" for the Q/DQ at the edges."""
-    if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx"):
+    only moves them, or an integer product of dynamic quantization: MatMulInteger, ConvInteger),
+    "float" for a compute node on floats, "" for the quantizers at the edges."""
+    if node.op_type in QUANTIZERS and node.domain in ("", "ai.onnx"):
         return ""
     names = [n for n in list(node.inputs) + list(node.outputs) if n]
     if int8_params(node, graph) is not None:
         return "int8"
+    if node.op_type in INTEGER_PRODUCTS and node.domain in ("", "ai.onnx"):
+        return "int8"  # exact int32 sums of 8-bit operands (onnx2mcu/ops/integer.py)
     data = [graph.tensors[n] for n in names if not graph.tensors[n].is_const]
     if data and all(t.quant is not None for t in data):
         return "int8"
     return "float"
 
 
-__all__ = ["ACT_ATTR", "FUSABLE_ACT_OPS", "Int8Params", "NotInteger", "int8_params", "node_precision",
+__all__ = ["ACT_ATTR", "FUSABLE_ACT_OPS", "QUANTIZERS", "Int8Params", "NotInteger", "int8_params", "node_precision",
            "Tensor"]

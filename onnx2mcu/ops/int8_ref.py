@@ -79,18 +79,19 @@ class ConvParams:
     float_scales: np.ndarray = field(repr=False)
     act_min: int = -128
     act_max: int = 127
+    filter_offset: int = 0  # -weight zero point (per tensor: onnxruntime's asymmetric weights)
 
 
 def conv_params(input_scale: float, input_zero_point: int, filter_scales, output_scale: float,
                 output_zero_point: int, out_channels: int, *, act: str = "none", stride=None,
-                dilation=None, pads=None, groups: int = 1) -> ConvParams:
+                dilation=None, pads=None, groups: int = 1, filter_zero_point: int = 0) -> ConvParams:
     fs = np.broadcast_to(np.asarray(filter_scales, dtype=np.float32).ravel(), (out_channels,))
     mult, shift = qmath.quantize_multipliers(qmath.conv_real_multipliers(input_scale, fs, output_scale))
     qmath.check_shift(shift, "Conv requant")
     lo, hi = qmath.activation_range(act, output_scale, output_zero_point)
     return ConvParams(_pair(stride, 1), _pair(dilation, 1), _pads(pads), int(groups),
                       -int(input_zero_point), int(output_zero_point), mult, shift,
-                      qmath.float_rescale(input_scale, fs, output_scale), lo, hi)
+                      qmath.float_rescale(input_scale, fs, output_scale), lo, hi, -int(filter_zero_point))
 
 
 def conv_output_hw(h: int, w: int, k_h: int, k_w: int, p: ConvParams) -> tuple[int, int]:
@@ -111,7 +112,7 @@ def _windows(x: np.ndarray, k_h: int, k_w: int, stride, dilation, h_out: int, w_
 
 
 def conv2d_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, p: ConvParams) -> np.ndarray:
-    """int32 accumulators [N, C_out, H_out, W_out]: sum (x - zp_in) * w + bias."""
+    """int32 accumulators [N, C_out, H_out, W_out]: sum (x - zp_in) * (w - zp_w) + bias."""
     n, c_in, h, wd = x.shape
     c_out, cin_g, k_h, k_w = w.shape
     g = p.groups
@@ -123,7 +124,7 @@ def conv2d_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, p: ConvPar
     win = _windows(np.ascontiguousarray(centred), k_h, k_w, p.stride, p.dilation, h_out, w_out)
     cout_g = c_out // g
     acc = np.empty((n, c_out, h_out, w_out), dtype=np.int64)
-    w64 = w.astype(np.int64)
+    w64 = w.astype(np.int64) + p.filter_offset
     for gi in range(g):
         xs = win[:, gi * cin_g:(gi + 1) * cin_g]
         ws = w64[gi * cout_g:(gi + 1) * cout_g]
@@ -317,18 +318,27 @@ class MeanParams:
     method "same": TFLite's mean for equal input/output quantization (any
     axes): the raw sum divided by the count, rounded half away from zero
     (checked against TFLite Micro on MCUNet's two MEANs).
+    method "float" (--requant float): onnxruntime's QLinearGlobalAveragePool (MLAS),
+    sum (x - zp_in) requantized in float32 by s_in / (s_out * count), half to even.
     """
     method: str
     input_zero_point: int
     output_zero_point: int
     multiplier: int
     shift: int
+    float_scale: float = 0.0  # method "float": float32(s_in / float32(s_out * count))
 
 
 def mean_params(input_scale: float, input_zero_point: int, output_scale: float, output_zero_point: int,
-                method: str = "rescale") -> MeanParams:
-    if method not in ("rescale", "same"):
+                method: str = "rescale", count: int = 0) -> MeanParams:
+    """`count` (the number of values averaged) is needed by method "float" only."""
+    if method not in ("rescale", "same", "float"):
         raise ValueError(f"unknown int8 mean method {method!r}")
+    if method == "float":
+        if count <= 0:
+            raise ValueError("int8 Mean 'float' needs the count of averaged values")
+        scale = np.float32(input_scale) / (np.float32(output_scale) * np.float32(count))
+        return MeanParams(method, int(input_zero_point), int(output_zero_point), 0, 0, float(scale))
     if method == "same" and (np.float32(input_scale) != np.float32(output_scale)
                                  or int(input_zero_point) != int(output_zero_point)):
         raise ValueError("int8 Mean 'same' needs equal input and output quantization")
@@ -345,6 +355,8 @@ def mean(x: np.ndarray, axes, p: MeanParams, keepdims: bool = True) -> np.ndarra
         total = x64.sum(axis=axes, keepdims=keepdims)
         return np.clip(rounded_divide(total, count), -128, 127).astype(np.int8)
     total = (x64 - p.input_zero_point).sum(axis=axes, keepdims=keepdims)
+    if p.method == "float":
+        return qmath.requantize_float(total, np.float32(p.float_scale), p.output_zero_point, -128, 127)
     scaled = qmath.multiply_by_quantized_multiplier(total, p.multiplier, p.shift)
     y = rounded_divide(scaled, count) + p.output_zero_point
     return np.clip(y, -128, 127).astype(np.int8)

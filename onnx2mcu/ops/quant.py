@@ -80,3 +80,31 @@ register("QuantizeLinear", _quantize, dtypes=(FLOAT | INT32, FLOAT, QUANT),
          check=_check)
 register("DequantizeLinear", _dequantize, dtypes=(QUANT | INT32, FLOAT, QUANT | INT32),
          check=_check)
+
+
+# ----- DynamicQuantizeLinear ------------------------------------------------
+def dynamic_quantize(x: np.ndarray) -> tuple[np.ndarray, np.float32, np.uint8]:
+    """ONNX DynamicQuantizeLinear on float32, as onnxruntime computes it (float32 throughout).
+
+    The range [lo, hi] is the data's, widened to include 0; scale = (hi - lo) / 255 (1.0
+    when the range is empty: every value is 0, onnxruntime's choice; the ONNX spec leaves
+    it open and its reference uses 1/255, which quantizes the zeros identically);
+    zero point = saturate(round_half_even(0 - lo / scale)); y = saturate(round_half_even(x /
+    scale) + zero point).  Inputs are assumed finite (NaN/Inf: unspecified, as in ONNX)."""
+    x = np.asarray(x, dtype=np.float32)
+    zero = np.float32(0.0)
+    lo = min(zero, x.min()) if x.size else zero
+    hi = max(zero, x.max()) if x.size else zero
+    scale = np.float32(1.0) if hi == lo else np.float32(np.float32(hi - lo) / np.float32(255.0))
+    with np.errstate(all="ignore"):
+        zero_point = np.rint(np.clip(zero - np.float32(lo / scale), 0, 255)).astype(np.float32)
+        y = np.clip(np.rint(x / scale) + zero_point, 0, 255)
+    return y.astype(np.uint8), scale, np.uint8(zero_point)
+
+
+def _dynamic_quantize(node: Node, inputs: list) -> list:
+    y, scale, zero_point = dynamic_quantize(inputs[0])
+    return [y, np.array(scale, dtype=np.float32), np.array(zero_point, dtype=np.uint8)]
+
+
+register("DynamicQuantizeLinear", _dynamic_quantize, dtypes=(FLOAT,))

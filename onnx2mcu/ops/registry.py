@@ -98,11 +98,15 @@ QUANT_FLOAT, QUANT_PASSTHROUGH, QUANT_INTEGER = "float", "passthrough", "integer
 QUANTIZED_MODES = (QUANT_FLOAT, QUANT_PASSTHROUGH, QUANT_INTEGER)
 # Standard ops that only move or select elements, with C kernels that copy bytes of
 # any dtype; their registrations get QUANT_PASSTHROUGH unless they say otherwise.
-# MaxPool commutes with quantization too (max is monotone) but its C kernel is float
-# only, and Pad's pad value would need the zero point: both stay QUANT_FLOAT for now.
+# (MaxPool and Pad have their own int8 kernels: onnx2mcu/ops/int8.py.)
 PASSTHROUGH_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose",
                              "Concat", "Split", "Slice", "Gather", "DepthToSpace", "SpaceToDepth",
                              "Tile", "Expand"})
+# Ops that commute with quantizing their one data input: quantization is elementwise and
+# monotone, so moving, selecting or taking the max of elements gives the same integers
+# before or after it.  frontend/qdq.py moves a QuantizeLinear from such an op's output to its
+# input (PyTorch's PT2E graphs quantize after `Clip -> MaxPool`), exactly.
+COMMUTES_WITH_QUANTIZE = PASSTHROUGH_OPS | {"MaxPool"}
 
 _REGISTRY: dict[tuple[str, str], OpDef] = {}
 
