@@ -304,13 +304,17 @@ def test_tflite_quantize_rounding_c_equals_the_reference(tmp_path):
     scale = np.float32(0.25)
     ties = (np.arange(-20, 20, dtype=np.float32) + np.float32(0.5)) * scale
     rng = np.random.default_rng(3)
+    below = np.nextafter(ties, np.float32(0))  # |x / scale| one ulp under a tie: rounds down
     x = np.concatenate([ties, rng.normal(0, 20, 500).astype(np.float32),
-                        np.array([np.nan, np.inf, -np.inf, 1e30, -1e30], np.float32)])
+                        np.array([np.nan, np.inf, -np.inf, 1e30, -1e30], np.float32), below])
+    v = (x / scale).astype(np.float64)
+    std_round = np.nan_to_num(np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -1e9, 1e9))  # exact in float64
     for zp in (-128, -3, 0, 7, 127):
         y = np.zeros(x.size, np.int8)
         fn(x.size, ptr(x), scale, zp, ptr(y))
         want = _quantize_away(x, QuantizeInt8("fixed", float(scale), zp))
         assert np.array_equal(y, want)
+        assert np.array_equal(want, np.clip(std_round + zp, -128, 127).astype(np.int8))
         assert np.array_equal(want[:40] - zp, np.clip(np.where(ties < 0, np.floor(ties / scale), np.ceil(ties / scale)) + zp, -128, 127).astype(np.int64) - zp)
 
 

@@ -651,7 +651,8 @@ def _quantize_away(x: np.ndarray, p: QuantizeInt8) -> np.ndarray:
     with np.errstate(all="ignore"):
         v = x.astype(np.float32) / np.float32(p.scale)
         a = np.minimum(np.nan_to_num(np.abs(v), nan=0.0), np.float32(1048576.0))
-        q = np.floor(a + np.float32(0.5)).astype(np.int64)
+        whole = np.floor(a)  # a - whole is exact: std::round, unlike floor(a + 0.5) in float32
+        q = (whole + (a - whole >= np.float32(0.5))).astype(np.int64)
     q = np.where(v < 0, -q, q) + p.zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
