@@ -413,7 +413,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return status
     s, h, q = data["simulate"], data["host"], data["qemu"]
-    print(f"model {data['model']}  board {args.board}  project "
+    print(f"model {data['model']}  board {args.board.name}  project "
           f"{out_dir if not temporary else '(temporary, removed)'}")
     print("| stage | max_abs_err | max_rel_err | verdict | peak/arena B | flash B | RAM B | instructions |")
     print("|---|---|---|---|---|---|---|---|")
@@ -422,8 +422,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"| host | {_err(h['max_abs_err'])} | {_err(h['max_rel_err'])} | {_verdict(h)} | "
           f"- / {h['arena_bytes']} | - | - | - |")
     e = data.get("elf") or {}
-    if e and data.get("qemu_board") != args.board:
-        print(f"| build {args.board} | - | - | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
+    if e and data.get("qemu_board") != args.board.name:
+        print(f"| build {args.board.name} | - | - | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
     if q:
         print(f"| qemu {data['qemu_label']} | {_err(q['max_abs_err'])} | {_err(q['max_rel_err'])} | {_verdict(q)} | "
               f"- / {q['arena_bytes']} | {q['flash_bytes']} | {q['ram_bytes']} | {q['instructions']:,} |")
@@ -447,7 +447,7 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
     from onnx2mcu.simulator.run_c import have_tool
 
     sim_data = sim.to_dict()
-    data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
+    data: dict = {"model": sim_data["model"], "board": args.board.name, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
                                                          "peak_step", "max_abs_err", "max_rel_err",
                                                          "max_scaled_err", "agreement")}}
@@ -460,7 +460,7 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
     board = get_board(args.board)
     qemu_board = stand_in(board)
     data["qemu_board"] = qemu_board.name if qemu_board is not None else None
-    data["qemu_label"] = args.board
+    data["qemu_label"] = board.name
     data["elf"] = None
     if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc") and qemu_board is not None:
         qemu_dir = out_dir
@@ -514,6 +514,14 @@ def tolerance_args(p: argparse.ArgumentParser) -> None:
                    help="integer outputs may differ by N LSB (default: exact)")
 
 
+def board_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--board", help=f"target board{what} (see `onnx2mcu boards`; chip names such as "
+                                   "STM32F746ZG work too); default host")
+    p.add_argument("--board-file", metavar="BOARD.toml",
+                   help="a custom board: core, flash, ram, clock_hz, origins, [[external]] memory "
+                        "(README, 'Boards')")
+
+
 # ----- parser ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from onnx2mcu import __version__
@@ -565,12 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit, seconds")
     p.add_argument("--plot", help="draw live bytes per step to this PNG")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    board_args(p, ": plan with its memory budget exactly as `compile` does")
     tolerance_args(p)
     optimize_args(p)
     p.set_defaults(func=cmd_simulate)
 
     def compile_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--board", default="host", help="target board (see `onnx2mcu boards`)")
+        board_args(p, "")
         p.add_argument("--inputs", help=".npz test inputs compiled into the harness (default: seeded random)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
@@ -673,6 +682,11 @@ def cmd_boards(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<16} {r['core']:<14} {human_bytes(r['flash_bytes']):>10} "
               f"{human_bytes(r['ram_bytes']):>10}  {r['qemu_machine'] or '-'}")
+    from onnx2mcu.targets import ALIASES
+
+    print("also accepted: " + ", ".join(f"{alias} -> {name}" for alias, name in ALIASES.items()
+                                        if not alias.startswith("an")))
+    print("a board of your own: --board-file BOARD.toml (README, 'Boards')")
     return 0
 
 
@@ -709,6 +723,10 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "board"):  # --board NAME / --board-file FILE -> the Board, checked at once
+            from onnx2mcu.board_file import resolve_board
+
+            args.board = resolve_board(args.board, getattr(args, "board_file", None))
         configure_limits(args)
         return args.func(args)
     except UserError as exc:
@@ -718,6 +736,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print("onnx2mcu: error: out of memory; the model or its inputs need more memory than this "
               "machine has (lower --max-tensor-bytes to refuse such models early)", file=sys.stderr)
         return EXIT_OUT_OF_MEMORY
+    except BrokenPipeError:  # output piped into `head` and the like (an OSError: caught first)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # the file system refused (disk full, permissions): not a bug
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"onnx2mcu: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -744,9 +765,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("onnx2mcu: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

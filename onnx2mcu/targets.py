@@ -84,6 +84,7 @@ _M33F = ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16")
 _M55 = ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard")  # FPv5 double + MVE (the default FPU)
 # Cortex-M4/M7/M33/M55 have the DSP extension (SIMD multiply-accumulate); M0+/M3 and the host do not
 _DSP_KERNELS = ("arm-dsp", "portable")
+DSP_KERNELS = _DSP_KERNELS
 
 _BOARDS: tuple[Board, ...] = (
     Board(
@@ -307,17 +308,59 @@ _BOARDS: tuple[Board, ...] = (
 
 BOARDS: dict[str, Board] = {b.name: b for b in _BOARDS}
 
+# chip and product names -> the registry's board with that chip (keys normalised as get_board
+# does: lower case, '-' for '_'); a name here must not also be a board's name
+ALIASES: dict[str, str] = {
+    "stm32f746zg": "nucleo-f746zg", "stm32f746": "nucleo-f746zg", "nucleo-f746": "nucleo-f746zg",
+    "stm32f767zi": "nucleo-f767zi", "stm32f767": "nucleo-f767zi", "nucleo-f767": "nucleo-f767zi",
+    "stm32h743zi": "nucleo-h743zi", "stm32h743": "nucleo-h743zi", "nucleo-h743": "nucleo-h743zi",
+    "nrf52840": "nrf52840dk", "nrf52840-dk": "nrf52840dk", "pca10056": "nrf52840dk",
+    "pico": "rp2040", "raspberry-pi-pico": "rp2040", "rpi-pico": "rp2040",
+    "an385": "mps2-an385", "an386": "mps2-an386", "an500": "mps2-an500", "an505": "mps2-an505",
+    "an547": "mps3-an547",
+}
+
 
 def board_names() -> list[str]:
     return list(BOARDS)
 
 
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("_", "-").replace(" ", "-")
+
+
 def get_board(name: "str | Board") -> Board:
-    """The board called `name` (case-insensitive, '_' accepted for '-'); UserError lists the valid names."""
+    """The board called `name` (case-insensitive, '_' accepted for '-'), or the board of a chip
+    name in ALIASES; a UserError otherwise, with the nearest name ("did you mean ...?") when one
+    is close (difflib) and the valid names."""
     if isinstance(name, Board):
         return name
-    key = str(name).strip().lower().replace("_", "-")
-    try:
+    key = _key(name)
+    if key in BOARDS:
         return BOARDS[key]
-    except KeyError:
-        raise UserError(f"unknown board '{name}'; valid boards: {', '.join(BOARDS)}") from None
+    if key in ALIASES:
+        return BOARDS[ALIASES[key]]
+    import difflib
+
+    near = difflib.get_close_matches(key, [*BOARDS, *ALIASES], n=1, cutoff=0.6)
+    hint = f" (did you mean {ALIASES.get(near[0], near[0])}?)" if near else ""
+    raise UserError(f"unknown board '{name}'{hint}; valid boards: {', '.join(BOARDS)} (chip names such as "
+                    "STM32F746ZG, nRF52840 and RP2040 work too; --board-file FILE.toml adds your own)")
+
+
+def board_of_summary(summary: dict) -> Board:
+    """The board a project's report.json names: the registry's, or (a custom board from
+    --board-file) rebuilt from the report's summary, with what building and running need."""
+    name = summary["name"]
+    if _key(name) in BOARDS:
+        return BOARDS[_key(name)]
+
+    def origin(value):
+        return None if value is None else int(value, 16) if isinstance(value, str) else int(value)
+
+    return Board(name=name, core=summary["core"], cpu_flags=tuple(summary["cpu_flags"]), fpu=summary["fpu"],
+                 float_abi=summary["float_abi"], flash_bytes=summary["flash_bytes"],
+                 ram_bytes=summary["ram_bytes"], qemu_machine=summary.get("qemu_machine"),
+                 description=summary.get("description", ""), flash_origin=origin(summary.get("flash_origin")),
+                 ram_origin=origin(summary.get("ram_origin")), clock_hz=summary.get("clock_hz"),
+                 ext_origin=origin(summary.get("ext_origin")), ext_bytes=summary.get("ext_bytes"))
