@@ -195,7 +195,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     report = result.simulation
-    data = {**report.to_dict(), **result.optimization}
+    summary = summary_of(result)
+    data = {**report.to_dict(), **result.optimization, "summary": summary}
     status = 0 if report.agreement is None or report.agreement.ok else EXIT_MISMATCH
     from onnx2mcu.codegen.kernels import python_only
     from onnx2mcu.report import precision_report
@@ -209,7 +210,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
         return status
-    print(format_memory_report(data))
+    print(format_memory_report(data, summary, args.verbose))
     if "precision" in data:
         print(precision_line(data["precision"]))
     if data["python_only"]:
@@ -231,14 +232,20 @@ def precision_line(precision: dict) -> str:
             f"{precision['float_nodes']} in float{where}")
 
 
-def format_memory_report(data: dict) -> str:
+def summary_of(result) -> dict:
+    """The shared text report's data for a pipeline result (onnx2mcu/report.report_summary)."""
+    from onnx2mcu.report import report_summary
+
+    return report_summary(result.graph, result.schedule, result.board, result.budget, result.optimization)
+
+
+def format_memory_report(data: dict, summary: dict, verbose: bool = False) -> str:
+    """simulate's text: the model, the report compile prints too, then what only simulate knows."""
+    from onnx2mcu.report import format_summary
+
     lines = [f"model      {data['model']}"]
     lines += [f"note       {note}" for note in data["notes"]]
-    lines.append(f"ops        {data['ops']}   MACs {data['macs']:,}")
-    lines.append(f"weights    {human_bytes(data['weights_bytes'])} ({data['weights_bytes']} B, flash)")
-    lines.append(f"peak RAM   {human_bytes(data['peak_bytes'])} ({data['peak_bytes']} B) at step "
-                 f"{data['peak_step']}: {data['peak_node']} ({data['peak_op']})")
-    lines.append(f"arena      {human_bytes(data['arena_bytes'])} ({data['arena_bytes']} B)")
+    lines.append(format_summary(summary, verbose))
     lines.append(f"live then  {', '.join(data['live_at_peak'][:6])}"
                  + (" ..." if len(data['live_at_peak']) > 6 else ""))
     sched = data["scheduler"]
@@ -289,23 +296,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     done = run(resolve_model(args), pipeline_options(args, output=args.output))
     print_notes(done.optimization)
     result = done.compiled
+    summary = summary_of(done)
     if args.json:
         data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
         # report.json leaves timings out so that builds are byte-identical; print them here
         data["scheduler"] = {**data["scheduler"], "seconds": round(result.schedule.seconds, 4)}
+        data["summary"] = summary
         print(json.dumps(data))
         return 0
     r = result.report
-    from onnx2mcu.report import float_island_line
+    from onnx2mcu.report import float_island_line, format_summary
 
     island = float_island_line(r.get("precision"))
     print(f"wrote      {result.out_dir}  (board {result.board.name})")
     if island:
         print(island)
-    print(f"ops        {r['ops']}")
-    print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
-          f"at step {r['peak_step']}: {r['peak_node']})")
-    print(f"weights    {human_bytes(r['weights_bytes'])} ({r['weights_bytes']} B, flash)")
+    print(format_summary(summary, args.verbose))
     if args.format != "project":
         print(f"format     {args.format}: see {Path(result.out_dir) / 'README.md'}")
         return 0
@@ -522,6 +528,11 @@ def board_args(p: argparse.ArgumentParser, what: str) -> None:
                         "(README, 'Boards')")
 
 
+def verbose_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print one line per node: MACs, weight and output bytes, C kernel, dtype")
+
+
 # ----- parser ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from onnx2mcu import __version__
@@ -574,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="draw live bytes per step to this PNG")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     board_args(p, ": plan with its memory budget exactly as `compile` does")
+    verbose_arg(p)
     tolerance_args(p)
     optimize_args(p)
     p.set_defaults(func=cmd_simulate)
@@ -591,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="write C sources, kernels and a board project")
     model_args(p)
     compile_args(p)
+    verbose_arg(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--prefix", default="model", help="C name prefix (model_run, MODEL_ARENA_BYTES)")
     p.add_argument("--io", choices=("semihosting", "rtt"), default="semihosting",

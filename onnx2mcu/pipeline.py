@@ -114,6 +114,7 @@ class PipelineResult:
     inputs: dict[str, np.ndarray] | None = None
     simulation: SimulationReport | None = None
     compiled: "CompileResult | None" = None
+    options: Options | None = None  # what was asked (the text report names the options)
 
 
 def run(model, options: Options | None = None, *, graph: Graph | None = None,
@@ -135,7 +136,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         graph = load(model, options.input_shapes, check=options.check_supported,
                      input_values=options.input_values)
         graph.requant = _requant_mode(options.requant)
-        result = PipelineResult(model, graph, board, budget)
+        result = PipelineResult(model, graph, board, budget, options=options)
         if options.stop_after == "load":
             return result
         from onnx2mcu.graph_opt import OptimizeOptions, optimize
@@ -146,10 +147,12 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             ram_budget=budget.model_ram(), rewrites=options.rewrites,
             peak_estimator=_peak_estimator(options),
             exact_peak_estimator=_peak_estimator(options, exact=True),
-            rewrite_check=_c_check(board) if options.output is not None else None))
+            # a compile, or a simulate for a board, keeps only rewrites the board's C can run:
+            # both then plan the same graph (docs/ARCHITECTURE.md, memory model and budget)
+            rewrite_check=_c_check(board) if options.output is not None or not board.is_host else None))
     else:
         graph.requant = _requant_mode(options.requant)
-        result = PipelineResult(model, graph, board, budget, dict(optimization or {}))
+        result = PipelineResult(model, graph, board, budget, dict(optimization or {}), options=options)
 
     # ----- select kernels: after the IR rewrites, before scheduling (a kernel's scratch is
     # part of the memory plan); a compile refuses nodes no C kernel runs, all listed at once
