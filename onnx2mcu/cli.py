@@ -54,7 +54,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
     if getattr(args, "input_value", None):
         values["input_values"] = parse_input_values(args.input_value)
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes",
+                 "inputs", "seed", "force", "prefix", "plot", "plot_layout", "binary_sign_zero", "max_tensor_bytes",
                  "format", "io", "requant",
                  "rewrites"):
         if getattr(args, name, None) is not None:
@@ -218,6 +218,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               " (no C kernel: `compile` refuses them)")
     if args.plot:
         print(f"plot       {args.plot}")
+    if args.plot_layout:
+        print(f"layout     {args.plot_layout}")
     if report.agreement is not None and not report.agreement.ok:
         print(report.agreement.table())
         print(_mismatch_line("simulator", report.agreement.to_dict()))
@@ -582,7 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
     p.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit, seconds")
-    p.add_argument("--plot", help="draw live bytes per step to this PNG")
+    p.add_argument("--plot", help="draw live bytes per step to this PNG (the board's RAM and the op at the "
+                                  "peak marked)")
+    p.add_argument("--plot-layout", metavar="PNG",
+                   help="draw the arena layout to this PNG: each planned buffer as offset x steps")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     board_args(p, ": plan with its memory budget exactly as `compile` does")
     verbose_arg(p)

@@ -29,6 +29,14 @@ def tensor_entries(graph: Graph, sched: "Schedule") -> list[dict]:
     return entries
 
 
+def buffer_entries(sched: "Schedule") -> list[dict]:
+    """The planned buffers (what --plot-layout draws): label, tensors sharing it, bytes,
+    offset, first and last step."""
+    prof, plan = sched.profile, sched.plan
+    return [{"label": b.label, "tensors": list(b.tensors), "bytes": b.nbytes, "offset": plan.offsets[b.index],
+             "first": b.first, "last": b.last} for b in prof.buffers if b.index in plan.offsets]
+
+
 def macs(graph: Graph) -> dict[str, int]:
     result = {}
     for node in graph.nodes:
@@ -62,6 +70,7 @@ def simulation_report(report: "SimulationReport") -> dict:
         "schedule": schedule_entries(sched),
         "live_bytes": result.live_bytes,
         "tensors": tensor_entries(graph, sched),
+        "buffers": buffer_entries(sched),
     }
     return data
 
