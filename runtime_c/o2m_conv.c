@@ -520,6 +520,120 @@ static void tile4x1(const conv_geom *g, const float *restrict xg, const float *c
     acc[6] = a3;
 }
 
+/*
+ * Pointwise (1x1, stride 1, no pads: each input plane is one run of hw pixels): 4 channels x
+ * 4 consecutive pixels, 16 accumulators.  acc[4 * j + c].
+ */
+static void pw_tile4x4(const float *restrict x, int32_t hw, int32_t cin, const float *const *wq,
+                       float *restrict acc)
+{
+    const float *restrict w0 = wq[0];
+    const float *restrict w1 = wq[1];
+    const float *restrict w2 = wq[2];
+    const float *restrict w3 = wq[3];
+    float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f,
+          a13 = 0.0f, a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a23 = 0.0f, a30 = 0.0f, a31 = 0.0f,
+          a32 = 0.0f, a33 = 0.0f;
+    int32_t ic;
+    for (ic = 0; ic < cin; ++ic) {
+        const float x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+        const float wa = w0[ic], wb = w1[ic], wc = w2[ic], wd = w3[ic];
+        a00 = O2M_MAC(a00, x0, wa);
+        a01 = O2M_MAC(a01, x1, wa);
+        a02 = O2M_MAC(a02, x2, wa);
+        a03 = O2M_MAC(a03, x3, wa);
+        a10 = O2M_MAC(a10, x0, wb);
+        a11 = O2M_MAC(a11, x1, wb);
+        a12 = O2M_MAC(a12, x2, wb);
+        a13 = O2M_MAC(a13, x3, wb);
+        a20 = O2M_MAC(a20, x0, wc);
+        a21 = O2M_MAC(a21, x1, wc);
+        a22 = O2M_MAC(a22, x2, wc);
+        a23 = O2M_MAC(a23, x3, wc);
+        a30 = O2M_MAC(a30, x0, wd);
+        a31 = O2M_MAC(a31, x1, wd);
+        a32 = O2M_MAC(a32, x2, wd);
+        a33 = O2M_MAC(a33, x3, wd);
+        x += hw;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a02;
+    acc[3] = a03;
+    acc[4] = a10;
+    acc[5] = a11;
+    acc[6] = a12;
+    acc[7] = a13;
+    acc[8] = a20;
+    acc[9] = a21;
+    acc[10] = a22;
+    acc[11] = a23;
+    acc[12] = a30;
+    acc[13] = a31;
+    acc[14] = a32;
+    acc[15] = a33;
+}
+
+/* Pointwise, 4 channels x 1 pixel. acc[4 * j]. */
+static void pw_tile4x1(const float *restrict x, int32_t hw, int32_t cin, const float *const *wq,
+                       float *restrict acc)
+{
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int32_t ic;
+    for (ic = 0; ic < cin; ++ic) {
+        const float xv = x[0];
+        a0 = O2M_MAC(a0, xv, wq[0][ic]);
+        a1 = O2M_MAC(a1, xv, wq[1][ic]);
+        a2 = O2M_MAC(a2, xv, wq[2][ic]);
+        a3 = O2M_MAC(a3, xv, wq[3][ic]);
+        x += hw;
+    }
+    acc[0] = a0;
+    acc[4] = a1;
+    acc[8] = a2;
+    acc[12] = a3;
+}
+
+/*
+ * Store `cols` outputs of each of the tile's `count` channels: y_j[at + c] = act(acc[step * j + c]
+ * + bias_j).  Without an activation no clamp (the same value: the clamp bounds are infinite).
+ */
+static void store_tile(float *const *yq, int32_t count, size_t at, const float *acc, int32_t step,
+                       int32_t cols, const float *bq, int32_t clamp, float lo, float hi)
+{
+    int32_t j, c;
+    for (j = 0; j < count; ++j) {
+        float *yr = yq[j] + at;
+        const float *ar = acc + step * j;
+        if (clamp) {
+            for (c = 0; c < cols; ++c) {
+                yr[c] = o2m__clamp(ar[c] + bq[j], lo, hi);
+            }
+        } else {
+            for (c = 0; c < cols; ++c) {
+                yr[c] = ar[c] + bq[j];
+            }
+        }
+    }
+}
+
+/* The pointwise form of o2m_conv2d_tiled_f32 for one batch item and one 4-channel tile. */
+static void pointwise_tiled(const float *restrict xn, int32_t hw, int32_t cin, const float *const *wq,
+                            float *const *yq, int32_t count, const float *bq, int32_t clamp, float lo,
+                            float hi)
+{
+    float acc[16];
+    int32_t px = 0;
+    for (; px + 3 < hw; px += 4) {
+        pw_tile4x4(xn + px, hw, cin, wq, acc);
+        store_tile(yq, count, (size_t)px, acc, 4, 4, bq, clamp, lo, hi);
+    }
+    for (; px < hw; ++px) {
+        pw_tile4x1(xn + px, hw, cin, wq, acc);
+        store_tile(yq, count, (size_t)px, acc, 4, 1, bq, clamp, lo, hi);
+    }
+}
+
 void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
                           const float *restrict w, const float *restrict bias, float *restrict y)
 {
@@ -531,6 +645,9 @@ void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
     const int32_t w_per_oc = cin_g * p->k_h * p->k_w;
     const int32_t k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1;
     const int32_t k1 = p->k_h == 1 && p->k_w == 1;
+    const int32_t pointwise = k1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                              p->pad_left == 0 && OH == p->h_in && OW == W;
+    const int32_t clamp = p->act.kind != O2M_ACT_NONE;
     const int32_t S = p->stride_w;
     conv_geom geo;
     int32_t ow_lo, ow_hi;
@@ -563,6 +680,10 @@ void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
                     bq[j] = bias ? bias[c] : 0.0f;
                     yq[j] = y + ((size_t)n * p->c_out + c) * out_plane;
                 }
+                if (pointwise) {
+                    pointwise_tiled(xg, in_plane, cin_g, wq, yq, count, bq, clamp, lo, hi);
+                    continue;
+                }
                 for (oh = 0; oh < OH; ++oh) {
                     const int32_t ih0 = oh * p->stride_h - p->pad_top;
                     const size_t out_row = (size_t)oh * OW;
@@ -591,18 +712,13 @@ void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
                             } else {
                                 tile4x2_any(&geo, xg, wq, ih0, iw0, kh_lo, kh_hi, acc);
                             }
-                            for (j = 0; j < count; ++j) {
-                                yq[j][out_row + ow] = o2m__clamp(acc[2 * j] + bq[j], lo, hi);
-                                yq[j][out_row + ow + 1] = o2m__clamp(acc[2 * j + 1] + bq[j], lo, hi);
-                            }
+                            store_tile(yq, count, out_row + ow, acc, 2, 2, bq, clamp, lo, hi);
                             ow += 2;
                         } else {
                             int32_t kw_lo, kw_hi;
                             o2m__tap_range(iw0, W, p->k_w, p->dil_w, &kw_lo, &kw_hi);
                             tile4x1(&geo, xg, wq, ih0, iw0, kh_lo, kh_hi, kw_lo, kw_hi, acc);
-                            for (j = 0; j < count; ++j) {
-                                yq[j][out_row + ow] = o2m__clamp(acc[2 * j] + bq[j], lo, hi);
-                            }
+                            store_tile(yq, count, out_row + ow, acc, 2, 1, bq, clamp, lo, hi);
                             ow += 1;
                         }
                     }

@@ -49,11 +49,12 @@ NO_ACT = {"kind": "O2M_ACT_NONE", "min": "0.0f", "max": "0.0f"}
 def conv_function(params: dict, fast: bool) -> str:
     """The runtime_c function that runs a conv of these params (the emitted struct's fields):
     the run-time dispatcher for the portable kernel; for the fast family, the depthwise
-    kernel (its own register tiles) or the register-tiled one."""
+    kernel (its own register tiles) or the register-tiled one (a single input channel
+    included: a dense conv, which the dispatcher would give to the depthwise kernel)."""
     if not fast:
         return "o2m_conv2d_f32"
     c_in, c_out, groups = params["c_in"], params["c_out"], params["groups"]
-    if groups == c_in and groups > 0 and c_out % c_in == 0:
+    if groups == c_in and groups > 1 and c_out % c_in == 0:
         return "o2m_conv2d_depthwise_f32"
     return "o2m_conv2d_tiled_f32"
 
