@@ -197,7 +197,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     report = result.simulation
     summary = summary_of(result)
     data = {**report.to_dict(), **result.optimization, "summary": summary}
-    status = 0 if report.agreement is None or report.agreement.ok else EXIT_MISMATCH
+    status = 0 if report.agreement is None or report.agreement.passed else EXIT_MISMATCH
     from onnx2mcu.codegen.kernels import python_only
     from onnx2mcu.report import precision_report
 
@@ -222,7 +222,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"layout     {args.plot_layout}")
     if report.agreement is not None and not report.agreement.ok:
         print(report.agreement.table())
-        print(_mismatch_line("simulator", report.agreement.to_dict()))
+        if report.agreement.binding:
+            print(_mismatch_line("simulator", report.agreement.to_dict()))
+        else:
+            print(f"note: {report.agreement.note}")
     return status
 
 
@@ -261,9 +264,15 @@ def format_memory_report(data: dict, summary: dict, verbose: bool = False) -> st
         verdict = data.get("agreement") or {}
         lines.append(f"vs onnxruntime  max_abs_err {data['max_abs_err']:.3g}  "
                      f"max_rel_err {data['max_rel_err']:.3g}"
-                     + (f"  {'agree' if verdict['ok'] else 'DISAGREE'} (atol {verdict['atol']:g}, "
+                     + (f"  {_agree_word(verdict)} (atol {verdict['atol']:g}, "
                         f"rtol {verdict['rtol']:g})" if verdict else ""))
     return "\n".join(lines)
+
+
+def _agree_word(verdict: dict) -> str:
+    if verdict["ok"]:
+        return "agree"
+    return "DISAGREE" if verdict.get("binding", True) else "differ (fixed-point vs float requant, not a failure)"
 
 
 class _NoProgress:
@@ -418,7 +427,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         data["dir"] = None
     stages = [("simulate", data["simulate"]), ("host", data["host"]), ("qemu", data["qemu"])]
     failed = [(name, stage) for name, stage in stages if stage and stage.get("agreement")
-              and not stage["agreement"]["ok"]]
+              and not stage["agreement"]["ok"] and stage["agreement"].get("binding", True)]
     status = EXIT_MISMATCH if failed else 0
     if args.json:
         print(json.dumps(data))
@@ -502,7 +511,11 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
 
 def _verdict(stage: dict) -> str:
     agreement = stage.get("agreement")
-    return "-" if not agreement else ("ok" if agreement["ok"] else "FAIL")
+    if not agreement:
+        return "-"
+    if agreement["ok"]:
+        return "ok"
+    return "FAIL" if agreement.get("binding", True) else "differs (not binding)"
 
 
 def _err(value: float | None) -> str:

@@ -512,3 +512,20 @@ def test_host_board_keeps_the_portable_kernels(planned):
         chosen = select_kernels(graph, get_board(board))
         convs = [s.kernel.backend for name, s in chosen.items() if graph.node(name).op_type == "Conv"]
         assert convs and set(convs) == {backend}, board
+
+
+def test_simulate_fixed_mode_reports_the_onnxruntime_difference_without_failing(capsys):
+    """--requant fixed is TFLite's arithmetic, onnxruntime's is float: simulate shows the
+    difference and a note, and exits 0; under --requant float onnxruntime binds again."""
+    import json
+
+    from onnx2mcu.cli import main
+
+    path = str(model_path(MODELS["mcunet"][0]))
+    assert main(["simulate", path, "--scheduler", "greedy"]) == 0
+    text = capsys.readouterr().out
+    assert "not a failure" in text or "agree" in text
+    assert main(["simulate", path, "--scheduler", "greedy", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["agreement"]["binding"] is False
+    main(["simulate", path, "--scheduler", "greedy", "--requant", "float", "--json"])
+    assert json.loads(capsys.readouterr().out)["agreement"]["binding"] is True
