@@ -86,7 +86,7 @@ def _closed(name: str, members: list[str], producers, readers, outside: set[str]
         if types.get(node.input[0]) not in (TensorProto.FLOAT, None):
             return False
     elif _is(node, *MOVING_OPS):
-        if not any(i in members for i in _data_inputs(node)):
+        if not all(i in members for i in _data_inputs(node)):  # a uint8 constant would stay uint8
             return False
         if _is(node, "Pad") and not _pad_value_ok(node, types):
             return False
