@@ -296,15 +296,30 @@ def _fold_dequantize(graph: Graph, order: _Order) -> int:
     return folded
 
 
+MOVES_INTEGERS = ("MaxPool", "Pad")
+"""Ops with integer kernels whose integer output holds values of their integer input 0 (ONNX runs
+them on the raw integers): output 0 has input 0's QuantParams.  onnxruntime's QOperator models
+chain them without Q/DQ nodes between (MaxPool -> Pad -> QLinearConv)."""
+
+
 def _propagate(graph: Graph) -> None:
-    """One QuantParams over the integer tensors of each PASSTHROUGH node, both ways."""
+    """One QuantParams over the integer tensors of each PASSTHROUGH node, both ways (of input 0
+    and output 0 of a MOVES_INTEGERS node)."""
     for _ in range(len(graph.nodes) + 1):
         changed = False
         for node in graph.nodes:
             op = lookup(node.op_type, node.domain)
-            if op is None or op.quantized != QUANT_PASSTHROUGH:
+            if op is None:
                 continue
-            tensors = [graph.tensors[n] for n in list(node.inputs) + list(node.outputs)
+            if op.quantized == QUANT_PASSTHROUGH:
+                names = list(node.inputs) + list(node.outputs)
+            elif node.op_type in MOVES_INTEGERS and node.domain in ("", "ai.onnx") and node.inputs:
+                names = [node.inputs[0], node.outputs[0]]
+                if len({graph.tensors[n].dtype for n in names}) != 1:
+                    continue
+            else:
+                continue
+            tensors = [graph.tensors[n] for n in names
                        if n and graph.tensors[n].dtype in ACTIVATION_DTYPES]
             known = {t.quant for t in tensors if t.quant is not None}
             if len(known) != 1:

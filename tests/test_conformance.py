@@ -10,7 +10,7 @@ A case is *selected* when
 An exception while loading a case whose ops are all registered is a failure
 of that case, not a deselection; the exceptions are the frontend's UserErrors
 for what the IR does not hold by design: an intermediate tensor of another
-dtype (float16, double...) and zero-sized inputs.
+dtype (float16, double...), zero-sized inputs and blocked quantization.
 
 The IR has static shapes, so values that decide a shape (Reshape's `shape`,
 Slice's `starts`, Reduce's `axes`... : the positions an op lists in its
@@ -130,6 +130,8 @@ def _load_failure(name: str, folder: Path, inputs: dict, exc: Exception) -> Case
         return Case(name, folder, False, f"intermediate dtype: {exc}")
     if isinstance(exc, UserError) and "must be positive" in str(exc):
         return Case(name, folder, False, f"zero-sized input: {exc}")
+    if isinstance(exc, UserError) and "blocked quantization" in str(exc):  # validate.check_quantized_types
+        return Case(name, folder, False, f"refused quantization: {exc}")
     return Case(name, folder, True, inputs=inputs, error=exc)
 
 

@@ -507,6 +507,8 @@ def _pad_build(node: Node, graph: Graph) -> PadInt8:
         integer = int(q.zero_point) if real == 0.0 else int(q.quantize(np.float32(real)))
     elif value.quant is not None and value.dtype is DType.INT8:
         integer = int(q.quantize(value.quant.dequantize(value.data).reshape(-1)[:1])[0])
+    elif value.quant is None and value.dtype is DType.INT8 and value.is_const:
+        integer = int(value.data.reshape(-1)[0])  # a value in the data's integers (onnxruntime's QPad)
     else:
         raise NotInteger("int8 Pad value is not a quantized constant")
     return PadInt8(mode, tuple(tuple(p) for p in width), integer)
