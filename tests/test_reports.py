@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -187,10 +188,28 @@ def test_verbose_table_columns_and_mac_total(cnn_compiled):
     assert f"MACs {column_sum:,}" in text
     assert sum(int(r[3].replace(",", "")) for r in rows) == int(total_line.split()[2].replace(",", "")) \
         == graph.weights_bytes
-    # the kernel each node gets on this board, and its dtype
-    assert {r[-2] for r in rows} <= set(report["kernels"]) | {k.rsplit("/", 1)[0] for k in report["kernels"]} or \
-        all("/" in r[-2] for r in rows)
+    # a float model on a Cortex-M7: every node on its portable float32 kernel (arm-dsp is int8 only)
+    assert [r[-2] for r in rows] == [f"{r[1]}/float32/portable" for r in rows]
     assert all(r[-1] == "float32" for r in rows)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} is absent (reference models)")
+
+
+@needs_shared
+def test_verbose_table_of_an_int8_model_names_the_projects_kernels(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "compile", str(SHARED / "mlperf_tiny" / "kws_ref_model.onnx"), "--board", BOARD,
+                             "--scheduler", "greedy", "-o", str(tmp_path / "kws"), "-v")
+    assert code == 0, err
+    report = json.loads((tmp_path / "kws" / "report.json").read_text())
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("node "))
+    rows = [line.split() for line in lines[head + 1:head + 1 + report["ops"]]]
+    assert [r[-2] for r in rows] == [e["kernel"] for e in report["precision"]["nodes"]]
+    assert [r[-1] for r in rows] == [e["dtype"] for e in report["precision"]["nodes"]]
+    assert any(r[-2] == "Conv/int8/arm-dsp" for r in rows)
+    assert "(int8 arm-dsp, measured on Cortex-M4F" in out
 
 
 def test_latency_line_is_a_labelled_estimate(cnn_compiled):
@@ -372,3 +391,52 @@ def test_cli_writes_both_plots(tmp_path, capsys):
     assert code == 0 and f"layout     {layout}" in out
     for path in (memory, layout):
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ----- the latency figures are the benchmark's -------------------------------------------------
+def test_latency_figures_are_the_benchmarks():
+    """onnx2mcu/latency.py's instructions/MAC are the pooled row of benchmarks/latency.md, that
+    file's rows pool to it, and its Cortex-M4 columns are today's c_backend.md and int8.md."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    from latency_bench import COLUMNS, MODELS, m4_figures, table_rows
+
+    rows = table_rows(root / "benchmarks" / "latency.md")
+    pooled = rows["**pooled instructions / MAC**"]
+    figures = dict(zip(COLUMNS, (float(c.strip("*")) for c in pooled[3:])))
+    assert figures["m4_float32"] == INSTR_PER_MAC[("float32", True)].instr_per_mac
+    assert figures["m4_int8_portable"] == INSTR_PER_MAC[("int8 portable", True)].instr_per_mac
+    assert figures["m4_int8_arm_dsp"] == INSTR_PER_MAC[("int8 arm-dsp", True)].instr_per_mac
+    assert figures["m3_float32_soft"] == INSTR_PER_MAC[("float32", False)].instr_per_mac
+    assert figures["m3_int8_portable"] == INSTR_PER_MAC[("int8 portable", False)].instr_per_mac
+    m4 = m4_figures()
+    sums = {c: [0, 0] for c in COLUMNS}
+    for key, (label, *_rest) in MODELS.items():
+        cells = rows[label]
+        float_macs, int8_macs = (int(c.replace(",", "")) for c in cells[1:3])
+        for column, cell in zip(COLUMNS, cells[3:]):
+            instructions = int(cell.split(" ")[0].replace(",", ""))
+            if column.startswith("m4"):
+                assert instructions == m4[key][column], (label, column)
+            sums[column][0] += instructions
+            sums[column][1] += int8_macs if "int8" in column else float_macs
+    for column, (instructions, total_macs) in sums.items():
+        assert round(instructions / total_macs, 2) == figures[column], column
+
+
+@needs_shared
+def test_latency_benchmark_macs_are_todays():
+    """The MACs benchmarks/latency.md divides by are what report.macs gives these models today."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    from latency_bench import MODELS, model_macs, table_rows
+
+    rows = table_rows(root / "benchmarks" / "latency.md")
+    for label, float_rel, _, int8_rel, _ in MODELS.values():
+        cells = rows[label]
+        assert int(cells[1].replace(",", "")) == model_macs(SHARED.parent / float_rel), label
+        assert int(cells[2].replace(",", "")) == model_macs(SHARED.parent / int8_rel), label
