@@ -50,6 +50,8 @@ class PassReport:
     # pass key -> why it changed nothing (the text report prints it: "not applied: ...")
     not_applied: dict[str, str] = field(default_factory=dict)
     pending_reason: str | None = None
+    # pass key -> (the graph's MACs before, after) for the passes that changed it (run_pass)
+    macs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         """Something the user must know, e.g. that an opt-in rewrite changed results."""
@@ -71,6 +73,9 @@ class PassReport:
             out["optimize_notes"] = list(self.notes)
         if self.not_applied:
             out["not_applied"] = dict(self.not_applied)
+        kept = {key: {"before": b, "after": a} for key, (b, a) in self.macs.items() if key in self.sections}
+        if kept:
+            out["macs_by_pass"] = kept
         return out
 
 

@@ -30,7 +30,7 @@ PASSES += [("quantized_fusion", fuse_quantized), ("pad_fold", fold_pads), ("quan
 # Report keys shown by `simulate` but kept out of the compiled report.json (whose bytes
 # tests/test_golden_c.py pins): the quantized/float node counts, and why passes did nothing
 # (the text report of compile and simulate prints those).
-NOT_IN_BUILD_REPORT = frozenset({"quantization", "not_applied"})
+NOT_IN_BUILD_REPORT = frozenset({"quantization", "not_applied", "macs_by_pass"})
 
 from onnx2mcu.graph_opt.adder import lower_adder  # noqa: E402  (binary/adder lowering, exact)
 from onnx2mcu.graph_opt.binarize import lower_binary  # noqa: E402
@@ -43,12 +43,25 @@ from onnx2mcu.graph_opt.tiling import tile_transformer  # noqa: E402
 PASSES += [("embedding_compression", compress_embeddings), ("tiling", tile_transformer)]
 
 
+def total_macs(graph: Graph) -> int:
+    """The graph's MACs by the op library's counts (OpDef.macs), for what a pass cost."""
+    from onnx2mcu.ops import lookup
+
+    total = 0
+    for node in graph.nodes:
+        op = lookup(node.op_type, node.domain)
+        total += int(op.macs(node, graph)) if op is not None else 0
+    return total
+
+
 def run_pass(key: str, fn: Pass, graph: Graph, ctx: PassContext) -> None:
     """One pass, its section in the report, then the graph's invariants."""
     ctx.report.pending_reason = None
+    before = total_macs(graph)
     result = fn(graph, ctx)
     if result:
         ctx.report.sections[key] = result
+        ctx.report.macs[key] = (before, total_macs(graph))
     elif ctx.report.pending_reason is not None:
         ctx.report.not_applied[key] = ctx.report.pending_reason
     ctx.report.pending_reason = None

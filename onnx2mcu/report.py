@@ -200,19 +200,15 @@ def node_rows(graph: Graph, board: "Board") -> list[dict]:
     return rows
 
 
-def _tiling_extra_macs(graph: Graph) -> int:
-    """MACs the attention tiles add: each TiledAttention's against computing K and V once."""
-    from onnx2mcu.ops.mcubert import attention_dims, attention_macs
-
-    extra = 0
-    for node in graph.nodes:
-        if node.op_type == "TiledAttention":
-            d = attention_dims(node, [graph.tensors[n].shape if n else None for n in node.inputs])
-            extra += int(lookup(node.op_type, node.domain).macs(node, graph)) - attention_macs(d, d["seq"], d["seq"], 1)
-    return extra
+def _macs_change(optimization: dict, key: str) -> str:
+    """"+12.3% MACs" from the graph's MACs before and after the pass (graph_opt/pipeline.run_pass)."""
+    counts = optimization.get("macs_by_pass", {}).get(key)
+    if not counts:
+        return "MACs unchanged"
+    return f"{100 * (counts['after'] - counts['before']) / max(counts['before'], 1):+.1f}% MACs"
 
 
-def rewrite_lines(optimization: dict, graph: Graph, total_macs: int) -> list[dict]:
+def rewrite_lines(optimization: dict) -> list[dict]:
     """What each rewrite did, or why it did not apply: [{"pass", "label", "applied", "text"}]."""
     not_applied = optimization.get("not_applied", {})
     out = []
@@ -224,7 +220,6 @@ def rewrite_lines(optimization: dict, graph: Graph, total_macs: int) -> list[dic
         if not section:
             continue
         if key == "tiling":
-            extra = _tiling_extra_macs(graph)
             details = []
             if "attention" in section:
                 a = section["attention"]
@@ -233,7 +228,7 @@ def rewrite_lines(optimization: dict, graph: Graph, total_macs: int) -> list[dic
             if "ffn" in section:
                 f = section["ffn"]
                 details.append(f"{f['blocks']} FFN block(s) in {f['tile_rows']}-row x {f['tile_f']} tiles")
-            text = (f"{100 * extra / max(total_macs - extra, 1):+.1f}% MACs, "
+            text = (f"{_macs_change(optimization, key)}, "
                     f"{_signed(section['peak_bytes'] - section['untiled_peak_bytes'])} peak (file order "
                     f"{human(section['untiled_peak_bytes'])} -> {human(section['peak_bytes'])}); " + "; ".join(details))
         elif key == "embedding_compression":
@@ -244,7 +239,7 @@ def rewrite_lines(optimization: dict, graph: Graph, total_macs: int) -> list[dic
         else:
             text = (f"{section['applied']} site(s), {_signed(section['peak_after'] - section['peak_before'])} "
                     f"peak ({human(section['peak_before'])} -> {human(section['peak_after'])}, the scheduler's "
-                    "estimate)")
+                    f"estimate), {_macs_change(optimization, key)}")
         out.append({"pass": key, "label": label, "applied": True, "text": text})
     return out
 
@@ -279,7 +274,7 @@ def report_summary(graph: Graph, sched: "Schedule", board: "Board", budget: "Mem
         "peak": {"bytes": sched.peak_bytes, "step": step if peak_node else None,
                  "node": peak_node.name if peak_node else None, "op": peak_node.op_type if peak_node else None},
         "latency": latency,
-        "rewrites": rewrite_lines(optimization or {}, graph, total),
+        "rewrites": rewrite_lines(optimization or {}),
         "nodes": rows,
     }
 

@@ -24,9 +24,10 @@ from onnx2mcu.pipeline import Options, run
 pytestmark = [pytest.mark.unit]
 ROOT = Path(__file__).resolve().parents[1]
 NOT_PIPELINE = {"help", "model", "example", "json", "timeout", "profile", "func", "command", "dir", "host", "qemu",
-                "version", "debug"}
+                "version", "debug", "verbose"}
+# --board-file FILE: Options(board=onnx2mcu.board_file.load_board_file(FILE))
 RENAMED = {"input_shape": "input_shapes", "input_value": "input_values", "no_check": "check_onnxruntime",
-           "atol": "tolerance", "rtol": "tolerance", "int8_tolerance": "tolerance"}
+           "atol": "tolerance", "rtol": "tolerance", "int8_tolerance": "tolerance", "board_file": "board"}
 
 
 def _subparsers():
