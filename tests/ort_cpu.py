@@ -29,6 +29,12 @@ def _cpu_flags() -> set[str] | None:
     return None
 
 
+def host_has_fma() -> bool:
+    """An x86-64 host whose CPU has FMA3 (so a -mfma build runs here)."""
+    flags = _cpu_flags()
+    return platform.machine().lower() in ("x86_64", "amd64") and flags is not None and "fma" in flags
+
+
 def runs_avx2_qlinear_add() -> bool:
     """True when onnxruntime runs its AVX2/FMA3 QLinearAdd kernel here (x86-64 with AVX2 and FMA3
     enabled, as Linux reports them)."""
