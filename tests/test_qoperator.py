@@ -6,7 +6,9 @@ QDQ pipeline runs it on the int8 kernels (uint8 activations as int8, frontend/ui
   per channel or per tensor, int8 or uint8 activations): the four float MLPerf Tiny models of
   ../shared and a small graph whose quantized form holds every QOperator op onnxruntime writes.
 * With --requant float the simulator's outputs are within 1 LSB of onnxruntime's on 20 seeded
-  inputs; the generated C equals the simulator bit for bit on the host.
+  inputs (equal for AD01, QLinearMatMul and QLinearAdd only, and for QLinearAdds with constant
+  operands, on CPUs where onnxruntime runs its AVX2/FMA3 QLinearAdd: tests/ort_cpu.py); the
+  generated C equals the simulator bit for bit on the host.
 * Every compute node runs on int8 except the float islands the compile report lists by name.
 * The QLinearConv / QLinearMatMul cases of the ONNX node tests agree with onnxruntime.
 * Quantization onnx2mcu cannot run (4-bit, float8, 16-bit, blocked) is refused in one line.
@@ -28,6 +30,7 @@ from onnx2mcu.frontend.qoperator import QOPERATOR_OPS
 from onnx2mcu.pipeline import Options, run
 from onnx2mcu.report import precision_report
 from onnx2mcu.simulator import simulate
+from ort_cpu import needs_avx2_qlinear_add
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MLPERF = SHARED / "models" / "mlperf_tiny"
@@ -206,12 +209,17 @@ def test_small_graph_every_qoperator_op(quantized, per_channel, activation):
 
 
 @pytest.mark.shared
+@needs_avx2_qlinear_add
 @pytest.mark.parametrize("per_channel,activation", VARIANTS)
 def test_ad01_qoperator(quantized, per_channel, activation):
+    """AD01 is QLinearMatMul and QLinearAdd only, both onnxruntime's arithmetic under --requant
+    float: the outputs equal onnxruntime's (uint8 per channel was 2 LSB off while the bias Add
+    rounded its three products separately; onnxruntime fuses them, qmath.add_params)."""
     path = quantized("ad", per_channel, activation)
     assert qoperator_ops(path) == ["QLinearAdd", "QLinearMatMul"]
     found = check_model(path)
     assert found["float"] == 0 and found["int8"] == 20
+    assert found["worst_lsb"] == 0
 
 
 @pytest.mark.shared
@@ -405,6 +413,58 @@ def test_compile_reports_the_float_islands_by_name(quantized, tmp_path, capsys):
     assert len(lines) == 1 and "AveragePool 'avgpool_quant'" in lines[0] and "Softmax 'softmax_quant'" in lines[0]
     precision = json.loads((tmp_path / "out" / "report.json").read_text())["precision"]
     assert precision["float_nodes"] == 2 and precision["int8_nodes"] == 12
+
+
+def _qlinear_adds_with_constants(dtype) -> onnx.ModelProto:
+    """x [4, 16] -> Q -> QLinearAdd(xq, constant bias [16]) -> QLinearAdd(constant [4, 1], that) -> DQ:
+    a constant b read as raw integers (uint8: held as int8 with value offsets), and a constant a
+    that is one value per row, which onnxruntime passes to its kernel second (qlinear_add_swaps)."""
+    rng = np.random.default_rng(8)
+    lo = 0 if dtype == np.uint8 else -128
+    z = lambda v: np.asarray(v + lo + 128, dtype)  # noqa: E731 - a zero point of `dtype`
+    inits = [_c("sx", 0.03, np.float32), _c("zx", z(-7)), _c("bias", rng.integers(lo, lo + 256, 16), dtype),
+             _c("sb", 0.011, np.float32), _c("zb", z(9)), _c("s1", 0.041, np.float32), _c("z1", z(-20)),
+             _c("rows", rng.integers(lo, lo + 256, (4, 1)), dtype), _c("sr", 0.017, np.float32), _c("zr", z(30)),
+             _c("sy", 0.052, np.float32), _c("zy", z(3))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_x"),
+             helper.make_node("QLinearAdd", ["xq", "sx", "zx", "bias", "sb", "zb", "s1", "z1"], ["t"], name="add_bias",
+                              domain="com.microsoft"),
+             helper.make_node("QLinearAdd", ["rows", "sr", "zr", "t", "s1", "z1", "sy", "zy"], ["yq"], name="add_rows",
+                              domain="com.microsoft"),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"], name="dq_y")]
+    graph = helper.make_graph(nodes, "adds", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+
+
+@needs_avx2_qlinear_add
+@pytest.mark.c
+@pytest.mark.skipif(not HAVE_HOST, reason="gcc or make missing")
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8], ids=["int8", "uint8"])
+def test_qlinear_add_with_constants_equals_onnxruntime(dtype, tmp_path):
+    """Both Adds on the int8 kernel; the simulator equals onnxruntime on 200 seeded inputs and the
+    generated C equals the simulator."""
+    path = tmp_path / "adds.onnx"
+    onnx.save(_qlinear_adds_with_constants(dtype), path)
+    result = run(path, Options(stop_after="schedule", scheduler="greedy", requant="float"))
+    graph = result.graph
+    adds = [n for n in graph.nodes if n.op_type == "Add"]
+    assert len(adds) == 2 and precision_report(graph)["float_nodes"] == 0
+    if dtype == np.uint8:  # the constants run as int8 holding uint8 - 128
+        assert all(graph.tensors[i].quant.value_offset == 128 for n in adds for i in n.inputs)
+    session = onnxruntime_session(path)
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        x = rng.normal(0, 2, (4, 16)).astype(np.float32)
+        got = simulate(graph, result.schedule, {"x": x}).outputs["y"]
+        np.testing.assert_array_equal(got, session.run(["y"], {"x": x})[0])
+    out = tmp_path / "c"
+    compiled = run(path, Options(output=out, simulate=True, check_onnxruntime=False, board="mps2-an386",
+                                 scheduler="greedy", requant="float"))
+    expected = compiled.simulation.result.outputs
+    outputs = run_c_host(out)
+    for y, value in expected.items():
+        assert outputs[y].reshape(value.shape).tobytes() == value.tobytes(), y
 
 
 # ----- the ONNX node tests -------------------------------------------------------------------
