@@ -153,9 +153,36 @@ def fold_qdq(graph: Graph, lifted: dict[str, LiftedConstant] | None = None,
                     and tensor.dtype in INTEGER_DTYPES:
                 tensor.quant = params
     _propagate(graph)
+    _integer_pad_values(graph)
     counts["dequantize"] = _fold_dequantize(graph, order)
     graph.validate()
     return counts
+
+
+def _integer_pad_values(graph: Graph) -> None:
+    """A Pad of quantized integers (onnxruntime's QOperator QPad, a uint8 Pad held as int8) pads
+    with an integer of its data's quantization: its constant value gets the data's QuantParams
+    (a copy: the constant may also be a zero point), so the int8 Pad and a float island read the
+    real it means; an omitted value is the integer 0.  Runs before the DequantizeLinear nodes
+    fold, while a float Pad (DQ -> Pad -> Q) still reads a float tensor."""
+    for node in graph.nodes:
+        if not _is_op(node, "Pad") or node.attr("mode", "constant") not in ("constant", b"constant"):
+            continue
+        data = graph.tensors[node.inputs[0]]
+        if data.dtype not in ACTIVATION_DTYPES or data.quant is None or data.is_const:
+            continue
+        name = node.inputs[2] if len(node.inputs) > 2 else ""
+        value = graph.tensors[name] if name else None
+        if value is not None and (not value.is_const or value.quant is not None or value.dtype is not data.dtype):
+            continue
+        integer = np.zeros((), data.dtype.numpy) if value is None else np.array(value.data, copy=True)
+        fresh, k = f"{node.name}_pad_value", 1
+        while fresh in graph.tensors:
+            fresh, k = f"{node.name}_pad_value_{k}", k + 1
+        graph.tensors[fresh] = Tensor(fresh, tuple(integer.shape), data.dtype, integer, quant=data.quant)
+        while len(node.inputs) < 3:
+            node.inputs.append("")
+        node.inputs[2] = fresh
 
 
 # ----- weights -----------------------------------------------------------------

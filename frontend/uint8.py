@@ -11,8 +11,10 @@ The rewrite works on the ONNX graph before folding (frontend/convert.py), so tha
 after it (constant lifting, Q/DQ folding, float islands, kernels) sees an int8 model.  It
 shifts one connected set of uint8 tensors at a time: the integer sides of uint8
 QuantizeLinear/DequantizeLinear nodes and whatever only moves those values between them
-(Reshape, Transpose, MaxPool...).  A set that reaches a graph input or output, or an op that
-reads the uint8 numbers as numbers (Cast, a QLinear op...), stays uint8 as it is.
+(Reshape, Transpose, MaxPool, Pad...).  A set that reaches a graph input or output, or an op
+that reads the uint8 numbers as numbers (Cast, a QLinear op...), stays uint8 as it is.  A
+constant-mode Pad in a set pads with its value - 128 (an omitted value, uint8 0, becomes -128):
+onnxruntime's QOperator Pad (QPad) pads the uint8 integers with the zero point.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ QDQ = ("QuantizeLinear", "DequantizeLinear")
 # ops that only move (or order-preservingly select) values: input positions that carry them
 MOVERS = {"Reshape": (0,), "Transpose": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,),
           "Identity": (0,), "MaxPool": (0,), "Concat": None, "Slice": (0,), "Gather": (0,), "Split": (0,),
-          "Expand": (0,), "Tile": (0,), "DepthToSpace": (0,), "SpaceToDepth": (0,)}
+          "Expand": (0,), "Tile": (0,), "DepthToSpace": (0,), "SpaceToDepth": (0,), "Pad": (0,)}
 
 
 def lower_uint8(proto: onnx.ModelProto) -> tuple[list[str], set[str]]:
@@ -69,6 +71,7 @@ class _Group:
     def __init__(self) -> None:
         self.tensors: set[str] = set()
         self.qdq: list[onnx.NodeProto] = []
+        self.pads: list[onnx.NodeProto] = []  # constant-mode Pads: their value moves too
 
 
 def _is_qdq(node: onnx.NodeProto) -> bool:
@@ -123,6 +126,12 @@ def _component(start: str, producer, consumers, inits, io) -> _Group | None:
                 return None
             if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
                 return None
+            if node.op_type == "Pad" and _pad_constant(node):
+                value = node.input[2] if len(node.input) > 2 else ""
+                if _attr(node, "pads") is not None or (value and value not in inits):
+                    return None  # an opset < 11 Pad or a computed value: not ours to shift
+                if key not in nodes:
+                    group.pads.append(node)
             positions = MOVERS[node.op_type]
             data_in = [n for i, n in enumerate(node.input) if n and (positions is None or i in positions)]
             if name not in data_in and name not in node.output:
@@ -134,6 +143,11 @@ def _component(start: str, producer, consumers, inits, io) -> _Group | None:
         if name in inits and inits[name].data_type != TensorProto.UINT8:
             return None
     return group
+
+
+def _pad_constant(node: onnx.NodeProto) -> bool:
+    mode = _attr(node, "mode", "constant")
+    return (mode.decode() if isinstance(mode, bytes) else mode) == "constant"
 
 
 def _s8(values: np.ndarray) -> np.ndarray:
@@ -157,6 +171,17 @@ def _shift(graph, group: _Group, inits, consumers, new_inits) -> None:
                     for i, n in enumerate(r.input):
                         if n == name:
                             r.input[i] = copy
+    for node in group.pads:
+        value = node.input[2] if len(node.input) > 2 else ""
+        if value:
+            copy = f"{value}__s8"
+            new_inits.setdefault(copy, numpy_helper.from_array(_s8(numpy_helper.to_array(inits[value])), copy))
+        else:
+            copy = f"{node.output[0]}__pad_value_s8"
+            new_inits.setdefault(copy, numpy_helper.from_array(np.array(-128, np.int8), copy))
+            while len(node.input) < 3:
+                node.input.append("")
+        node.input[2] = copy
     for node in group.qdq:
         zero = node.input[2] if len(node.input) > 2 and node.input[2] else ""
         if zero:

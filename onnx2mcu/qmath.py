@@ -201,7 +201,8 @@ ADD_LEFT_SHIFT = 20  # int8 Add/Sub headroom (TFLite: 20 bits for 8-bit, 15 for 
 @dataclass(frozen=True)
 class AddParams:
     """Fixed-point constants of an int8 Add or Sub (TFLite's scheme: both inputs rescaled to a
-    common scale 2*max(s1, s2) with 20 bits of headroom, summed, rescaled to the output)."""
+    common scale 2*max(s1, s2) with 20 bits of headroom, summed, rescaled to the output), and
+    the float-mode constants of onnxruntime's QLinearAdd (see :func:`add_s8`)."""
     input1_offset: int
     input2_offset: int
     output_offset: int
@@ -214,21 +215,77 @@ class AddParams:
     output_shift: int
     act_min: int
     act_max: int
-    # float mode (onnxruntime QLinearAdd): y = rint(ratio_a * a +/- ratio_b * b + offset)
+    # float mode: ratio_a = s1 / s_out, ratio_b = s2 / s_out (float32)
     ratio_a: float
     ratio_b: float
-    float_offset: float      # Add: zp_out - ratio_a * zp1 - ratio_b * zp2
+    float_offset: float      # Add: onnxruntime's fixed part, see add_params
     float_offset_sub: float  # Sub: zp_out - ratio_a * zp1 + ratio_b * zp2
     # float mode reads the model's own integers: stored value + value_offset (128 for the uint8
     # values frontend/uint8.py holds as int8; onnxruntime's formula is not shift-invariant)
     value_offset_a: int = 0
     value_offset_b: int = 0
     value_offset_y: int = 0
+    # float-mode Add: 1 when onnxruntime hands b to its kernel as the streamed operand
+    # (a is one value per innermost run, see qlinear_add_swaps): b's product is added last
+    float_swap: int = 0
+
+
+def qlinear_add_swaps(shape_a, shape_b) -> bool:
+    """Whether onnxruntime's QLinearAdd swaps its operands for these (static) shapes.
+
+    Its broadcast loop cuts the output into runs along the innermost dimension and calls the
+    MLAS kernel once per run; when input A is a single value over a run (its innermost
+    non-unit dimension is 1, or it has no such dimension), it passes B as the kernel's
+    streamed operand and A as the scalar one.  The kernel's float formula is not symmetric
+    (see add_s8), so which operand streams decides the last bit.  The rule: walk the trailing
+    dimensions both shapes have, from the last; stop at the first where either is > 1 (or at
+    the last common one); A is the scalar there when its dimension is 1.  With a rank-0
+    operand the walk is one step over the other's last dimension.  Checked against
+    onnxruntime 1.32's QLinearAdd for every case (tests/test_int8_float_mode_ort.py)."""
+    sa, sb = [int(d) for d in shape_a], [int(d) for d in shape_b]
+    common = min(len(sa), len(sb))
+    if common == 0:
+        return not sa or sa[-1] <= 1
+    for i in range(1, common + 1):
+        if max(sa[-i], sb[-i]) > 1 or i == common:
+            return sa[-i] <= 1
+    return True  # unreachable: the loop returns at i == common
+
+
+def fma_f32(x, y, z) -> np.ndarray:
+    """float32 fused multiply-add, x * y + z rounded once (IEEE fmaf), of float32 values.
+
+    The product of two float32 is exact in float64 (24 + 24 bits); the float64 sum is rounded to odd (an inexact result gets its last bit set, found with an
+    error-free two-sum), and a float64 rounded to odd rounds to float32 as the exact value would
+    (53 >= 2 * 24 + 2).  Vectorised; runtime_c/o2m_s8_elementwise.c does the same in C."""
+    x, y, z = (np.asarray(v, np.float32).astype(np.float64) for v in (x, y, z))
+    p = x * y
+    s = p + z
+    t = s - p
+    err = (p - (s - t)) + (z - t)
+    bits = s.view(np.int64)
+    fix = (err != 0) & ((bits & 1) == 0)
+    toward = np.where((err > 0) == (s > 0), 1, -1).astype(np.int64)
+    return np.where(fix, bits + toward, bits).view(np.float64).astype(np.float32)
 
 
 def add_params(s1: float, zp1: int, s2: float, zp2: int, s_out: float, zp_out: int,
-               act: str = "none", value_offsets: tuple[int, int, int] = (0, 0, 0)) -> AddParams:
-    """`value_offsets` (a, b, y): see AddParams.value_offset_a; the zero points are the stored ones."""
+               act: str = "none", value_offsets: tuple[int, int, int] = (0, 0, 0),
+               swap: bool = False) -> AddParams:
+    """`value_offsets` (a, b, y): see AddParams.value_offset_a; the zero points are the stored
+    ones.  `swap`: qlinear_add_swaps of the operands' shapes (float mode only).
+
+    Float-mode Add is onnxruntime's x86-64 AVX2/FMA3 QLinearAdd kernel (MLAS's
+    MlasQLinearAddKernelAvx2Helper, the one it picks on every CPU with AVX2 and FMA3): with S
+    the streamed operand and K the other, both raw (stored + value offset) and ratios
+    rS = sS / s_out, rK = sK / s_out in float32,
+        F = zp_out - fmaf(rS, zS, rK * zK)     (its C++ `zC - (rS * zS + rK * zK)`, which GCC
+                                                contracts to one fma)
+        y = round_half_even(fmaf(S, rS, fmaf(K, rK, F)))   saturated.
+    `float_offset` is F.  onnxruntime's other kernels round differently (SSE2 without FMA:
+    (F + S*rS) + K*rK with three roundings; ARM64: a fixed-point form), so its QLinearAdd is
+    not the same function on every CPU; this one is what its x86-64 builds compute on current
+    hardware."""
     s1, s2, s_out = (float(np.float32(v)) for v in (s1, s2, s_out))
     twice_max = 2.0 * max(s1, s2)
     m1, sh1 = quantize_multiplier(s1 / twice_max)
@@ -240,20 +297,27 @@ def add_params(s1: float, zp1: int, s2: float, zp2: int, s_out: float, zp_out: i
     rb = np.float32(np.float32(s2) / np.float32(s_out))
     oa, ob, oy = (int(v) for v in value_offsets)
     za, zb, zo = (np.float32(int(z) + o) for z, o in ((zp1, oa), (zp2, ob), (zp_out, oy)))
-    off = np.float32(zo - ra * za - rb * zb)
+    (rs, zs), (rk, zk) = ((rb, zb), (ra, za)) if swap else ((ra, za), (rb, zb))
+    off = np.float32(zo - fma_f32(rs, zs, np.float32(rk * zk)))
     off_sub = np.float32(zo - ra * za + rb * zb)
     return AddParams(-int(zp1), -int(zp2), int(zp_out), ADD_LEFT_SHIFT, m1, sh1, m2, sh2, mo, sho,
-                     lo, hi, float(ra), float(rb), float(off), float(off_sub), oa, ob, oy)
+                     lo, hi, float(ra), float(rb), float(off), float(off_sub), oa, ob, oy, int(bool(swap)))
 
 
 def add_s8(a, b, p: AddParams, subtract: bool = False, mode: str = "fixed") -> np.ndarray:
-    """int8 Add (or Sub) with numpy broadcasting."""
+    """int8 Add (or Sub) with numpy broadcasting.  Float mode: Add is onnxruntime's QLinearAdd
+    (add_params); Sub is ratio_a * a - ratio_b * b + float_offset_sub, rounded half to even."""
     a, b = _i64(a), _i64(b)
     a, b = np.broadcast_arrays(a, b)
     if mode == "float":
-        va = np.float32(p.ratio_a) * (a + p.value_offset_a).astype(np.float32)
-        vb = np.float32(p.ratio_b) * (b + p.value_offset_b).astype(np.float32)
-        v = (va - vb + np.float32(p.float_offset_sub)) if subtract else (va + vb + np.float32(p.float_offset))
+        ra, rb = np.float32(p.ratio_a), np.float32(p.ratio_b)
+        fa = (a + p.value_offset_a).astype(np.float32)
+        fb = (b + p.value_offset_b).astype(np.float32)
+        if subtract:
+            v = ra * fa - rb * fb + np.float32(p.float_offset_sub)
+        else:
+            (s, rs), (k, rk) = ((fb, rb), (fa, ra)) if p.float_swap else ((fa, ra), (fb, rb))
+            v = fma_f32(s, rs, fma_f32(k, rk, np.float32(p.float_offset)))
         oy = p.value_offset_y
         v = np.minimum(np.maximum(v, np.float32(p.act_min + oy)), np.float32(p.act_max + oy))
         return (np.rint(v).astype(np.int64) - oy).astype(np.int8)

@@ -23,6 +23,9 @@
 
 #include "o2m_common.h"
 
+#include <float.h>
+#include <string.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -65,6 +68,44 @@ static inline int32_t o2m_s8_round_even(float v)
     volatile float shifted = v + 12582912.0f;
     return (int32_t)(shifted - 12582912.0f);
 }
+
+/*
+ * fmaf: x * y + z rounded once to float (float-mode Add, onnxruntime's
+ * QLinearAdd).  With a hardware fused multiply-add (__FP_FAST_FMAF: Cortex-M4F,
+ * M7, x86 with FMA) the compiler's builtin is one instruction; otherwise it is
+ * computed here rather than by libm (newlib's fmaf rounds twice): x * y is
+ * exact in double (24 + 24 bits), the double sum is rounded to odd (an inexact
+ * sum gets its last bit set; the error comes from a two-sum), and a double
+ * rounded to odd rounds to float as the exact value does (53 >= 2 * 24 + 2).
+ * Contracting p + z into a double fma changes nothing (p is exact) and the
+ * two-sum has no product to contract.  onnx2mcu.qmath.fma_f32 is the twin.
+ */
+#if defined(__GNUC__) && defined(__FP_FAST_FMAF)
+static inline float o2m_s8_fmaf(float x, float y, float z)
+{
+    return __builtin_fmaf(x, y, z);
+}
+#else
+#if DBL_MANT_DIG < 50
+#error "o2m_s8_fmaf needs a double with at least 50 mantissa bits"
+#endif
+static inline float o2m_s8_fmaf(float x, float y, float z)
+{
+    const double p = (double)x * (double)y;
+    double s = p + (double)z;
+    const double t = s - p;
+    const double err = (p - (s - t)) + ((double)z - t);
+    uint64_t bits;
+    if (err != 0.0) {
+        memcpy(&bits, &s, sizeof bits);
+        if ((bits & 1u) == 0u) {
+            bits = (err > 0.0) == (s > 0.0) ? bits + 1u : bits - 1u;
+            memcpy(&s, &bits, sizeof s);
+        }
+    }
+    return (float)s;
+}
+#endif
 
 /* Float-mode requant: clamp((float)acc * scale) to [lo - zp, hi - zp], round half even, + zp. */
 static inline int8_t o2m_s8_requant_float(int32_t acc, float scale, int32_t output_offset,

@@ -9,17 +9,29 @@ static int8_t clamp_s8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)(v > hi ? hi : v);
 }
 
+/* Float-mode Add is onnxruntime's AVX2/FMA3 QLinearAdd (onnx2mcu.qmath.add_params):
+ * y = fmaf(S, rS, fmaf(K, rK, float_offset)), S the streamed operand (b when
+ * float_swap), on the raw integers. */
 static int8_t add_one(const o2m_add_s8_params *p, int32_t subtract, int32_t a, int32_t b)
 {
     int32_t s1, s2, raw;
     if (p->float_mode) {
-        const float va = p->ratio_a * (float)(a + p->value_offset_a);
-        const float vb = p->ratio_b * (float)(b + p->value_offset_b);
-        float v = subtract ? va - vb + p->float_offset_sub : va + vb + p->float_offset;
-        const float lo = (float)(p->act_min + p->value_offset_y);
-        const float hi = (float)(p->act_max + p->value_offset_y);
-        v = v < lo ? lo : v;
-        v = v > hi ? hi : v;
+        const float fa = (float)(a + p->value_offset_a);
+        const float fb = (float)(b + p->value_offset_b);
+        float v;
+        if (subtract) {
+            v = p->ratio_a * fa - p->ratio_b * fb + p->float_offset_sub;
+        } else if (p->float_swap) {
+            v = o2m_s8_fmaf(fb, p->ratio_b, o2m_s8_fmaf(fa, p->ratio_a, p->float_offset));
+        } else {
+            v = o2m_s8_fmaf(fa, p->ratio_a, o2m_s8_fmaf(fb, p->ratio_b, p->float_offset));
+        }
+        {
+            const float lo = (float)(p->act_min + p->value_offset_y);
+            const float hi = (float)(p->act_max + p->value_offset_y);
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+        }
         return (int8_t)(o2m_s8_round_even(v) - p->value_offset_y);
     }
     s1 = o2m_s8_mbqm((a + p->input1_offset) * (1 << p->left_shift), p->input1_multiplier, p->input1_shift);

@@ -16,10 +16,13 @@ extern "C" {
  * Add / Sub (TFLite's scheme): each input, offset by its zero point and
  * shifted left by left_shift (20), is rescaled by its multiplier to the common
  * scale 2*max(s1, s2); the sum (difference) is rescaled to the output, offset
- * and clamped.  Float mode (float_mode != 0): y = round_half_even(clamp(
- * ratio_a*a +/- ratio_b*b + offset)), offset = float_offset (Add) or
- * float_offset_sub (Sub), on the model's integers: stored value + value_offset_*
- * (128 for uint8 values held as int8; 0 otherwise).
+ * and clamped.  Float mode (float_mode != 0), on the model's integers
+ * (stored value + value_offset_*: 128 for uint8 values held as int8, else 0),
+ * rounded half to even and clamped:
+ *   Add: onnxruntime's QLinearAdd (x86-64 AVX2/FMA3 kernel), two fused
+ *        multiply-adds fmaf(a, ratio_a, fmaf(b, ratio_b, float_offset)), with
+ *        a and b exchanged when float_swap (onnxruntime streams b);
+ *   Sub: ratio_a*a - ratio_b*b + float_offset_sub.
  */
 typedef struct {
     int32_t input1_offset, input2_offset, output_offset;
@@ -31,6 +34,7 @@ typedef struct {
     int32_t float_mode;
     float ratio_a, ratio_b, float_offset, float_offset_sub;
     int32_t value_offset_a, value_offset_b, value_offset_y;
+    int32_t float_swap;
 } o2m_add_s8_params;
 
 /* Mul: y = clamp(requant((a + input1_offset) * (b + input2_offset)) + output_offset). */

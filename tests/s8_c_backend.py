@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c_harness import build_and_load, declare, i32, ptr, runtime_dir
+from c_harness import HOST_CFLAGS, build_and_load, declare, i32, ptr, runtime_dir
 from onnx2mcu.ops import int8_ref as R
 
 I = c_int32
@@ -22,10 +22,12 @@ int32_t t_srdhm(int32_t a, int32_t b);
 int32_t t_rdbp(int32_t x, int32_t e);
 int32_t t_mbqm(int32_t x, int32_t m, int32_t s);
 int32_t t_round_even(float v);
+float t_fmaf(float x, float y, float z);
 int32_t t_srdhm(int32_t a, int32_t b) { return o2m_s8_srdhm(a, b); }
 int32_t t_rdbp(int32_t x, int32_t e) { return o2m_s8_rdbp(x, e); }
 int32_t t_mbqm(int32_t x, int32_t m, int32_t s) { return o2m_s8_mbqm(x, m, s); }
 int32_t t_round_even(float v) { return o2m_s8_round_even(v); }
+float t_fmaf(float x, float y, float z) { return o2m_s8_fmaf(x, y, z); }
 """
 
 
@@ -56,7 +58,7 @@ class AddP(Structure):
                                  "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
                                  "output_multiplier", "output_shift", "act_min", "act_max", "float_mode")] + [
         (n, c_float) for n in ("ratio_a", "ratio_b", "float_offset", "float_offset_sub")] + [
-        (n, I) for n in ("value_offset_a", "value_offset_b", "value_offset_y")]
+        (n, I) for n in ("value_offset_a", "value_offset_b", "value_offset_y", "float_swap")]
 
 
 class MulP(Structure):
@@ -97,14 +99,16 @@ PROBE_C = ("#include <stddef.h>\n#include \"o2m_s8_conv.h\"\n#include \"o2m_s8_e
     f"size_t probe_{n}(void);\nsize_t probe_{n}(void) {{ return sizeof({n}); }}\n" for n in STRUCTS)
 
 
-def build_s8_library(out_dir: Path) -> ctypes.CDLL:
-    """All o2m_s8_*.c plus a shim exporting the inline fixed-point helpers and sizeof probes."""
+def build_s8_library(out_dir: Path, extra_cflags: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """All o2m_s8_*.c plus a shim exporting the inline fixed-point helpers and sizeof probes.
+    `extra_cflags` (e.g. -mfma) pick other code paths of the kernels."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shim = out_dir / "shim_s8.c"
     shim.write_text(SHIM_C + PROBE_C)
     sources = sorted(runtime_dir().glob("o2m_s8_*.c")) + [shim]
-    return build_and_load(sources, out_dir, name="s8", include_dirs=[runtime_dir()])
+    return build_and_load(sources, out_dir, name="s8", include_dirs=[runtime_dir()],
+                          cflags=(*HOST_CFLAGS, *extra_cflags))
 
 
 def requant_struct(mult, shift, scales, per_channel, zp, lo, hi, keep: list) -> Requant:
@@ -174,7 +178,7 @@ class CKernels:
         return AddP(p.input1_offset, p.input2_offset, p.output_offset, p.left_shift, p.input1_multiplier,
                     p.input1_shift, p.input2_multiplier, p.input2_shift, p.output_multiplier, p.output_shift,
                     p.act_min, p.act_max, mode == "float", p.ratio_a, p.ratio_b, p.float_offset,
-                    p.float_offset_sub, p.value_offset_a, p.value_offset_b, p.value_offset_y)
+                    p.float_offset_sub, p.value_offset_a, p.value_offset_b, p.value_offset_y, p.float_swap)
 
     def add(self, a, b, p, mode: str = "fixed"):
         return self._binary("o2m_add_s8", self._add_struct(p, mode), a, b)

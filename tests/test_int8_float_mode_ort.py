@@ -8,7 +8,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx2mcu import qmath
 from onnx2mcu.ops import int8_ref as R
+from ort_cpu import AVX2_QLINEAR_ADD, needs_avx2_qlinear_add
 
 
 def _run(node, inputs: dict, inits: list, contrib: bool = False) -> np.ndarray:
@@ -151,3 +153,112 @@ def test_uint8_add_mul_held_as_int8_match_onnxruntime_contrib(op):
         else:
             got = R.mul(_s8(a), _s8(b), R.mul_params(s1, zs[0], s2, zs[1], so, zs[2]), mode="float")
         np.testing.assert_array_equal(got, _s8(y))
+
+
+# ----- QLinearAdd bit for bit: every value pair, both operand orders, simulator and C ----------
+# onnxruntime's AVX2/FMA3 kernel (tests/ort_cpu.py) computes, on the raw integers and float32
+# ratios rS = sS / sy, rK = sK / sy, y = rint(fma(S, rS, fma(K, rK, zy - fma(rS, zS, rK * zK)))):
+# S is the operand it streams, a unless a is one value per innermost run (qlinear_add_swaps).
+def _qlinear_add_node():
+    return helper.make_node("QLinearAdd", ["a", "s1", "z1", "b", "s2", "z2", "so", "zo"], ["y"],
+                            domain="com.microsoft")
+
+
+def _add_case(rng, dtype):
+    lo = 0 if dtype == np.uint8 else -128
+    s1, s2, so = (np.float32(v) for v in np.exp(rng.uniform(-6, 0, 3)))  # ratios from 1/400 to 400
+    z1, z2, zo = (dtype(v) for v in rng.integers(lo, lo + 256, 3))
+    inits = [_c("s1", s1), _c("z1", z1), _c("s2", s2), _c("z2", z2), _c("so", so), _c("zo", zo)]
+    offset = 128 if dtype == np.uint8 else 0  # uint8 runs as int8 (frontend/uint8.py): raw = stored + 128
+    held = [int(z) - offset for z in (z1, z2, zo)]
+    return inits, (s1, held[0], s2, held[1], so, held[2]), offset
+
+
+def _held(values, offset):
+    return (np.asarray(values).astype(np.int16) - offset).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def c_add():
+    """o2m_add_s8 built twice: fmaf emulated in double (the default host build) and the -mfma
+    builtin (the path of cores with a hardware FMA)."""
+    import tempfile
+    from pathlib import Path
+
+    from s8_c_backend import CKernels, build_s8_library
+
+    out = Path(tempfile.mkdtemp(prefix="o2m-add-"))
+    builds = {"emulated": CKernels(build_s8_library(out / "emulated"))}
+    if AVX2_QLINEAR_ADD:  # this CPU has FMA3, so the -mfma build runs here
+        builds["fma"] = CKernels(build_s8_library(out / "fma", ("-mfma",)))
+    return builds
+
+
+@needs_avx2_qlinear_add
+@pytest.mark.c
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8], ids=["int8", "uint8"])
+def test_qlinear_add_every_value_pair_matches_onnxruntime(dtype, c_add):
+    """All 65536 (a, b) pairs under 24 random scale / zero-point sets: int8_ref and both C builds
+    equal onnxruntime; the separately rounded formula (three roundings) would not."""
+    rng = np.random.default_rng(40 if dtype == np.int8 else 41)
+    lo = 0 if dtype == np.uint8 else -128
+    grid = np.arange(lo, lo + 256)
+    a, b = (v.ravel().astype(dtype) for v in np.meshgrid(grid, grid))
+    naive_differs = 0
+    for _ in range(24):
+        inits, params, offset = _add_case(rng, dtype)
+        want = _run(_qlinear_add_node(), {"a": a, "b": b}, inits, contrib=True)
+        p = R.add_params(*params, value_offsets=(offset,) * 3)
+        got = R.add(_held(a, offset), _held(b, offset), p, mode="float")
+        np.testing.assert_array_equal(got, _held(want, offset))
+        for name, kernels in c_add.items():
+            np.testing.assert_array_equal(kernels.add(_held(a, offset), _held(b, offset), p, mode="float"), got,
+                                          err_msg=name)
+        ra, rb = np.float32(p.ratio_a), np.float32(p.ratio_b)
+        za, zb, zy = (np.float32(z + offset) for z in (params[1], params[3], params[5]))
+        naive = ra * a.astype(np.float32) + rb * b.astype(np.float32) + np.float32(zy - ra * za - rb * zb)
+        naive_differs += int(np.sum(np.clip(np.rint(naive), lo, lo + 255) != want))
+    assert naive_differs > 0  # the cases tell the roundings apart
+
+
+BROADCAST_SHAPES = [((), ()), ((), (4,)), ((4,), ()), ((4, 1), ()), ((1,), (4, 1)), ((5, 1, 1), (1, 1)),
+                    ((1, 1), (5, 1, 1)), ((4, 1), (4, 4)), ((4, 4), (4, 1)), ((1, 4), (4, 4)), ((2, 3, 1), (1, 3, 1)),
+                    ((3, 1), (2, 3, 4)), ((2, 3, 4), (3, 1)), ((1, 8, 1, 1), (1, 8, 5, 5)),
+                    ((1, 8, 5, 5), (1, 8, 1, 1)), ((1,), (1,)), ((3, 1), (1, 1)), ((1, 1), (3, 1)),
+                    ((6, 1, 5), (6, 7, 5)), ((6, 7, 1), (1, 7, 5)), ((128,), (1, 128)), ((2, 1), (1, 2)),
+                    ((1, 2), (2, 1)), ((3, 4, 1, 1), (1,))]
+
+
+@needs_avx2_qlinear_add
+@pytest.mark.c
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=lambda s: f"{list(s[0])}+{list(s[1])}")
+def test_qlinear_add_operand_order_follows_onnxruntime_broadcast(shapes, c_add):
+    """For each shape pair, values on which the two operand orders round differently: onnxruntime
+    takes the order qlinear_add_swaps gives (int8_ref and C agree), never the other."""
+    shape_a, shape_b = shapes
+    swap = qmath.qlinear_add_swaps(shape_a, shape_b)
+    rng = np.random.default_rng(sum(shape_a) * 31 + sum(shape_b) + len(shape_a))
+    checked = 0
+    while checked < 4:
+        dtype = (np.int8, np.uint8)[checked % 2]
+        lo = 0 if dtype == np.uint8 else -128
+        inits, params, offset = _add_case(rng, dtype)
+        grid = np.arange(-128, 128, dtype=np.int8)
+        ga, gb = np.meshgrid(grid, grid)
+        orders = [R.add(ga, gb, R.add_params(*params, value_offsets=(offset,) * 3, swap=s), mode="float")
+                  for s in (swap, not swap)]
+        where = np.argwhere(orders[0] != orders[1])
+        if not len(where):
+            continue
+        i, j = where[rng.integers(len(where))]
+        a = np.full(shape_a, int(ga[i, j]) + offset).astype(dtype)
+        b = np.full(shape_b, int(gb[i, j]) + offset).astype(dtype)
+        want = _held(_run(_qlinear_add_node(), {"a": a, "b": b}, inits, contrib=True), offset)
+        p = R.add_params(*params, value_offsets=(offset,) * 3, swap=swap)
+        got = R.add(_held(a, offset), _held(b, offset), p, mode="float")
+        np.testing.assert_array_equal(got, want)
+        assert np.all(want != orders[1][i, j])  # the other order is wrong here
+        for name, kernels in c_add.items():
+            np.testing.assert_array_equal(kernels.add(_held(a, offset), _held(b, offset), p, mode="float"), want,
+                                          err_msg=name)
+        checked += 1

@@ -19,6 +19,7 @@ import pytest
 from c_harness import declare, i32, ptr
 from onnx2mcu import qmath
 from onnx2mcu.ops import int8_ref as R
+from ort_cpu import host_has_fma
 
 from s8_c_backend import (MEAN_METHODS, STRUCTS, AddP, ConvP, FCP, MatmulP, MeanP, MulP, PoolP, RequantP, SoftmaxP, I, P,
                           build_s8_library, _bcast_strides, requant_struct as _requant_struct)
@@ -28,6 +29,14 @@ pytestmark = [pytest.mark.c]
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     return build_s8_library(tmp_path_factory.mktemp("s8"))
+
+
+@pytest.fixture(scope="module")
+def lib_fma(tmp_path_factory):
+    """The kernels built with -mfma: o2m_s8_fmaf is then the compiler's builtin (one instruction)."""
+    if not host_has_fma():
+        pytest.skip("the host CPU has no FMA3: a -mfma build cannot run here")
+    return build_s8_library(tmp_path_factory.mktemp("s8fma"), ("-mfma",))
 
 
 def test_struct_layouts_match(lib):
@@ -348,7 +357,8 @@ def test_binary_c_bit_exact(lib, op):
         else:
             so_ = max(s1, s2) * float(rng.choice([0.1, 1.0, 2.0, 5.0]))
             offsets = tuple(int(v) for v in rng.choice([0, 128], 3))  # uint8 values held as int8
-            p = R.add_params(s1, _zp(rng), s2, _zp(rng), so_, _zp(rng), act=act, value_offsets=offsets)
+            p = R.add_params(s1, _zp(rng), s2, _zp(rng), so_, _zp(rng), act=act, value_offsets=offsets,
+                             swap=bool(rng.random() < 0.5))
         for mode in ("fixed", "float"):
             want = getattr(R, op)(a, b, p, mode=mode)
             if op == "mul":
@@ -358,11 +368,74 @@ def test_binary_c_bit_exact(lib, op):
                 cp = AddP(p.input1_offset, p.input2_offset, p.output_offset, p.left_shift, p.input1_multiplier,
                           p.input1_shift, p.input2_multiplier, p.input2_shift, p.output_multiplier, p.output_shift,
                           p.act_min, p.act_max, mode == "float", p.ratio_a, p.ratio_b, p.float_offset,
-                          p.float_offset_sub, p.value_offset_a, p.value_offset_b, p.value_offset_y)
+                          p.float_offset_sub, p.value_offset_a, p.value_offset_b, p.value_offset_y, p.float_swap)
             y = np.zeros(so, np.int8)
             f(ctypes.byref(cp), len(so), ptr(i32(so)), ptr(i32(_bcast_strides(sa, so))),
               ptr(i32(_bcast_strides(sb, so))), ptr(np.ascontiguousarray(a)), ptr(np.ascontiguousarray(b)), ptr(y))
             np.testing.assert_array_equal(y, want, err_msg=f"{op} {mode} {sa} {sb}")
+
+
+def _fma_oracle(x, y, z) -> np.float32:
+    """x * y + z exactly (fractions), rounded to float32 half to even: the three float32 values
+    around the double nearest to it hold the answer."""
+    exact = Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z))
+    near = np.float32(float(exact))
+    candidates = [np.nextafter(near, np.float32(-np.inf)), near, np.nextafter(near, np.float32(np.inf))]
+    return min(candidates, key=lambda c: (abs(Fraction(float(c)) - exact), int(np.float32(c).view(np.int32)) & 1))
+
+
+def _fma_cases(rng):
+    """Products one half-ulp of z away, minus or plus 2**-40 of it: a sum in double rounds to the
+    float32 midpoint and then to even, the wrong way (the first half of the list); and random
+    cases: small integers x (as the Add kernel has them) and arbitrary floats."""
+    hard = []
+    for _ in range(200):
+        m = np.float32(rng.uniform(1, 2) * 2.0 ** int(rng.integers(-20, 20))) * np.float32(rng.choice([-1, 1]))
+        bits = int(m.view(np.int32))
+        up = np.float32(np.nextafter(m, np.float32(np.inf) * np.sign(m)))  # next away from zero
+        half = abs(float(up) - float(m)) / 2
+        x = np.float32(1 + 2.0 ** -20)
+        if bits & 1:  # odd m: just under m + ulp/2 -> m; double rounding gives the tie -> even up
+            z, y = m, np.float32(np.sign(m) * half * (1 - 2.0 ** -20))
+        else:  # even m: just over m + ulp/2 from above -> up; double rounding gives the tie -> even m
+            z, y = up, np.float32(-np.sign(m) * half * (1 - 2.0 ** -20))
+        hard.append((x, y, z))
+    easy = []
+    for _ in range(3000):
+        x = np.float32(rng.integers(-255, 256)) if rng.random() < 0.5 else np.float32(rng.normal() * 10.0 ** rng.integers(-3, 4))
+        y = np.float32(rng.normal() * 10.0 ** rng.integers(-4, 3))
+        z = np.float32(rng.normal() * 10.0 ** rng.integers(-6, 4))
+        easy.append((x, y, z))
+    return hard, easy
+
+
+@pytest.mark.parametrize("build", ["emulated", "builtin"])
+def test_fmaf_rounds_once(request, build):
+    """qmath.fma_f32 and o2m_s8_fmaf (emulated in double, and the -mfma builtin) equal x * y + z
+    rounded once, also where rounding the double sum to float rounds twice the wrong way."""
+    cdll = request.getfixturevalue("lib" if build == "emulated" else "lib_fma")
+    fmaf = declare(cdll, "t_fmaf", c_float, c_float, c_float, c_float)
+    hard, easy = _fma_cases(np.random.default_rng(60))
+    twice = 0
+    for x, y, z in hard + easy:
+        want = _fma_oracle(x, y, z)
+        assert qmath.fma_f32(x, y, z) == want, (x, y, z)
+        assert np.float32(fmaf(x, y, z)) == want, (build, x, y, z)
+    for x, y, z in hard:
+        twice += np.float32(float(x) * float(y) + float(z)) != _fma_oracle(x, y, z)
+    assert twice == len(hard)  # each hard case defeats a sum in double
+
+
+@pytest.mark.unit
+def test_qlinear_add_swaps_rule():
+    """onnxruntime streams b when a is one value per innermost run (checked against onnxruntime in
+    test_int8_float_mode_ort.py)."""
+    assert not qmath.qlinear_add_swaps((1, 8, 5, 5), (1, 8, 1, 1))
+    assert qmath.qlinear_add_swaps((1, 8, 1, 1), (1, 8, 5, 5))
+    assert not qmath.qlinear_add_swaps((1, 128), (128,))  # general: no swap
+    assert qmath.qlinear_add_swaps((), (4,)) and qmath.qlinear_add_swaps((1,), (1,))  # input 0 first
+    assert qmath.qlinear_add_swaps((4, 1), ()) and not qmath.qlinear_add_swaps((4,), ())
+    assert qmath.qlinear_add_swaps((5, 1, 1), (1, 1)) and not qmath.qlinear_add_swaps((3, 1), (1, 1))
 
 
 @pytest.mark.unit

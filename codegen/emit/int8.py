@@ -127,6 +127,8 @@ def _emit_binary(kernel: str):
             for side in ("a", "b", "y"):
                 if getattr(s, f"value_offset_{side}"):
                     fields[f"value_offset_{side}"] = getattr(s, f"value_offset_{side}")
+            if s.float_swap and float_mode and kernel == "add":
+                fields["float_swap"] = 1
             ctype = "o2m_add_s8_params"
         name = ctx.declare(ctype, c_struct(fields), f"{kernel}_s8")
         _use(ctx, S8_ELEMENTWISE)

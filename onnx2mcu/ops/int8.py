@@ -323,8 +323,9 @@ def _binary_build(kind: str):
         if kind == "mul":
             return MulInt8(mode, _with_bounds(qmath.mul_params(*_sz(qa), *_sz(qb), *_sz(qy)), lo, hi))
         offsets = (qa.value_offset, qb.value_offset, qy.value_offset)  # uint8 held as int8: raw values
-        return AddInt8(mode, _with_bounds(qmath.add_params(*_sz(qa), *_sz(qb), *_sz(qy), value_offsets=offsets),
-                                          lo, hi))
+        swap = qmath.qlinear_add_swaps(graph.tensors[node.inputs[0]].shape, graph.tensors[node.inputs[1]].shape)
+        return AddInt8(mode, _with_bounds(qmath.add_params(*_sz(qa), *_sz(qb), *_sz(qy), value_offsets=offsets,
+                                                           swap=swap), lo, hi))
     return build
 
 
