@@ -49,12 +49,17 @@ def model_macs(path: Path) -> int:
 
 
 def table_rows(md: Path) -> dict[str, list[str]]:
-    """The cells of every row of the markdown tables in `md`, by their first cell."""
+    """The cells of the rows of the first markdown table in `md`, by their first cell (a later
+    table, such as int8.md's float section, has rows of other models and columns)."""
     rows = {}
     for line in md.read_text().splitlines():
         if line.startswith("|") and not line.startswith("|---"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] in rows:
+                break  # the next table's header
             rows[cells[0]] = cells
+        elif rows and not line.strip():
+            break
     return rows
 
 
