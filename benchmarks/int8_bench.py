@@ -9,6 +9,9 @@ and of the output out, a few hundred instructions).  Every run is also checked: 
 outputs equal the simulator's bit for bit (`onnx2mcu run` exits 1 otherwise).
 
     python benchmarks/int8_bench.py [--out benchmarks/int8.md] [--models kws,ad]
+    python benchmarks/int8_bench.py --float     (the float section: benchmarks/float_conv_bench.py)
+
+Each part rewrites its own section of the file and keeps the other's.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 BOARD = "mps2-an386"
+FLOAT_SECTION = "## Float conv"  # float_conv_bench.SECTION
 # key: (label, model, TFLM + CMSIS-NN instructions, TFLM reference instructions, TFLM arena,
 #       TFLM activation head, TinyEngine peak), figures from ../shared/anchors/README.md
 MODELS = {
@@ -73,8 +77,15 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "int8.md"))
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=None, help=f"default: all ({','.join(MODELS)})")
+    parser.add_argument("--float", action="store_true",
+                        help="measure the float models instead (float conv before and after issue 14)")
     args = parser.parse_args(argv)
+    if args.float:
+        import float_conv_bench
+
+        return float_conv_bench.main(["--out", args.out] + (["--models", args.models] if args.models else []))
+    args.models = args.models or ",".join(MODELS)
     if not SHARED.exists():
         print(f"{SHARED} is absent: nothing to measure", file=sys.stderr)
         return 2
@@ -116,7 +127,10 @@ def main(argv=None) -> int:
         f"At or below TFLite Micro + CMSIS-NN: {at_bar} of {len(rows)}; at or below 0.8x: {below}.",
         "",
     ])
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    if out.exists() and FLOAT_SECTION in out.read_text():  # keep the float part (--float)
+        text += "\n" + FLOAT_SECTION + out.read_text().split(FLOAT_SECTION, 1)[1]
+    out.write_text(text)
     print(f"wrote {args.out}")
     return 0
 

@@ -5,7 +5,7 @@
     (qoperator.py) -> uint8 activations to int8 (uint8.py) -> repeat {shape inference, fold (fold.py), exact
     rewrites (simplify.py)} until nothing changes -> drop Identity/Dropout ->
     every unknown op in one error -> IR -> per-node checks -> Q/DQ pairs folded
-    into Tensor.quant (qdq.py).
+    into Tensor.quant (qdq.py).  uint8 QDQ values become int8 first, exactly (uint8.py).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from onnx2mcu.frontend.control_flow import bind_input_values, check_static, inli
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.frontend.qdq import dequantized_constants, fold_qdq
 from onnx2mcu.frontend.qoperator import expand_qoperators
-from onnx2mcu.frontend.uint8 import shift_uint8_activations
+from onnx2mcu.frontend.uint8 import lower_uint8
 from onnx2mcu.frontend.validate import library_error, validate_bound_inputs, validate_graph
 from onnx2mcu.frontend.simplify import remove_dead_nodes, simplify_once
 
@@ -73,10 +73,9 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
         for _ in range(MAX_FOLD_ROUNDS):
             if not fold_once(proto, keep=frozenset({"DequantizeLinear"})):
                 break
-    shifted = shift_uint8_activations(proto)
-    if shifted:
-        notes.append(f"{shifted} uint8 activation value(s) computed as int8 (zero point - 128, exact)")
-    lifted = dequantized_constants(proto)  # folding dequantizes them; fold_qdq lifts them back
+    uint8_notes, shifted = lower_uint8(proto)  # uint8 QDQ values as int8 (exact), for the int8 kernels
+    notes += uint8_notes
+    lifted = dequantized_constants(proto, shifted)  # folding dequantizes them; fold_qdq lifts them back
     inference_errors: list[str] = []
     for _ in range(MAX_FOLD_ROUNDS):
         del inference_errors[:]
@@ -97,7 +96,7 @@ def _load(model, input_shapes, check: bool, input_values=None) -> Graph:
     if check:
         _check_supported(graph, label)
         _check_reshapes(graph, label)
-    fold_qdq(graph, lifted)
+    fold_qdq(graph, lifted, shifted)
     return graph
 
 

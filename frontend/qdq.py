@@ -84,41 +84,71 @@ class LiftedConstant:
     params: QuantParams
 
 
-def dequantized_constants(proto: onnx.ModelProto) -> dict[str, LiftedConstant]:
-    """{DequantizeLinear output: its integer constant and parameters}, before folding."""
+def dequantized_constants(proto: onnx.ModelProto, shifted: set[str] = frozenset()
+                          ) -> dict[str, LiftedConstant]:
+    """{DequantizeLinear output: its integer constant and parameters}, before folding.
+    `shifted`: zero-point constants of uint8 values held as int8 (frontend/uint8.py)."""
     inits = {init.name: init for init in proto.graph.initializer}
+    # values of constant Q/DQ chains: quantize_static quantizes a float constant at run time
+    # (Q(bias) -> DQ), and re-quantizes a model's own DQ'd weights (DQ(w) -> Q -> DQ)
+    values: dict[str, np.ndarray] = {}
+
+    def value(name: str):
+        if name in values:
+            return values[name]
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
     found: dict[str, LiftedConstant] = {}
     for node in proto.graph.node:
-        if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx"):  # torch's shared parameters
+            data = value(node.input[0])
+            if data is not None:
+                values[node.output[0]] = data
+            continue
+        if node.op_type == "Gather" and node.domain in ("", "ai.onnx"):  # a constant row (position ids)
+            data, index = value(node.input[0]), value(node.input[1])
+            if data is not None and index is not None and index.dtype.kind == "i":
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                rows = np.where(index < 0, index + data.shape[axis], index)
+                values[node.output[0]] = np.take(data, rows, axis=axis)
+            continue
+        if node.op_type not in QDQ_OPS or node.domain not in ("", "ai.onnx"):
             continue
         names = list(node.input) + [""] * (3 - len(node.input))
-        if not node.output or not node.output[0] or names[0] not in inits or names[1] not in inits:
+        if not node.output or not node.output[0] or names[1] not in inits or (names[2] and names[2] not in inits):
             continue
-        if names[2] and names[2] not in inits:
-            continue
+        data = value(names[0])
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("block_size", 0):
+        if data is None or attrs.get("block_size", 0) or attrs.get("output_dtype", 0):
             continue
-        values = numpy_helper.to_array(inits[names[0]])
         scale = numpy_helper.to_array(inits[names[1]])
-        zero = numpy_helper.to_array(inits[names[2]]) if names[2] else np.zeros((), values.dtype)
-        params = _params(scale, zero, attrs.get("axis", 1), values.ndim)
-        if params is not None and values.dtype == zero.dtype:
-            found[node.output[0]] = LiftedConstant(values, params)
+        integer = data.dtype if node.op_type == "DequantizeLinear" else np.dtype(np.uint8)
+        zero = numpy_helper.to_array(inits[names[2]]) if names[2] else np.zeros((), integer)
+        params = _params(scale, zero, attrs.get("axis", 1), data.ndim, 128 if names[2] in shifted else 0)
+        if params is None:
+            continue
+        if node.op_type == "QuantizeLinear":
+            if data.dtype == np.float32:
+                values[node.output[0]] = params.quantize(data)
+        elif data.dtype == zero.dtype:
+            found[node.output[0]] = LiftedConstant(data, params)
+            values[node.output[0]] = params.dequantize(data)
     return found
 
 
-def fold_qdq(graph: Graph, lifted: dict[str, LiftedConstant] | None = None) -> dict:
-    """Fold Q/DQ nodes into Tensor.quant in place; returns counts of what was folded."""
+def fold_qdq(graph: Graph, lifted: dict[str, LiftedConstant] | None = None,
+             shifted: set[str] = frozenset()) -> dict:
+    """Fold Q/DQ nodes into Tensor.quant in place; returns counts of what was folded.
+    `shifted`: zero-point constants of uint8 values held as int8 (frontend/uint8.py)."""
     counts = {"weights": _lift_constants(graph, lifted or {}), "quantize": 0, "dequantize": 0}
-    order = _Order(graph)
+    order = _Order(graph, shifted)
     counts["quantize"] = _fold_quantize(graph, order)
     counts["quantize_moved_up"] = _quantize_earlier(graph)
     _propagate(graph)
     for node in graph.nodes:
         if _is_op(node, "DequantizeLinear"):
             tensor = graph.tensors[node.inputs[0]]
-            params = _node_params(graph, node)
+            params = _node_params(graph, node, shifted)
             if tensor.quant is None and not tensor.is_const and params is not None \
                     and tensor.dtype in INTEGER_DTYPES:
                 tensor.quant = params
@@ -150,7 +180,8 @@ def _lift_constants(graph: Graph, lifted: dict[str, LiftedConstant]) -> int:
 class _Order:
     """Node and tensor positions before any folding, for FoldedNode."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, shifted: set[str] = frozenset()) -> None:
+        self.shifted = shifted  # zero points of uint8 values held as int8
         self.node_index = {n.name: i for i, n in enumerate(graph.nodes)}
         self.node_names = [n.name for n in graph.nodes]
         self.tensor_names = list(graph.tensors)
@@ -170,7 +201,7 @@ def _fold_quantize(graph: Graph, order: _Order) -> int:
         if not _is_op(node, "QuantizeLinear"):
             keep.append(node)
             continue
-        params = _node_params(graph, node)
+        params = _node_params(graph, node, order.shifted)
         out = graph.tensors[node.outputs[0]]
         if params is None or out.dtype not in ACTIVATION_DTYPES:
             keep.append(node)
@@ -246,7 +277,7 @@ def _fold_dequantize(graph: Graph, order: _Order) -> int:
         tensor = graph.tensors[node.inputs[0]]
         y = graph.tensors[node.outputs[0]]
         readers = consumers.get(y.name, [])
-        if (tensor.is_const or tensor.quant is None or tensor.quant != _node_params(graph, node)
+        if (tensor.is_const or tensor.quant is None or tensor.quant != _node_params(graph, node, order.shifted)
                 or y.name in graph.outputs or not readers or any(_is_qdq(r) for r in readers)):
             keep.append(node)
             continue
@@ -296,7 +327,7 @@ def _is_qdq(node: Node) -> bool:
     return node.op_type in QDQ_OPS and node.domain in ("", "ai.onnx")
 
 
-def _node_params(graph: Graph, node: Node) -> QuantParams | None:
+def _node_params(graph: Graph, node: Node, shifted: set[str] = frozenset()) -> QuantParams | None:
     """The QuantParams a Q/DQ node applies, when they are constants we can hold."""
     if node.attr("block_size", 0) or node.attr("output_dtype", 0):
         return None
@@ -312,20 +343,25 @@ def _node_params(graph: Graph, node: Node) -> QuantParams | None:
     zero_values = zero.data if zero is not None else np.zeros((), dtype.numpy)
     if zero_values.dtype != dtype.numpy:
         return None
-    return _params(scale.data, zero_values, node.attr("axis", 1), len(graph.tensors[node.inputs[0]].shape))
+    return _params(scale.data, zero_values, node.attr("axis", 1), len(graph.tensors[node.inputs[0]].shape),
+                   128 if names[2] in shifted else 0)
 
 
-def _params(scale: np.ndarray, zero: np.ndarray, axis: int, rank: int) -> QuantParams | None:
+def _params(scale: np.ndarray, zero: np.ndarray, axis: int, rank: int, value_offset: int = 0
+            ) -> QuantParams | None:
     scale, zero = np.asarray(scale), np.asarray(zero)
-    if scale.dtype != np.float32 or scale.ndim > 1 or zero.shape != scale.shape:
+    if scale.dtype != np.float32 or scale.ndim > 1 or zero.ndim > 1:
+        return None
+    if zero.shape != scale.shape and not (scale.size == 1 and zero.size == 1):
         return None
     try:
         if scale.size == 1:
             # a one-element scale is per tensor whatever its rank (onnxruntime reads it so, and
-            # quantize_static writes its bias scales as shape [1]: the axis would not even exist)
-            return QuantParams(scale.reshape(()), zero.reshape(()))
+            # quantize_static writes its bias scales as shape [1] with a scalar zero point:
+            # the axis would not even exist)
+            return QuantParams(scale.reshape(()), zero.reshape(()), value_offset=value_offset)
         if not -rank <= axis < rank:
             return None
-        return QuantParams(scale, zero, axis % rank)
+        return QuantParams(scale, zero, axis % rank, value_offset=value_offset)
     except ValueError:  # zero or negative scales, odd zero-point types: leave the node alone
         return None

@@ -1,214 +1,183 @@
-"""uint8 quantized activations -> int8 with the zero point moved down by 128 (exact).
+"""uint8 QDQ values -> int8, exactly: q_s8 = q_u8 - 128 with zero point zp_u8 - 128.
 
-onnxruntime's quantizer writes uint8 activations by default (QuantType.QUInt8),
-while the integer kernels (onnx2mcu/ops/int8.py, runtime_c/o2m_s8_*) are int8
-ones.  A uint8 value q with zero point z means the real s * (q - z); the int8
-value q - 128 with zero point z - 128 means the same real, and QuantizeLinear's
-rounding and saturation ([0, 255] vs [-128, 127]) move with it, so the two
-models compute the same numbers.  This pass rewrites every group of uint8
-values linked by ops that only move elements, when the group is made by
-QuantizeLinear nodes, read by DequantizeLinear nodes and never seen from
-outside (not a graph input or output): their Q/DQ zero points become int8
-(z - 128).  Anything else (a uint8 graph input, a uint8 value read by
-MatMulInteger or written by DynamicQuantizeLinear) is left as it is.
+onnxruntime's quantizer writes uint8 activations (QUInt8, zero points near 128) and uint8
+weights by default.  The int8 kernels (onnx2mcu/ops/int8.py, runtime_c/o2m_s8_*) compute on
+(q - zero point), so shifting both the values and the zero point by 128 changes no real value:
+scale * (q_u8 - zp_u8) == scale * ((q_u8 - 128) - (zp_u8 - 128)), and every saturation bound
+moves with them ([0, 255] -> [-128, 127]).  QuantizeLinear and DequantizeLinear of the shifted
+types are the same functions of the reals, so the lowered model computes what the model says.
 
-Runs on the QDQ form, after frontend/qoperator.py and before frontend/qdq.py.
+The rewrite works on the ONNX graph before folding (frontend/convert.py), so that everything
+after it (constant lifting, Q/DQ folding, float islands, kernels) sees an int8 model.  It
+shifts one connected set of uint8 tensors at a time: the integer sides of uint8
+QuantizeLinear/DequantizeLinear nodes and whatever only moves those values between them
+(Reshape, Transpose, MaxPool...).  A set that reaches a graph input or output, or an op that
+reads the uint8 numbers as numbers (Cast, a QLinear op...), stays uint8 as it is.
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
-MOVING_OPS: dict[str, tuple[int, ...] | None] = {
-    "Reshape": (0,), "Transpose": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,),
-    "Identity": (0,), "Split": (0,), "Slice": (0,), "Gather": (0,), "MaxPool": (0,),
-    "DepthToSpace": (0,), "SpaceToDepth": (0,), "Expand": (0,), "Tile": (0,), "Pad": (0,),
-    "Concat": None,  # every input
-}
-"""Ops whose integer outputs hold some of their data inputs' values (positions; None: all)."""
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+# ops that only move (or order-preservingly select) values: input positions that carry them
+MOVERS = {"Reshape": (0,), "Transpose": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,),
+          "Identity": (0,), "MaxPool": (0,), "Concat": None, "Slice": (0,), "Gather": (0,), "Split": (0,),
+          "Expand": (0,), "Tile": (0,), "DepthToSpace": (0,), "SpaceToDepth": (0,)}
 
 
-def shift_uint8_activations(proto: onnx.ModelProto) -> int:
-    """Rewrite the closed groups of uint8 activations to int8; returns how many values changed."""
+def lower_uint8(proto: onnx.ModelProto) -> tuple[list[str], set[str]]:
+    """Shift every closed set of uint8 QDQ tensors to int8 in place; returns the notes and the
+    names of the shifted zero-point constants (frontend/qdq.py gives their QuantParams a
+    value_offset of 128)."""
     graph = proto.graph
     inits = {init.name: init for init in graph.initializer}
-    types = _types(proto, inits)
-    uint8 = {name for name, t in types.items() if t == TensorProto.UINT8 and name not in inits}
-    constants = [name for name, init in inits.items() if init.data_type == TensorProto.UINT8]
-    if not uint8 and not constants:
-        return 0
-    producers: dict[str, onnx.NodeProto] = {}
-    readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    io = {v.name for v in graph.input} | {v.name for v in graph.output}
+    producer, consumers = {}, {}
     for node in graph.node:
-        for o in node.output:
-            producers[o] = node
-        for k, i in enumerate(node.input):
-            readers.setdefault(i, []).append((node, k))
-    parent = {name: name for name in uint8}
-
-    def find(a: str) -> str:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for node in graph.node:
-        if not _is(node, *MOVING_OPS):
+        if node.domain not in ("", "ai.onnx"):
             continue
-        linked = [n for n in _data_inputs(node) + [o for o in node.output if o] if n in uint8]
-        for other in linked[1:]:
-            parent[find(other)] = find(linked[0])
-    groups: dict[str, list[str]] = {}
-    for name in uint8:
-        groups.setdefault(find(name), []).append(name)
-    outside = {i.name for i in graph.input} | {o.name for o in graph.output}
+        for name in node.output:
+            producer[name] = node
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    seen: set[str] = set()
     shifted: list[str] = []
-    for members in groups.values():
-        if all(_closed(name, members, producers, readers, outside, types) for name in members):
-            shifted.extend(members)
-    # uint8 constants only dequantized (weights, a QLinearAdd's constant operand) move too
-    constants = [name for name in constants if readers.get(name) and name not in outside
-                 and all(_is(r, "DequantizeLinear") and k == 0 for r, k in readers[name])]
-    if not shifted and not constants:
-        return 0
-    _Shift(proto, inits).apply(set(shifted), constants, producers, readers)
-    return len(shifted) + len(constants)
-
-
-def _closed(name: str, members: list[str], producers, readers, outside: set[str], types) -> bool:
-    if name in outside:
-        return False
-    node = producers.get(name)
-    if node is None:
-        return False
-    if _is(node, "QuantizeLinear"):
-        if types.get(node.input[0]) not in (TensorProto.FLOAT, None):
-            return False
-    elif _is(node, *MOVING_OPS):
-        if not any(i in members for i in _data_inputs(node)):
-            return False
-        if _is(node, "Pad") and not _pad_value_ok(node, types):
-            return False
-    else:
-        return False
-    for reader, position in readers.get(name, []):
-        if _is(reader, "DequantizeLinear") and position == 0:
+    new_inits: dict[str, onnx.TensorProto] = {}
+    for node in list(graph.node):
+        start = _uint8_side(node, inits)
+        if start is None or start in seen:
             continue
-        if _is(reader, *MOVING_OPS) and reader.input[position] in _data_inputs(reader):
-            if all(o in members for o in reader.output if o):
+        group = _component(start, producer, consumers, inits, io)
+        seen.update(group.tensors if group else {start})
+        if group is None:
+            continue
+        _shift(graph, group, inits, consumers, new_inits)
+        shifted.extend(sorted(group.tensors))
+    if not shifted:
+        return [], set()
+    graph.initializer.extend(new_inits.values())
+    kept = [v for v in graph.value_info if v.name not in set(shifted)]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return [f"{len(shifted)} uint8 quantized tensors run as int8 (values and zero points - 128: "
+            "the same real values)"], set(new_inits)
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.tensors: set[str] = set()
+        self.qdq: list[onnx.NodeProto] = []
+
+
+def _is_qdq(node: onnx.NodeProto) -> bool:
+    return node.op_type in QDQ and node.domain in ("", "ai.onnx")
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _uint8_side(node: onnx.NodeProto, inits) -> str | None:
+    """The uint8 tensor of a Q (its output) or DQ (its input) with constant parameters, else None."""
+    if not _is_qdq(node) or len(node.input) < 2 or node.input[1] not in inits or _attr(node, "block_size", 0):
+        return None
+    zero = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+    if zero and zero not in inits:
+        return None
+    if node.op_type == "QuantizeLinear":
+        dtype = inits[zero].data_type if zero else _attr(node, "output_dtype", TensorProto.UINT8) or TensorProto.UINT8
+        return node.output[0] if dtype == TensorProto.UINT8 else None
+    if zero:
+        return node.input[0] if inits[zero].data_type == TensorProto.UINT8 else None
+    data = inits.get(node.input[0])
+    return node.input[0] if data is not None and data.data_type == TensorProto.UINT8 else None
+
+
+def _component(start: str, producer, consumers, inits, io) -> _Group | None:
+    """The uint8 tensors connected to `start` through Q/DQ and value-moving nodes, or None when the
+    set touches a graph input/output or an op that reads the numbers."""
+    group, todo, nodes = _Group(), [start], set()
+    while todo:
+        name = todo.pop()
+        if name in group.tensors:
+            continue
+        if name in io:
+            return None
+        group.tensors.add(name)
+        around = ([producer[name]] if name in producer else []) + consumers.get(name, [])
+        for node in around:
+            key = id(node)
+            if _is_qdq(node):
+                if _uint8_side(node, inits) != name:
+                    return None
+                if key not in nodes:
+                    nodes.add(key)
+                    group.qdq.append(node)
                 continue
-        return False
-    return True
+            if node.op_type not in MOVERS or node.domain not in ("", "ai.onnx"):
+                return None
+            if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
+                return None
+            positions = MOVERS[node.op_type]
+            data_in = [n for i, n in enumerate(node.input) if n and (positions is None or i in positions)]
+            if name not in data_in and name not in node.output:
+                return None  # the uint8 tensor is an index or shape input: not ours to shift
+            todo.extend(data_in)
+            todo.extend(n for n in node.output if n)
+            nodes.add(key)
+    for name in group.tensors:
+        if name in inits and inits[name].data_type != TensorProto.UINT8:
+            return None
+    return group
 
 
-def _pad_value_ok(node: onnx.NodeProto, types) -> bool:
-    """A constant Pad of uint8 values: its value must be a constant we can shift (or absent)."""
-    mode = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"constant")
-    if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
-        return True
-    return len(node.input) < 3 or not node.input[2] or types.get(node.input[2]) == TensorProto.UINT8
+def _s8(values: np.ndarray) -> np.ndarray:
+    return (values.astype(np.int16) - 128).astype(np.int8)
 
 
-class _Shift:
-    def __init__(self, proto: onnx.ModelProto, inits: dict) -> None:
-        self.proto = proto
-        self.inits = inits
-        self.converted: dict[str, str] = {}
-        self.done: set[int] = set()  # nodes already rewritten
-        self.taken = set(inits) | {o for n in proto.graph.node for o in n.output} | \
-            {i.name for i in proto.graph.input}
-
-    def apply(self, shifted: set[str], constants: list[str], producers, readers) -> None:
-        for name in constants:
-            for reader, _ in readers[name]:
-                reader.input[0] = self._int8(name)
-                self._zero_point(reader)
-        for name in sorted(shifted):
-            node = producers[name]
-            if _is(node, "QuantizeLinear"):
-                self._zero_point(node)
-            elif _is(node, "Pad"):
-                self._pad_value(node)
-            for reader, position in readers.get(name, []):
-                if _is(reader, "DequantizeLinear"):
-                    self._zero_point(reader)
-        for info in self.proto.graph.value_info:
-            if info.name in shifted and info.type.HasField("tensor_type"):
-                info.type.tensor_type.elem_type = TensorProto.INT8
-
-    def _zero_point(self, node: onnx.NodeProto) -> None:
-        if id(node) in self.done:
-            return
-        self.done.add(id(node))
-        while len(node.input) < 3:
-            node.input.append("")
-        zero = node.input[2]
-        node.input[2] = self._int8(zero) if zero else self._new(np.array(-128, np.int8), "zero_point_int8")
-        for attr in node.attribute:
-            if attr.name == "output_dtype":
-                attr.i = TensorProto.INT8
-
-    def _pad_value(self, node: onnx.NodeProto) -> None:
-        mode = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"constant")
-        if (mode.decode() if isinstance(mode, bytes) else mode) != "constant" or id(node) in self.done:
-            return
-        self.done.add(id(node))
-        while len(node.input) < 3:
-            node.input.append("")
-        value = node.input[2]
-        node.input[2] = self._int8(value) if value else self._new(np.array(-128, np.int8), "pad_value_int8")
-
-    def _int8(self, name: str) -> str:
-        if name not in self.converted:
-            values = numpy_helper.to_array(self.inits[name]).astype(np.int16) - 128
-            self.converted[name] = self._new(values.astype(np.int8), f"{name}_int8")
-        return self.converted[name]
-
-    def _new(self, value: np.ndarray, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        tensor = numpy_helper.from_array(value, name)
-        self.proto.graph.initializer.append(tensor)
-        self.inits[name] = tensor
-        return name
+def _shift(graph, group: _Group, inits, consumers, new_inits) -> None:
+    members = set(group.tensors)
+    for name in members:
+        if name not in inits:
+            continue
+        values = _s8(numpy_helper.to_array(inits[name]))
+        readers = consumers.get(name, [])
+        if all(_reads_only_as_member(r, name, members) for r in readers):
+            inits[name].CopyFrom(numpy_helper.from_array(values, name))
+        else:  # also read elsewhere as uint8: the group reads a shifted copy
+            copy = f"{name}__s8"
+            new_inits.setdefault(copy, numpy_helper.from_array(values, copy))
+            for r in readers:
+                if _is_qdq(r) or r.op_type in MOVERS:
+                    for i, n in enumerate(r.input):
+                        if n == name:
+                            r.input[i] = copy
+    for node in group.qdq:
+        zero = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+        if zero:
+            copy = f"{zero}__s8"
+            if copy not in new_inits:
+                new_inits[copy] = numpy_helper.from_array(_s8(numpy_helper.to_array(inits[zero])), copy)
+            node.input[2] = copy
+        else:
+            scale = numpy_helper.to_array(inits[node.input[1]])
+            copy = f"{node.input[1]}__zero_point_s8"
+            if copy not in new_inits:
+                new_inits[copy] = numpy_helper.from_array(np.full(scale.shape, -128, np.int8), copy)
+            while len(node.input) < 3:
+                node.input.append("")
+            node.input[2] = copy
+        for a in node.attribute:
+            if a.name == "output_dtype" and a.i:
+                a.i = TensorProto.INT8
 
 
-def _types(proto: onnx.ModelProto, inits: dict) -> dict[str, int]:
-    """Element types of the values, as far as Q/DQ and the moving ops tell them."""
-    graph = proto.graph
-    types: dict[str, int] = {}
-    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
-            types[info.name] = info.type.tensor_type.elem_type
-    for init in graph.initializer:
-        types[init.name] = init.data_type
-    for node in graph.node:
-        dtype = None
-        if _is(node, "QuantizeLinear"):
-            if len(node.input) > 2 and node.input[2]:
-                dtype = types.get(node.input[2])
-            else:
-                dtype = next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), TensorProto.UINT8)
-        elif _is(node, "DequantizeLinear"):
-            dtype = types.get(node.input[1], TensorProto.FLOAT)
-        elif _is(node, *MOVING_OPS) and node.input:
-            dtype = types.get(node.input[0])
-        if dtype:
-            for o in node.output:
-                if o:
-                    types.setdefault(o, dtype)
-    return types
-
-
-def _data_inputs(node: onnx.NodeProto) -> list[str]:
-    positions = MOVING_OPS[node.op_type]
-    if positions is None:
-        return [i for i in node.input if i]
-    return [node.input[k] for k in positions if k < len(node.input) and node.input[k]]
-
-
-def _is(node: onnx.NodeProto, *op_types: str) -> bool:
-    return node.op_type in op_types and node.domain in ("", "ai.onnx")
+def _reads_only_as_member(node: onnx.NodeProto, name: str, members: set[str]) -> bool:
+    if _is_qdq(node):
+        return node.input[0] == name and (node.output[0] in members or node.op_type == "DequantizeLinear")
+    return node.op_type in MOVERS and any(o in members for o in node.output)

@@ -47,16 +47,30 @@ class PassReport:
 
     sections: dict[str, dict] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # pass key -> why it changed nothing (the text report prints it: "not applied: ...")
+    not_applied: dict[str, str] = field(default_factory=dict)
+    pending_reason: str | None = None
 
     def note(self, text: str) -> None:
         """Something the user must know, e.g. that an opt-in rewrite changed results."""
         self.notes.append(text)
 
+    def skip(self, reason: str, key: str | None = None) -> None:
+        """Why a pass leaves the graph as it is; `key` None: the pass now running (run_pass
+        files it under the pass's key when the pass returns nothing)."""
+        if key is None:
+            self.pending_reason = reason
+        else:
+            self.not_applied[key] = reason
+
     def to_dict(self) -> dict:
-        """{pass key: section, ...}, plus "optimize_notes" when a pass left notes."""
+        """{pass key: section, ...}, plus "optimize_notes" when a pass left notes and
+        "not_applied" ({pass key: why}) for the passes that changed nothing and said why."""
         out = dict(self.sections)
         if self.notes:
             out["optimize_notes"] = list(self.notes)
+        if self.not_applied:
+            out["not_applied"] = dict(self.not_applied)
         return out
 
 

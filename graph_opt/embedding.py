@@ -453,10 +453,17 @@ def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
     """The graph_opt pass: replace embedding Gathers by ClusteredEmbedding within the budget."""
     spec = ctx.options.compress_embeddings
     if spec is None or str(spec).strip().lower() in ("", "none", "off"):
+        found = embedding_lookups(graph)
+        table_bytes = sum(graph.tensors[t].nbytes for t in found)
+        ctx.report.skip(f"not asked; {len(found)} embedding table(s), {table_bytes / 2 ** 20:.2f} MiB, could be "
+                        "(--compress-embeddings RATIO|BYTES, lossy)" if found else
+                        "not asked, and no embedding lookup found")
         return None
     budget = parse_budget(spec)
     lookups = embedding_lookups(graph)
     if not lookups:
+        ctx.report.skip("no embedding lookup (Gather of a constant table with run-time ids) found",
+                        "embedding_compression")
         return {"tables": [], "ratio": 1.0, "rel_error": 0.0,
                 "note": "no embedding lookup (Gather of a constant table with run-time ids) found"}
     ed = Rewriter(graph, ctx.names)

@@ -80,6 +80,7 @@ def try_rewrite(key: str, graph: Graph, ctx: PassContext,
     (with `strict`: unless it lowers it) or the check refuses it; the last technique then keeps all of them only if together they
     lower the peak (they interact: a ReLU gone on load lets a sum accumulate early)."""
     section = None
+    skip = ctx.report.skip
     if key in parse_rewrites(ctx.options.rewrites):
         if "start" not in ctx.state:
             ctx.state["start"] = snapshot(graph)
@@ -90,14 +91,24 @@ def try_rewrite(key: str, graph: Graph, ctx: PassContext,
         if where:
             after = estimate_peak(graph, ctx, exact=strict)
             check = ctx.options.rewrite_check
-            if after > before or (strict and after == before) or (check is not None and not check(graph)):
+            if after > before:
+                skip(f"{len(where)} site(s), but the scheduled peak would rise ({before:,} -> {after:,} B)", key)
+                restore(graph, saved)
+            elif strict and after == before:
+                skip(f"{len(where)} site(s), but the exact scheduler's peak would not drop ({before:,} B)", key)
+                restore(graph, saved)
+            elif check is not None and not check(graph):
+                skip(f"{len(where)} site(s), but the rewritten nodes have no C kernel for the board", key)
                 restore(graph, saved)
             else:
                 section = {"applied": len(where), "where": where, "peak_before": before,
                            "peak_after": after, "saved_bytes": before - after}
                 ctx.state["kept"].append(key)
         else:
+            skip("no site found", key)
             restore(graph, saved)
+    else:
+        skip(f"off (--rewrites {ctx.options.rewrites})", key)
     if key == REWRITES[-1] and "start" in ctx.state:
         section = _finish(graph, ctx, key, section)
     return section
@@ -117,6 +128,8 @@ def _finish(graph: Graph, ctx: PassContext, key: str, section: dict | None) -> d
     restore(graph, start)
     for other in kept:
         ctx.report.sections.pop(other, None)
+        ctx.report.skip(f"undone: together the memory rewrites did not lower the peak ({first:,} -> "
+                        f"{now:,} B)", other)
     return None
 
 

@@ -28,8 +28,9 @@ from onnx2mcu.graph_opt.quant_fuse import fuse_quantized  # noqa: E402  (exact)
 # pad_fold after quantized_fusion: an int8 Conv runs on the integers only once its activation is fused
 PASSES += [("quantized_fusion", fuse_quantized), ("pad_fold", fold_pads), ("quantization", expand_float_islands)]
 # Report keys shown by `simulate` but kept out of the compiled report.json (whose bytes
-# tests/test_golden_c.py pins): the quantized/float node counts.
-NOT_IN_BUILD_REPORT = frozenset({"quantization"})
+# tests/test_golden_c.py pins): the quantized/float node counts, and why passes did nothing
+# (the text report of compile and simulate prints those).
+NOT_IN_BUILD_REPORT = frozenset({"quantization", "not_applied"})
 
 from onnx2mcu.graph_opt.adder import lower_adder  # noqa: E402  (binary/adder lowering, exact)
 from onnx2mcu.graph_opt.binarize import lower_binary  # noqa: E402
@@ -44,9 +45,13 @@ PASSES += [("embedding_compression", compress_embeddings), ("tiling", tile_trans
 
 def run_pass(key: str, fn: Pass, graph: Graph, ctx: PassContext) -> None:
     """One pass, its section in the report, then the graph's invariants."""
+    ctx.report.pending_reason = None
     result = fn(graph, ctx)
     if result:
         ctx.report.sections[key] = result
+    elif ctx.report.pending_reason is not None:
+        ctx.report.not_applied[key] = ctx.report.pending_reason
+    ctx.report.pending_reason = None
     try:
         graph.validate()
     except GraphError as exc:

@@ -457,6 +457,7 @@ def tile_transformer(graph: Graph, ctx: PassContext) -> dict | None:
     options = ctx.options
     mode = getattr(options, "tile", "auto") or "auto"
     if mode == "none":
+        ctx.report.skip("off (--tile none)")
         return None
     if mode != "auto":
         from onnx2mcu.errors import UserError
@@ -465,6 +466,7 @@ def tile_transformer(graph: Graph, ctx: PassContext) -> dict | None:
     untiled_peak = _peak(graph)
     attention, ffn = rewrite(graph, ctx.names)
     if not attention and not ffn:
+        ctx.report.skip("no attention or feed-forward block found")
         return None
     for node in attention:
         node.attrs.update(tile_q=1, tile_k=1, cache_kv=0)

@@ -14,9 +14,11 @@ import numpy as np
 
 from onnx2mcu.targets import BOARDS, Board, get_board
 
-# core -> the registry's emulated board of that family (mps2-an385 for M0+/M3, mps2-an505
-# for M33 and mps3-an547 for M55 once the registry has them)
-STAND_IN: dict[str, str] = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
+# core -> the registry's emulated board of that family; Cortex-M0+ code (ARMv6-M, a subset of
+# the M3's ARMv7-M) runs on the M3 image, rebuilt for the M3 as every stand-in run is
+STAND_IN: dict[str, str] = {"cortex-m0plus": "mps2-an385", "cortex-m3": "mps2-an385",
+                            "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500",
+                            "cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547"}
 
 
 def stand_in(board: Board | str) -> Board | None:

@@ -54,7 +54,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
     if getattr(args, "input_value", None):
         values["input_values"] = parse_input_values(args.input_value)
     for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
-                 "inputs", "seed", "force", "prefix", "plot", "binary_sign_zero", "max_tensor_bytes",
+                 "inputs", "seed", "force", "prefix", "plot", "plot_layout", "binary_sign_zero", "max_tensor_bytes",
                  "format", "io", "requant",
                  "rewrites"):
         if getattr(args, name, None) is not None:
@@ -195,7 +195,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     report = result.simulation
-    data = {**report.to_dict(), **result.optimization}
+    summary = summary_of(result)
+    data = {**report.to_dict(), **result.optimization, "summary": summary}
     status = 0 if report.agreement is None or report.agreement.ok else EXIT_MISMATCH
     from onnx2mcu.codegen.kernels import python_only
     from onnx2mcu.report import precision_report
@@ -209,7 +210,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
         return status
-    print(format_memory_report(data))
+    print(format_memory_report(data, summary, args.verbose))
     if "precision" in data:
         print(precision_line(data["precision"]))
     if data["python_only"]:
@@ -217,6 +218,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               " (no C kernel: `compile` refuses them)")
     if args.plot:
         print(f"plot       {args.plot}")
+    if args.plot_layout:
+        print(f"layout     {args.plot_layout}")
     if report.agreement is not None and not report.agreement.ok:
         print(report.agreement.table())
         print(_mismatch_line("simulator", report.agreement.to_dict()))
@@ -234,14 +237,20 @@ def precision_line(precision: dict) -> str:
             f"{precision['float_nodes']} in float{where}")
 
 
-def format_memory_report(data: dict) -> str:
+def summary_of(result) -> dict:
+    """The shared text report's data for a pipeline result (onnx2mcu/report.report_summary)."""
+    from onnx2mcu.report import report_summary
+
+    return report_summary(result.graph, result.schedule, result.board, result.budget, result.optimization)
+
+
+def format_memory_report(data: dict, summary: dict, verbose: bool = False) -> str:
+    """simulate's text: the model, the report compile prints too, then what only simulate knows."""
+    from onnx2mcu.report import format_summary
+
     lines = [f"model      {data['model']}"]
     lines += [f"note       {note}" for note in data["notes"]]
-    lines.append(f"ops        {data['ops']}   MACs {data['macs']:,}")
-    lines.append(f"weights    {human_bytes(data['weights_bytes'])} ({data['weights_bytes']} B, flash)")
-    lines.append(f"peak RAM   {human_bytes(data['peak_bytes'])} ({data['peak_bytes']} B) at step "
-                 f"{data['peak_step']}: {data['peak_node']} ({data['peak_op']})")
-    lines.append(f"arena      {human_bytes(data['arena_bytes'])} ({data['arena_bytes']} B)")
+    lines.append(format_summary(summary, verbose))
     lines.append(f"live then  {', '.join(data['live_at_peak'][:6])}"
                  + (" ..." if len(data['live_at_peak']) > 6 else ""))
     sched = data["scheduler"]
@@ -292,23 +301,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     done = run(resolve_model(args), pipeline_options(args, output=args.output))
     print_notes(done.optimization)
     result = done.compiled
+    summary = summary_of(done)
     if args.json:
         data = {k: v for k, v in result.report.items() if k not in ("tensors",)}
         # report.json leaves timings out so that builds are byte-identical; print them here
         data["scheduler"] = {**data["scheduler"], "seconds": round(result.schedule.seconds, 4)}
+        data["summary"] = summary
         print(json.dumps(data))
         return 0
     r = result.report
-    from onnx2mcu.report import float_island_line
+    from onnx2mcu.report import float_island_line, format_summary
 
     island = float_island_line(r.get("precision"))
     print(f"wrote      {result.out_dir}  (board {result.board.name})")
     if island:
         print(island)
-    print(f"ops        {r['ops']}")
-    print(f"arena      {human_bytes(r['arena_bytes'])} ({r['arena_bytes']} B; peak {r['peak_bytes']} B "
-          f"at step {r['peak_step']}: {r['peak_node']})")
-    print(f"weights    {human_bytes(r['weights_bytes'])} ({r['weights_bytes']} B, flash)")
+    print(format_summary(summary, args.verbose))
     if args.format != "project":
         print(f"format     {args.format}: see {Path(result.out_dir) / 'README.md'}")
         return 0
@@ -416,7 +424,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(data))
         return status
     s, h, q = data["simulate"], data["host"], data["qemu"]
-    print(f"model {data['model']}  board {args.board}  project "
+    print(f"model {data['model']}  board {args.board.name}  project "
           f"{out_dir if not temporary else '(temporary, removed)'}")
     print("| stage | max_abs_err | max_rel_err | verdict | peak/arena B | flash B | RAM B | instructions |")
     print("|---|---|---|---|---|---|---|---|")
@@ -425,8 +433,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"| host | {_err(h['max_abs_err'])} | {_err(h['max_rel_err'])} | {_verdict(h)} | "
           f"- / {h['arena_bytes']} | - | - | - |")
     e = data.get("elf") or {}
-    if e and data.get("qemu_board") != args.board:
-        print(f"| build {args.board} | - | - | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
+    if e and data.get("qemu_board") != args.board.name:
+        print(f"| build {args.board.name} | - | - | - | - | {e['flash_bytes']} | {e['ram_bytes']} | - |")
     if q:
         print(f"| qemu {data['qemu_label']} | {_err(q['max_abs_err'])} | {_err(q['max_rel_err'])} | {_verdict(q)} | "
               f"- / {q['arena_bytes']} | {q['flash_bytes']} | {q['ram_bytes']} | {q['instructions']:,} |")
@@ -450,7 +458,7 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
     from onnx2mcu.simulator.run_c import have_tool
 
     sim_data = sim.to_dict()
-    data: dict = {"model": sim_data["model"], "board": args.board, "dir": str(out_dir),
+    data: dict = {"model": sim_data["model"], "board": args.board.name, "dir": str(out_dir),
                   "simulate": {k: sim_data[k] for k in ("peak_bytes", "arena_bytes", "weights_bytes",
                                                          "peak_step", "max_abs_err", "max_rel_err",
                                                          "max_scaled_err", "agreement")}}
@@ -463,7 +471,7 @@ def _check_stages(args, sim, out_dir, tolerance) -> dict:
     board = get_board(args.board)
     qemu_board = stand_in(board)
     data["qemu_board"] = qemu_board.name if qemu_board is not None else None
-    data["qemu_label"] = args.board
+    data["qemu_label"] = board.name
     data["elf"] = None
     if have_tool("qemu-system-arm") and have_tool("arm-none-eabi-gcc") and qemu_board is not None:
         qemu_dir = out_dir
@@ -517,6 +525,19 @@ def tolerance_args(p: argparse.ArgumentParser) -> None:
                    help="integer outputs may differ by N LSB (default: exact)")
 
 
+def board_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--board", help=f"target board{what} (see `onnx2mcu boards`; chip names such as "
+                                   "STM32F746ZG work too); default host")
+    p.add_argument("--board-file", metavar="BOARD.toml",
+                   help="a custom board: core, flash, ram, clock_hz, origins, [[external]] memory "
+                        "(README, 'Boards')")
+
+
+def verbose_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print one line per node: MACs, weight and output bytes, C kernel, dtype")
+
+
 # ----- parser ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from onnx2mcu import __version__
@@ -566,14 +587,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
     p.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit, seconds")
-    p.add_argument("--plot", help="draw live bytes per step to this PNG")
+    p.add_argument("--plot", help="draw live bytes per step to this PNG (the board's RAM and the op at the "
+                                  "peak marked)")
+    p.add_argument("--plot-layout", metavar="PNG",
+                   help="draw the arena layout to this PNG: each planned buffer as offset x steps")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    board_args(p, ": plan with its memory budget exactly as `compile` does")
+    verbose_arg(p)
     tolerance_args(p)
     optimize_args(p)
     p.set_defaults(func=cmd_simulate)
 
     def compile_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--board", default="host", help="target board (see `onnx2mcu boards`)")
+        board_args(p, "")
         p.add_argument("--inputs", help=".npz test inputs compiled into the harness (default: seeded random)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--scheduler", choices=METHODS, default=METHODS[0])
@@ -585,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="write C sources, kernels and a board project")
     model_args(p)
     compile_args(p)
+    verbose_arg(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--prefix", default="model", help="C name prefix (model_run, MODEL_ARENA_BYTES)")
     p.add_argument("--io", choices=("semihosting", "rtt"), default="semihosting",
@@ -676,6 +703,11 @@ def cmd_boards(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<16} {r['core']:<14} {human_bytes(r['flash_bytes']):>10} "
               f"{human_bytes(r['ram_bytes']):>10}  {r['qemu_machine'] or '-'}")
+    from onnx2mcu.targets import ALIASES
+
+    print("also accepted: " + ", ".join(f"{alias} -> {name}" for alias, name in ALIASES.items()
+                                        if not alias.startswith("an")))
+    print("a board of your own: --board-file BOARD.toml (README, 'Boards')")
     return 0
 
 
@@ -712,6 +744,10 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "board"):  # --board NAME / --board-file FILE -> the Board, checked at once
+            from onnx2mcu.board_file import resolve_board
+
+            args.board = resolve_board(args.board, getattr(args, "board_file", None))
         configure_limits(args)
         return args.func(args)
     except UserError as exc:
@@ -721,6 +757,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print("onnx2mcu: error: out of memory; the model or its inputs need more memory than this "
               "machine has (lower --max-tensor-bytes to refuse such models early)", file=sys.stderr)
         return EXIT_OUT_OF_MEMORY
+    except BrokenPipeError:  # output piped into `head` and the like (an OSError: caught first)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # the file system refused (disk full, permissions): not a bug
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"onnx2mcu: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -747,9 +786,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("onnx2mcu: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

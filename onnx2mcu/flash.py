@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from onnx2mcu.errors import UserError
-from onnx2mcu.targets import Board, get_board
+from onnx2mcu.targets import Board, board_of_summary
 
 PROBES = ("gdb", "pyocd", "openocd")
 GDB = "gdb-multiarch"
@@ -299,7 +299,7 @@ def flash(project_dir: str, probe: str, address: str | None = None, target: str 
     if not project.is_dir():
         raise UserError(f"{project}: no such folder; create it with `onnx2mcu compile MODEL --board B -o {project}`")
     report = read_report(project)
-    board = get_board(report["board"]["name"])
+    board = board_of_summary(report["board"])
     if board.is_host:
         raise UserError(f"{project}: compiled for the host; flash needs a board (compile with --board NAME)")
     if read_results and report.get("io", "semihosting") != "rtt":

@@ -134,12 +134,17 @@ class QuantParams:
     Equality and hashing compare the values (`key()`), never `origin`: the
     frontend's record of the QuantizeLinear/DequantizeLinear nodes it folded
     (frontend/qdq.py), which graph_opt/float_islands.py uses to restore them.
+    `value_offset` (also outside the key: the real values do not depend on it) says the stored
+    integers are the model's minus this much: 128 for the uint8 values frontend/uint8.py holds
+    as int8 (zero point too), which the arithmetic that reads raw values (onnxruntime's
+    QLinearAdd) needs.
     """
 
     scale: np.ndarray
     zero_point: np.ndarray
     axis: int | None = None
     origin: Any = field(default=None, repr=False)
+    value_offset: int = 0
 
     def __post_init__(self) -> None:
         scale = np.asarray(self.scale, dtype=np.float32)
@@ -184,7 +189,7 @@ class QuantParams:
         return hash(self.key())
 
     def without_origin(self) -> "QuantParams":
-        return QuantParams(self.scale, self.zero_point, self.axis)
+        return QuantParams(self.scale, self.zero_point, self.axis, value_offset=self.value_offset)
 
     def _broadcast(self, param: np.ndarray, rank: int) -> np.ndarray:
         if self.axis is None:

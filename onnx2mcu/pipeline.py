@@ -62,6 +62,7 @@ class Options:
     max_tensor_bytes: int | None = None  # --max-tensor-bytes (None: 1 GiB or the board's largest memory)
     tolerance: "Tolerance | None" = None  # --atol/--rtol/--int8-tolerance (None: the defaults)
     plot: str | os.PathLike | None = None  # --plot PNG of live bytes per step (needs simulate)
+    plot_layout: str | os.PathLike | None = None  # --plot-layout PNG of the arena: buffers over steps
     progress: Callable[[int], None] | None = None  # called with each simulated step
     # codegen
     output: str | os.PathLike | None = None  # -o: write the C project here (None: no codegen)
@@ -114,6 +115,7 @@ class PipelineResult:
     inputs: dict[str, np.ndarray] | None = None
     simulation: SimulationReport | None = None
     compiled: "CompileResult | None" = None
+    options: Options | None = None  # what was asked (the text report names the options)
 
 
 def run(model, options: Options | None = None, *, graph: Graph | None = None,
@@ -135,7 +137,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         graph = load(model, options.input_shapes, check=options.check_supported,
                      input_values=options.input_values)
         graph.requant = _requant_mode(options.requant)
-        result = PipelineResult(model, graph, board, budget)
+        result = PipelineResult(model, graph, board, budget, options=options)
         if options.stop_after == "load":
             return result
         from onnx2mcu.graph_opt import OptimizeOptions, optimize
@@ -146,10 +148,12 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             ram_budget=budget.model_ram(), rewrites=options.rewrites,
             peak_estimator=_peak_estimator(options),
             exact_peak_estimator=_peak_estimator(options, exact=True),
-            rewrite_check=_c_check(board) if options.output is not None else None))
+            # a compile, or a simulate for a board, keeps only rewrites the board's C can run:
+            # both then plan the same graph (docs/ARCHITECTURE.md, memory model and budget)
+            rewrite_check=_c_check(board) if options.output is not None or not board.is_host else None))
     else:
         graph.requant = _requant_mode(options.requant)
-        result = PipelineResult(model, graph, board, budget, dict(optimization or {}))
+        result = PipelineResult(model, graph, board, budget, dict(optimization or {}), options=options)
 
     # ----- select kernels: after the IR rewrites, before scheduling (a kernel's scratch is
     # part of the memory plan); a compile refuses nodes no C kernel runs, all listed at once
@@ -183,6 +187,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
     result.inputs = values
     if options.simulate:
         result.simulation = _simulate(model, graph, result.schedule, values, options)
+        if options.plot or options.plot_layout:
+            _plot(result, options)
     if options.output is not None:
         from onnx2mcu.project import emit_project
 
@@ -289,9 +295,29 @@ def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarr
 
         feed = {**values, **input_value_feed(proto, options.input_values)}
         agreement = compare(sim.outputs, run_onnxruntime(proto, feed, graph.outputs), options.tolerance)
-    report = SimulationReport(graph, sched, sim, values, agreement)
-    if options.plot:
-        from onnx2mcu.simulator.plot import plot_memory
+    return SimulationReport(graph, sched, sim, values, agreement)
 
-        plot_memory(report.to_dict(), str(options.plot))
-    return report
+
+def ram_mark(graph: Graph, budget: MemoryBudget, board: Board) -> dict | None:
+    """What the plots mark as the board's RAM: the bytes the arena may take (RAM - stack - heap -
+    I/O buffers, or --ram-budget - I/O), None without a limit (the host)."""
+    from onnx2mcu.budget import io_bytes
+
+    ram = budget.ram_for_arena(io_bytes(graph))
+    if ram is None:
+        return None
+    if budget.model_ram_bytes is not None:
+        return {"bytes": ram, "label": "--ram-budget less I/O buffers"}
+    return {"bytes": ram, "label": f"{board.name} RAM for the arena ({budget.ram_bytes / 1024:g} KiB - stack - "
+                                   "heap - I/O)"}
+
+
+def _plot(result: PipelineResult, options: Options) -> None:
+    from onnx2mcu.simulator.plot import plot_layout, plot_memory
+
+    data = result.simulation.to_dict()
+    ram = ram_mark(result.graph, result.budget, result.board)
+    if options.plot:
+        plot_memory(data, str(options.plot), ram)
+    if options.plot_layout:
+        plot_layout(data, str(options.plot_layout), ram)

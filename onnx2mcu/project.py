@@ -13,14 +13,13 @@ import onnx
 from onnx2mcu.budget import MemoryBudget, Need, harness_bytes, io_bytes
 from onnx2mcu.codegen.board_project import write_board_files
 from onnx2mcu.codegen.context import c_identifier
-from onnx2mcu.codegen.weights import external_weights
 from onnx2mcu.codegen.generate import dump_json, render_model, runtime_files
 from onnx2mcu.codegen.output_dir import write_output
 from onnx2mcu.errors import UserError
 from onnx2mcu.version import __version__
 from onnx2mcu.frontend.load import read_model
 from onnx2mcu.ir import Graph
-from onnx2mcu.report import schedule_entries, tensor_entries
+from onnx2mcu.report import schedule_entries, tensor_entries, weights_split
 from onnx2mcu.scheduler import Schedule
 from onnx2mcu.targets import Board
 
@@ -38,10 +37,9 @@ class CompileResult:
 
 
 def external_weights_for(graph: Graph, budget: MemoryBudget) -> set[str]:
-    """Constants that go to the board's external memory: none unless the flash cannot hold them."""
-    if not budget.has_external:
-        return set()
-    return external_weights(graph, budget.flash_for_weights())
+    """Constants that go to the board's external memory: none unless the flash cannot hold them
+    (report.weights_split, which the text report's flash line uses too)."""
+    return weights_split(graph, budget)[0]
 
 
 def need_of(graph: Graph, sched: Schedule, external: set[str]) -> Need:

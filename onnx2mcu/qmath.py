@@ -219,10 +219,16 @@ class AddParams:
     ratio_b: float
     float_offset: float      # Add: zp_out - ratio_a * zp1 - ratio_b * zp2
     float_offset_sub: float  # Sub: zp_out - ratio_a * zp1 + ratio_b * zp2
+    # float mode reads the model's own integers: stored value + value_offset (128 for the uint8
+    # values frontend/uint8.py holds as int8; onnxruntime's formula is not shift-invariant)
+    value_offset_a: int = 0
+    value_offset_b: int = 0
+    value_offset_y: int = 0
 
 
 def add_params(s1: float, zp1: int, s2: float, zp2: int, s_out: float, zp_out: int,
-               act: str = "none") -> AddParams:
+               act: str = "none", value_offsets: tuple[int, int, int] = (0, 0, 0)) -> AddParams:
+    """`value_offsets` (a, b, y): see AddParams.value_offset_a; the zero points are the stored ones."""
     s1, s2, s_out = (float(np.float32(v)) for v in (s1, s2, s_out))
     twice_max = 2.0 * max(s1, s2)
     m1, sh1 = quantize_multiplier(s1 / twice_max)
@@ -232,10 +238,12 @@ def add_params(s1: float, zp1: int, s2: float, zp2: int, s_out: float, zp_out: i
     lo, hi = activation_range(act, s_out, zp_out)
     ra = np.float32(np.float32(s1) / np.float32(s_out))
     rb = np.float32(np.float32(s2) / np.float32(s_out))
-    off = np.float32(np.float32(zp_out) - ra * np.float32(zp1) - rb * np.float32(zp2))
-    off_sub = np.float32(np.float32(zp_out) - ra * np.float32(zp1) + rb * np.float32(zp2))
+    oa, ob, oy = (int(v) for v in value_offsets)
+    za, zb, zo = (np.float32(int(z) + o) for z, o in ((zp1, oa), (zp2, ob), (zp_out, oy)))
+    off = np.float32(zo - ra * za - rb * zb)
+    off_sub = np.float32(zo - ra * za + rb * zb)
     return AddParams(-int(zp1), -int(zp2), int(zp_out), ADD_LEFT_SHIFT, m1, sh1, m2, sh2, mo, sho,
-                     lo, hi, float(ra), float(rb), float(off), float(off_sub))
+                     lo, hi, float(ra), float(rb), float(off), float(off_sub), oa, ob, oy)
 
 
 def add_s8(a, b, p: AddParams, subtract: bool = False, mode: str = "fixed") -> np.ndarray:
@@ -243,11 +251,12 @@ def add_s8(a, b, p: AddParams, subtract: bool = False, mode: str = "fixed") -> n
     a, b = _i64(a), _i64(b)
     a, b = np.broadcast_arrays(a, b)
     if mode == "float":
-        va = np.float32(p.ratio_a) * a.astype(np.float32)
-        vb = np.float32(p.ratio_b) * b.astype(np.float32)
+        va = np.float32(p.ratio_a) * (a + p.value_offset_a).astype(np.float32)
+        vb = np.float32(p.ratio_b) * (b + p.value_offset_b).astype(np.float32)
         v = (va - vb + np.float32(p.float_offset_sub)) if subtract else (va + vb + np.float32(p.float_offset))
-        v = np.minimum(np.maximum(v, np.float32(p.act_min)), np.float32(p.act_max))
-        return np.rint(v).astype(np.int8)
+        oy = p.value_offset_y
+        v = np.minimum(np.maximum(v, np.float32(p.act_min + oy)), np.float32(p.act_max + oy))
+        return (np.rint(v).astype(np.int64) - oy).astype(np.int8)
     x1 = (a + p.input1_offset) << p.left_shift
     x2 = (b + p.input2_offset) << p.left_shift
     s1 = multiply_by_quantized_multiplier(x1, p.input1_multiplier, p.input1_shift)

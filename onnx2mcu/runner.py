@@ -21,7 +21,7 @@ from onnx2mcu.errors import UserError
 from onnx2mcu.simulator.compare import Tolerance, compare, read_npz, run_onnxruntime
 from onnx2mcu.simulator.elf import elf_sizes
 from onnx2mcu.simulator.run_c import build, run_host, run_qemu
-from onnx2mcu.targets import get_board
+from onnx2mcu.targets import board_of_summary
 
 HOST_DIR = ".host-build"
 PROFILE_DIR = ".profile-build"
@@ -153,7 +153,7 @@ def run_project_dir(project_dir: str, mode: str, npz: str | None = None,
     if not project.is_dir():
         raise UserError(f"{project}: no such folder; create it with `onnx2mcu compile MODEL -o {project}`")
     report = read_report(project)
-    board = get_board(report["board"]["name"])
+    board = board_of_summary(report["board"])
     if mode == "qemu" and board.qemu_machine is None:
         raise UserError(f"{project}: built for {board.name}, which QEMU does not emulate; "
                         "compile with --board mps2-an386 or mps2-an500, or run with --host")

@@ -373,6 +373,361 @@ void o2m_conv2d_1x1_f32(const o2m_conv2d_params *p, const float *restrict x,
     }
 }
 
+/* ------------------------------------------------------- register-tiled */
+/*
+ * o2m_conv2d_tiled_f32: 4 output channels x 2 output columns per step, 8 accumulators in
+ * registers, each multiply-add an O2M_MAC (fused where the FPU has it).  Every output is still
+ * the sum over ic, kh, kw ascending from 0, bias added last.  The four channels' weights are
+ * read through four pointers (a tail of fewer than 4 channels repeats its last channel and
+ * stores only the real ones).
+ */
+
+/* acc[2 * j + c] += x_c * w_j: the 4 channels j of a tile and its 2 columns c. */
+#define O2M_TILE_MAC(xa, xb, wa, wb, wc, wd)                                                         \
+    do {                                                                                           \
+        const float xa_ = (xa), xb_ = (xb);                                                        \
+        const float wa_ = (wa), wb_ = (wb), wc_ = (wc), wd_ = (wd);                                \
+        a00 = O2M_MAC(a00, xa_, wa_);                                                              \
+        a01 = O2M_MAC(a01, xb_, wa_);                                                              \
+        a10 = O2M_MAC(a10, xa_, wb_);                                                              \
+        a11 = O2M_MAC(a11, xb_, wb_);                                                              \
+        a20 = O2M_MAC(a20, xa_, wc_);                                                              \
+        a21 = O2M_MAC(a21, xb_, wc_);                                                              \
+        a30 = O2M_MAC(a30, xa_, wd_);                                                              \
+        a31 = O2M_MAC(a31, xb_, wd_);                                                              \
+    } while (0)
+
+#define O2M_TILE_DECL float a00 = 0.0f, a01 = 0.0f, a10 = 0.0f, a11 = 0.0f, a20 = 0.0f, a21 = 0.0f, \
+                            a30 = 0.0f, a31 = 0.0f
+
+#define O2M_TILE_OUT(acc)                                                                          \
+    do {                                                                                           \
+        (acc)[0] = a00;                                                                            \
+        (acc)[1] = a01;                                                                            \
+        (acc)[2] = a10;                                                                            \
+        (acc)[3] = a11;                                                                            \
+        (acc)[4] = a20;                                                                            \
+        (acc)[5] = a21;                                                                            \
+        (acc)[6] = a30;                                                                            \
+        (acc)[7] = a31;                                                                            \
+    } while (0)
+
+/*
+ * 3x3 kernel, dilation 1, all 9 taps inside: x points at the window's top-left input of the
+ * first column, S is the column stride (a constant where inlined), wq the 4 channels'
+ * weights of input channel 0 (9 apart per input channel).
+ */
+O2M_FORCE_INLINE void tile4x2_3x3(const float *restrict x, int32_t row, int32_t plane, int32_t cin,
+                                  const float *const *wq, int32_t S, float *restrict acc)
+{
+    const float *restrict w0 = wq[0];
+    const float *restrict w1 = wq[1];
+    const float *restrict w2 = wq[2];
+    const float *restrict w3 = wq[3];
+    int32_t ic;
+    O2M_TILE_DECL;
+    for (ic = 0; ic < cin; ++ic) {
+        const float *restrict r0 = x;
+        const float *restrict r1 = r0 + row;
+        const float *restrict r2 = r1 + row;
+        O2M_TILE_MAC(r0[0], r0[S], w0[0], w1[0], w2[0], w3[0]);
+        O2M_TILE_MAC(r0[1], r0[S + 1], w0[1], w1[1], w2[1], w3[1]);
+        O2M_TILE_MAC(r0[2], r0[S + 2], w0[2], w1[2], w2[2], w3[2]);
+        O2M_TILE_MAC(r1[0], r1[S], w0[3], w1[3], w2[3], w3[3]);
+        O2M_TILE_MAC(r1[1], r1[S + 1], w0[4], w1[4], w2[4], w3[4]);
+        O2M_TILE_MAC(r1[2], r1[S + 2], w0[5], w1[5], w2[5], w3[5]);
+        O2M_TILE_MAC(r2[0], r2[S], w0[6], w1[6], w2[6], w3[6]);
+        O2M_TILE_MAC(r2[1], r2[S + 1], w0[7], w1[7], w2[7], w3[7]);
+        O2M_TILE_MAC(r2[2], r2[S + 2], w0[8], w1[8], w2[8], w3[8]);
+        x += plane;
+        w0 += 9;
+        w1 += 9;
+        w2 += 9;
+        w3 += 9;
+    }
+    O2M_TILE_OUT(acc);
+}
+
+/* 1x1 kernel: x points at the first column's input, S the column stride. */
+O2M_FORCE_INLINE void tile4x2_1x1(const float *restrict x, int32_t plane, int32_t cin,
+                                  const float *const *wq, int32_t S, float *restrict acc)
+{
+    const float *restrict w0 = wq[0];
+    const float *restrict w1 = wq[1];
+    const float *restrict w2 = wq[2];
+    const float *restrict w3 = wq[3];
+    int32_t ic;
+    O2M_TILE_DECL;
+    for (ic = 0; ic < cin; ++ic) {
+        O2M_TILE_MAC(x[0], x[S], w0[ic], w1[ic], w2[ic], w3[ic]);
+        x += plane;
+    }
+    O2M_TILE_OUT(acc);
+}
+
+/* Any kernel: taps kh in [kh_lo, kh_hi), every kw inside the input row. */
+static void tile4x2_any(const conv_geom *g, const float *restrict xg, const float *const *wq,
+                        int32_t ih0, int32_t iw0, int32_t kh_lo, int32_t kh_hi, float *restrict acc)
+{
+    const int32_t plane = g->h * g->w;
+    const int32_t ksize = g->kh * g->kw;
+    const int32_t sw = g->sw;
+    int32_t ic, kh, kw;
+    O2M_TILE_DECL;
+    for (ic = 0; ic < g->cin_g; ++ic) {
+        const float *xc = xg + (size_t)ic * plane;
+        const size_t wc = (size_t)ic * ksize;
+        for (kh = kh_lo; kh < kh_hi; ++kh) {
+            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w + iw0;
+            const size_t wr = wc + (size_t)kh * g->kw;
+            for (kw = 0; kw < g->kw; ++kw) {
+                const float *xp = xr + kw * g->dw;
+                O2M_TILE_MAC(xp[0], xp[sw], wq[0][wr + kw], wq[1][wr + kw], wq[2][wr + kw],
+                             wq[3][wr + kw]);
+            }
+        }
+    }
+    O2M_TILE_OUT(acc);
+}
+
+/* 4 channels x 1 column (borders): taps kh in [kh_lo, kh_hi), kw in [kw_lo, kw_hi). */
+static void tile4x1(const conv_geom *g, const float *restrict xg, const float *const *wq, int32_t ih0,
+                    int32_t iw0, int32_t kh_lo, int32_t kh_hi, int32_t kw_lo, int32_t kw_hi,
+                    float *restrict acc)
+{
+    const int32_t plane = g->h * g->w;
+    const int32_t ksize = g->kh * g->kw;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int32_t ic, kh, kw;
+    for (ic = 0; ic < g->cin_g; ++ic) {
+        const float *xc = xg + (size_t)ic * plane;
+        const size_t wc = (size_t)ic * ksize;
+        for (kh = kh_lo; kh < kh_hi; ++kh) {
+            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w + iw0;
+            const size_t wr = wc + (size_t)kh * g->kw;
+            for (kw = kw_lo; kw < kw_hi; ++kw) {
+                const float xv = xr[kw * g->dw];
+                a0 = O2M_MAC(a0, xv, wq[0][wr + kw]);
+                a1 = O2M_MAC(a1, xv, wq[1][wr + kw]);
+                a2 = O2M_MAC(a2, xv, wq[2][wr + kw]);
+                a3 = O2M_MAC(a3, xv, wq[3][wr + kw]);
+            }
+        }
+    }
+    acc[0] = a0;
+    acc[2] = a1;
+    acc[4] = a2;
+    acc[6] = a3;
+}
+
+/*
+ * Pointwise (1x1, stride 1, no pads: each input plane is one run of hw pixels): 4 channels x
+ * 4 consecutive pixels, 16 accumulators.  acc[4 * j + c].
+ */
+static void pw_tile4x4(const float *restrict x, int32_t hw, int32_t cin, const float *const *wq,
+                       float *restrict acc)
+{
+    const float *restrict w0 = wq[0];
+    const float *restrict w1 = wq[1];
+    const float *restrict w2 = wq[2];
+    const float *restrict w3 = wq[3];
+    float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f,
+          a13 = 0.0f, a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a23 = 0.0f, a30 = 0.0f, a31 = 0.0f,
+          a32 = 0.0f, a33 = 0.0f;
+    int32_t ic;
+    for (ic = 0; ic < cin; ++ic) {
+        const float x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+        const float wa = w0[ic], wb = w1[ic], wc = w2[ic], wd = w3[ic];
+        a00 = O2M_MAC(a00, x0, wa);
+        a01 = O2M_MAC(a01, x1, wa);
+        a02 = O2M_MAC(a02, x2, wa);
+        a03 = O2M_MAC(a03, x3, wa);
+        a10 = O2M_MAC(a10, x0, wb);
+        a11 = O2M_MAC(a11, x1, wb);
+        a12 = O2M_MAC(a12, x2, wb);
+        a13 = O2M_MAC(a13, x3, wb);
+        a20 = O2M_MAC(a20, x0, wc);
+        a21 = O2M_MAC(a21, x1, wc);
+        a22 = O2M_MAC(a22, x2, wc);
+        a23 = O2M_MAC(a23, x3, wc);
+        a30 = O2M_MAC(a30, x0, wd);
+        a31 = O2M_MAC(a31, x1, wd);
+        a32 = O2M_MAC(a32, x2, wd);
+        a33 = O2M_MAC(a33, x3, wd);
+        x += hw;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a02;
+    acc[3] = a03;
+    acc[4] = a10;
+    acc[5] = a11;
+    acc[6] = a12;
+    acc[7] = a13;
+    acc[8] = a20;
+    acc[9] = a21;
+    acc[10] = a22;
+    acc[11] = a23;
+    acc[12] = a30;
+    acc[13] = a31;
+    acc[14] = a32;
+    acc[15] = a33;
+}
+
+/* Pointwise, 4 channels x 1 pixel. acc[4 * j]. */
+static void pw_tile4x1(const float *restrict x, int32_t hw, int32_t cin, const float *const *wq,
+                       float *restrict acc)
+{
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int32_t ic;
+    for (ic = 0; ic < cin; ++ic) {
+        const float xv = x[0];
+        a0 = O2M_MAC(a0, xv, wq[0][ic]);
+        a1 = O2M_MAC(a1, xv, wq[1][ic]);
+        a2 = O2M_MAC(a2, xv, wq[2][ic]);
+        a3 = O2M_MAC(a3, xv, wq[3][ic]);
+        x += hw;
+    }
+    acc[0] = a0;
+    acc[4] = a1;
+    acc[8] = a2;
+    acc[12] = a3;
+}
+
+/*
+ * Store `cols` outputs of each of the tile's `count` channels: y_j[at + c] = act(acc[step * j + c]
+ * + bias_j).  Without an activation no clamp (the same value: the clamp bounds are infinite).
+ */
+static void store_tile(float *const *yq, int32_t count, size_t at, const float *acc, int32_t step,
+                       int32_t cols, const float *bq, int32_t clamp, float lo, float hi)
+{
+    int32_t j, c;
+    for (j = 0; j < count; ++j) {
+        float *yr = yq[j] + at;
+        const float *ar = acc + step * j;
+        if (clamp) {
+            for (c = 0; c < cols; ++c) {
+                yr[c] = o2m__clamp(ar[c] + bq[j], lo, hi);
+            }
+        } else {
+            for (c = 0; c < cols; ++c) {
+                yr[c] = ar[c] + bq[j];
+            }
+        }
+    }
+}
+
+/* The pointwise form of o2m_conv2d_tiled_f32 for one batch item and one 4-channel tile. */
+static void pointwise_tiled(const float *restrict xn, int32_t hw, int32_t cin, const float *const *wq,
+                            float *const *yq, int32_t count, const float *bq, int32_t clamp, float lo,
+                            float hi)
+{
+    float acc[16];
+    int32_t px = 0;
+    for (; px + 3 < hw; px += 4) {
+        pw_tile4x4(xn + px, hw, cin, wq, acc);
+        store_tile(yq, count, (size_t)px, acc, 4, 4, bq, clamp, lo, hi);
+    }
+    for (; px < hw; ++px) {
+        pw_tile4x1(xn + px, hw, cin, wq, acc);
+        store_tile(yq, count, (size_t)px, acc, 4, 1, bq, clamp, lo, hi);
+    }
+}
+
+void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
+                          const float *restrict w, const float *restrict bias, float *restrict y)
+{
+    const int32_t OH = p->h_out, OW = p->w_out, W = p->w_in;
+    const int32_t cin_g = p->c_in / p->groups;
+    const int32_t cout_g = p->c_out / p->groups;
+    const int32_t in_plane = p->h_in * W;
+    const int32_t out_plane = OH * OW;
+    const int32_t w_per_oc = cin_g * p->k_h * p->k_w;
+    const int32_t k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1;
+    const int32_t k1 = p->k_h == 1 && p->k_w == 1;
+    const int32_t pointwise = k1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                              p->pad_left == 0 && OH == p->h_in && OW == W;
+    const int32_t clamp = p->act.kind != O2M_ACT_NONE;
+    const int32_t S = p->stride_w;
+    conv_geom geo;
+    int32_t ow_lo, ow_hi;
+    float lo, hi;
+    int32_t n, grp, oc, oh, ow, j;
+
+    geo.cin_g = cin_g;
+    geo.h = p->h_in;
+    geo.w = W;
+    geo.kh = p->k_h;
+    geo.kw = p->k_w;
+    geo.dh = p->dil_h;
+    geo.dw = p->dil_w;
+    geo.sw = S;
+    o2m__act_bounds(&p->act, &lo, &hi);
+    interior_cols(p->pad_left, W, OW, p->k_w, S, p->dil_w, &ow_lo, &ow_hi);
+
+    for (n = 0; n < p->n; ++n) {
+        for (grp = 0; grp < p->groups; ++grp) {
+            const float *xg = x + ((size_t)n * p->c_in + (size_t)grp * cin_g) * in_plane;
+            const int32_t oc_end = (grp + 1) * cout_g;
+            for (oc = grp * cout_g; oc < oc_end; oc += 4) {
+                const int32_t count = oc_end - oc < 4 ? oc_end - oc : 4;
+                const float *wq[4];
+                float bq[4];
+                float *yq[4];
+                for (j = 0; j < 4; ++j) {
+                    const int32_t c = oc + (j < count ? j : count - 1);
+                    wq[j] = w + (size_t)c * w_per_oc;
+                    bq[j] = bias ? bias[c] : 0.0f;
+                    yq[j] = y + ((size_t)n * p->c_out + c) * out_plane;
+                }
+                if (pointwise) {
+                    pointwise_tiled(xg, in_plane, cin_g, wq, yq, count, bq, clamp, lo, hi);
+                    continue;
+                }
+                for (oh = 0; oh < OH; ++oh) {
+                    const int32_t ih0 = oh * p->stride_h - p->pad_top;
+                    const size_t out_row = (size_t)oh * OW;
+                    int32_t kh_lo, kh_hi, full;
+                    o2m__tap_range(ih0, p->h_in, p->k_h, p->dil_h, &kh_lo, &kh_hi);
+                    full = kh_lo == 0 && kh_hi == p->k_h;
+                    ow = 0;
+                    while (ow < OW) {
+                        const int32_t iw0 = ow * S - p->pad_left;
+                        float acc[8];
+                        if (ow >= ow_lo && ow + 1 < ow_hi) {
+                            if (full && (k3 || k1)) {
+                                /* the unrolled tiles, no bounds checks */
+                                const float *xw = xg + (size_t)ih0 * W + iw0;
+                                if (k3 && S == 1) {
+                                    tile4x2_3x3(xw, W, in_plane, cin_g, wq, 1, acc);
+                                } else if (k3 && S == 2) {
+                                    tile4x2_3x3(xw, W, in_plane, cin_g, wq, 2, acc);
+                                } else if (k3) {
+                                    tile4x2_3x3(xw, W, in_plane, cin_g, wq, S, acc);
+                                } else if (S == 1) {
+                                    tile4x2_1x1(xw, in_plane, cin_g, wq, 1, acc);
+                                } else {
+                                    tile4x2_1x1(xw, in_plane, cin_g, wq, S, acc);
+                                }
+                            } else {
+                                tile4x2_any(&geo, xg, wq, ih0, iw0, kh_lo, kh_hi, acc);
+                            }
+                            store_tile(yq, count, out_row + ow, acc, 2, 2, bq, clamp, lo, hi);
+                            ow += 2;
+                        } else {
+                            int32_t kw_lo, kw_hi;
+                            o2m__tap_range(iw0, W, p->k_w, p->dil_w, &kw_lo, &kw_hi);
+                            tile4x1(&geo, xg, wq, ih0, iw0, kh_lo, kh_hi, kw_lo, kw_hi, acc);
+                            store_tile(yq, count, out_row + ow, acc, 2, 1, bq, clamp, lo, hi);
+                            ow += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 void o2m_conv2d_f32(const o2m_conv2d_params *p, const float *restrict x, const float *restrict w,
                     const float *restrict bias, float *restrict y)
 {

@@ -60,6 +60,18 @@ void o2m_conv2d_depthwise_f32(const o2m_conv2d_params *p, const float *x, const 
 void o2m_conv2d_1x1_f32(const o2m_conv2d_params *p, const float *x, const float *w,
                         const float *bias, float *y);
 
+/*
+ * Register-tiled convolution, any geometry (groups included): 4 output channels x 2 output
+ * columns per step, with unrolled 3x3 (dilation 1) and 1x1 tiles for the windows entirely
+ * inside the input and general tiles for the border.  Same sum order as above, but each
+ * multiply-add is fused (one rounding) where the FPU has a fused multiply-add (Cortex-M4F,
+ * M7: FP_FAST_FMAF / __FP_FAST_FMAF), so its results may differ from o2m_conv2d_f32's in the
+ * last bits there; elsewhere they are identical.  Chosen by the code generator for the
+ * cores whose kernel preference lists it (codegen/emit/conv.py).
+ */
+void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *x, const float *w,
+                          const float *bias, float *y);
+
 typedef struct {
     int32_t n, c;                  /* input [n, c, h_in, w_in], output [n, c, h_out, w_out] */
     int32_t h_in, w_in;

@@ -15,6 +15,23 @@
 #define O2M_FORCE_INLINE static inline
 #endif
 
+/*
+ * O2M_MAC(acc, a, b) = acc + a * b.  One fused multiply-add (a single rounding) where the
+ * target does it in hardware: FP_FAST_FMAF (C99 math.h) or the compiler's __FP_FAST_FMAF
+ * (newlib's math.h does not define the former; GCC predefines the latter for Cortex-M4F and
+ * M7: VFMA.F32).  Elsewhere a multiply and an add, as the portable kernels compute (the
+ * projects build with -ffp-contract=off, so the compiler fuses nothing by itself).  Only the
+ * register-tiled kernels use it, so their results may differ from the portable kernels'
+ * in the last bits on such targets.
+ */
+#if defined(FP_FAST_FMAF) || defined(__FP_FAST_FMAF)
+#define O2M_MAC(acc, a, b) fmaf((a), (b), (acc))
+#define O2M_MAC_FUSED 1
+#else
+#define O2M_MAC(acc, a, b) ((acc) + (a) * (b))
+#define O2M_MAC_FUSED 0
+#endif
+
 /* Lower and upper bound that implement an o2m_act as a clamp. */
 static inline void o2m__act_bounds(const o2m_act *act, float *lo, float *hi)
 {

@@ -13,14 +13,14 @@ static int8_t add_one(const o2m_add_s8_params *p, int32_t subtract, int32_t a, i
 {
     int32_t s1, s2, raw;
     if (p->float_mode) {
-        const float va = p->ratio_a * (float)a;
-        const float vb = p->ratio_b * (float)b;
+        const float va = p->ratio_a * (float)(a + p->value_offset_a);
+        const float vb = p->ratio_b * (float)(b + p->value_offset_b);
         float v = subtract ? va - vb + p->float_offset_sub : va + vb + p->float_offset;
-        const float lo = (float)p->act_min;
-        const float hi = (float)p->act_max;
+        const float lo = (float)(p->act_min + p->value_offset_y);
+        const float hi = (float)(p->act_max + p->value_offset_y);
         v = v < lo ? lo : v;
         v = v > hi ? hi : v;
-        return (int8_t)o2m_s8_round_even(v);
+        return (int8_t)(o2m_s8_round_even(v) - p->value_offset_y);
     }
     s1 = o2m_s8_mbqm((a + p->input1_offset) * (1 << p->left_shift), p->input1_multiplier, p->input1_shift);
     s2 = o2m_s8_mbqm((b + p->input2_offset) * (1 << p->left_shift), p->input2_multiplier, p->input2_shift);

@@ -18,7 +18,8 @@ extern "C" {
  * scale 2*max(s1, s2); the sum (difference) is rescaled to the output, offset
  * and clamped.  Float mode (float_mode != 0): y = round_half_even(clamp(
  * ratio_a*a +/- ratio_b*b + offset)), offset = float_offset (Add) or
- * float_offset_sub (Sub).
+ * float_offset_sub (Sub), on the model's integers: stored value + value_offset_*
+ * (128 for uint8 values held as int8; 0 otherwise).
  */
 typedef struct {
     int32_t input1_offset, input2_offset, output_offset;
@@ -29,6 +30,7 @@ typedef struct {
     int32_t act_min, act_max;
     int32_t float_mode;
     float ratio_a, ratio_b, float_offset, float_offset_sub;
+    int32_t value_offset_a, value_offset_b, value_offset_y;
 } o2m_add_s8_params;
 
 /* Mul: y = clamp(requant((a + input1_offset) * (b + input2_offset)) + output_offset). */

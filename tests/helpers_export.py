@@ -76,3 +76,21 @@ def export_bert(path: str | Path, dynamo: bool, seed: int = 0) -> Path:
                                             "pooler_output": {0: "batch"}},
                               opset_version=17, dynamo=False)
     return path
+
+
+def export_bert_fixed(path: str | Path, seed: int = 0, seq: int = SEQ, **config) -> Path:
+    """BERT-tiny (config overrides, e.g. a smaller vocab) with static [1, seq] inputs, legacy
+    TorchScript exporter, opset 17: the form onnxruntime's quantize_static calibrates."""
+    import torch
+
+    path = Path(path)
+    model = _wrapped(bert_model(seed, **config))
+    vocab = config.get("vocab_size", BERT_TINY["vocab_size"])
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (1, seq), generator=gen, dtype=torch.int64)
+    mask = torch.ones((1, seq), dtype=torch.int64)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["last_hidden_state", "pooler_output"], opset_version=17, dynamo=False)
+    return path

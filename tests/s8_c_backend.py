@@ -55,7 +55,8 @@ class AddP(Structure):
     _fields_ = [(n, I) for n in ("input1_offset", "input2_offset", "output_offset", "left_shift",
                                  "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
                                  "output_multiplier", "output_shift", "act_min", "act_max", "float_mode")] + [
-        (n, c_float) for n in ("ratio_a", "ratio_b", "float_offset", "float_offset_sub")]
+        (n, c_float) for n in ("ratio_a", "ratio_b", "float_offset", "float_offset_sub")] + [
+        (n, I) for n in ("value_offset_a", "value_offset_b", "value_offset_y")]
 
 
 class MulP(Structure):
@@ -173,7 +174,7 @@ class CKernels:
         return AddP(p.input1_offset, p.input2_offset, p.output_offset, p.left_shift, p.input1_multiplier,
                     p.input1_shift, p.input2_multiplier, p.input2_shift, p.output_multiplier, p.output_shift,
                     p.act_min, p.act_max, mode == "float", p.ratio_a, p.ratio_b, p.float_offset,
-                    p.float_offset_sub)
+                    p.float_offset_sub, p.value_offset_a, p.value_offset_b, p.value_offset_y)
 
     def add(self, a, b, p, mode: str = "fixed"):
         return self._binary("o2m_add_s8", self._add_struct(p, mode), a, b)

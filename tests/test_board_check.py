@@ -59,10 +59,18 @@ def test_check_exits_1_when_the_c_is_wrong(relu_file, capsys, monkeypatch):
 
 
 @needs_qemu
-def test_check_on_a_core_without_emulation_still_builds(relu_file, capsys):
+def test_check_on_cortex_m0plus_runs_on_the_m3_image(relu_file, capsys):
     assert main(["check", str(relu_file), "--board", "rp2040"]) == 0
     out = capsys.readouterr().out
-    assert "| build rp2040 |" in out and "no emulated board for cortex-m0plus" in out
+    assert "| build rp2040 |" in out
+    assert "| qemu mps2-an385 (stand-in for rp2040, cortex-m0plus) | 0 |" in out
+
+
+@needs_qemu
+@pytest.mark.parametrize("board", ["mps2-an385", "mps2-an505", "mps3-an547"])
+def test_check_runs_on_the_new_qemu_boards(relu_file, capsys, board):
+    assert main(["check", str(relu_file), "--board", board]) == 0
+    assert f"| qemu {board} | 0 |" in capsys.readouterr().out
 
 
 def test_check_bad_board_is_exit_2(relu_file, capsys):
@@ -74,7 +82,9 @@ def test_stand_ins_and_tolerances():
     assert stand_in("nucleo-f746zg").name == "mps2-an500"
     assert stand_in("nrf52840dk").name == "mps2-an386"
     assert stand_in("mps2-an386").name == "mps2-an386"
-    assert stand_in("rp2040") is None
+    assert stand_in("rp2040").name == "mps2-an385"  # Cortex-M0+ on the M3 image
+    assert stand_in("mps2-an505").name == "mps2-an505"
+    assert stand_in("mps3-an547").name == "mps3-an547"
     ints = {"y": {"dtype": "int8"}}
     floats = {"y": {"dtype": "float32"}}
     assert agrees({"max_abs_err": 0.0, "max_rel_err": 0.0}, ints, None, None)

@@ -184,6 +184,14 @@ def test_registry_contents():
     for b in (an386, an500):
         assert (b.flash_origin, b.flash_bytes, b.ram_origin, b.ram_bytes) == (0, 4 << 20, 0x20000000, 4 << 20)
     assert get_board("NUCLEO_F746ZG") is f746
+    # the QEMU stand-ins of the other core families (memory maps from QEMU's `info mtree`)
+    an385, an505, an547 = get_board("mps2-an385"), get_board("mps2-an505"), get_board("mps3-an547")
+    assert (an385.core, an385.fpu, an385.flash_origin, an385.ram_origin) == ("cortex-m3", False, 0, 0x20000000)
+    assert (an505.core, an505.flash_origin, an505.ram_origin, an505.ext_origin) == (
+        "cortex-m33", 0x10000000, 0x38000000, 0x80000000)
+    assert (an547.core, an547.vector_origin, an547.flash_origin, an547.ram_origin, an547.ext_origin) == (
+        "cortex-m55", 0, 0x01000000, 0x21000000, 0x28000000)
+    assert an505.kernels[0] == an547.kernels[0] == "arm-dsp" and an385.kernels == ("portable",)
 
 
 def test_unknown_board_lists_names():
@@ -250,13 +258,21 @@ def test_parse_outputs_rejects(text):
 
 
 # ----- QEMU ------------------------------------------------------------------------
+# every emulated board of the registry boots the harness (startup, linker script, semihosting)
+QEMU_BOARDS = ["mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"]
+
+
+def test_every_emulated_board_is_tested():
+    assert sorted(b.name for b in BOARDS.values() if b.emulated) == sorted(QEMU_BOARDS)
+
+
 @pytest.fixture(scope="module")
 def qemu_projects(tmp_path_factory):
     if not (HAVE_ARM and HAVE_QEMU):
         pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
     root = tmp_path_factory.mktemp("qemu")
     projects = {}
-    for board in ("mps2-an386", "mps2-an500"):
+    for board in QEMU_BOARDS:
         proj = make_project(root / board, board, PROGRAM)
         build(proj, board)
         projects[board] = proj
@@ -264,7 +280,7 @@ def qemu_projects(tmp_path_factory):
 
 
 @needs_qemu
-@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an500"])
+@pytest.mark.parametrize("board", QEMU_BOARDS)
 def test_qemu_run_exact_and_repeatable(qemu_projects, board):
     proj = qemu_projects[board]
     first = run_qemu(proj, board, timeout=30)

@@ -347,7 +347,8 @@ def test_binary_c_bit_exact(lib, op):
             p = R.mul_params(s1, _zp(rng), s2, _zp(rng), so_, _zp(rng), act=act)
         else:
             so_ = max(s1, s2) * float(rng.choice([0.1, 1.0, 2.0, 5.0]))
-            p = R.add_params(s1, _zp(rng), s2, _zp(rng), so_, _zp(rng), act=act)
+            offsets = tuple(int(v) for v in rng.choice([0, 128], 3))  # uint8 values held as int8
+            p = R.add_params(s1, _zp(rng), s2, _zp(rng), so_, _zp(rng), act=act, value_offsets=offsets)
         for mode in ("fixed", "float"):
             want = getattr(R, op)(a, b, p, mode=mode)
             if op == "mul":
@@ -357,7 +358,7 @@ def test_binary_c_bit_exact(lib, op):
                 cp = AddP(p.input1_offset, p.input2_offset, p.output_offset, p.left_shift, p.input1_multiplier,
                           p.input1_shift, p.input2_multiplier, p.input2_shift, p.output_multiplier, p.output_shift,
                           p.act_min, p.act_max, mode == "float", p.ratio_a, p.ratio_b, p.float_offset,
-                          p.float_offset_sub)
+                          p.float_offset_sub, p.value_offset_a, p.value_offset_b, p.value_offset_y)
             y = np.zeros(so, np.int8)
             f(ctypes.byref(cp), len(so), ptr(i32(so)), ptr(i32(_bcast_strides(sa, so))),
               ptr(i32(_bcast_strides(sb, so))), ptr(np.ascontiguousarray(a)), ptr(np.ascontiguousarray(b)), ptr(y))

@@ -62,7 +62,9 @@ def test_lookup_by_op_dtype_and_backend():
     assert conv is not None and conv.backend == "portable" and conv.sources == (CONV,)
     assert conv.name == "Conv/float32/portable"
     assert kernel_for("Conv", DType.INT8).sources == ("o2m_s8_conv.c",)  # codegen/emit/int8.py
-    assert kernel_for("Conv", DType.FLOAT32, "arm-dsp") is None  # none written yet
+    fast = kernel_for("Conv", DType.FLOAT32, "arm-dsp")  # the register-tiled conv (codegen/emit/conv.py)
+    assert fast.name == "Conv/float32/arm-dsp" and fast.sources == (CONV,)
+    assert kernel_for("Relu", DType.FLOAT32, "arm-dsp") is None
     # integer Add has its own entry (o2m_add_<T>), bool And too; int64 Sign has none
     assert kernel_for("Add", DType.INT64).sources == (ELEMENTWISE,)
     assert kernel_for("And", DType.BOOL) is not None
@@ -87,8 +89,10 @@ def test_boards_name_their_preference():
 def test_dsp_board_falls_back_to_portable():
     graph = load(_conv_model())
     chosen = select_kernels(graph, get_board("mps2-an386"))
-    assert {name: s.kernel.backend for name, s in chosen.items()} == {"conv": "portable",
+    assert {name: s.kernel.backend for name, s in chosen.items()} == {"conv": "arm-dsp",
                                                                        "relu": "portable"}
+    chosen = select_kernels(graph, get_board("rp2040"))
+    assert {s.kernel.backend for s in chosen.values()} == {"portable"}
 
 
 def test_selection_takes_the_first_applicable_backend(monkeypatch):

@@ -68,7 +68,9 @@ STRUCTS = {"o2m_act": Act, "o2m_conv2d_params": ConvParams, "o2m_pool2d_params":
 
 PROBE_C = "#include <stddef.h>\n#include \"o2m_kernels.h\"\n" + "".join(
     f"size_t probe_sizeof_{name}(void);\nsize_t probe_sizeof_{name}(void) {{ return sizeof({name}); }}\n"
-    for name in STRUCTS)
+    for name in STRUCTS) + (
+    "#include \"o2m_internal.h\"\nint probe_mac_fused(void);\n"
+    "int probe_mac_fused(void) { return O2M_MAC_FUSED; }\n")
 
 ACTS = {"none": (0, 0.0, 0.0), "relu": (1, 0.0, 0.0), "relu6": (2, 0.0, 0.0), "clip": (3, -0.5, 0.7)}
 
@@ -99,7 +101,7 @@ CASTS = ["f32_s64", "f32_s32", "f32_b8", "s64_f32", "s32_f32", "b8_f32", "s64_s3
 def _declare_all(lib: ctypes.CDLL) -> None:
     d = lambda name, *args: declare(lib, name, None, *args)  # noqa: E731
     for name in ("o2m_conv2d_f32", "o2m_conv2d_depthwise_f32", "o2m_conv2d_1x1_f32",
-                 "o2m_conv2d_generic_f32"):
+                 "o2m_conv2d_generic_f32", "o2m_conv2d_tiled_f32"):
         d(name, POINTER(ConvParams), P, P, P, P)
     d("o2m_maxpool2d_f32", POINTER(PoolParams), P, P)
     d("o2m_avgpool2d_f32", POINTER(PoolParams), P, P)
@@ -341,6 +343,13 @@ def test_conv2d(lib, name):
         y_pw = np.full_like(y, np.nan)
         lib.o2m_conv2d_1x1_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(b), ptr(y_pw))
         np.testing.assert_array_equal(y_pw, y)
+    # the register-tiled kernel: the same order; without a fused multiply-add (the host
+    # build) the same bits too (tests/test_conv_tiled.py runs it under QEMU with VFMA)
+    y_tiled = np.full_like(y, np.nan)
+    lib.o2m_conv2d_tiled_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(b), ptr(y_tiled))
+    close(y_tiled, ref)
+    if not lib.probe_mac_fused():
+        np.testing.assert_array_equal(y_tiled, y)
 
     attrs = {"kernel_shape": [kh, kw], "strides": list(strides), "dilations": list(dils),
              "pads": [pads[0], pads[1], pads[2], pads[3]], "group": groups}

@@ -150,19 +150,22 @@ def shared_model(relative: str) -> Path:
     return path
 
 
-def shifted(values: np.ndarray) -> np.ndarray:
-    """uint8 quantized values as the frontend holds them (frontend/uint8.py): int8, minus 128."""
-    return (values.astype(np.int16) - 128).astype(np.int8) if values.dtype == np.uint8 else values
-
-
 def onnx_params(inits: dict, node: onnx.NodeProto, rank: int) -> QuantParams:
     scale = numpy_helper.to_array(inits[node.input[1]])
-    zero = shifted(numpy_helper.to_array(inits[node.input[2]]))
+    zero = numpy_helper.to_array(inits[node.input[2]])
     axis = None
     if scale.ndim == 1:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         axis = attrs.get("axis", 1) % rank
     return QuantParams(scale, zero, axis)
+
+
+def held_as_int8(params: QuantParams) -> QuantParams:
+    """uint8 parameters as the frontend holds them (frontend/uint8.py): int8, zero point - 128."""
+    if params.dtype is not DType.UINT8:
+        return params
+    zero = (params.zero_point.astype(np.int16) - 128).astype(np.int8)
+    return QuantParams(params.scale, zero, params.axis, value_offset=128)
 
 
 def check_quant_ir(path, float_io: bool) -> dict:
@@ -184,15 +187,19 @@ def check_quant_ir(path, float_io: bool) -> dict:
     for node in proto.graph.node:
         if node.op_type == "QuantizeLinear" and node.output[0] in graph.tensors:
             tensor = graph.tensors[node.output[0]]
-            assert tensor.quant == onnx_params(inits, node, len(tensor.shape)), node.output[0]
+            want = held_as_int8(onnx_params(inits, node, len(tensor.shape)))
+            assert tensor.quant == want and tensor.quant.value_offset == want.value_offset, node.output[0]
             checked_activations += 1
         if node.op_type == "DequantizeLinear" and node.input[0] in inits:
             # a weight or bias: the integer initializer with its parameters, under the name its readers use
             tensor = graph.tensors[node.output[0]]
-            values = shifted(numpy_helper.to_array(inits[node.input[0]]))
+            values = numpy_helper.to_array(inits[node.input[0]])
+            want = held_as_int8(onnx_params(inits, node, values.ndim))
+            if values.dtype == np.uint8:
+                values = (values.astype(np.int16) - 128).astype(np.int8)
             assert tensor.is_const and tensor.dtype is DType.from_numpy(values.dtype)
             assert np.array_equal(tensor.data, values)
-            assert tensor.quant == onnx_params(inits, node, values.ndim), node.output[0]
+            assert tensor.quant == want and tensor.quant.value_offset == want.value_offset, node.output[0]
             checked_weights += 1
             per_axis += tensor.quant.per_axis
     weights = [t for t in graph.tensors.values() if t.is_const and t.quant is not None]
@@ -232,7 +239,7 @@ def test_float_islands_give_back_the_float_ir(relative, monkeypatch):
     assert counts["float"] > 0 and sum(counts["float_ops"].values()) == counts["float"]
     # only element-moving ops already run on the int8 values
     assert all(lookup(op).quantized == QUANT_PASSTHROUGH for op in counts["integer_ops"])
-    monkeypatch.setattr(convert, "fold_qdq", lambda graph, lifted: None)
+    monkeypatch.setattr(convert, "fold_qdq", lambda graph, lifted, shifted=(): None)
     before, _ = optimize(convert.load(path))
     assert snapshot(graph) == snapshot(before)
 
@@ -302,10 +309,10 @@ def test_quantize_static_ir(quantized_static):
     path, activation_dtype = quantized_static
     info = check_quant_ir(path, float_io=True)
     graph = info["graph"]
-    activations = {t.dtype for t in graph.tensors.values() if not t.is_const and t.quant is not None}
-    assert activations == {DType.INT8}  # uint8 ones too, zero points moved by 128 (frontend/uint8.py)
-    if activation_dtype is DType.UINT8:
-        assert any("uint8 activation value(s) computed as int8" in note for note in graph.notes)
+    activations = {(t.dtype, t.quant.value_offset) for t in graph.tensors.values()
+                   if not t.is_const and t.quant is not None}
+    # uint8 activations are held as int8 with zero points - 128 (frontend/uint8.py): the same reals
+    assert activations == {(DType.INT8, 128 if activation_dtype is DType.UINT8 else 0)}
     conv = graph.node("conv1")
     weight, bias = graph.tensors[conv.inputs[1]], graph.tensors[conv.inputs[2]]
     assert weight.dtype is DType.INT8 and weight.quant.axis == 0 and weight.quant.scale.shape == (8,)
@@ -319,7 +326,7 @@ def test_quantize_static_round_trip(quantized_static, tmp_path):
     graph, report = optimize(convert.load(path))
     counts = report["quantization"]
     compute = {"Add": 1, "Conv": 2, "Gemm": 1, "GlobalAveragePool": 1, "MaxPool": 1}
-    # uint8 activations run on the int8 kernels as well (frontend/uint8.py)
+    # uint8 activations too (held as int8, frontend/uint8.py): every node on the integers
     assert counts["float_ops"] == {} and counts["integer_ops"] == dict(compute, Flatten=1)
     # the integer model: within one output step of onnxruntime (float requant, its QLinear kernels)
     out_scale = float(graph.tensors[graph.node("fc").outputs[0]].quant.scale)

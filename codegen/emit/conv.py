@@ -1,4 +1,13 @@
-"""C lowering of Conv (1-D and 2-D, float32): one `o2m_conv2d_f32` call with a params struct."""
+"""C lowering of Conv (1-D and 2-D, float32): one call of a runtime_c/o2m_conv.c kernel with a
+params struct.
+
+Two registered kernels share the emitter: the portable one calls `o2m_conv2d_f32` (which
+dispatches at run time, the same bits on every path); the "arm-dsp" one (the Cortex-M4/M7
+fast family, codegen/kernels.py) picks the function at compile time with `conv_function`,
+the register-tiled `o2m_conv2d_tiled_f32` for dense and grouped convolutions (fused
+multiply-adds on the FPU: the last bits may differ from the portable kernel's, which the
+float checks' tolerance covers).
+"""
 from __future__ import annotations
 
 from onnx2mcu.codegen.context import CONV
@@ -38,7 +47,20 @@ def c_struct(fields: dict) -> str:
 NO_ACT = {"kind": "O2M_ACT_NONE", "min": "0.0f", "max": "0.0f"}
 
 
-def _emit_conv(node: Node, ctx) -> list[str]:
+def conv_function(params: dict, fast: bool) -> str:
+    """The runtime_c function that runs a conv of these params (the emitted struct's fields):
+    the run-time dispatcher for the portable kernel; for the fast family, the depthwise
+    kernel (its own register tiles) or the register-tiled one (a single input channel
+    included: a dense conv, which the dispatcher would give to the depthwise kernel)."""
+    if not fast:
+        return "o2m_conv2d_f32"
+    c_in, c_out, groups = params["c_in"], params["c_out"], params["groups"]
+    if groups == c_in and groups > 1 and c_out % c_in == 0:
+        return "o2m_conv2d_depthwise_f32"
+    return "o2m_conv2d_tiled_f32"
+
+
+def _emit(node: Node, ctx, fast: bool) -> list[str]:
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     bias = node.inputs[2] if len(node.inputs) > 2 else ""
     w_shape = ctx.shape(w)
@@ -55,7 +77,17 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "groups": node.attr("group", 1), "act": NO_ACT}
     name = ctx.declare("o2m_conv2d_params", c_struct(params), "conv")
     ctx.need(CONV)
-    return [f"o2m_conv2d_f32(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
+    fn = conv_function(params, fast)
+    return [f"{fn}(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
+
+
+def _emit_conv(node: Node, ctx) -> list[str]:
+    return _emit(node, ctx, fast=False)
+
+
+def _emit_conv_fast(node: Node, ctx) -> list[str]:
+    return _emit(node, ctx, fast=True)
 
 
 register_kernel("Conv", _emit_conv, dtypes=(DType.FLOAT32,), sources=(CONV,))
+register_kernel("Conv", _emit_conv_fast, dtypes=(DType.FLOAT32,), backend="arm-dsp", sources=(CONV,))

@@ -129,6 +129,9 @@ def _emit_binary(kernel: str):
                       "act_min": s.act_min, "act_max": s.act_max, "float_mode": float_mode,
                       "ratio_a": _f(s.ratio_a), "ratio_b": _f(s.ratio_b), "float_offset": _f(s.float_offset),
                       "float_offset_sub": _f(s.float_offset_sub)}
+            for side in ("a", "b", "y"):
+                if getattr(s, f"value_offset_{side}"):
+                    fields[f"value_offset_{side}"] = getattr(s, f"value_offset_{side}")
             ctype = "o2m_add_s8_params"
         name = ctx.declare(ctype, c_struct(fields), f"{kernel}_s8")
         _use(ctx, S8_ELEMENTWISE)

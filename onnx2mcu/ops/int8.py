@@ -96,6 +96,12 @@ class PlaneMeanInt8(MeanInt8):
 
 
 @dataclass(frozen=True)
+class GlobalPoolInt8(MeanInt8):
+    """A whole-image AveragePool computed as onnxruntime's global average pool (--requant float)."""
+    window: Window
+
+
+@dataclass(frozen=True)
 class SoftmaxInt8(Int8Params):
     softmax: qmath.SoftmaxParams
     axis: int
@@ -320,7 +326,9 @@ def _binary_build(kind: str):
         lo, hi = act_bounds(node, qy, mode)
         if kind == "mul":
             return MulInt8(mode, _with_bounds(qmath.mul_params(*_sz(qa), *_sz(qb), *_sz(qy)), lo, hi))
-        return AddInt8(mode, _with_bounds(qmath.add_params(*_sz(qa), *_sz(qb), *_sz(qy)), lo, hi))
+        offsets = (qa.value_offset, qb.value_offset, qy.value_offset)  # uint8 held as int8: raw values
+        return AddInt8(mode, _with_bounds(qmath.add_params(*_sz(qa), *_sz(qb), *_sz(qy), value_offsets=offsets),
+                                          lo, hi))
     return build
 
 
@@ -365,7 +373,8 @@ def _pool_build(node: Node, graph: Graph) -> PoolInt8 | MeanInt8:
     if mode == "float" and node.op_type == "AveragePool" and _is_global_pool(node, graph):
         if node.attr(ACT_ATTR, None) is not None:
             raise NotInteger("int8 global AveragePool with a fused activation")
-        return MeanInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True)
+        return GlobalPoolInt8(mode, _mean_params(graph, node, (2, 3), True, 4), (2, 3), True,
+                              prepare_window(node, graph).window)
     q = _same_quant(graph, node)
     if len(graph.tensors[node.inputs[0]].shape) != 4:
         raise NotInteger("int8 pools are 2-D only")
@@ -683,7 +692,8 @@ def _quantize_away(x: np.ndarray, p: QuantizeInt8) -> np.ndarray:
     with np.errstate(all="ignore"):
         v = x.astype(np.float32) / np.float32(p.scale)
         a = np.minimum(np.nan_to_num(np.abs(v), nan=0.0), np.float32(1048576.0))
-        q = np.floor(a + np.float32(0.5)).astype(np.int64)
+        whole = np.floor(a)  # a - whole is exact: std::round, unlike floor(a + 0.5) in float32
+        q = (whole + (a - whole >= np.float32(0.5))).astype(np.int64)
     q = np.where(v < 0, -q, q) + p.zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
