@@ -17,9 +17,7 @@ extern "C" {
 
 /*
  * y = saturate(round_half_even(x / scale) + zero_point); zero_point may be
- * NULL (0).  NaN gives zero_point.  y may start at x (in place, onnx2mcu/memory.py
- * shrinking in place): elements go forward, so output byte i overwrites only input
- * float i / 4, already read.
+ * NULL (0).  NaN gives zero_point.
  */
 void o2m_quantize_s8(int32_t outer, int32_t axis_dim, int32_t inner, const float *x,
                      const float *scale, const int8_t *zero_point, int8_t *y);
