@@ -49,11 +49,13 @@ _ESTIMATES: dict[tuple, int] = {}
 def estimate_peak(graph: Graph, ctx: PassContext, exact: bool = False) -> int:
     """The peak the scheduler would give (the face's estimator; with `exact`, its exact one
     when given), else the graph order's.
-    Memoised on the graph's structure: consecutive rewrites re-ask the same graph."""
+    Memoised on the graph's structure and attributes (a rewrite may only mark a node, as the
+    int8 in-place conv does): consecutive rewrites re-ask the same graph."""
     estimator = ctx.options.peak_estimator
     if exact and ctx.options.exact_peak_estimator is not None:
         estimator = ctx.options.exact_peak_estimator
-    key = (id(estimator), graph.name, tuple((n.op_type, tuple(n.inputs), tuple(n.outputs))
+    key = (id(estimator), graph.name, tuple((n.op_type, tuple(n.inputs), tuple(n.outputs),
+                                             tuple(sorted((k, repr(v)) for k, v in n.attrs.items())))
                                             for n in graph.nodes))
     if key not in _ESTIMATES:
         if len(_ESTIMATES) > 64:

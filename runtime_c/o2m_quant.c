@@ -4,6 +4,9 @@
 #include "o2m_internal.h"
 #include "o2m_quant.h"
 
+/* Quantize may run in place (y starting at x: onnx2mcu/memory.py, shrinking in place): the
+ * elements go forward, so output byte i overwrites only input float i / 4, already read. */
+
 /* round(x / scale) + zp, saturated to [lo, hi]. */
 static int32_t quantize_one(float v, float scale, int32_t zp, int32_t lo, int32_t hi)
 {

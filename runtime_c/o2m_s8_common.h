@@ -16,7 +16,8 @@
  *     round_half_even((float)acc * scale) as onnxruntime does.
  *   - Signed right shifts are arithmetic and int32 overflow of the left
  *     pre-shift wraps (true of gcc, clang and arm compilers).
- *   - No kernel allocates or needs scratch memory.
+ *   - No kernel allocates; only the in-place depthwise kernels take a scratch
+ *     (one output plane, passed by the caller).
  */
 #ifndef O2M_S8_COMMON_H
 #define O2M_S8_COMMON_H

@@ -55,6 +55,33 @@ void o2m_depthwise_conv2d_s8(const o2m_conv2d_s8_params *p, const int8_t *x, con
     }
 }
 
+void o2m_depthwise_conv2d_s8_inplace(const o2m_conv2d_s8_params *p, const int8_t *x, const int8_t *w,
+                                     const int32_t *bias, int8_t *y, int8_t *scratch)
+{
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t plane = p->h_out * p->w_out;
+    o2m_conv2d_s8_params one = *p;
+    int32_t k, i;
+    one.n = 1;
+    one.c_in = 1;
+    one.c_out = 1;
+    one.groups = 1;
+    for (k = 0; k < p->n * p->c_in; ++k) {
+        const int32_t c = k % p->c_in;
+        if (p->requant.per_channel) {
+            one.requant.multipliers = p->requant.multipliers + c;
+            one.requant.shifts = p->requant.shifts + c;
+            one.requant.scales = p->requant.scales != NULL ? p->requant.scales + c : NULL;
+        }
+        o2m_depthwise_conv2d_s8(&one, x + (int64_t)k * plane_in, w + (int64_t)c * p->k_h * p->k_w,
+                                bias != NULL ? bias + c : NULL, scratch);
+        /* bytes [k*plane, (k+1)*plane) lie inside input planes <= k: all read by now */
+        for (i = 0; i < plane; ++i) {
+            y[(int64_t)k * plane + i] = scratch[i];
+        }
+    }
+}
+
 void o2m_conv2d_s8(const o2m_conv2d_s8_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                    int8_t *y)
 {

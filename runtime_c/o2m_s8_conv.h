@@ -42,6 +42,14 @@ void o2m_conv2d_s8(const o2m_conv2d_s8_params *p, const int8_t *x, const int8_t 
 void o2m_depthwise_conv2d_s8(const o2m_conv2d_s8_params *p, const int8_t *x, const int8_t *w,
                              const int32_t *bias, int8_t *y);
 
+/* In-place depthwise (TinyEngine's): groups == c_in == c_out, h_out * w_out <= h_in * w_in.
+ * y may start at x (the output over its dying input, onnx2mcu/memory.py shrinking in place)
+ * or lie elsewhere.  Each (batch, channel) plane is computed by o2m_depthwise_conv2d_s8 into
+ * `scratch` (h_out * w_out bytes), then copied to its place in y, which overlaps only input
+ * planes already read.  Same bytes as o2m_depthwise_conv2d_s8. */
+void o2m_depthwise_conv2d_s8_inplace(const o2m_conv2d_s8_params *p, const int8_t *x, const int8_t *w,
+                                     const int32_t *bias, int8_t *y, int8_t *scratch);
+
 typedef struct {
     int32_t batch;          /* rows of x and y */
     int32_t in_features;    /* K */

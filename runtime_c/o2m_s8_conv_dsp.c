@@ -688,6 +688,30 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     }
 }
 
+void o2m_depthwise_conv2d_s8_dsp_inplace(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
+                                         int8_t *y, int8_t *scratch)
+{
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t plane = p->h_out * p->w_out;
+    o2m_conv2d_s8_dsp_params one = *p;
+    int32_t k;
+    one.n = 1;
+    one.c_in = 1;
+    one.c_out = 1;
+    for (k = 0; k < p->n * p->c_in; ++k) {
+        const int32_t c = k % p->c_in;
+        one.bias = p->bias + c;
+        one.raw_bias = p->raw_bias != NULL ? p->raw_bias + c : NULL;
+        if (p->requant.per_channel) {
+            one.requant.multipliers = p->requant.multipliers + c;
+            one.requant.shifts = p->requant.shifts + c;
+        }
+        o2m_depthwise_conv2d_s8_dsp(&one, x + k * plane_in, w + c * p->k_h * p->k_w, scratch, NULL);
+        /* bytes [k*plane, (k+1)*plane) lie inside input planes <= k: all read by now */
+        memcpy(y + k * plane, scratch, (size_t)plane);
+    }
+}
+
 /* ----------------------------------------------------------------- fully connected */
 void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                 int8_t *y)

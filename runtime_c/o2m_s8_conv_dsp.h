@@ -74,6 +74,13 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
 void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                  int8_t *y, int8_t *scratch);
 
+/* In place (TinyEngine's): groups == c_in == c_out, h_out * w_out <= h_in * w_in; y may start
+ * at x.  Each (batch, channel) plane is computed by o2m_depthwise_conv2d_s8_dsp into `scratch`
+ * (h_out * w_out bytes), then copied to its place in y, which overlaps only input planes
+ * already read (o2m_depthwise_conv2d_s8_inplace's rule).  Same bytes as the kernel above. */
+void o2m_depthwise_conv2d_s8_dsp_inplace(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
+                                         int8_t *y, int8_t *scratch);
+
 typedef struct {
     int32_t batch, in_features, out_features;
     const int32_t *bias;        /* folded: bias[n] + input_offset * sum_k w[n][k]; never NULL */

@@ -14,7 +14,8 @@ extern "C" {
 #endif
 
 /* y[i] = saturate(round_half_away_from_zero(x[i] / scale) + zero_point); NaN gives zero_point.
- * Not in place (element sizes differ). */
+ * y may start at x (in place, onnx2mcu/memory.py shrinking in place): the loop goes forward and
+ * output byte i overwrites only input float i / 4, already read. */
 void o2m_quantize_away_s8(int32_t n, const float *x, float scale, int32_t zero_point, int8_t *y);
 
 #ifdef __cplusplus

@@ -13,6 +13,12 @@ arena; if a gap to the aligned peak remains and the problem is small, an
 exact offset ILP closes it (or proves the greedy optimal for the offsets).
 `greedy_by_size` alone is the classic planner (TFLite Micro's, Pisarchyk &
 Lee's greedy by size), kept as the baseline.
+
+Pinned buffers (shrinking in place, onnx2mcu/memory.py): a buffer with `pinned_to` must
+start where that buffer starts.  Every planner places a pinned group (the buffers joined by
+pins; their lifetimes follow one another) as one unit: an offset where each member fits
+beside the already placed buffers it is live with (`_unit_offset`); the offset ILP adds the
+equalities.
 """
 from __future__ import annotations
 
@@ -34,6 +40,46 @@ class ArenaPlan:
     arena_bytes: int
     method: str
     lower_bound: int = 0  # aligned peak: no plan can be smaller
+
+
+def pin_units(buffers: list[Buffer]) -> list[list[int]]:
+    """Positions in `buffers` grouped by pins (each group in position order; most are alone)."""
+    where = {b.index: i for i, b in enumerate(buffers)}
+    root = list(range(len(buffers)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    for i, b in enumerate(buffers):
+        if b.pinned_to is not None and b.pinned_to in where:
+            root[find(i)] = find(where[b.pinned_to])
+    groups: dict[int, list[int]] = {}
+    for i in range(len(buffers)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _unit_offset(members: list[tuple[int, int, int]], placed: list[tuple[int, int, int, int]]) -> int:
+    """The best-fitting offset for buffers (size, first, last) that must share one offset, among
+    placed buffers (offset, size, first, last): the lowest offset of the tightest free range
+    (as the single-buffer placer's best gap), else the top of the used bytes.  An offset o is
+    free when, for every member and every placed buffer live with it, [o, o + size) misses it."""
+    forbidden = []  # open ranges of o
+    for size, first, last in members:
+        if size == 0 or last < first:
+            continue
+        for offset, psize, pfirst, plast in placed:
+            if psize and pfirst <= last and first <= plast and pfirst <= plast:
+                forbidden.append((offset - size, offset + psize))
+    forbidden.sort()
+    cursor, best, best_width = 0, None, None
+    for lo, hi in forbidden:
+        if lo >= cursor and (best_width is None or lo - cursor < best_width):
+            best, best_width = cursor, lo - cursor
+        cursor = max(cursor, hi)
+    return best if best is not None else cursor
 
 
 def aligned_peak(buffers: list[Buffer], alignment: int = ALIGNMENT) -> int:
@@ -95,7 +141,7 @@ def _strategies(buffers: list[Buffer], alignment: int):
             live[b.first] += s
             live[b.last + 1] -= s
         live = np.cumsum(live)[:steps]
-        breadth = [int(live[b.first:b.last + 1].max()) for b in buffers]
+        breadth = [int(live[b.first:b.last + 1].max()) if b.last >= b.first else 0 for b in buffers]
         conflict = _conflicts(buffers, size)
     else:
         breadth = conflict = []
@@ -120,7 +166,8 @@ def _conflicts(buffers: list[Buffer], size: list[int]) -> list[int]:
 
 
 class _Placer:
-    """Places buffers in a given priority order, each at the best-fitting free gap."""
+    """Places buffers in a given priority order, each at the best-fitting free gap (a pinned
+    group as one unit, when its first member comes up)."""
 
     def __init__(self, buffers: list[Buffer], alignment: int):
         self.buffers = buffers
@@ -128,6 +175,11 @@ class _Placer:
         self.first = np.array([b.first for b in buffers], dtype=np.int64)
         self.last = np.array([b.last for b in buffers], dtype=np.int64)
         self.size = np.array([align(b.nbytes, alignment) for b in buffers], dtype=np.int64)
+        self.unit: dict[int, list[int]] = {}
+        for members in pin_units(buffers):
+            if len(members) > 1:
+                for i in members:
+                    self.unit[i] = members
 
     def place(self, priority: list[int], name: str, fixed: dict[int, int] | None = None) -> ArenaPlan:
         """`fixed`: position in `buffers` -> offset of buffers already placed."""
@@ -143,11 +195,14 @@ class _Placer:
         for i in priority:
             if placed[i]:
                 continue
+            if i in self.unit:
+                arena = max(arena, self._place_unit(self.unit[i], offset, placed))
+                continue
             s = int(size[i])
             if s == 0:
                 placed[i] = True
                 continue
-            mask = placed & (first <= last[i]) & (last >= first[i])
+            mask = placed & (first <= last[i]) & (last >= first[i]) & (first <= last)
             idx = np.flatnonzero(mask)
             chosen = None
             if len(idx):
@@ -172,12 +227,42 @@ class _Placer:
         offsets = {self.buffers[i].index: int(offset[i]) for i in range(n)}
         return ArenaPlan(offsets, int(arena), name)
 
+    def _place_unit(self, members: list[int], offset: np.ndarray, placed: np.ndarray) -> int:
+        """Place a pinned group at one offset; returns the end of its largest member."""
+        fixed = [int(offset[i]) for i in members if placed[i]]
+        if fixed:  # a member came fixed (the offset ILP places whole groups): join it
+            chosen = fixed[0]
+        else:
+            others = [(int(offset[j]), int(self.size[j]), int(self.first[j]), int(self.last[j]))
+                      for j in np.flatnonzero(placed)]
+            chosen = _unit_offset([(int(self.size[i]), int(self.first[i]), int(self.last[i]))
+                                   for i in members], others)
+        for i in members:
+            offset[i] = chosen
+            placed[i] = True
+        return chosen + max(int(self.size[i]) for i in members)
+
 
 def greedy_by_size(buffers: list[Buffer], alignment: int = ALIGNMENT) -> ArenaPlan:
     """Largest buffer first; each goes into the lowest-waste gap among already placed, time-overlapping buffers."""
     placed: list[tuple[int, int, Buffer]] = []  # (offset, end, buffer)
     offsets: dict[int, int] = {}
+    unit = {}
+    for members in pin_units(buffers):
+        for i in members:
+            unit[buffers[i].index] = [buffers[j] for j in members]
     for buffer in sorted(buffers, key=lambda b: (-b.nbytes, b.first, b.index)):
+        if buffer.index in offsets:
+            continue
+        if len(unit[buffer.index]) > 1:
+            group = unit[buffer.index]
+            chosen = _unit_offset([(align(b.nbytes, alignment), b.first, b.last) for b in group],
+                                  [(o, e - o, other.first, other.last) for o, e, other in placed])
+            for b in group:
+                offsets[b.index] = chosen
+                if align(b.nbytes, alignment):
+                    placed.append((chosen, chosen + align(b.nbytes, alignment), b))
+            continue
         size = align(buffer.nbytes, alignment)
         if size == 0:
             offsets[buffer.index] = 0
@@ -222,12 +307,17 @@ def _exact_offsets(buffers: list[Buffer], alignment: int, start: ArenaPlan, targ
     live = np.cumsum(live)[:steps]
     placer = _Placer(buffers, alignment)
     sizes = placer.size
+    units = [members for members in pin_units(buffers) if len(members) > 1]
     tried = set()
     for frac in (1.0, 0.9, 0.75, 0.0):
         if time.perf_counter() > deadline - 0.05:
             break
         tight = live >= frac * target
-        chosen = [i for i in nonzero if tight[buffers[i].first:buffers[i].last + 1].any()]
+        chosen = {i for i in nonzero if tight[buffers[i].first:buffers[i].last + 1].any()}
+        for members in units:  # a pinned group goes into the ILP whole
+            if chosen.intersection(members):
+                chosen.update(i for i in members if buffers[i].nbytes > 0)
+        chosen = sorted(chosen)
         key = tuple(chosen)
         if key in tried:
             continue
@@ -236,8 +326,9 @@ def _exact_offsets(buffers: list[Buffer], alignment: int, start: ArenaPlan, targ
         pairs = [(a, b) for k, a in enumerate(sub) for b in sub[k + 1:] if a.overlaps_in_time(b)]
         if len(pairs) > EXACT_MAX_PAIRS:
             break
+        pins = [(b.index, b.pinned_to) for b in sub if b.pinned_to is not None]
         offsets, status = _offsets_with_cap(sub, pairs, alignment, unit, target,
-                                            deadline - time.perf_counter())
+                                            deadline - time.perf_counter(), pins)
         if offsets is None:
             if status == "Infeasible":
                 return None  # a subset does not fit under the bound, so neither does the whole
@@ -256,7 +347,7 @@ def _exact_offsets(buffers: list[Buffer], alignment: int, start: ArenaPlan, targ
 
 
 def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap: int,
-                      time_limit: float):
+                      time_limit: float, pins=()):
     import pulp
 
     from onnx2mcu.scheduler.ilp import HIGHS_THREADS, _HiGHS, _quiet_stdout, _var
@@ -273,6 +364,9 @@ def _offsets_with_cap(live: list[Buffer], pairs, alignment: int, unit: int, cap:
         z = _var(lp, f"z_{a.index}_{b.index}", cat="Binary")
         lp += o[a.index] + sa <= o[b.index] + c * (1 - z)
         lp += o[b.index] + sb <= o[a.index] + c * z
+    for a, b in pins:  # shrinking in place: the same offset (onnx2mcu/memory.py)
+        if a in o and b in o:
+            lp += o[a] == o[b]
     sol = _HiGHS(msg=False, timeLimit=max(time_limit, 0.05), threads=HIGHS_THREADS)
     with _quiet_stdout():
         lp.solve(sol)
@@ -287,10 +381,26 @@ def _check(buffers: list[Buffer], plan: ArenaPlan) -> None:
             if a.overlaps_in_time(b):
                 oa, ob = plan.offsets[a.index], plan.offsets[b.index]
                 assert oa + a.nbytes <= ob or ob + b.nbytes <= oa
+    _check_pins(buffers, plan)
+
+
+def _check_pins(buffers: list[Buffer], plan: ArenaPlan) -> None:
+    """A pinned buffer starts where its pin does and fits inside it (onnx2mcu/memory.py)."""
+    by_index = {b.index: b for b in buffers}
+    for b in buffers:
+        if b.pinned_to is None or b.pinned_to not in by_index:
+            continue
+        pin = by_index[b.pinned_to]
+        assert plan.offsets[b.index] == plan.offsets[pin.index], (
+            f"{b.label} at {plan.offsets[b.index]} is pinned to {pin.label} at {plan.offsets[pin.index]}")
+        assert b.nbytes <= pin.nbytes and pin.last < b.first, (
+            f"{b.label} ({b.nbytes} B from step {b.first}) does not fit in {pin.label} "
+            f"({pin.nbytes} B to step {pin.last})")
 
 
 def check_plan(profile: MemoryProfile, plan: ArenaPlan) -> None:
-    """Raise AssertionError if two buffers live at the same time share a byte."""
+    """Raise AssertionError if two buffers live at the same time share a byte, or a pinned
+    buffer is not at its pin's offset."""
     spans = [(plan.offsets[b.index], plan.offsets[b.index] + b.nbytes, b) for b in profile.buffers
              if b.nbytes > 0]
     spans.sort(key=lambda s: s[0])
@@ -302,3 +412,4 @@ def check_plan(profile: MemoryProfile, plan: ArenaPlan) -> None:
             assert not buffer.overlaps_in_time(other), (
                 f"{buffer.label} [{start},{end}) and {other.label} [{other_start},{other_end}) "
                 f"overlap in the arena while both live")
+    _check_pins(profile.buffers, plan)

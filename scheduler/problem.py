@@ -13,10 +13,12 @@ as data that does not depend on the order:
   and it is still needed (it holds a graph output, or some consumer is not
   in S, or v produced it, or it is an unused graph input and S is empty).
 * In place: v's first output group y is not counted at v's step when one of
-  v's in-place candidate inputs (same nbytes and dtype as the output,
-  not a constant) belongs to a group that holds no graph output and whose
-  consumers all lie in S + {v}.  Afterwards y continues in that buffer,
-  which has y's size (we check that alias ops keep the byte size; if one
+  v's in-place candidate inputs (`memory.inplace_sources`: same nbytes and
+  dtype as the output, or, for a shrinking op, at least as large; not a
+  constant) belongs to a group that holds no graph output and whose
+  consumers all lie in S + {v}.  Afterwards y continues in that buffer
+  (same size) or in its own bytes pinned inside it (shrinking), either way
+  y's size (we check that alias ops keep the byte size; if one
   does not, `exact` is False and no optimality is claimed).
 * Scratch is counted at the op's own step only.
 
@@ -31,7 +33,7 @@ from typing import Sequence
 
 from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops import lookup, node_scratch_bytes
-from onnx2mcu.ops.registry import node_inplace_inputs
+from onnx2mcu.memory import inplace_sources
 
 
 
@@ -121,17 +123,11 @@ class Problem:
                 if index == 0:
                     self.op_out0[i] = g
                     if op is not None:
-                        out_t = tensors[out]
-                        for position in node_inplace_inputs(node, graph):
-                            if position >= len(node.inputs) or not node.inputs[position]:
-                                continue
-                            src = tensors[node.inputs[position]]
-                            if src.is_const or src.nbytes != out_t.nbytes or src.dtype != out_t.dtype:
-                                continue
-                            cg = self.group_of[src.name]
+                        for name, _ in inplace_sources(graph, node):
+                            cg = self.group_of[name]
                             if cg not in self.op_cands[i]:
                                 self.op_cands[i].append(cg)
-                            if self.groups[cg].size != out_t.nbytes:
+                            if self.groups[cg].size != tensors[name].nbytes:
                                 self.exact = False
             self.op_scratch[i] = node_scratch_bytes(node, graph)
 

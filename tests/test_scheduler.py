@@ -1,9 +1,10 @@
 """The memory-aware scheduler against exact references on thousands of random graphs.
 
 Random DAGs are built directly as IR graphs from registered ops (Relu and Add
-run in place, MatMul does not, Reshape is an alias) plus two test-only ops of
+run in place, MatMul does not, Reshape is an alias) plus three test-only ops of
 a private domain registered for this module (one with scratch memory, one with
-two outputs), with random tensor sizes so that in-place sometimes applies.
+two outputs, one writing a smaller output over its dying input: shrinking in
+place, OpDef.inplace_shrink), with random tensor sizes so that in-place sometimes applies.
 References: `memory.profile` (the ground truth of live bytes) and the
 exact DP over sets of scheduled ops on the unfused graph.
 """
@@ -47,6 +48,10 @@ def test_ops():
         registry.register("Scratchy", lambda n, i: [i[0]], domain=DOMAIN, inplace_inputs=(0,),
                           scratch_bytes=lambda n, g: int(n.attrs.get("scratch", 0)))
         added.append((DOMAIN, "Scratchy"))
+    if lookup("Shrinky", DOMAIN) is None:  # writes a smaller output over its dying input
+        registry.register("Shrinky", lambda n, i: [i[0]], domain=DOMAIN, inplace_shrink=lambda n, g: (0,),
+                          scratch_bytes=lambda n, g: int(n.attrs.get("scratch", 0)))
+        added.append((DOMAIN, "Shrinky"))
     if lookup("Split2", DOMAIN) is None:
         registry.register("Split2", lambda n, i: [i[0], i[0]], domain=DOMAIN)
         added.append((DOMAIN, "Split2"))
@@ -76,7 +81,7 @@ def graphs(draw, max_ops: int = 10, min_ops: int = 1):
     avail = list(inputs)
     nodes = []
     alias = _alias_op()
-    kinds = ["relu", "add", "matmul", "scratch", "split"] + (["alias"] if alias else [])
+    kinds = ["relu", "add", "matmul", "scratch", "split", "shrink"] + (["alias"] if alias else [])
     for k in range(n_ops):
         kind = draw(st.sampled_from(kinds))
         out = f"t{k}"
@@ -101,6 +106,12 @@ def graphs(draw, max_ops: int = 10, min_ops: int = 1):
             else:
                 scratch = draw(st.sampled_from([0, 16, 48]))
                 nodes.append(Node(f"n{k}", "Scratchy", [src], [out], {"scratch": scratch}, domain=DOMAIN))
+        elif kind == "shrink":  # no larger than its input (sometimes equal), sometimes a scratch
+            src = draw(pick)
+            size = draw(st.sampled_from([s for s in SIZES if s <= tensors[src].nbytes] or [16]))
+            tensors[out] = Tensor(out, (size // 4,))
+            scratch = draw(st.sampled_from([0, 0, 16]))
+            nodes.append(Node(f"n{k}", "Shrinky", [src], [out], {"scratch": scratch}, domain=DOMAIN))
         elif kind == "add":
             a, b = draw(pick), draw(pick)
             size = draw(st.sampled_from([tensors[a].nbytes, tensors[b].nbytes, 64]))

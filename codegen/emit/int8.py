@@ -58,6 +58,11 @@ def _emit_conv(node: Node, ctx) -> list[str]:
         fields["filter_offset"] = conv.filter_offset
     name = ctx.declare("o2m_conv2d_s8_params", c_struct(fields), "conv_s8")
     _use(ctx, S8_CONV)
+    if Q.inplace_depthwise(node, ctx.graph):  # may write over its input (graph_opt/inplace_conv.py)
+        return [f"o2m_depthwise_conv2d_s8_inplace(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, "
+                f"{ctx.ptr(y)}, {ctx.scratch(node, DType.INT8)});"]
+    if ctx.same_bytes(x, y):
+        ctx.refuse(node, "output placed over the input of an int8 Conv without the in-place kernel")
     return [f"o2m_conv2d_s8(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
 
 

@@ -9,7 +9,8 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
 * gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
   peak); then the kernel reads its windows in place through a tap-offset table.  The
-  depthwise and fully connected kernels need no scratch.
+  depthwise and fully connected kernels need no scratch, except the in-place depthwise
+  variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from onnx2mcu.codegen.emit.conv import c_struct
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Graph, Node
-from onnx2mcu.ops.int8 import int8_params
+from onnx2mcu.ops.int8 import inplace_conv_scratch, inplace_depthwise, int8_params
 
 S8_CONV_DSP = "o2m_s8_conv_dsp.c"
 HEADER = "o2m_s8_conv_dsp.h"
@@ -139,6 +140,10 @@ def _emit_conv(node: Node, ctx) -> list[str]:
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
     fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
+    if inplace_depthwise(node, ctx.graph):  # may write over its input (graph_opt/inplace_conv.py)
+        fn += "_inplace"
+    elif ctx.same_bytes(x, y):
+        ctx.refuse(node, "output placed over the input of an int8 Conv without the in-place kernel")
     scratch = ctx.scratch(node, DType.INT8) if _conv_scratch(node, ctx.graph) else "NULL"
     return [f"{fn}(&{name}, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(y)}, {scratch});"]
 
@@ -165,9 +170,12 @@ def col_bytes(k: int) -> int:
 
 
 def _conv_scratch(node: Node, graph: Graph) -> int:
-    """O2M_DSP_CONV_SCRATCH(K) for a dense conv not in Graph.scratch_free, else 0."""
+    """O2M_DSP_CONV_SCRATCH(K) for a dense conv not in Graph.scratch_free, one output plane
+    for the in-place depthwise kernel (always: it is what makes it in place), else 0."""
     x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     p = int8_params(node, graph)
+    if p is not None and inplace_depthwise(node, graph):
+        return inplace_conv_scratch(node, graph)
     if p is None or p.conv.groups > 1 or node.name in graph.scratch_free:
         return 0
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])

@@ -32,6 +32,10 @@ from onnx2mcu.ops.registry import QUANT_INTEGER, lookup, prepared, upgrade
 ACT_ATTR = "o2m_fused_act"
 """Real-valued (low, high) bounds of an activation fused into the node's quantized output."""
 
+INPLACE_ATTR = "o2m_inplace"
+"""Set (1) by graph_opt/inplace_conv.py on an int8 depthwise Conv whose kernel runs in place
+(`inplace_depthwise`), where that lowers the peak."""
+
 FUSABLE_ACT_OPS = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul")
 """Ops whose int8 kernels clamp their output to fused activation bounds."""
 
@@ -609,6 +613,43 @@ def _attach(op_type: str, build, int8_reference, float_prepare=None, int8_inplac
 
 
 _attach("Conv", _conv_build, _conv_int8)
+
+
+# ----------------------------------------------------------------- in-place depthwise Conv
+def can_run_in_place(node: Node, graph: Graph) -> bool:
+    """An int8 depthwise Conv (group == C_in == C_out, 2-D) whose output plane is no larger than
+    its input plane: its in-place kernel (runtime_c/o2m_s8_conv.c, o2m_depthwise_conv2d_s8_inplace)
+    computes output channel c into a one-plane scratch, then copies it to channel c's place,
+    which lies inside input channels <= c, all already read."""
+    if node.op_type != "Conv" or len(node.inputs) < 2 or int8_params(node, graph) is None:
+        return False
+    x, w, y = (graph.tensors[n] for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    if len(x.shape) != 4 or len(y.shape) != 4 or len(w.shape) != 4:
+        return False
+    channels = x.shape[1]
+    return (node.attr("group", 1) == channels == w.shape[0] == y.shape[1] and w.shape[1] == 1
+            and y.shape[2] * y.shape[3] <= x.shape[2] * x.shape[3])
+
+
+def inplace_depthwise(node: Node, graph: Graph) -> bool:
+    """Whether this node takes the in-place kernel: marked by graph_opt/inplace_conv.py and able."""
+    return bool(node.attr(INPLACE_ATTR, 0)) and can_run_in_place(node, graph)
+
+
+def inplace_conv_scratch(node: Node, graph: Graph) -> int:
+    """The in-place depthwise kernel's scratch: one output plane (int8), else nothing."""
+    if not inplace_depthwise(node, graph):
+        return 0
+    y = graph.tensors[node.outputs[0]]
+    return y.shape[2] * y.shape[3]
+
+
+def _conv_shrink(node: Node, graph: Graph) -> tuple[int, ...]:
+    # the same bytes or fewer, from the input's first byte on (onnx2mcu/memory.py)
+    return (0,) if inplace_depthwise(node, graph) else ()
+
+
+upgrade("Conv", inplace_shrink=_conv_shrink, scratch_bytes=inplace_conv_scratch)
 _attach("Gemm", _gemm_build, _fc_int8)
 _attach("MatMul", _matmul_build, _fc_int8)
 _attach("Add", _binary_build("add"), _binary_int8("add"))
@@ -701,5 +742,6 @@ def node_precision(node: Node, graph: Graph) -> str:
     return "float"
 
 
-__all__ = ["ACT_ATTR", "FUSABLE_ACT_OPS", "QUANTIZERS", "Int8Params", "NotInteger", "int8_params", "node_precision",
+__all__ = ["ACT_ATTR", "INPLACE_ATTR", "can_run_in_place", "inplace_depthwise", "inplace_conv_scratch",
+           "FUSABLE_ACT_OPS", "QUANTIZERS", "Int8Params", "NotInteger", "int8_params", "node_precision",
            "Tensor"]

@@ -76,8 +76,18 @@ def _check(node: Node, graph: Graph) -> str | None:
     return None
 
 
+def _quantize_shrink(node: Node, graph: Graph) -> tuple[int, ...]:
+    """float32 -> int8/uint8 runs in place over its dying input: the kernels (runtime_c/o2m_quant.c,
+    o2m_s8_quantize.c) go forward, and writing output byte i destroys only float element i // 4,
+    already read (the numpy reference reads a copy, simulator/execute.py)."""
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if x.dtype is DType.FLOAT32 and y.dtype in (DType.INT8, DType.UINT8):
+        return (0,)
+    return ()
+
+
 register("QuantizeLinear", _quantize, dtypes=(FLOAT | INT32, FLOAT, QUANT),
-         check=_check)
+         check=_check, inplace_shrink=_quantize_shrink)
 register("DequantizeLinear", _dequantize, dtypes=(QUANT | INT32, FLOAT, QUANT | INT32),
          check=_check)
 

@@ -88,6 +88,13 @@ class OpDef:
     """inplace_inputs that depend on the node (its geometry), for ops whose kernels overwrite
     their input only in some shapes (the memory-rewrite kernels, onnx2mcu/ops/memrw.py);
     None: `inplace_inputs`."""
+    inplace_shrink: Callable[[Node, Graph], tuple[int, ...]] | None = None
+    """Shrinking in place: inputs whose bytes the (first) output may take, from the input's
+    first byte on, when that input dies at this op and is at least as large as the output
+    (any dtype).  Only for kernels that never overwrite an input byte they still have to read
+    (QuantizeLinear float -> int8 in forward order; the in-place int8 depthwise conv, channel
+    by channel through a scratch).  The output then keeps only its own bytes after this step
+    (onnx2mcu/memory.py: a buffer pinned to the input's offset)."""
 
     def accepts(self, position: int, dtype: DType) -> bool:
         allowed = self.dtypes[min(position, len(self.dtypes) - 1)]
@@ -209,6 +216,15 @@ def node_inplace_inputs(node: Node, graph: Graph) -> tuple[int, ...]:
             and not graph.tensors[n].is_const for n in node.inputs):
         return op.int8_inplace
     return op.inplace_inputs
+
+
+def node_shrink_inputs(node: Node, graph: Graph) -> tuple[int, ...]:
+    """Inputs whose bytes this node's output may take even when it is smaller than them
+    (`OpDef.inplace_shrink`)."""
+    op = lookup(node.op_type, node.domain)
+    if op is None or op.inplace_shrink is None:
+        return ()
+    return op.inplace_shrink(node, graph)
 
 
 def node_scratch_bytes(node: Node, graph: Graph) -> int:
