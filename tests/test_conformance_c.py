@@ -206,10 +206,10 @@ FLOAT_CONV_CASES = [case for case in C_SELECTED if any(
 @pytest.mark.parametrize("case", FLOAT_CONV_CASES, ids=[case.name for case in FLOAT_CONV_CASES])
 def test_float_conv_cases_with_the_fast_kernels(case, kernel_library, tmp_path):
     """The float Conv cases again with a Cortex-M4's kernel preference (arm-dsp: the
-    register-tiled and the direct depthwise calls of codegen/emit/conv.py conv_function)."""
+    register-tiled and fused depthwise calls of codegen/emit/conv.py conv_function)."""
     wires = render_case(case, tmp_path, board=("arm-dsp", "portable"))
     model_c = (tmp_path / "model.c").read_text()
-    assert "o2m_conv2d_tiled_f32(" in model_c or "o2m_conv2d_depthwise_f32(" in model_c
+    assert "o2m_conv2d_tiled_f32(" in model_c or "o2m_conv2d_depthwise_tiled_f32(" in model_c
     assert "o2m_conv2d_f32(" not in model_c
     _check(case, wires, build_and_run(tmp_path, kernel_library))
 
