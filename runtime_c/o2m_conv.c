@@ -503,10 +503,10 @@ static void tile4x1(const conv_geom *g, const float *restrict xg, const float *c
         const float *xc = xg + (size_t)ic * plane;
         const size_t wc = (size_t)ic * ksize;
         for (kh = kh_lo; kh < kh_hi; ++kh) {
-            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w + iw0;
+            const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w;
             const size_t wr = wc + (size_t)kh * g->kw;
             for (kw = kw_lo; kw < kw_hi; ++kw) {
-                const float xv = xr[kw * g->dw];
+                const float xv = xr[iw0 + kw * g->dw];
                 a0 = O2M_MAC(a0, xv, wq[0][wr + kw]);
                 a1 = O2M_MAC(a1, xv, wq[1][wr + kw]);
                 a2 = O2M_MAC(a2, xv, wq[2][wr + kw]);
@@ -722,6 +722,200 @@ void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
                             ow += 1;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------- depthwise, fused */
+/*
+ * o2m_conv2d_depthwise_tiled_f32: o2m_conv2d_depthwise_f32's sums (kh, kw ascending from 0,
+ * bias last) with O2M_MAC multiply-adds; a 3x3 (dilation 1) channel keeps its 9 weights in
+ * registers and its windows wholly inside the input run unrolled, 4 output columns per step
+ * (or 1); other windows run the general 4-column tile or one output at a time.
+ */
+
+/* One kernel row of 3 taps (weights ka, kb, kc) for the 4 columns S apart from r. */
+#define O2M_DW_ROW(r, ka, kb, kc)                                                                  \
+    do {                                                                                           \
+        a0 = O2M_MAC(a0, (r)[0], ka);                                                              \
+        a1 = O2M_MAC(a1, (r)[S], ka);                                                              \
+        a2 = O2M_MAC(a2, (r)[2 * S], ka);                                                          \
+        a3 = O2M_MAC(a3, (r)[3 * S], ka);                                                          \
+        a0 = O2M_MAC(a0, (r)[1], kb);                                                              \
+        a1 = O2M_MAC(a1, (r)[S + 1], kb);                                                          \
+        a2 = O2M_MAC(a2, (r)[2 * S + 1], kb);                                                      \
+        a3 = O2M_MAC(a3, (r)[3 * S + 1], kb);                                                      \
+        a0 = O2M_MAC(a0, (r)[2], kc);                                                              \
+        a1 = O2M_MAC(a1, (r)[S + 2], kc);                                                          \
+        a2 = O2M_MAC(a2, (r)[2 * S + 2], kc);                                                      \
+        a3 = O2M_MAC(a3, (r)[3 * S + 2], kc);                                                      \
+    } while (0)
+
+/* The 9 weights of a 3x3 channel, kept in registers by the callers. */
+typedef struct {
+    float k0, k1, k2, k3, k4, k5, k6, k7, k8;
+} dw_k3;
+
+/* 3x3, 4 output columns S apart; x at the first window's top-left input. */
+O2M_FORCE_INLINE void dw_tile4_3x3(const float *restrict x, int32_t row, dw_k3 k, int32_t S,
+                                   float *restrict acc)
+{
+    const float *restrict r1 = x + row;
+    const float *restrict r2 = r1 + row;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    O2M_DW_ROW(x, k.k0, k.k1, k.k2);
+    O2M_DW_ROW(r1, k.k3, k.k4, k.k5);
+    O2M_DW_ROW(r2, k.k6, k.k7, k.k8);
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* 3x3, one output; x at its window's top-left input. */
+O2M_FORCE_INLINE float dw_point_3x3(const float *restrict x, int32_t row, dw_k3 k)
+{
+    const float *restrict r1 = x + row;
+    const float *restrict r2 = r1 + row;
+    float a = 0.0f;
+    a = O2M_MAC(a, x[0], k.k0);
+    a = O2M_MAC(a, x[1], k.k1);
+    a = O2M_MAC(a, x[2], k.k2);
+    a = O2M_MAC(a, r1[0], k.k3);
+    a = O2M_MAC(a, r1[1], k.k4);
+    a = O2M_MAC(a, r1[2], k.k5);
+    a = O2M_MAC(a, r2[0], k.k6);
+    a = O2M_MAC(a, r2[1], k.k7);
+    a = O2M_MAC(a, r2[2], k.k8);
+    return a;
+}
+
+/* Any kernel, 4 output columns whose kw taps are all inside; kh in [kh_lo, kh_hi). */
+static void dw_tile4_any(const conv_geom *g, const float *restrict xc, const float *restrict wk,
+                         int32_t ih0, int32_t iw0, int32_t kh_lo, int32_t kh_hi, float *restrict acc)
+{
+    const int32_t sw = g->sw;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int32_t kh, kw;
+    for (kh = kh_lo; kh < kh_hi; ++kh) {
+        const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w + iw0;
+        const float *wr = wk + kh * g->kw;
+        for (kw = 0; kw < g->kw; ++kw) {
+            const float *xp = xr + kw * g->dw;
+            const float wv = wr[kw];
+            a0 = O2M_MAC(a0, xp[0], wv);
+            a1 = O2M_MAC(a1, xp[sw], wv);
+            a2 = O2M_MAC(a2, xp[2 * sw], wv);
+            a3 = O2M_MAC(a3, xp[3 * sw], wv);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Any kernel, one output: taps kh in [kh_lo, kh_hi), kw in [kw_lo, kw_hi). */
+static float dw_point_any(const conv_geom *g, const float *restrict xc, const float *restrict wk,
+                          int32_t ih0, int32_t iw0, int32_t kh_lo, int32_t kh_hi, int32_t kw_lo,
+                          int32_t kw_hi)
+{
+    float a = 0.0f;
+    int32_t kh, kw;
+    for (kh = kh_lo; kh < kh_hi; ++kh) {
+        const float *xr = xc + (size_t)(ih0 + kh * g->dh) * g->w;
+        const float *wr = wk + kh * g->kw;
+        for (kw = kw_lo; kw < kw_hi; ++kw) {
+            a = O2M_MAC(a, xr[iw0 + kw * g->dw], wr[kw]);
+        }
+    }
+    return a;
+}
+
+void o2m_conv2d_depthwise_tiled_f32(const o2m_conv2d_params *p, const float *restrict x,
+                                    const float *restrict w, const float *restrict bias,
+                                    float *restrict y)
+{
+    const int32_t OH = p->h_out, OW = p->w_out, W = p->w_in;
+    const int32_t S = p->stride_w;
+    const int32_t mult = p->c_out / p->c_in;
+    const int32_t in_plane = p->h_in * W;
+    const int32_t out_plane = OH * OW;
+    const int32_t ksize = p->k_h * p->k_w;
+    const int32_t k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1;
+    const int32_t clamp = p->act.kind != O2M_ACT_NONE;
+    conv_geom geo;
+    int32_t ow_lo, ow_hi;
+    float lo, hi;
+    int32_t n, oc, oh, ow, i;
+
+    geo.cin_g = 1;
+    geo.h = p->h_in;
+    geo.w = W;
+    geo.kh = p->k_h;
+    geo.kw = p->k_w;
+    geo.dh = p->dil_h;
+    geo.dw = p->dil_w;
+    geo.sw = S;
+    o2m__act_bounds(&p->act, &lo, &hi);
+    interior_cols(p->pad_left, W, OW, p->k_w, S, p->dil_w, &ow_lo, &ow_hi);
+
+    for (n = 0; n < p->n; ++n) {
+        for (oc = 0; oc < p->c_out; ++oc) {
+            const float *xc = x + ((size_t)n * p->c_in + oc / mult) * in_plane;
+            const float *wk = w + (size_t)oc * ksize;
+            const float b = bias ? bias[oc] : 0.0f;
+            float *yc = y + ((size_t)n * p->c_out + oc) * out_plane;
+            dw_k3 k = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            if (k3) {
+                k.k0 = wk[0];
+                k.k1 = wk[1];
+                k.k2 = wk[2];
+                k.k3 = wk[3];
+                k.k4 = wk[4];
+                k.k5 = wk[5];
+                k.k6 = wk[6];
+                k.k7 = wk[7];
+                k.k8 = wk[8];
+            }
+            for (oh = 0; oh < OH; ++oh) {
+                const int32_t ih0 = oh * p->stride_h - p->pad_top;
+                int32_t kh_lo, kh_hi, full;
+                float *yr = yc + (size_t)oh * OW;
+                o2m__tap_range(ih0, p->h_in, p->k_h, p->dil_h, &kh_lo, &kh_hi);
+                full = k3 && kh_lo == 0 && kh_hi == 3;
+                ow = 0;
+                while (ow < OW) {
+                    const int32_t iw0 = ow * S - p->pad_left;
+                    float acc[4];
+                    int32_t cols = 1;
+                    if (ow >= ow_lo && ow + 3 < ow_hi) {
+                        cols = 4;
+                        if (full) {
+                            const float *xw = xc + (size_t)ih0 * W + iw0;
+                            if (S == 1) {
+                                dw_tile4_3x3(xw, W, k, 1, acc);
+                            } else if (S == 2) {
+                                dw_tile4_3x3(xw, W, k, 2, acc);
+                            } else {
+                                dw_tile4_3x3(xw, W, k, S, acc);
+                            }
+                        } else {
+                            dw_tile4_any(&geo, xc, wk, ih0, iw0, kh_lo, kh_hi, acc);
+                        }
+                    } else if (full && ow >= ow_lo && ow < ow_hi) {
+                        acc[0] = dw_point_3x3(xc + (size_t)ih0 * W + iw0, W, k);
+                    } else {
+                        int32_t kw_lo, kw_hi;
+                        o2m__tap_range(iw0, W, p->k_w, p->dil_w, &kw_lo, &kw_hi);
+                        acc[0] = dw_point_any(&geo, xc, wk, ih0, iw0, kh_lo, kh_hi, kw_lo, kw_hi);
+                    }
+                    for (i = 0; i < cols; ++i) {
+                        yr[ow + i] = clamp ? o2m__clamp(acc[i] + b, lo, hi) : acc[i] + b;
+                    }
+                    ow += cols;
                 }
             }
         }

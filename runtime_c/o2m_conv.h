@@ -72,6 +72,13 @@ void o2m_conv2d_1x1_f32(const o2m_conv2d_params *p, const float *x, const float 
 void o2m_conv2d_tiled_f32(const o2m_conv2d_params *p, const float *x, const float *w,
                           const float *bias, float *y);
 
+/* Depthwise (o2m_conv2d_depthwise_f32's preconditions and sums) with O2M_MAC multiply-adds:
+ * 3x3 windows inside the input unrolled with the channel's weights in registers, 4 output
+ * columns per step.  Like o2m_conv2d_tiled_f32: the portable bits where the FPU has no fused
+ * multiply-add, the last bits may differ where it has. */
+void o2m_conv2d_depthwise_tiled_f32(const o2m_conv2d_params *p, const float *x, const float *w,
+                                    const float *bias, float *y);
+
 typedef struct {
     int32_t n, c;                  /* input [n, c, h_in, w_in], output [n, c, h_out, w_out] */
     int32_t h_in, w_in;

@@ -94,10 +94,11 @@ def _run(cmd: list[str], timeout: float = 120.0) -> None:
 
 
 # ----- one case: render (main thread), then compile + run (worker) -------------
-def render_case(case, folder: Path) -> list[str]:
-    """Write the case's C files into `folder`; returns the output wire names in graph order."""
+def render_case(case, folder: Path, board=("portable",)) -> list[str]:
+    """Write the case's C files into `folder` (kernels of `board`'s preference); returns the
+    output wire names in graph order."""
     sched = schedule(case.graph)
-    generated = render_model(case.graph, sched, prefix="model", test_inputs=case.inputs)
+    generated = render_model(case.graph, sched, prefix="model", test_inputs=case.inputs, board=board)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in generated.files.items():
         (folder / name).write_text(text)
@@ -196,6 +197,25 @@ def test_conformance_c_case(case, c_outputs):
     wires, outputs = c_outputs(case)
     _check(case, wires, outputs)
 
+
+
+FLOAT_CONV_CASES = [case for case in C_SELECTED if any(
+    n.op_type == "Conv" and case.graph.tensors[n.inputs[0]].dtype.value == "float32" for n in case.graph.nodes)]
+
+
+@pytest.mark.parametrize("case", FLOAT_CONV_CASES, ids=[case.name for case in FLOAT_CONV_CASES])
+def test_float_conv_cases_with_the_fast_kernels(case, kernel_library, tmp_path):
+    """The float Conv cases again with a Cortex-M4's kernel preference (arm-dsp: the
+    register-tiled and fused depthwise calls of codegen/emit/conv.py conv_function)."""
+    wires = render_case(case, tmp_path, board=("arm-dsp", "portable"))
+    model_c = (tmp_path / "model.c").read_text()
+    assert "o2m_conv2d_tiled_f32(" in model_c or "o2m_conv2d_depthwise_tiled_f32(" in model_c
+    assert "o2m_conv2d_f32(" not in model_c
+    _check(case, wires, build_and_run(tmp_path, kernel_library))
+
+
+def test_fast_conv_cases_exist():
+    assert len(FLOAT_CONV_CASES) >= 6  # the ONNX Conv node cases (padding, autopad, strides)
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc not installed")

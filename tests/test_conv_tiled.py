@@ -1,10 +1,11 @@
-"""The register-tiled float conv (runtime_c/o2m_conv.c, o2m_conv2d_tiled_f32) against a float64
-reference and against the portable kernel.
+"""The register-tiled float convs (runtime_c/o2m_conv.c, o2m_conv2d_tiled_f32 and
+o2m_conv2d_depthwise_tiled_f32) against a float64 reference and against the portable kernel.
 
 One C program holds seeded random cases (channel counts that leave a tail of 1-3 output
 channels, 3x3 at strides 1, 2 and 3, 1x1 at strides 1 and 2 with and without pads, other
-kernels, dilation, groups, batch 2, every activation); it runs each case through
-o2m_conv2d_f32 and o2m_conv2d_tiled_f32 and prints both outputs and O2M_MAC_FUSED.
+kernels, dilation, groups, batch 2, every activation; depthwise 3x3 at column strides 1, 2, 3
+and 2x2..7x7 windows, multipliers 1 and 2, dilation); it runs each case through
+o2m_conv2d_f32 and the tiled kernel and prints both outputs and O2M_MAC_FUSED.
 Under QEMU mps2-an386 (Cortex-M4F: O2M_MAC is VFMA, one rounding per multiply-add, so
 the tiled outputs may differ from the portable ones in the last bits: compared with the
 float64 reference) and on the host (no fused multiply-add: the same bits as the portable
@@ -51,13 +52,27 @@ def reference(x, w, b, stride, dil, pads, groups, act) -> np.ndarray:
     return out
 
 
-FORMS = ("3x3s1", "3x3s2", "3x3s3", "1x1s1", "1x1s2", "1x1pad", "any", "dilated", "grouped")
+FORMS = ("3x3s1", "3x3s2", "3x3s3", "1x1s1", "1x1s2", "1x1pad", "any", "dilated", "grouped",
+         "dw3x3s1", "dw3x3s2", "dw3x3s3", "dwany")
 
 
 def make_case(rng, form: str) -> dict:
     groups = 1
     dil = (1, 1)
-    if form.startswith("3x3"):
+    depthwise = form.startswith("dw")
+    if depthwise:
+        form_k = form[2:]
+        c_in = int(rng.integers(1, 6))
+        mult = int(rng.integers(1, 3))
+        if form_k.startswith("3x3"):
+            k, stride = (3, 3), (int(rng.integers(1, 3)), int(form_k[-1]))
+        else:
+            side = int(rng.choice([2, 5, 7]))
+            k, stride = (side, int(rng.choice([1, 3, side]))), (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+            dil = (1, int(rng.integers(1, 3)))
+        pads = tuple(int(rng.integers(0, kk)) for kk in (k[0], k[1], k[0], k[1]))
+        groups, cin_g, cout_g = c_in, 1, mult
+    elif form.startswith("3x3"):
         k = (3, 3)
         s = int(form[-1])
         stride = (int(rng.integers(1, 3)), s)
@@ -75,11 +90,12 @@ def make_case(rng, form: str) -> dict:
             dil = (int(rng.integers(1, 3)), 2)
         if form == "grouped":
             groups = int(rng.choice([2, 3]))
-    cin_g = int(rng.integers(1, 7))
-    cout_g = int(rng.integers(1, 10))
+    if not depthwise:
+        cin_g = int(rng.integers(1, 7))
+        cout_g = int(rng.integers(1, 10))
     c_in, c_out = cin_g * groups, cout_g * groups
     h = int(rng.integers(max(1, dil[0] * (k[0] - 1) + 1 - pads[0] - pads[2]), 12))
-    wd = int(rng.integers(max(1, dil[1] * (k[1] - 1) + 1 - pads[1] - pads[3]), 14))
+    wd = int(rng.integers(max(1, dil[1] * (k[1] - 1) + 1 - pads[1] - pads[3]), 20 if depthwise else 14))
     n = 2 if rng.integers(0, 4) == 0 else 1
     act = int(rng.integers(0, 4))
     x = rng.uniform(-1, 1, (n, c_in, h, wd)).astype(np.float32)
@@ -95,16 +111,17 @@ def cases(seed: int = 14, per_form: int = 5) -> list[dict]:
     made = [make_case(rng, form) for form in FORMS for _ in range(per_form)]
     # one of ResNet-8's 3x3 layers (shape, pads), every tile interior or border
     made.append(make_case_fixed(rng, c_in=16, c_out=16, hw=32, k=3, stride=1, pads=(1, 1, 1, 1)))
+    made.append(make_case_fixed(rng, c_in=8, c_out=8, hw=20, k=3, stride=1, pads=(1, 1, 1, 1), groups=8))
     return [c for c in made if c["y"].size > 0]
 
 
-def make_case_fixed(rng, c_in, c_out, hw, k, stride, pads) -> dict:
+def make_case_fixed(rng, c_in, c_out, hw, k, stride, pads, groups=1) -> dict:
     x = rng.uniform(-1, 1, (1, c_in, hw, hw)).astype(np.float32)
-    w = rng.uniform(-1, 1, (c_out, c_in, k, k)).astype(np.float32)
+    w = rng.uniform(-1, 1, (c_out, c_in // groups, k, k)).astype(np.float32)
     b = rng.uniform(-1, 1, c_out).astype(np.float32)
-    y = reference(x, w, b, (stride, stride), (1, 1), pads, 1, 1)
-    return {"form": "resnet", "x": x, "w": w, "b": b, "stride": (stride, stride), "dil": (1, 1), "pads": pads,
-            "groups": 1, "act": 1, "y": y}
+    y = reference(x, w, b, (stride, stride), (1, 1), pads, groups, 1)
+    return {"form": "dwfixed" if groups > 1 else "resnet", "x": x, "w": w, "b": b, "stride": (stride, stride),
+            "dil": (1, 1), "pads": pads, "groups": groups, "act": 1, "y": y}
 
 
 def _floats(name: str, values) -> str:
@@ -122,13 +139,14 @@ def program(all_cases: list[dict]) -> str:
         _, _, oh, ow = c["y"].shape
         decls += [_floats(f"x{i}", c["x"]), _floats(f"w{i}", c["w"]), _floats(f"b{i}", c["b"])]
         lo, hi = ACTS[c["act"]] if c["act"] == 3 else (0.0, 0.0)
+        fn = "o2m_conv2d_depthwise_tiled_f32" if c["form"].startswith("dw") else "o2m_conv2d_tiled_f32"
         fields = [n, c_in, h, wd, c_out, oh, ow, kh, kw, *c["stride"], *c["dil"], c["pads"][0], c["pads"][1],
                   c["groups"]]
         body.append(f"""    {{
         static const o2m_conv2d_params p = {{{', '.join(map(str, fields))}, {{{c['act']}, {lo!r}f, {hi!r}f}}}};
         o2m_conv2d_f32(&p, x{i}, w{i}, b{i}, y);
         o2m_out_f32("port_{i}", y, {c['y'].size}u);
-        o2m_conv2d_tiled_f32(&p, x{i}, w{i}, b{i}, y);
+        {fn}(&p, x{i}, w{i}, b{i}, y);
         o2m_out_f32("tiled_{i}", y, {c['y'].size}u);
     }}""")
     return "\n".join([
@@ -178,6 +196,12 @@ def test_cases_cover_the_forms(random_cases):
     assert any(c["x"].shape[0] == 2 for c in random_cases)
     assert {c["act"] for c in random_cases} == {0, 1, 2, 3}
     assert any(c["y"].shape[3] >= 4 for c in random_cases if c["form"] == "3x3s2")
+    assert any(c["y"].shape[3] >= 6 for c in random_cases if c["form"] == "dw3x3s1")
+    assert any(c["y"].shape[3] >= 6 for c in random_cases if c["form"] == "dw3x3s2")
+    assert any(c["w"].shape[0] > c["x"].shape[1] for c in random_cases if c["form"].startswith("dw"))
+    assert any(c["w"].shape[2] >= 5 and c["dil"][1] > 1 for c in random_cases if c["form"] == "dwany")
+    assert any(c["x"].shape[2] * c["x"].shape[3] % 4 and c["x"].shape[2] * c["x"].shape[3] > 4
+               for c in random_cases if c["form"] == "1x1s1")
 
 
 @pytest.mark.c

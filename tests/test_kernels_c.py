@@ -101,7 +101,7 @@ CASTS = ["f32_s64", "f32_s32", "f32_b8", "s64_f32", "s32_f32", "b8_f32", "s64_s3
 def _declare_all(lib: ctypes.CDLL) -> None:
     d = lambda name, *args: declare(lib, name, None, *args)  # noqa: E731
     for name in ("o2m_conv2d_f32", "o2m_conv2d_depthwise_f32", "o2m_conv2d_1x1_f32",
-                 "o2m_conv2d_generic_f32", "o2m_conv2d_tiled_f32"):
+                 "o2m_conv2d_generic_f32", "o2m_conv2d_tiled_f32", "o2m_conv2d_depthwise_tiled_f32"):
         d(name, POINTER(ConvParams), P, P, P, P)
     d("o2m_maxpool2d_f32", POINTER(PoolParams), P, P)
     d("o2m_avgpool2d_f32", POINTER(PoolParams), P, P)
@@ -339,6 +339,11 @@ def test_conv2d(lib, name):
         y_dw = np.full_like(y, np.nan)
         lib.o2m_conv2d_depthwise_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(b), ptr(y_dw))
         np.testing.assert_array_equal(y_dw, y)
+        y_dwt = np.full_like(y, np.nan)
+        lib.o2m_conv2d_depthwise_tiled_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(b), ptr(y_dwt))
+        close(y_dwt, ref)
+        if not lib.probe_mac_fused():
+            np.testing.assert_array_equal(y_dwt, y)
     if (kh, kw, strides, pads, groups) == (1, 1, (1, 1), (0, 0, 0, 0), 1):
         y_pw = np.full_like(y, np.nan)
         lib.o2m_conv2d_1x1_f32(ctypes.byref(p), ptr(x), ptr(wt), ptr(b), ptr(y_pw))

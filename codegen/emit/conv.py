@@ -4,9 +4,9 @@ params struct.
 Two registered kernels share the emitter: the portable one calls `o2m_conv2d_f32` (which
 dispatches at run time, the same bits on every path); the "arm-dsp" one (the Cortex-M4/M7
 fast family, codegen/kernels.py) picks the function at compile time with `conv_function`,
-the register-tiled `o2m_conv2d_tiled_f32` for dense and grouped convolutions (fused
-multiply-adds on the FPU: the last bits may differ from the portable kernel's, which the
-float checks' tolerance covers).
+the register-tiled `o2m_conv2d_tiled_f32` for dense and grouped convolutions and
+`o2m_conv2d_depthwise_tiled_f32` for depthwise ones (fused multiply-adds on the FPU: the
+last bits may differ from the portable kernel's, which the float checks' tolerance covers).
 """
 from __future__ import annotations
 
@@ -49,14 +49,14 @@ NO_ACT = {"kind": "O2M_ACT_NONE", "min": "0.0f", "max": "0.0f"}
 
 def conv_function(params: dict, fast: bool) -> str:
     """The runtime_c function that runs a conv of these params (the emitted struct's fields):
-    the run-time dispatcher for the portable kernel; for the fast family, the depthwise
-    kernel (its own register tiles) or the register-tiled one (a single input channel
-    included: a dense conv, which the dispatcher would give to the depthwise kernel)."""
+    the run-time dispatcher for the portable kernel; for the fast family, the fused depthwise
+    kernel or the register-tiled one (a single input channel included: a dense conv, which
+    the dispatcher would give to the depthwise kernel)."""
     if not fast:
         return "o2m_conv2d_f32"
     c_in, c_out, groups = params["c_in"], params["c_out"], params["groups"]
     if groups == c_in and groups > 1 and c_out % c_in == 0:
-        return "o2m_conv2d_depthwise_f32"
+        return "o2m_conv2d_depthwise_tiled_f32"
     return "o2m_conv2d_tiled_f32"
 
 
