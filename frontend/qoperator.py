@@ -123,8 +123,16 @@ def _evaluate_constant_inputs(proto: onnx.ModelProto) -> None:
     order = {id(n): k for k, n in enumerate(graph.node)}
     needed.sort(key=lambda n: order[id(n)])
     values = evaluate(proto, needed, {})
-    graph.initializer.extend(numpy_helper.from_array(np.asarray(values[name]), name) for name in wanted)
-    # the producers stay for any other reader; remove_dead_nodes drops them when unread
+    # a name is either an initializer or a node output (ONNX's single assignment; a duplicate
+    # would later be folded into a second initializer of the same name): the wanted values'
+    # producers go, every output of theirs becoming an initializer that any other reader reads
+    direct = {id(producer[name]) for name in wanted}
+    outputs = sorted({o for n in needed if id(n) in direct for o in n.output if o})
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(values[name]), name) for name in outputs)
+    kept = [n for n in graph.node if id(n) not in direct]
+    del graph.node[:]
+    graph.node.extend(kept)
+    # their own producers stay for any other reader; remove_dead_nodes drops them when unread
 
 
 # ----- the rewrite -------------------------------------------------------------------

@@ -63,8 +63,9 @@ def random_feed(session_inputs, rng: np.random.Generator, vocab: int = 1000) -> 
 
 
 def quantize(float_model: Path | onnx.ModelProto, out: Path, config: QConfig, samples: int = 8,
-             seed: int = 0, vocab: int = 1000, op_types=None) -> Path:
-    """quantize_static(QDQ) of a float model with `samples` seeded random calibration inputs."""
+             seed: int = 0, vocab: int = 1000, op_types=None, qoperator: bool = False) -> Path:
+    """quantize_static of a float model with `samples` seeded random calibration inputs: the QDQ
+    format, or with `qoperator` the QOperator one (QLinearMatMul, com.microsoft QLinearAdd...)."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -84,7 +85,8 @@ def quantize(float_model: Path | onnx.ModelProto, out: Path, config: QConfig, sa
             return next(self.items, None)
 
     extra = {"ActivationSymmetric": config.activation_symmetric, "WeightSymmetric": config.weight_symmetric}
-    quantize_static(str(source), str(out), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(source), str(out), Reader(),
+                    quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
                     activation_type=getattr(QuantType, config.activation),
                     weight_type=getattr(QuantType, config.weight), per_channel=config.per_channel,
                     op_types_to_quantize=op_types, extra_options=extra)
