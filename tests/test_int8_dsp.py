@@ -60,8 +60,11 @@ def make_case(rng, kind: str) -> dict:
     """One random case (every tenth with a bias near 2^30: accumulators whose rounding
     would overflow a naive add-half-then-shift)."""
     while True:
-        if kind == "fc":
-            k, n, batch = int(rng.integers(1, 70)), int(rng.integers(1, 23)), int(rng.integers(1, 3))
+        if kind == "fc" or isinstance(kind, tuple):
+            if isinstance(kind, tuple):  # ("fc", k, n): a chosen shape
+                kind, k, n, batch = "fc", kind[1], kind[2], 1
+            else:
+                k, n, batch = int(rng.integers(1, 70)), int(rng.integers(1, 23)), int(rng.integers(1, 3))
             x = rng.integers(-128, 128, (batch, k)).astype(np.int8)
             w = rng.integers(-128, 128, (n, k)).astype(np.int8)
             bias = _bias(rng, n)
@@ -108,7 +111,13 @@ def make_case(rng, kind: str) -> dict:
 
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+    return ([make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+            + [make_case(rng, ("fc",) + shape) for shape in FC_SHAPES])
+
+
+# fully connected shapes for the Cortex-M kernel's forms: four rows per step (and 1-3 left),
+# four words per loop step, then one to three words, then one to three values
+FC_SHAPES = ((16, 4), (24, 4), (64, 8), (80, 5), (44, 7), (12, 6), (3, 9), (133, 11), (640, 4))
 
 
 def _arr(ctype: str, name: str, values) -> str:
@@ -216,6 +225,9 @@ def test_cases_cover_the_forms(random_cases):
     ys = np.concatenate([c["y"].reshape(-1) for c in random_cases])
     assert (ys == 127).any() and (ys == -128).any() and len(np.unique(ys)) > 200  # saturation, and more
     assert any(np.abs(c["bias"].astype(np.int64)).max() >= 1 << 30 for c in random_cases)
+    fcs = [c["w"].shape for c in random_cases if c["kind"] == "fc"]
+    assert {k % 16 // 4 for _, k in fcs if k >= 16} == {0, 1, 2, 3} and {k % 4 for _, k in fcs} == {0, 1, 2, 3}
+    assert {n % 4 for n, _ in fcs if n >= 4} == {0, 1, 2, 3}
 
 
 def test_folded_bias_wraps_like_the_int32_accumulator():
