@@ -100,17 +100,24 @@ def split_where_lower(graph: Graph, ctx: PassContext) -> list[str]:
     restore(graph, probe)
     done: list[str] = []
     current = estimate_peak(graph, ctx)
-    for name in candidates:
-        saved = snapshot(graph)
-        if not split_concats(graph, ctx, {name}):
-            restore(graph, saved)
-            continue
-        peak = estimate_peak(graph, ctx)
-        if peak <= current:
-            current = peak
-            done.append(name)
-        else:
-            restore(graph, saved)
+    todo = list(candidates)
+    while todo:  # sweeps: a split refused early may lower the peak once later ones are in
+        refused = []
+        for name in todo:
+            saved = snapshot(graph)
+            if not split_concats(graph, ctx, {name}):
+                restore(graph, saved)
+                continue
+            peak = estimate_peak(graph, ctx)
+            if peak <= current:
+                current = peak
+                done.append(name)
+            else:
+                restore(graph, saved)
+                refused.append(name)
+        if len(refused) == len(todo):
+            break
+        todo = refused
     return done
 
 
