@@ -111,15 +111,15 @@ def macs_of(graph) -> int:
 
 def rewrite(graph, keys: tuple[str, ...]) -> dict:
     """The memory rewrites `keys` as the pipeline runs them: each kept only if the scheduler's
-    (greedy, work-bounded: scheduler.optimize.estimate; `inplace_conv`: exact_estimate) peak drops.  Returns {key: what was applied} for the kept ones."""
+    (greedy, work-bounded: scheduler.optimize.estimate) peak drops.  Returns {key: what was applied} for the kept ones."""
     from onnx2mcu.graph_opt.context import OptimizeOptions, PassContext
     from onnx2mcu.graph_opt.memrw import REWRITES
     from onnx2mcu.graph_opt.pipeline import PASSES
-    from onnx2mcu.scheduler.optimize import estimate, exact_estimate
+    from onnx2mcu.scheduler.optimize import estimate, optimize
 
     options = OptimizeOptions(rewrites=",".join(keys) or "none",
                               peak_estimator=lambda g: estimate(g).peak,
-                              exact_peak_estimator=lambda g: exact_estimate(g).peak)
+                              exact_peak_estimator=lambda g: optimize(g, "ilp", 6.0).peak)
     ctx = PassContext.for_graph(graph, options)
     for key, fn in PASSES:
         if key in REWRITES:  # all of them: the last one decides whether the chosen ones stay

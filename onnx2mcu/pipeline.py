@@ -248,17 +248,22 @@ def _peak_estimator(options: Options, exact: bool = False) -> Callable[[Graph], 
     estimate: the same graph gives the same answer on any machine load, so the kept rewrites
     and the compiled model do not depend on it; `estimate.deadline_hits` counts the graphs
     on which its safety time limit was reached); with `exact`: the scheduler's exact method,
-    when it is the one asked for, bounded by work too (scheduler.optimize.exact_estimate);
-    the file order for `file-order`."""
+    when it is the one asked for, on a short time limit (deterministic when it proves its
+    optimum, which `deadline_hits` counts otherwise); the file order for `file-order`."""
     def estimate(graph: Graph) -> int:
         from onnx2mcu.memory import profile
 
         if options.scheduler == "file-order":
             return profile(graph).peak_bytes
-        from onnx2mcu.scheduler.optimize import estimate as work_bounded, exact_estimate
+        from onnx2mcu.scheduler.optimize import estimate as work_bounded, optimize
 
-        outcome = exact_estimate(graph) if exact and options.scheduler == "ilp" else work_bounded(graph)
-        if outcome.stats.get("deadline_hit"):
+        if exact and options.scheduler == "ilp":
+            outcome = optimize(graph, "ilp", min(10.0, max(options.time_limit * 0.1, 0.1)))
+            if not outcome.optimal:  # stopped by its time limit, not by a proof
+                estimate.deadline_hits += 1  # type: ignore[attr-defined]
+            return outcome.peak
+        outcome = work_bounded(graph)
+        if outcome.stats.get("heuristic_deadline_hit"):
             estimate.deadline_hits += 1  # type: ignore[attr-defined]
         return outcome.peak
     estimate.deadline_hits = 0  # type: ignore[attr-defined]

@@ -61,8 +61,7 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
     (heuristics.best_heuristic), with `time_limit` only as a safety net: the "greedy" method
     then gives the same order for the same graph on any machine load, unless
     stats["heuristic_deadline_hit"] says the safety net was reached.  (The exact phase of
-    "ilp" stays time-limited unless its engine is "search", bounded by its state limits:
-    `exact_estimate`; stats["deadline_hit"] says whether time stopped either phase.)"""
+    "ilp" stays time-limited.)"""
     t0 = time.perf_counter()
     deadline = t0 + max(time_limit, 0.1)
     file_order = list(graph.nodes)
@@ -120,9 +119,6 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
     lb = min(lb, peak)
     optimal = peak <= lb and prob.exact
     stats["chosen"] = best[3]
-    # the exact phase's loops stop 0.05-0.1 s before the deadline: stopped by time, not by work
-    stats["deadline_hit"] = bool(stats["heuristic_deadline_hit"]) or (
-        method == "ilp" and not optimal and time.perf_counter() > deadline - 0.2)
     return Outcome(best[2], peak, lb if prob.exact else 0, optimal, stats)
 
 
@@ -134,15 +130,6 @@ def estimate(graph: Graph, safety_seconds: float = ESTIMATE_SAFETY_SECONDS) -> O
     method bounded by work, so the same graph always gives the same estimate, whatever the
     machine's load; stats["heuristic_deadline_hit"] is True if the safety net cut it short."""
     return optimize(graph, "greedy", safety_seconds, deterministic=True)
-
-
-def exact_estimate(graph: Graph, safety_seconds: float = ESTIMATE_SAFETY_SECONDS) -> Outcome:
-    """The exact estimate a rewrite that must strictly lower the peak is decided by
-    (graph_opt/memrw.py, `strict`): the "ilp" method with the exact set search alone (its
-    state limits bound the work; the ILP's time limit would not) and the heuristic bounded by
-    work, so the same graph gives the same estimate on any load; stats["deadline_hit"] is True
-    if the safety net was reached first."""
-    return optimize(graph, "ilp", safety_seconds, engine="search", deterministic=True)
 
 
 def _segments(m: int, cuts: list[int]) -> list[tuple[int, int]]:
