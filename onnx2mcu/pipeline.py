@@ -142,15 +142,21 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             return result
         from onnx2mcu.graph_opt import OptimizeOptions, optimize
 
+        estimator, exact_estimator = _peak_estimator(options), _peak_estimator(options, exact=True)
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
             binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram(), rewrites=options.rewrites,
-            peak_estimator=_peak_estimator(options),
-            exact_peak_estimator=_peak_estimator(options, exact=True),
+            peak_estimator=estimator,
+            exact_peak_estimator=exact_estimator,
             # a compile, or a simulate for a board, keeps only rewrites the board's C can run:
             # both then plan the same graph (docs/ARCHITECTURE.md, memory model and budget)
             rewrite_check=_c_check(board) if options.output is not None or not board.is_host else None))
+        hits = estimator.deadline_hits + exact_estimator.deadline_hits  # type: ignore[attr-defined]
+        if hits:
+            result.optimization.setdefault("optimize_notes", []).append(
+                f"the memory rewrites' peak estimator reached its time limit on {hits} graph(s): "
+                f"which rewrites were kept may depend on this machine's speed")
     else:
         graph.requant = _requant_mode(options.requant)
         result = PipelineResult(model, graph, board, budget, dict(optimization or {}), options=options)
@@ -238,19 +244,29 @@ def _requant_mode(mode: str) -> str:
 
 def _peak_estimator(options: Options, exact: bool = False) -> Callable[[Graph], int]:
     """The scheduler's peak for a candidate graph (graph_opt/memrw.py keeps a memory rewrite
-    only when it lowers this); a short heuristic run (with `exact`: the scheduler's exact
-    method, when it is the one asked for, on a short time limit), the file order for
-    `file-order`."""
+    only when it lowers this): the heuristic bounded by work, not time (scheduler.optimize.
+    estimate: the same graph gives the same answer on any machine load, so the kept rewrites
+    and the compiled model do not depend on it; `estimate.deadline_hits` counts the graphs
+    on which its safety time limit was reached); with `exact`: the scheduler's exact method,
+    when it is the one asked for, on a short time limit (deterministic when it proves its
+    optimum, which `deadline_hits` counts otherwise); the file order for `file-order`."""
     def estimate(graph: Graph) -> int:
         from onnx2mcu.memory import profile
 
         if options.scheduler == "file-order":
             return profile(graph).peak_bytes
-        from onnx2mcu.scheduler.optimize import optimize
+        from onnx2mcu.scheduler.optimize import estimate as work_bounded, optimize
 
         if exact and options.scheduler == "ilp":
-            return optimize(graph, "ilp", min(10.0, max(options.time_limit * 0.1, 0.1))).peak
-        return optimize(graph, "greedy", min(5.0, max(options.time_limit * 0.05, 0.05))).peak
+            outcome = optimize(graph, "ilp", min(10.0, max(options.time_limit * 0.1, 0.1)))
+            if not outcome.optimal:  # stopped by its time limit, not by a proof
+                estimate.deadline_hits += 1  # type: ignore[attr-defined]
+            return outcome.peak
+        outcome = work_bounded(graph)
+        if outcome.stats.get("heuristic_deadline_hit"):
+            estimate.deadline_hits += 1  # type: ignore[attr-defined]
+        return outcome.peak
+    estimate.deadline_hits = 0  # type: ignore[attr-defined]
     return estimate
 
 

@@ -163,8 +163,10 @@ def list_schedule(fused: Fused, score: str, rng: random.Random | None = None) ->
 
 
 def local_search(fused: Fused, ev: FastEval, order: list[int], deadline: float,
-                 max_rounds: int = 10_000) -> list[int]:
-    """Move single super-nodes across the peak step while that lowers (peak, #peak steps, excess)."""
+                 max_rounds: int = 10_000, info: dict | None = None) -> list[int]:
+    """Move single super-nodes across the peak step while that lowers (peak, #peak steps, excess).
+    Stops at a local optimum, after `max_rounds` moves (the work budget) or at `deadline`;
+    `info` (if given) gets "rounds" added and "deadline_hit" set when the deadline stopped it."""
     m = fused.m
     if m < 3:
         return order
@@ -177,8 +179,14 @@ def local_search(fused: Fused, ev: FastEval, order: list[int], deadline: float,
 
     best_cost, live = cost(order)
     rounds = 0
-    while rounds < max_rounds and time.perf_counter() < deadline:
+    while rounds < max_rounds:
+        if time.perf_counter() >= deadline:
+            if info is not None:
+                info["deadline_hit"] = True
+            break
         rounds += 1
+        if info is not None:
+            info["rounds"] = info.get("rounds", 0) + 1
         pos = {v: i for i, v in enumerate(order)}
         peak_steps = np.flatnonzero(live == best_cost[0])
         t = int(peak_steps[rounds % len(peak_steps)])
@@ -217,9 +225,23 @@ def local_search(fused: Fused, ev: FastEval, order: list[int], deadline: float,
 SCORES = ("peak", "dfs", "grow", "mem")
 
 
+# the work budget of a deterministic run (`best_heuristic(..., deterministic=True)`): local-search
+# moves per polished order; normal runs stop at a local optimum after a few hundred at most
+WORK_ROUNDS = 3000
+
+
 def best_heuristic(fused: Fused, ev: FastEval, deadline: float, restarts: int = 8,
-                   seed: int = 0) -> tuple[list[int], dict[str, int]]:
-    """The best order over list-scheduling scores (+ randomised restarts) after local search."""
+                   seed: int = 0, deterministic: bool = False,
+                   info: dict | None = None) -> tuple[list[int], dict[str, int]]:
+    """The best order over list-scheduling scores (+ randomised restarts) after local search.
+
+    By default the deadline bounds the work (restarts and polishing stop there), so a loaded
+    machine may get a different order.  With `deterministic` the work is bounded instead: all
+    restarts run, the three best orders are polished up to WORK_ROUNDS moves each, and the same
+    fused graph always gives the same order; the deadline is then only a safety net, and
+    reaching it sets info["deadline_hit"] (the result may then depend on the machine's speed).
+    """
+    info = {} if info is None else info
     results: dict[str, int] = {}
     candidates: list[tuple[int, str, list[int]]] = []
     topo = fused.topo_order()
@@ -230,6 +252,7 @@ def best_heuristic(fused: Fused, ev: FastEval, deadline: float, restarts: int = 
     rng = random.Random(seed)
     for k in range(restarts):
         if time.perf_counter() > deadline:
+            info["deadline_hit"] = True
             break
         o = list_schedule(fused, SCORES[k % 2], rng)
         candidates.append((ev.peak(o), f"rand{k}", o))
@@ -240,8 +263,9 @@ def best_heuristic(fused: Fused, ev: FastEval, deadline: float, restarts: int = 
     # polish the few best with local search
     for p, name, o in candidates[:3]:
         if time.perf_counter() > deadline:
+            info["deadline_hit"] = True
             break
-        o2 = local_search(fused, ev, o, deadline)
+        o2 = local_search(fused, ev, o, deadline, WORK_ROUNDS if deterministic else 10_000, info)
         p2 = ev.peak(o2)
         if p2 < best_peak:
             best_peak, best = p2, o2

@@ -56,7 +56,12 @@ class Outcome:
 
 
 def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = "highs",
-             force_ilp: bool = False, engine: str = "auto") -> Outcome:
+             force_ilp: bool = False, engine: str = "auto", deterministic: bool = False) -> Outcome:
+    """`deterministic`: the heuristic phase is bounded by work, not by the clock
+    (heuristics.best_heuristic), with `time_limit` only as a safety net: the "greedy" method
+    then gives the same order for the same graph on any machine load, unless
+    stats["heuristic_deadline_hit"] says the safety net was reached.  (The exact phase of
+    "ilp" stays time-limited.)"""
     t0 = time.perf_counter()
     deadline = t0 + max(time_limit, 0.1)
     file_order = list(graph.nodes)
@@ -73,10 +78,13 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
     lb, _ = fused.cut_lower_bound()
 
     budget = min(time_limit * (0.15 if method == "ilp" else 0.9), 8.0)
-    h_deadline = min(deadline, time.perf_counter() + max(budget, 0.05))
-    order, results = best_heuristic(fused, ev, h_deadline)
+    h_deadline = deadline if deterministic else min(deadline, time.perf_counter() + max(budget, 0.05))
+    h_info: dict = {}
+    order, results = best_heuristic(fused, ev, h_deadline, deterministic=deterministic, info=h_info)
     h_peak = int(ev.peak(order))
     stats["heuristic_peak"] = h_peak
+    stats["heuristic_deadline_hit"] = bool(h_info.get("deadline_hit", False))
+    stats["local_search_rounds"] = int(h_info.get("rounds", 0))
     stats["file_order_peak"] = file_peak
 
     asap, alap = fused.windows()
@@ -112,6 +120,16 @@ def optimize(graph: Graph, method: str, time_limit: float = 60.0, solver: str = 
     optimal = peak <= lb and prob.exact
     stats["chosen"] = best[3]
     return Outcome(best[2], peak, lb if prob.exact else 0, optimal, stats)
+
+
+ESTIMATE_SAFETY_SECONDS = 60.0  # the estimator's safety net: far above its normal cost (< 1 s)
+
+
+def estimate(graph: Graph, safety_seconds: float = ESTIMATE_SAFETY_SECONDS) -> Outcome:
+    """The peak estimate the memory rewrites are decided by (graph_opt/memrw.py): the "greedy"
+    method bounded by work, so the same graph always gives the same estimate, whatever the
+    machine's load; stats["heuristic_deadline_hit"] is True if the safety net cut it short."""
+    return optimize(graph, "greedy", safety_seconds, deterministic=True)
 
 
 def _segments(m: int, cuts: list[int]) -> list[tuple[int, int]]:

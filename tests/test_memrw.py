@@ -138,6 +138,54 @@ def test_cifar_nets_peaks_drop_and_stay_proven():
     assert after.arena_bytes == after.peak_bytes
 
 
+def test_peak_estimate_does_not_depend_on_the_time_allowance(monkeypatch):
+    """The rewrites' estimator (pipeline._peak_estimator) is bounded by work, not by the clock:
+    full-size NASNet-A gets the same peak with a tiny and a large time allowance, and on a
+    loaded machine (a clock that runs 10 ms per reading), so the kept rewrites cannot vary."""
+    import types
+
+    from nets import complex_nets
+
+    from onnx2mcu.pipeline import Options, _peak_estimator
+    from onnx2mcu.scheduler import heuristics, optimize as sched_optimize
+
+    graph = complex_nets()["NASNet-A"]
+    large = _peak_estimator(Options(time_limit=600))(graph)
+    assert _peak_estimator(Options(time_limit=0.01))(graph) == large
+    now, step = [0.0], [0.01]
+
+    def slow_clock():
+        now[0] += step[0]
+        return now[0]
+
+    clock = types.SimpleNamespace(perf_counter=slow_clock)
+    monkeypatch.setattr(heuristics, "time", clock)
+    monkeypatch.setattr(sched_optimize, "time", clock)
+    estimator = _peak_estimator(Options(time_limit=0.01))
+    assert estimator(graph) == large
+    assert estimator.deadline_hits == 0
+    step[0] = 10.0  # so slow that the safety net is reached: the stats say so
+    outcome = sched_optimize.estimate(graph)
+    assert outcome.stats["heuristic_deadline_hit"]
+
+
+def test_partial_conv_retries_refused_concats():
+    """Full-size NASNet-A: split alone, the first reduction cell's input concat raises the
+    estimated peak, but with the later splits in it lowers it: the sweeps keep all 13 splits
+    (one sweep kept 12: estimate 704 KiB; ilp 704 KiB, vs 512 KiB with all 13)."""
+    from nets import complex_nets
+
+    from onnx2mcu.graph_opt import optimize
+    from onnx2mcu.scheduler.optimize import estimate
+
+    graph = complex_nets()["NASNet-A"]
+    concats = sum(1 for n in graph.nodes if n.op_type == "Concat")
+    graph, report = optimize(graph, OptimizeOptions(
+        rewrites="act_on_load,eager_accumulation,partial_conv", peak_estimator=lambda g: estimate(g).peak))
+    assert report["partial_conv"]["applied"] == 13 < concats  # the factorized reductions' stay
+    assert estimate(graph).peak <= 608 * 1024
+
+
 def test_pass_keeps_only_lowering_rewrites():
     """Through graph_opt: kept with a report on a NAS cell, and absent when the estimate does not drop."""
     from onnx2mcu.graph_opt import optimize
