@@ -24,13 +24,15 @@ class OptimizeOptions:
     # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,
     # differs from ONNX where an input is exactly 0; opt-in and reported)
     binary_sign_zero: str = "exact"
-    # memory rewrites (graph_opt/memrw.py): "none" | "all" | a comma-separated list; each is
-    # kept only where `peak_estimator` says the peak drops and `rewrite_check` accepts it
-    rewrites: str = "all"
+    # memory rewrites (graph_opt/memrw.py): "none" | "auto" | "all" | a comma-separated list; each
+    # is kept only where `peak_estimator` says the peak drops and `rewrite_check` accepts it, and
+    # under "auto" only if `rewrite_cost` (estimated instructions on the board) rises <= 2%
+    rewrites: str = "auto"
     peak_estimator: Callable[[Graph], int] | None = None  # the face passes the scheduler's
     # the scheduler's exact method (slower): decides rewrites whose gain the heuristic misses
     exact_peak_estimator: Callable[[Graph], int] | None = None
     rewrite_check: Callable[[Graph], bool] | None = None  # e.g. "every node has a C kernel"
+    rewrite_cost: Callable[[Graph], float] | None = None  # estimated instructions on the board
 
     def __post_init__(self) -> None:
         if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:

@@ -28,17 +28,22 @@ if TYPE_CHECKING:
 REWRITES = ("act_on_load", "eager_accumulation", "partial_conv", "inplace_conv")
 
 
+# a kept rewrite may not raise the board's estimated instructions by more than this under
+# "auto" (the default); "all" or a list keeps every rewrite that lowers the peak
+MAX_SLOWDOWN = 1.02
+
+
 def parse_rewrites(value: str) -> tuple[str, ...]:
-    """'none' | 'all' | a comma-separated list of REWRITES -> the chosen ones."""
+    """'none' | 'auto' | 'all' | a comma-separated list of REWRITES -> the chosen ones."""
     value = (value or "none").strip()
     if value == "none":
         return ()
-    if value == "all":
+    if value in ("all", "auto"):
         return REWRITES
     chosen = tuple(v.strip() for v in value.split(",") if v.strip())
     unknown = [v for v in chosen if v not in REWRITES]
     if unknown:
-        raise UserError(f"--rewrites {value}: unknown rewrite {', '.join(unknown)}; choose none, all "
+        raise UserError(f"--rewrites {value}: unknown rewrite {', '.join(unknown)}; choose none, auto, all "
                         f"or a comma-separated list of {', '.join(REWRITES)}")
     return chosen
 
@@ -49,12 +54,16 @@ _ESTIMATES: dict[tuple, int] = {}
 def estimate_peak(graph: Graph, ctx: PassContext, exact: bool = False) -> int:
     """The peak the scheduler would give (the face's estimator; with `exact`, its exact one
     when given), else the graph order's.
-    Memoised on the graph's structure and attributes (a rewrite may only mark a node, as the
+    Memoised on the graph's structure, shapes and attributes (a rewrite may only mark a node, as the
     int8 in-place conv does): consecutive rewrites re-ask the same graph."""
     estimator = ctx.options.peak_estimator
     if exact and ctx.options.exact_peak_estimator is not None:
         estimator = ctx.options.exact_peak_estimator
+    def shapes(names) -> tuple:  # two models wired alike but of other sizes differ here
+        return tuple((tuple(graph.tensors[t].shape), graph.tensors[t].dtype) for t in names if t)
+
     key = (id(estimator), graph.name, tuple((n.op_type, tuple(n.inputs), tuple(n.outputs),
+                                             shapes(n.inputs), shapes(n.outputs),
                                              tuple(sorted((k, repr(v)) for k, v in n.attrs.items())))
                                             for n in graph.nodes))
     if key not in _ESTIMATES:
@@ -62,6 +71,16 @@ def estimate_peak(graph: Graph, ctx: PassContext, exact: bool = False) -> int:
             _ESTIMATES.clear()
         _ESTIMATES[key] = int(estimator(graph)) if estimator is not None else profile(graph).peak_bytes
     return _ESTIMATES[key]
+
+
+def _slowdown(before: Graph, after: Graph, ctx: PassContext) -> float | None:
+    """after's estimated instructions over before's on the board's kernels (the face's
+    `rewrite_cost`), when the speed guard applies (--rewrites auto and a cost model given)."""
+    cost = ctx.options.rewrite_cost
+    if cost is None or (ctx.options.rewrites or "").strip() != "auto":
+        return None
+    base = cost(before)
+    return cost(after) / base if base > 0 else None
 
 
 def snapshot(graph: Graph) -> tuple[list[Node], dict, list[str]]:
@@ -100,6 +119,12 @@ def try_rewrite(key: str, graph: Graph, ctx: PassContext,
             elif check is not None and not check(graph):
                 skip(f"{len(where)} site(s), but the rewritten nodes have no C kernel for the board", key)
                 restore(graph, saved)
+            elif (slow := _slowdown(rewritten_graph(graph, saved), graph, ctx)) is not None \
+                    and slow > MAX_SLOWDOWN:
+                skip(f"{len(where)} site(s) lowering the peak ({before:,} -> {after:,} B), but the board's "
+                     f"kernels would run about {100 * (slow - 1):.0f}% more instructions (estimate); "
+                     f"--rewrites all or --rewrites {key} keeps it", key)
+                restore(graph, saved)
             else:
                 section = {"applied": len(where), "where": where, "peak_before": before,
                            "peak_after": after, "saved_bytes": before - after}
@@ -122,14 +147,17 @@ def _finish(graph: Graph, ctx: PassContext, key: str, section: dict | None) -> d
         return section
     now = estimate_peak(graph, ctx)
     first = estimate_peak(rewritten_graph(graph, start), ctx)
-    if now < first:
+    slow = _slowdown(rewritten_graph(graph, start), graph, ctx)
+    if now < first and (slow is None or slow <= MAX_SLOWDOWN):
         drop_unused_tensors(graph)
         return section
     restore(graph, start)
+    why = (f"together the memory rewrites did not lower the peak ({first:,} -> {now:,} B)" if now >= first else
+           f"together they would run about {100 * (slow - 1):.0f}% more instructions on the board's kernels "
+           f"(estimate); --rewrites all keeps them")
     for other in kept:
         ctx.report.sections.pop(other, None)
-        ctx.report.skip(f"undone: together the memory rewrites did not lower the peak ({first:,} -> "
-                        f"{now:,} B)", other)
+        ctx.report.skip(f"undone: {why}", other)
     return None
 
 

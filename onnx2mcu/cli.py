@@ -586,9 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--requant", choices=("fixed", "float"), default="fixed",
                        help="int8 requantization: fixed (TFLite's integer arithmetic, bit-exact with "
                             "TFLite Micro) or float (float32 rescale, as onnxruntime)")
-        p.add_argument("--rewrites", metavar="none|all|LIST", default="all",
+        p.add_argument("--rewrites", metavar="none|auto|all|LIST", default="auto",
                        help="memory rewrites (act_on_load, eager_accumulation, partial_conv, inplace_conv), each kept "
-                            "only where it lowers the scheduled peak; default all")
+                            "only where it lowers the scheduled peak; auto (default): and where the board's kernels "
+                            "run it at most 2%% slower (estimate); all: whatever the speed")
 
     p = sub.add_parser("inspect", help="ops, parameter bytes, MACs per op, unsupported ops")
     model_args(p)

@@ -96,3 +96,36 @@ def format_seconds(seconds: float) -> str:
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds * 1e6:.0f} us"
+
+
+# Instructions per MAC of one node by (dtype, backend), for comparing two forms of the same model
+# on one board (the memory rewrites' speed guard, graph_opt/memrw.py), not for absolute latency:
+# measured on the Cortex-M4F (QEMU mps2-an386), benchmarks/int8.md: float Conv portable 6.3-7.6
+# and arm-dsp (tiled) 2.1-2.9 per MAC on ResNet-8's 3x3 layers; int8 as INSTR_PER_MAC.
+NODE_INSTR_PER_MAC: dict[tuple[str, str], float] = {
+    ("float32", "portable"): 6.5,
+    ("float32", "arm-dsp"): 2.5,
+    ("int8", "portable"): INSTR_PER_MAC[("int8 portable", True)].instr_per_mac,
+    ("int8", "arm-dsp"): INSTR_PER_MAC[("int8 arm-dsp", True)].instr_per_mac,
+}
+
+
+def instructions_of(graph, selections: dict) -> float:
+    """Estimated instructions of one inference: each node's MACs (OpDef.macs) times the figure of
+    its dtype and of the backend of its selected kernel (`selections`: node name -> a kernel
+    selection with `.kernel.backend`, or a reason string: portable, or the Python reference)."""
+    from onnx2mcu.ir import DType
+    from onnx2mcu.ops import lookup
+
+    total = 0.0
+    for node in graph.nodes:
+        op = lookup(node.op_type, node.domain)
+        macs = int(op.macs(node, graph)) if op is not None else 0
+        if not macs:
+            continue
+        chosen = selections.get(node.name)
+        backend = getattr(getattr(chosen, "kernel", None), "backend", "portable")
+        first = next((graph.tensors[n] for n in list(node.inputs) + list(node.outputs) if n), None)
+        dtype = "int8" if first is not None and first.dtype in (DType.INT8, DType.UINT8) else "float32"
+        total += macs * NODE_INSTR_PER_MAC.get((dtype, backend), NODE_INSTR_PER_MAC[(dtype, "portable")])
+    return total

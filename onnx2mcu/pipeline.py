@@ -45,7 +45,9 @@ class Options:
     tile: str = "auto"  # --tile auto | none
     binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
-    rewrites: str = "all"  # --rewrites none | all | LIST: memory rewrites, each kept only if it lowers the peak
+    # --rewrites none | auto | all | LIST: memory rewrites, each kept only if it lowers the peak (auto:
+    # and does not raise the board's estimated instructions by more than 2%)
+    rewrites: str = "auto"
     # the target
     board: str | Board = "host"  # --board
     stack_bytes: int = DEFAULT_STACK_BYTES
@@ -151,7 +153,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             exact_peak_estimator=exact_estimator,
             # a compile, or a simulate for a board, keeps only rewrites the board's C can run:
             # both then plan the same graph (docs/ARCHITECTURE.md, memory model and budget)
-            rewrite_check=_c_check(board) if options.output is not None or not board.is_host else None))
+            rewrite_check=_c_check(board) if options.output is not None or not board.is_host else None,
+            rewrite_cost=_instruction_estimate(board)))
         hits = estimator.deadline_hits + exact_estimator.deadline_hits  # type: ignore[attr-defined]
         if hits:
             result.optimization.setdefault("optimize_notes", []).append(
@@ -267,6 +270,18 @@ def _peak_estimator(options: Options, exact: bool = False) -> Callable[[Graph], 
             estimate.deadline_hits += 1  # type: ignore[attr-defined]
         return outcome.peak
     estimate.deadline_hits = 0  # type: ignore[attr-defined]
+    return estimate
+
+
+def _instruction_estimate(board: Board) -> Callable[[Graph], float]:
+    """Estimated instructions of a graph on the board's kernels (onnx2mcu.latency's per-backend
+    figures): what the memory rewrites' speed guard compares (a fused kernel that only has a
+    portable form can be slower than the board's fast kernels it replaces)."""
+    def estimate(graph: Graph) -> float:
+        from onnx2mcu.codegen.kernels import c_support
+        from onnx2mcu.latency import instructions_of
+
+        return instructions_of(graph, c_support(graph, board, tolerant=True))
     return estimate
 
 

@@ -347,4 +347,29 @@ def test_cli_flag_reaches_the_options():
     from onnx2mcu.cli import pipeline_options
 
     assert pipeline_options(argparse.Namespace(rewrites="none")).rewrites == "none"
-    assert pipeline_options(argparse.Namespace()).rewrites == "all"
+    assert pipeline_options(argparse.Namespace()).rewrites == "auto"
+
+
+KWS_FLOAT = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mlperf_tiny" / "kws_ref_model_float32.onnx"
+
+
+@pytest.mark.shared
+def test_auto_refuses_a_rewrite_that_slows_the_board_and_all_keeps_it():
+    """--rewrites auto (the default) keeps a memory rewrite only if the board's estimated
+    instructions rise by at most 2%: on KWS (float) for mps2-an386 the ReLUs applied on load and
+    the in-place convs would halve the peak but move the pointwise and depthwise convs from the
+    board's tiled kernels to portable fused ones (QEMU: 9.5 M -> 14.7 M instructions), so auto
+    declines them and says why; --rewrites all keeps them."""
+    if not KWS_FLOAT.exists():
+        pytest.skip(f"{KWS_FLOAT} is absent")
+    from onnx2mcu.pipeline import Options, run as run_pipeline
+
+    def plan(rewrites: str):
+        return run_pipeline(str(KWS_FLOAT), Options(board="mps2-an386", rewrites=rewrites, scheduler="greedy",
+                                                   stop_after="schedule"))
+
+    auto, everything = plan("auto"), plan("all")
+    assert everything.schedule.peak_bytes < 0.6 * auto.schedule.peak_bytes
+    why = auto.optimization["not_applied"]["act_on_load"]
+    assert "more instructions (estimate)" in why and "--rewrites all" in why, why
+    assert "act_on_load" in everything.optimization and "act_on_load" not in everything.optimization["not_applied"]
