@@ -572,8 +572,8 @@ static int32_t o2m_dw_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *xc
     return acc;
 }
 
-void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
-                                 int8_t *y, int8_t *scratch)
+/* The per-plane form without a ring (planes too wide for the stack buffer). */
+static void o2m_dw_wide(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
 {
     const o2m_dsp_requant *r = &p->requant;
     const int32_t mult = p->c_out / p->c_in;
@@ -591,7 +591,6 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     const int32_t pairs = kh_n == 3 && p->k_w == 3 && sw == 1;
     int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2];
     int32_t b, oc, oh, ow, i, j;
-    (void)scratch;
     ow_hi = ow_hi < p->w_out ? ow_hi : p->w_out;
     oh_hi = oh_hi < p->h_out ? oh_hi : p->h_out;
     if (ow_lo > ow_hi) {
@@ -688,27 +687,330 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     }
 }
 
+/* The padded-row form.  Every input row a window reads is copied once (per output channel)
+ * into a ring of k_h rows of `pw` bytes: [pad_value x pad_left][the row][pad_value ...];
+ * kernel rows above or below the input read a row of pad_value.  Every tap then reads a
+ * byte of its own: an input value or the zero point (whose product is cancelled by the
+ * folded bias, as the portable kernel's skipped tap), so every output takes the same
+ * straight loop with no border test; the word loads' bytes past the last tap are pad bytes
+ * times zero weights.  The ring lives on the stack (O2M_DSP_DW_ROWS bytes); planes too wide
+ * for it take o2m_dw_wide.  Sums per output row go to an int32 run, then requantized by a
+ * loop holding the channel's constants in registers. */
+#define O2M_DSP_DW_ROWS 1024
+#define O2M_DSP_DW_SPAN 64
+
+typedef struct {
+    int32_t mult, left, right, mask, off, lo, hi;
+} o2m_dw_rq;
+
+typedef struct {
+    const o2m_conv2d_s8_dsp_params *p;
+    int8_t *ring; /* k_h rows of pw bytes, then the pad row */
+    int32_t pw;
+} o2m_dw_ctx;
+
+static inline void o2m_dw_copy(int8_t *d, const int8_t *s, int32_t n)
+{
+    for (; n >= 4; n -= 4, d += 4, s += 4) {
+        o2m_st32(d, o2m_ld32(s));
+    }
+    for (; n > 0; --n) {
+        *d++ = *s++;
+    }
+}
+
+/* o2m_dsp_out over a run of sums (the same arithmetic, the constants in locals). */
+static O2M_DSP_NOINLINE void o2m_dw_requant(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
+{
+    const int32_t mult = q->mult, left = q->left, right = q->right, mask = q->mask, half = q->mask >> 1;
+    const int32_t off = q->off, lo = q->lo, hi = q->hi;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        int32_t v = (int32_t)((uint32_t)acc[i] << left);
+        int32_t rem, threshold;
+        v = (int32_t)(((int64_t)v * mult + ((int64_t)1 << 30)) >> 31);
+        rem = v & mask;
+        threshold = half + (int32_t)((uint32_t)v >> 31);
+        v = (v >> right) + (rem > threshold ? 1 : 0);
+        v += off;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        y[i] = (int8_t)v;
+    }
+}
+
+/* 3x3 stride 1: two outputs per step, x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3);
+ * wt = [w0 w2][w1 0] per kernel row. */
+static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int32_t *wt,
+                                        int32_t bias, int32_t n, int32_t *acc)
+{
+    const int32_t e0 = wt[0], m0 = wt[1], e1 = wt[2], m1 = wt[3], e2 = wt[4], m2 = wt[5];
+    for (; n >= 2; n -= 2, r0 += 2, r1 += 2, r2 += 2, acc += 2) {
+        int32_t a0 = bias, a1 = bias, ev, od;
+        uint32_t v;
+        v = o2m_ld32(r0);
+        ev = o2m_sxtb16(v);
+        od = o2m_sxtb16_r8(v);
+        a0 = o2m_smlad(ev, e0, a0);
+        a0 = o2m_smlabb(od, m0, a0);
+        a1 = o2m_smlad(od, e0, a1);
+        a1 = o2m_smlatb(ev, m0, a1);
+        v = o2m_ld32(r1);
+        ev = o2m_sxtb16(v);
+        od = o2m_sxtb16_r8(v);
+        a0 = o2m_smlad(ev, e1, a0);
+        a0 = o2m_smlabb(od, m1, a0);
+        a1 = o2m_smlad(od, e1, a1);
+        a1 = o2m_smlatb(ev, m1, a1);
+        v = o2m_ld32(r2);
+        ev = o2m_sxtb16(v);
+        od = o2m_sxtb16_r8(v);
+        a0 = o2m_smlad(ev, e2, a0);
+        a0 = o2m_smlabb(od, m2, a0);
+        a1 = o2m_smlad(od, e2, a1);
+        a1 = o2m_smlatb(ev, m2, a1);
+        acc[0] = a0;
+        acc[1] = a1;
+    }
+    if (n > 0) {
+        int32_t a = bias;
+        uint32_t v = o2m_ld32(r0);
+        a = o2m_smlad(o2m_sxtb16(v), e0, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m0, a);
+        v = o2m_ld32(r1);
+        a = o2m_smlad(o2m_sxtb16(v), e1, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m1, a);
+        v = o2m_ld32(r2);
+        a = o2m_smlad(o2m_sxtb16(v), e2, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
+        acc[0] = a;
+    }
+}
+
+/* 3x3 stride 2: one word per kernel row and output. */
+static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int32_t *wt,
+                                        int32_t bias, int32_t n, int32_t *acc)
+{
+    const int32_t e0 = wt[0], m0 = wt[1], e1 = wt[2], m1 = wt[3], e2 = wt[4], m2 = wt[5];
+    for (; n > 0; --n, r0 += 2, r1 += 2, r2 += 2, ++acc) {
+        int32_t a = bias;
+        uint32_t v = o2m_ld32(r0);
+        a = o2m_smlad(o2m_sxtb16(v), e0, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m0, a);
+        v = o2m_ld32(r1);
+        a = o2m_smlad(o2m_sxtb16(v), e1, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m1, a);
+        v = o2m_ld32(r2);
+        a = o2m_smlad(o2m_sxtb16(v), e2, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
+        *acc = a;
+    }
+}
+
+/* Any k_w <= 8, any stride: one kernel row at a time over the run (its weights in
+ * registers), one or two words per output. */
+static O2M_DSP_NOINLINE void o2m_dw_row(const int8_t *r, int32_t sw, int32_t chunks, const int32_t *we,
+                                        const int32_t *wo, int32_t n, int32_t *acc)
+{
+    const int32_t e0 = we[0], m0 = wo[0];
+    if (chunks == 1) {
+        for (; n > 0; --n, r += sw, ++acc) {
+            const uint32_t v = o2m_ld32(r);
+            int32_t a = *acc;
+            a = o2m_smlad(o2m_sxtb16(v), e0, a);
+            a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            *acc = a;
+        }
+    } else {
+        const int32_t e1 = we[1], m1 = wo[1];
+        for (; n > 0; --n, r += sw, ++acc) {
+            const uint32_t v = o2m_ld32(r), u = o2m_ld32(r + 4);
+            int32_t a = *acc;
+            a = o2m_smlad(o2m_sxtb16(v), e0, a);
+            a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            a = o2m_smlad(o2m_sxtb16(u), e1, a);
+            a = o2m_smlad(o2m_sxtb16_r8(u), m1, a);
+            *acc = a;
+        }
+    }
+}
+
+/* Bytes of one ring row: the padded input row, and every byte a word load reads. */
+static int32_t o2m_dw_ring_width(const o2m_conv2d_s8_dsp_params *p)
+{
+    const int32_t chunks = p->k_w <= 4 ? 1 : 2;
+    const int32_t have = p->pad_left + p->w_in;
+    int32_t need = (p->w_out - 1) * p->stride_w + 4 * chunks;
+    need = need > have ? need : have;
+    return (need + 3) & ~3;
+}
+
+/* One output plane (channel oc, input plane xc) into yc. */
+static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, const int8_t *wc, int8_t *yc)
+{
+    const o2m_conv2d_s8_dsp_params *p = c->p;
+    const o2m_dsp_requant *r = &p->requant;
+    const int32_t kh_n = p->k_h, kw_n = p->k_w, sw = p->stride_w, pw = c->pw;
+    const int32_t chunks = kw_n <= 4 ? 1 : 2;
+    const int32_t bias = p->bias[oc];
+    const int32_t form = kh_n == 3 && kw_n == 3 ? (sw == 1 ? 1 : sw == 2 ? 2 : 0) : 0;
+    const int8_t *pad_row = c->ring + kh_n * pw;
+    const int8_t *rows[O2M_DSP_DW_MAX_K];
+    int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[6];
+    int32_t acc[O2M_DSP_DW_SPAN];
+    int32_t next = 0, oh, ow0, i, j;
+    o2m_dw_rq q;
+    {
+        o2m_dsp_rq rq;
+        o2m_dsp_rq_load(r, oc, &rq);
+        q.mult = rq.mult;
+        q.left = rq.left;
+        q.right = rq.right;
+        q.mask = rq.mask;
+        q.off = r->output_offset;
+        q.lo = r->act_min;
+        q.hi = r->act_max;
+    }
+    if (form != 0) {
+        for (i = 0; i < 3; ++i) {
+            w3[2 * i] = o2m_pack16(wc[3 * i], wc[3 * i + 2]);
+            w3[2 * i + 1] = o2m_pack16(wc[3 * i + 1], 0);
+        }
+    } else {
+        for (i = 0; i < kh_n; ++i) {
+            for (j = 0; j < chunks; ++j) {
+                int32_t t[4], m;
+                for (m = 0; m < 4; ++m) {
+                    const int32_t kw = 4 * j + m;
+                    t[m] = kw < kw_n ? wc[i * kw_n + kw] : 0;
+                }
+                we[i][j] = o2m_pack16(t[0], t[2]);
+                wo[i][j] = o2m_pack16(t[1], t[3]);
+            }
+        }
+    }
+    for (oh = 0; oh < p->h_out; ++oh) {
+        const int32_t ih0 = oh * p->stride_h - p->pad_top;
+        const int32_t end = ih0 + kh_n < p->h_in ? ih0 + kh_n : p->h_in;
+        int8_t *yr = yc + oh * p->w_out;
+        if (next < ih0) {
+            next = ih0; /* rows no window reads (stride > k_h) */
+        }
+        for (; next < end; ++next) {
+            o2m_dw_copy(c->ring + (next % kh_n) * pw + p->pad_left, xc + next * p->w_in, p->w_in);
+        }
+        for (i = 0; i < kh_n; ++i) {
+            const int32_t ih = ih0 + i;
+            rows[i] = ih < 0 || ih >= p->h_in ? pad_row : c->ring + (ih % kh_n) * pw;
+        }
+        for (ow0 = 0; ow0 < p->w_out; ow0 += O2M_DSP_DW_SPAN) {
+            const int32_t n = p->w_out - ow0 < O2M_DSP_DW_SPAN ? p->w_out - ow0 : O2M_DSP_DW_SPAN;
+            const int32_t at = ow0 * sw;
+            if (form == 1) {
+                o2m_dw3_s1(rows[0] + at, rows[1] + at, rows[2] + at, w3, bias, n, acc);
+            } else if (form == 2) {
+                o2m_dw3_s2(rows[0] + at, rows[1] + at, rows[2] + at, w3, bias, n, acc);
+            } else {
+                for (j = 0; j < n; ++j) {
+                    acc[j] = bias;
+                }
+                for (i = 0; i < kh_n; ++i) {
+                    o2m_dw_row(rows[i] + at, sw, chunks, we[i], wo[i], n, acc);
+                }
+            }
+            o2m_dw_requant(acc, n, yr + ow0, &q);
+        }
+    }
+}
+
+/* The ring for p in buf (O2M_DSP_DW_ROWS bytes): 0 if it does not fit. */
+static int32_t o2m_dw_ring(const o2m_conv2d_s8_dsp_params *p, int8_t *buf, o2m_dw_ctx *c)
+{
+    c->p = p;
+    c->ring = buf;
+    c->pw = o2m_dw_ring_width(p);
+    if ((p->k_h + 1) * c->pw > O2M_DSP_DW_ROWS) {
+        return 0;
+    }
+    memset(buf, (int)(int8_t)p->pad_value, (size_t)((p->k_h + 1) * c->pw));
+    return 1;
+}
+
+void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
+                                 int8_t *y, int8_t *scratch)
+{
+    uint32_t words[O2M_DSP_DW_ROWS / 4];
+    const int32_t mult = p->c_out / p->c_in;
+    const int32_t plane_in = p->h_in * p->w_in, plane = p->h_out * p->w_out;
+    o2m_dw_ctx c;
+    int32_t b, oc;
+    (void)scratch;
+    if (!o2m_dw_ring(p, (int8_t *)words, &c)) {
+        o2m_dw_wide(p, x, w, y);
+        return;
+    }
+    for (b = 0; b < p->n; ++b) {
+        for (oc = 0; oc < p->c_out; ++oc) {
+            o2m_dw_plane(&c, x + (b * p->c_in + oc / mult) * plane_in, oc, w + oc * p->k_h * p->k_w,
+                         y + (b * p->c_out + oc) * plane);
+        }
+    }
+}
+
+/* Whether output row oh may be written as soon as it is computed, over the plane's own
+ * input: its bytes end at or before the first input row not yet copied to the ring. */
+static int32_t o2m_dw_rows_behind(const o2m_conv2d_s8_dsp_params *p)
+{
+    int32_t oh;
+    for (oh = 0; oh < p->h_out; ++oh) {
+        int32_t end = oh * p->stride_h - p->pad_top + p->k_h;
+        end = end < p->h_in ? end : p->h_in;
+        if ((int64_t)(oh + 1) * p->w_out > (int64_t)end * p->w_in) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void o2m_depthwise_conv2d_s8_dsp_inplace(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                          int8_t *y, int8_t *scratch)
 {
+    uint32_t words[O2M_DSP_DW_ROWS / 4];
     const int32_t plane_in = p->h_in * p->w_in;
     const int32_t plane = p->h_out * p->w_out;
-    o2m_conv2d_s8_dsp_params one = *p;
+    o2m_dw_ctx c;
     int32_t k;
-    one.n = 1;
-    one.c_in = 1;
-    one.c_out = 1;
-    for (k = 0; k < p->n * p->c_in; ++k) {
-        const int32_t c = k % p->c_in;
-        one.bias = p->bias + c;
-        one.raw_bias = p->raw_bias != NULL ? p->raw_bias + c : NULL;
-        if (p->requant.per_channel) {
-            one.requant.multipliers = p->requant.multipliers + c;
-            one.requant.shifts = p->requant.shifts + c;
+    if (o2m_dw_ring(p, (int8_t *)words, &c)) {
+        const int32_t behind = o2m_dw_rows_behind(p);
+        for (k = 0; k < p->n * p->c_in; ++k) {
+            const int32_t ch = k % p->c_in;
+            if (behind) {
+                /* bytes before the plane's uncopied rows: earlier planes, or rows copied */
+                o2m_dw_plane(&c, x + k * plane_in, ch, w + ch * p->k_h * p->k_w, y + k * plane);
+            } else {
+                o2m_dw_plane(&c, x + k * plane_in, ch, w + ch * p->k_h * p->k_w, scratch);
+                /* bytes [k*plane, (k+1)*plane) lie inside input planes <= k: all read by now */
+                memcpy(y + k * plane, scratch, (size_t)plane);
+            }
         }
-        o2m_depthwise_conv2d_s8_dsp(&one, x + k * plane_in, w + c * p->k_h * p->k_w, scratch, NULL);
-        /* bytes [k*plane, (k+1)*plane) lie inside input planes <= k: all read by now */
-        memcpy(y + k * plane, scratch, (size_t)plane);
+        return;
+    }
+    {
+        o2m_conv2d_s8_dsp_params one = *p;
+        one.n = 1;
+        one.c_in = 1;
+        one.c_out = 1;
+        for (k = 0; k < p->n * p->c_in; ++k) {
+            const int32_t ch = k % p->c_in;
+            one.bias = p->bias + ch;
+            one.raw_bias = p->raw_bias != NULL ? p->raw_bias + ch : NULL;
+            if (p->requant.per_channel) {
+                one.requant.multipliers = p->requant.multipliers + ch;
+                one.requant.shifts = p->requant.shifts + ch;
+            }
+            o2m_dw_wide(&one, x + k * plane_in, w + ch * p->k_h * p->k_w, scratch);
+            memcpy(y + k * plane, scratch, (size_t)plane);
+        }
     }
 }
 
