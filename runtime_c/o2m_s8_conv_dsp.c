@@ -700,13 +700,14 @@ static void o2m_dw_wide(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, cons
 #define O2M_DSP_DW_SPAN 64
 
 typedef struct {
-    int32_t mult, left, right, mask, off, lo, hi;
+    int32_t mult, left, right, mask, off, lo, hi, bias;
 } o2m_dw_rq;
 
 typedef struct {
     const o2m_conv2d_s8_dsp_params *p;
-    int8_t *ring; /* k_h rows of pw bytes, then the pad row */
+    int8_t *ring; /* k_h rows of pw bytes, then the pad row; or the whole padded plane */
     int32_t pw;
+    int32_t whole; /* rows of the whole padded plane, or 0: the ring */
 } o2m_dw_ctx;
 
 static inline void o2m_dw_copy(int8_t *d, const int8_t *s, int32_t n)
@@ -722,11 +723,11 @@ static inline void o2m_dw_copy(int8_t *d, const int8_t *s, int32_t n)
 /* o2m_dsp_out over a run of sums (the same arithmetic, the constants in locals). */
 static O2M_DSP_NOINLINE void o2m_dw_requant(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
 {
-    const int32_t mult = q->mult, left = q->left, right = q->right, mask = q->mask, half = q->mask >> 1;
+    const int32_t bias = q->bias, mult = q->mult, left = q->left, right = q->right, mask = q->mask, half = q->mask >> 1;
     const int32_t off = q->off, lo = q->lo, hi = q->hi;
     int32_t i;
     for (i = 0; i < n; ++i) {
-        int32_t v = (int32_t)((uint32_t)acc[i] << left);
+        int32_t v = (int32_t)(((uint32_t)acc[i] + (uint32_t)bias) << left);
         int32_t rem, threshold;
         v = (int32_t)(((int64_t)v * mult + ((int64_t)1 << 30)) >> 31);
         rem = v & mask;
@@ -739,29 +740,110 @@ static O2M_DSP_NOINLINE void o2m_dw_requant(const int32_t *acc, int32_t n, int8_
     }
 }
 
-/* 3x3 stride 1: two outputs per step, x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3);
- * wt = [w0 w2][w1 0] per kernel row. */
-static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int32_t *wt,
-                                        int32_t bias, int32_t n, int32_t *acc)
+/* Depthwise-only instructions: SMUAD, SMLABT, SMLATT, and the high word of
+ * acc * mult + k - [acc < 0] * 2^31 (SMLAL, then the correction as one ADDS / ADC pair). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline int32_t o2m_dw_smuad(int32_t a, int32_t b)
 {
-    const int32_t e0 = wt[0], m0 = wt[1], e1 = wt[2], m1 = wt[3], e2 = wt[4], m2 = wt[5];
-    for (; n >= 2; n -= 2, r0 += 2, r1 += 2, r2 += 2, acc += 2) {
-        int32_t a0 = bias, a1 = bias, ev, od;
+    return __smuad(a, b);
+}
+
+static inline int32_t o2m_dw_smlabt(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlabt(a, b, acc);
+}
+
+static inline int32_t o2m_dw_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlatt(a, b, acc);
+}
+
+static inline int32_t o2m_dw_rq_hi(int32_t a, int32_t mult, uint32_t klo, int32_t khi)
+{
+    uint32_t lo = klo;
+    int32_t hi = khi;
+    const int32_t t = a >> 31;
+    __asm__("smlal %0, %1, %2, %3\n\t"
+            "adds %0, %0, %4, lsl #31\n\t"
+            "adc %1, %1, %4"
+            : "+&r"(lo), "+&r"(hi)
+            : "r"(a), "r"(mult), "r"(t)
+            : "cc");
+    return hi;
+}
+#else
+static inline int32_t o2m_dw_smuad(int32_t a, int32_t b)
+{
+    return o2m_smlad(a, b, 0);
+}
+
+static inline int32_t o2m_dw_smlabt(int32_t a, int32_t b, int32_t acc)
+{
+    return o2m_smlabb(a, (int32_t)((uint32_t)b >> 16), acc);
+}
+
+static inline int32_t o2m_dw_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return o2m_smlatb(a, (int32_t)((uint32_t)b >> 16), acc);
+}
+
+static inline int32_t o2m_dw_rq_hi(int32_t a, int32_t mult, uint32_t klo, int32_t khi)
+{
+    const int64_t k = (int64_t)(((uint64_t)(uint32_t)khi << 32) | klo);
+    const int64_t u = (int64_t)a * mult + k - (a < 0 ? ((int64_t)1 << 31) : 0);
+    return (int32_t)(u >> 32);
+}
+#endif
+
+/* The same for right shifts r >= 1 and multipliers > 0 (every channel of a TFLite model but
+ * left shifts): TFLite's two roundings in one, hi32(acc * mult + 2^30 + 2^(r+30) - s * 2^31)
+ * >> (r - 1) with s = [acc < 0].  Why: with u = acc * mult + 2^30, srdhm is v = floor(u / 2^31)
+ * and the rounding divide is floor((v + 2^(r-1) - [v < 0]) / 2^r); floors nest, so this is
+ * floor((u + (2^(r-1) - [v < 0]) * 2^31) / 2^(31+r)), the shift by 31 + r >= 32 a high word
+ * shifted by r - 1.  [v < 0] and [acc < 0] differ only where v == 0 (-2^30 <= acc * mult < 0),
+ * where both give 0 since 2^(r-1) - 1 < 2^r.  No int64 overflow: |acc * mult| < 2^62. */
+static O2M_DSP_NOINLINE void o2m_dw_requant_r(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
+{
+    const int32_t bias = q->bias, mult = q->mult, sh = q->right - 1, off = q->off, lo = q->lo, hi = q->hi;
+    const uint64_t k = ((uint64_t)1 << 30) + ((uint64_t)1 << (q->right + 30));
+    const uint32_t klo = (uint32_t)k;
+    const int32_t khi = (int32_t)(k >> 32);
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
+        int32_t v = (o2m_dw_rq_hi(a, mult, klo, khi) >> sh) + off;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        y[i] = (int8_t)v;
+    }
+}
+
+/* 3x3 stride 1: two outputs per step, x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3);
+ * wt = [w00 w02] [w10 w12] [w20 w22] [w01 w11] [w21 0]; sums without the bias. */
+static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *row, int32_t d1, int32_t d2, int32_t step, int32_t rows,
+                                        int32_t n, const int32_t *wt, int32_t *acc)
+{
+    const int32_t e0 = wt[0], e1 = wt[1], e2 = wt[2], m01 = wt[3], m2 = wt[4];
+    for (; rows > 0; --rows, row += step) {
+    const int8_t *r0 = row, *r1 = row + d1, *r2 = row + d2;
+    int32_t *const end = acc + (n & ~1);
+    for (; acc != end; r0 += 2, r1 += 2, r2 += 2, acc += 2) {
+        int32_t a0, a1, ev, od;
         uint32_t v;
         v = o2m_ld32(r0);
         ev = o2m_sxtb16(v);
         od = o2m_sxtb16_r8(v);
-        a0 = o2m_smlad(ev, e0, a0);
-        a0 = o2m_smlabb(od, m0, a0);
-        a1 = o2m_smlad(od, e0, a1);
-        a1 = o2m_smlatb(ev, m0, a1);
+        a0 = o2m_dw_smuad(ev, e0);
+        a0 = o2m_smlabb(od, m01, a0);
+        a1 = o2m_dw_smuad(od, e0);
+        a1 = o2m_smlatb(ev, m01, a1);
         v = o2m_ld32(r1);
         ev = o2m_sxtb16(v);
         od = o2m_sxtb16_r8(v);
         a0 = o2m_smlad(ev, e1, a0);
-        a0 = o2m_smlabb(od, m1, a0);
+        a0 = o2m_dw_smlabt(od, m01, a0);
         a1 = o2m_smlad(od, e1, a1);
-        a1 = o2m_smlatb(ev, m1, a1);
+        a1 = o2m_dw_smlatt(ev, m01, a1);
         v = o2m_ld32(r2);
         ev = o2m_sxtb16(v);
         od = o2m_sxtb16_r8(v);
@@ -772,38 +854,43 @@ static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *r0, const int8_t *r1, cons
         acc[0] = a0;
         acc[1] = a1;
     }
-    if (n > 0) {
-        int32_t a = bias;
+    if (n & 1) {
+        int32_t a;
         uint32_t v = o2m_ld32(r0);
-        a = o2m_smlad(o2m_sxtb16(v), e0, a);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m0, a);
+        a = o2m_dw_smuad(o2m_sxtb16(v), e0);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
         v = o2m_ld32(r1);
         a = o2m_smlad(o2m_sxtb16(v), e1, a);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m1, a);
+        a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
         v = o2m_ld32(r2);
         a = o2m_smlad(o2m_sxtb16(v), e2, a);
         a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
-        acc[0] = a;
+        *acc++ = a;
+    }
     }
 }
 
-/* 3x3 stride 2: one word per kernel row and output. */
-static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *r0, const int8_t *r1, const int8_t *r2, const int32_t *wt,
-                                        int32_t bias, int32_t n, int32_t *acc)
+/* 3x3 stride 2: one word per kernel row and output (wt as above). */
+static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *row, int32_t d1, int32_t d2, int32_t step, int32_t rows,
+                                        int32_t n, const int32_t *wt, int32_t *acc)
 {
-    const int32_t e0 = wt[0], m0 = wt[1], e1 = wt[2], m1 = wt[3], e2 = wt[4], m2 = wt[5];
-    for (; n > 0; --n, r0 += 2, r1 += 2, r2 += 2, ++acc) {
-        int32_t a = bias;
+    const int32_t e0 = wt[0], e1 = wt[1], e2 = wt[2], m01 = wt[3], m2 = wt[4];
+    for (; rows > 0; --rows, row += step) {
+    const int8_t *r0 = row, *r1 = row + d1, *r2 = row + d2;
+    int32_t *const end = acc + n;
+    for (; acc != end; r0 += 2, r1 += 2, r2 += 2, ++acc) {
+        int32_t a;
         uint32_t v = o2m_ld32(r0);
-        a = o2m_smlad(o2m_sxtb16(v), e0, a);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m0, a);
+        a = o2m_dw_smuad(o2m_sxtb16(v), e0);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
         v = o2m_ld32(r1);
         a = o2m_smlad(o2m_sxtb16(v), e1, a);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m1, a);
+        a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
         v = o2m_ld32(r2);
         a = o2m_smlad(o2m_sxtb16(v), e2, a);
         a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
         *acc = a;
+    }
     }
 }
 
@@ -850,15 +937,14 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
 {
     const o2m_conv2d_s8_dsp_params *p = c->p;
     const o2m_dsp_requant *r = &p->requant;
-    const int32_t kh_n = p->k_h, kw_n = p->k_w, sw = p->stride_w, pw = c->pw;
+    const int32_t kh_n = p->k_h, kw_n = p->k_w, sw = p->stride_w, pw = c->pw, w_out = p->w_out;
     const int32_t chunks = kw_n <= 4 ? 1 : 2;
-    const int32_t bias = p->bias[oc];
     const int32_t form = kh_n == 3 && kw_n == 3 ? (sw == 1 ? 1 : sw == 2 ? 2 : 0) : 0;
     const int8_t *pad_row = c->ring + kh_n * pw;
     const int8_t *rows[O2M_DSP_DW_MAX_K];
-    int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[6];
+    int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[5];
     int32_t acc[O2M_DSP_DW_SPAN];
-    int32_t next = 0, oh, ow0, i, j;
+    int32_t next = 0, oh, ow0, i, j, fast_rq;
     o2m_dw_rq q;
     {
         o2m_dsp_rq rq;
@@ -870,12 +956,15 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
         q.off = r->output_offset;
         q.lo = r->act_min;
         q.hi = r->act_max;
+        q.bias = p->bias[oc];
     }
+    fast_rq = q.right >= 1 && q.mult > 0;
     if (form != 0) {
         for (i = 0; i < 3; ++i) {
-            w3[2 * i] = o2m_pack16(wc[3 * i], wc[3 * i + 2]);
-            w3[2 * i + 1] = o2m_pack16(wc[3 * i + 1], 0);
+            w3[i] = o2m_pack16(wc[3 * i], wc[3 * i + 2]);
         }
+        w3[3] = o2m_pack16(wc[1], wc[4]);
+        w3[4] = o2m_pack16(wc[7], 0);
     } else {
         for (i = 0; i < kh_n; ++i) {
             for (j = 0; j < chunks; ++j) {
@@ -889,10 +978,42 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
             }
         }
     }
+    if (c->whole) {
+        /* the whole padded plane: row ih at ring + (pad_top + ih) * pw; runs of whole rows */
+        const int32_t per = O2M_DSP_DW_SPAN / w_out, step = p->stride_h * pw;
+        const int32_t last = c->whole - p->pad_top < p->h_in ? c->whole - p->pad_top : p->h_in;
+        for (i = 0; i < last; ++i) {
+            o2m_dw_copy(c->ring + (p->pad_top + i) * pw + p->pad_left, xc + i * p->w_in, p->w_in);
+        }
+        for (oh = 0; oh < p->h_out; oh += per) {
+            const int32_t nr = p->h_out - oh < per ? p->h_out - oh : per;
+            const int8_t *base = c->ring + oh * step;
+            if (form == 1) {
+                o2m_dw3_s1(base, pw, 2 * pw, step, nr, w_out, w3, acc);
+            } else if (form == 2) {
+                o2m_dw3_s2(base, pw, 2 * pw, step, nr, w_out, w3, acc);
+            } else {
+                for (j = 0; j < nr * w_out; ++j) {
+                    acc[j] = 0;
+                }
+                for (j = 0; j < nr; ++j) {
+                    for (i = 0; i < kh_n; ++i) {
+                        o2m_dw_row(base + j * step + i * pw, sw, chunks, we[i], wo[i], w_out, acc + j * w_out);
+                    }
+                }
+            }
+            if (fast_rq) {
+                o2m_dw_requant_r(acc, nr * w_out, yc + oh * w_out, &q);
+            } else {
+                o2m_dw_requant(acc, nr * w_out, yc + oh * w_out, &q);
+            }
+        }
+        return;
+    }
     for (oh = 0; oh < p->h_out; ++oh) {
         const int32_t ih0 = oh * p->stride_h - p->pad_top;
         const int32_t end = ih0 + kh_n < p->h_in ? ih0 + kh_n : p->h_in;
-        int8_t *yr = yc + oh * p->w_out;
+        int8_t *yr = yc + oh * w_out;
         if (next < ih0) {
             next = ih0; /* rows no window reads (stride > k_h) */
         }
@@ -903,22 +1024,28 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
             const int32_t ih = ih0 + i;
             rows[i] = ih < 0 || ih >= p->h_in ? pad_row : c->ring + (ih % kh_n) * pw;
         }
-        for (ow0 = 0; ow0 < p->w_out; ow0 += O2M_DSP_DW_SPAN) {
-            const int32_t n = p->w_out - ow0 < O2M_DSP_DW_SPAN ? p->w_out - ow0 : O2M_DSP_DW_SPAN;
+        for (ow0 = 0; ow0 < w_out; ow0 += O2M_DSP_DW_SPAN) {
+            const int32_t n = w_out - ow0 < O2M_DSP_DW_SPAN ? w_out - ow0 : O2M_DSP_DW_SPAN;
             const int32_t at = ow0 * sw;
             if (form == 1) {
-                o2m_dw3_s1(rows[0] + at, rows[1] + at, rows[2] + at, w3, bias, n, acc);
+                o2m_dw3_s1(rows[0] + at, (int32_t)(rows[1] - rows[0]), (int32_t)(rows[2] - rows[0]), 0, 1, n, w3,
+                           acc);
             } else if (form == 2) {
-                o2m_dw3_s2(rows[0] + at, rows[1] + at, rows[2] + at, w3, bias, n, acc);
+                o2m_dw3_s2(rows[0] + at, (int32_t)(rows[1] - rows[0]), (int32_t)(rows[2] - rows[0]), 0, 1, n, w3,
+                           acc);
             } else {
                 for (j = 0; j < n; ++j) {
-                    acc[j] = bias;
+                    acc[j] = 0;
                 }
                 for (i = 0; i < kh_n; ++i) {
                     o2m_dw_row(rows[i] + at, sw, chunks, we[i], wo[i], n, acc);
                 }
             }
-            o2m_dw_requant(acc, n, yr + ow0, &q);
+            if (fast_rq) {
+                o2m_dw_requant_r(acc, n, yr + ow0, &q);
+            } else {
+                o2m_dw_requant(acc, n, yr + ow0, &q);
+            }
         }
     }
 }
@@ -929,10 +1056,14 @@ static int32_t o2m_dw_ring(const o2m_conv2d_s8_dsp_params *p, int8_t *buf, o2m_d
     c->p = p;
     c->ring = buf;
     c->pw = o2m_dw_ring_width(p);
-    if ((p->k_h + 1) * c->pw > O2M_DSP_DW_ROWS) {
-        return 0;
+    c->whole = (p->h_out - 1) * p->stride_h + p->k_h;
+    if (c->whole * c->pw > O2M_DSP_DW_ROWS || p->w_out > O2M_DSP_DW_SPAN) {
+        c->whole = 0;
+        if ((p->k_h + 1) * c->pw > O2M_DSP_DW_ROWS) {
+            return 0;
+        }
     }
-    memset(buf, (int)(int8_t)p->pad_value, (size_t)((p->k_h + 1) * c->pw));
+    memset(buf, (int)(int8_t)p->pad_value, (size_t)((c->whole ? c->whole : p->k_h + 1) * c->pw));
     return 1;
 }
 
@@ -981,7 +1112,7 @@ void o2m_depthwise_conv2d_s8_dsp_inplace(const o2m_conv2d_s8_dsp_params *p, cons
     o2m_dw_ctx c;
     int32_t k;
     if (o2m_dw_ring(p, (int8_t *)words, &c)) {
-        const int32_t behind = o2m_dw_rows_behind(p);
+        const int32_t behind = c.whole || o2m_dw_rows_behind(p); /* whole: copied before written */
         for (k = 0; k < p->n * p->c_in; ++k) {
             const int32_t ch = k % p->c_in;
             if (behind) {
