@@ -758,6 +758,18 @@ static inline int32_t o2m_dw_smlatt(int32_t a, int32_t b, int32_t acc)
     return __smlatt(a, b, acc);
 }
 
+static inline int32_t o2m_dw_ssat8(int32_t v)
+{
+    return __ssat(v, 8);
+}
+
+static inline int32_t o2m_dw_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
 static inline int32_t o2m_dw_rq_hi(int32_t a, int32_t mult, uint32_t klo, int32_t khi)
 {
     uint32_t lo = klo;
@@ -787,6 +799,16 @@ static inline int32_t o2m_dw_smlatt(int32_t a, int32_t b, int32_t acc)
     return o2m_smlatb(a, (int32_t)((uint32_t)b >> 16), acc);
 }
 
+static inline int32_t o2m_dw_ssat8(int32_t v)
+{
+    return v < -128 ? -128 : v > 127 ? 127 : v;
+}
+
+static inline int32_t o2m_dw_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)(((int64_t)acc * 4294967296LL + (int64_t)a * b + 2147483648LL) >> 32);
+}
+
 static inline int32_t o2m_dw_rq_hi(int32_t a, int32_t mult, uint32_t klo, int32_t khi)
 {
     const int64_t k = (int64_t)(((uint64_t)(uint32_t)khi << 32) | klo);
@@ -809,9 +831,57 @@ static O2M_DSP_NOINLINE void o2m_dw_requant_r(const int32_t *acc, int32_t n, int
     const uint32_t klo = (uint32_t)k;
     const int32_t khi = (int32_t)(k >> 32);
     int32_t i;
+    if (q->right >= 2 && q->right <= 22) {
+        /* k = 2^30 + 2^(r-2) * 2^32, and the zero point added to the high word before the
+           shift: (h >> sh) + off == (h + off * 2^sh) >> sh; |h| <= 2^30 + 2^20 + 1 and
+           |off * 2^sh| <= 2^28 keep the sum inside int32 */
+        const int32_t khi_off = (int32_t)((uint32_t)khi + ((uint32_t)off << sh));
+        if (lo == -128 && hi == 127) {
+            for (i = 0; i < n; ++i) {
+                const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
+                y[i] = (int8_t)o2m_dw_ssat8(o2m_dw_rq_hi(a, mult, 1u << 30, khi_off) >> sh);
+            }
+            return;
+        }
+        for (i = 0; i < n; ++i) {
+            const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
+            int32_t v = o2m_dw_rq_hi(a, mult, 1u << 30, khi_off) >> sh;
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+            y[i] = (int8_t)v;
+        }
+        return;
+    }
     for (i = 0; i < n; ++i) {
         const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
         int32_t v = (o2m_dw_rq_hi(a, mult, klo, khi) >> sh) + off;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        y[i] = (int8_t)v;
+    }
+}
+
+/* The doubled form (o2m_dw_plane's `dbl`: 2 <= r <= 22, mult > 0, and every accumulator of
+ * the channel inside +-2^30, so twice it is an int32): the sums come from doubled weights
+ * (2w fits an int16 half), and with a2 = 2 * acc the two roundings and the zero point are one
+ * SMMLAR and a shift: 2W = 2 acc mult + 2^31 + (2^(r-1) - s) 2^32 (W of o2m_dw_requant_r), so
+ * out - off = floor(2W / 2^(32+r)) = smmlar(a2, mult, 2^(r-1) - s) >> r, and off * 2^r joins
+ * the addend (|addend| <= 2^21 + 2^29: the high word stays an int32). */
+static O2M_DSP_NOINLINE void o2m_dw_requant_d(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
+{
+    const int32_t bias2 = (int32_t)((uint32_t)q->bias * 2u), mult = q->mult, sh = q->right;
+    const int32_t c = (int32_t)((1u << (sh - 1)) + ((uint32_t)q->off << sh)), lo = q->lo, hi = q->hi;
+    int32_t i;
+    if (lo == -128 && hi == 127) {
+        for (i = 0; i < n; ++i) {
+            const int32_t a = acc[i] + bias2;
+            y[i] = (int8_t)o2m_dw_ssat8(o2m_dw_smmlar(a, mult, c + (a >> 31)) >> sh);
+        }
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const int32_t a = acc[i] + bias2;
+        int32_t v = o2m_dw_smmlar(a, mult, c + (a >> 31)) >> sh;
         v = v < lo ? lo : v;
         v = v > hi ? hi : v;
         y[i] = (int8_t)v;
@@ -944,7 +1014,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
     const int8_t *rows[O2M_DSP_DW_MAX_K];
     int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[5];
     int32_t acc[O2M_DSP_DW_SPAN];
-    int32_t next = 0, oh, ow0, i, j, fast_rq;
+    int32_t next = 0, oh, ow0, i, j, fast_rq, dbl;
     o2m_dw_rq q;
     {
         o2m_dsp_rq rq;
@@ -959,19 +1029,26 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
         q.bias = p->bias[oc];
     }
     fast_rq = q.right >= 1 && q.mult > 0;
+    {
+        /* |acc| <= |folded| + k_h k_w 128 * 128 (the int32 sum equals the portable one) */
+        const int64_t bound = (int64_t)(q.bias < 0 ? -(int64_t)q.bias : q.bias) + (int64_t)kh_n * kw_n * 16384;
+        dbl = fast_rq && q.right >= 2 && q.right <= 22 && bound < ((int64_t)1 << 30);
+        fast_rq = dbl ? 2 : fast_rq;
+    }
     if (form != 0) {
+        const int32_t d = dbl ? 2 : 1;
         for (i = 0; i < 3; ++i) {
-            w3[i] = o2m_pack16(wc[3 * i], wc[3 * i + 2]);
+            w3[i] = o2m_pack16(d * wc[3 * i], d * wc[3 * i + 2]);
         }
-        w3[3] = o2m_pack16(wc[1], wc[4]);
-        w3[4] = o2m_pack16(wc[7], 0);
+        w3[3] = o2m_pack16(d * wc[1], d * wc[4]);
+        w3[4] = o2m_pack16(d * wc[7], 0);
     } else {
         for (i = 0; i < kh_n; ++i) {
             for (j = 0; j < chunks; ++j) {
                 int32_t t[4], m;
                 for (m = 0; m < 4; ++m) {
                     const int32_t kw = 4 * j + m;
-                    t[m] = kw < kw_n ? wc[i * kw_n + kw] : 0;
+                    t[m] = kw < kw_n ? (dbl ? 2 : 1) * wc[i * kw_n + kw] : 0;
                 }
                 we[i][j] = o2m_pack16(t[0], t[2]);
                 wo[i][j] = o2m_pack16(t[1], t[3]);
@@ -1002,7 +1079,9 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
                     }
                 }
             }
-            if (fast_rq) {
+            if (fast_rq == 2) {
+                o2m_dw_requant_d(acc, nr * w_out, yc + oh * w_out, &q);
+            } else if (fast_rq) {
                 o2m_dw_requant_r(acc, nr * w_out, yc + oh * w_out, &q);
             } else {
                 o2m_dw_requant(acc, nr * w_out, yc + oh * w_out, &q);
@@ -1041,7 +1120,9 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
                     o2m_dw_row(rows[i] + at, sw, chunks, we[i], wo[i], n, acc);
                 }
             }
-            if (fast_rq) {
+            if (fast_rq == 2) {
+                o2m_dw_requant_d(acc, n, yr + ow0, &q);
+            } else if (fast_rq) {
                 o2m_dw_requant_r(acc, n, yr + ow0, &q);
             } else {
                 o2m_dw_requant(acc, n, yr + ow0, &q);
