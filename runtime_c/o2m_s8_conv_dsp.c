@@ -697,7 +697,7 @@ static void o2m_dw_wide(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, cons
  * for it take o2m_dw_wide.  Sums per output row go to an int32 run, then requantized by a
  * loop holding the channel's constants in registers. */
 #define O2M_DSP_DW_ROWS 1024
-#define O2M_DSP_DW_SPAN 64
+#define O2M_DSP_DW_SPAN 128
 
 typedef struct {
     int32_t mult, left, right, mask, off, lo, hi, bias;
