@@ -710,13 +710,24 @@ typedef struct {
     int32_t whole; /* rows of the whole padded plane, or 0: the ring */
 } o2m_dw_ctx;
 
-static inline void o2m_dw_copy(int8_t *d, const int8_t *s, int32_t n)
+/* `rows` rows of n bytes, source rows contiguous, destination rows `pitch` apart: words, the
+ * last one ending at the row's end (it may overlap the one before). */
+static O2M_DSP_NOINLINE void o2m_dw_copy(int8_t *d, int32_t pitch, const int8_t *s, int32_t n, int32_t rows)
 {
-    for (; n >= 4; n -= 4, d += 4, s += 4) {
-        o2m_st32(d, o2m_ld32(s));
+    int32_t i;
+    if (n >= 4) {
+        for (; rows > 0; --rows, d += pitch, s += n) {
+            for (i = 0; i < n - 4; i += 4) {
+                o2m_st32(d + i, o2m_ld32(s + i));
+            }
+            o2m_st32(d + n - 4, o2m_ld32(s + n - 4));
+        }
+        return;
     }
-    for (; n > 0; --n) {
-        *d++ = *s++;
+    for (; rows > 0; --rows, d += pitch, s += n) {
+        for (i = 0; i < n; ++i) {
+            d[i] = s[i];
+        }
     }
 }
 
@@ -1059,9 +1070,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
         /* the whole padded plane: row ih at ring + (pad_top + ih) * pw; runs of whole rows */
         const int32_t per = O2M_DSP_DW_SPAN / w_out, step = p->stride_h * pw;
         const int32_t last = c->whole - p->pad_top < p->h_in ? c->whole - p->pad_top : p->h_in;
-        for (i = 0; i < last; ++i) {
-            o2m_dw_copy(c->ring + (p->pad_top + i) * pw + p->pad_left, xc + i * p->w_in, p->w_in);
-        }
+        o2m_dw_copy(c->ring + p->pad_top * pw + p->pad_left, pw, xc, p->w_in, last);
         for (oh = 0; oh < p->h_out; oh += per) {
             const int32_t nr = p->h_out - oh < per ? p->h_out - oh : per;
             const int8_t *base = c->ring + oh * step;
@@ -1097,7 +1106,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
             next = ih0; /* rows no window reads (stride > k_h) */
         }
         for (; next < end; ++next) {
-            o2m_dw_copy(c->ring + (next % kh_n) * pw + p->pad_left, xc + next * p->w_in, p->w_in);
+            o2m_dw_copy(c->ring + (next % kh_n) * pw + p->pad_left, pw, xc + next * p->w_in, p->w_in, 1);
         }
         for (i = 0; i < kh_n; ++i) {
             const int32_t ih = ih0 + i;
