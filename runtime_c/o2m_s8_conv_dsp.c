@@ -1023,7 +1023,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
     const int32_t form = kh_n == 3 && kw_n == 3 ? (sw == 1 ? 1 : sw == 2 ? 2 : 0) : 0;
     const int8_t *pad_row = c->ring + kh_n * pw;
     const int8_t *rows[O2M_DSP_DW_MAX_K];
-    int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[5];
+    int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[5], pv[O2M_DSP_DW_MAX_K];
     int32_t acc[O2M_DSP_DW_SPAN];
     int32_t next = 0, oh, ow0, i, j, fast_rq, dbl;
     o2m_dw_rq q;
@@ -1055,15 +1055,18 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
         w3[4] = o2m_pack16(d * wc[7], 0);
     } else {
         for (i = 0; i < kh_n; ++i) {
+            pv[i] = 0;
             for (j = 0; j < chunks; ++j) {
                 int32_t t[4], m;
                 for (m = 0; m < 4; ++m) {
                     const int32_t kw = 4 * j + m;
                     t[m] = kw < kw_n ? (dbl ? 2 : 1) * wc[i * kw_n + kw] : 0;
+                    pv[i] += t[m];
                 }
                 we[i][j] = o2m_pack16(t[0], t[2]);
                 wo[i][j] = o2m_pack16(t[1], t[3]);
             }
+            pv[i] *= p->pad_value; /* a kernel row over a padded row adds pad_value * its sum */
         }
     }
     if (c->whole) {
@@ -1079,12 +1082,20 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
             } else if (form == 2) {
                 o2m_dw3_s2(base, pw, 2 * pw, step, nr, w_out, w3, acc);
             } else {
-                for (j = 0; j < nr * w_out; ++j) {
-                    acc[j] = 0;
-                }
+                /* kernel rows over padding are skipped: their pad_value * row sum is added */
                 for (j = 0; j < nr; ++j) {
+                    const int32_t ih0 = (oh + j) * p->stride_h - p->pad_top;
+                    const int32_t i_lo = ih0 < 0 ? -ih0 : 0;
+                    const int32_t i_hi = p->h_in - ih0 < kh_n ? p->h_in - ih0 : kh_n;
+                    int32_t *aj = acc + j * w_out, k0 = 0, ow;
                     for (i = 0; i < kh_n; ++i) {
-                        o2m_dw_row(base + j * step + i * pw, sw, chunks, we[i], wo[i], w_out, acc + j * w_out);
+                        k0 += i < i_lo || i >= i_hi ? pv[i] : 0;
+                    }
+                    for (ow = 0; ow < w_out; ++ow) {
+                        aj[ow] = k0;
+                    }
+                    for (i = i_lo; i < i_hi; ++i) {
+                        o2m_dw_row(base + j * step + i * pw, sw, chunks, we[i], wo[i], w_out, aj);
                     }
                 }
             }
@@ -1122,11 +1133,17 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
                 o2m_dw3_s2(rows[0] + at, (int32_t)(rows[1] - rows[0]), (int32_t)(rows[2] - rows[0]), 0, 1, n, w3,
                            acc);
             } else {
+                int32_t k0 = 0;
+                for (i = 0; i < kh_n; ++i) {
+                    k0 += rows[i] == pad_row ? pv[i] : 0;
+                }
                 for (j = 0; j < n; ++j) {
-                    acc[j] = 0;
+                    acc[j] = k0;
                 }
                 for (i = 0; i < kh_n; ++i) {
-                    o2m_dw_row(rows[i] + at, sw, chunks, we[i], wo[i], n, acc);
+                    if (rows[i] != pad_row) {
+                        o2m_dw_row(rows[i] + at, sw, chunks, we[i], wo[i], n, acc);
+                    }
                 }
             }
             if (fast_rq == 2) {
