@@ -976,7 +976,8 @@ static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *row, int32_t d1, int32_t d
 }
 
 /* Any k_w <= 8, any stride: one kernel row at a time over the run (its weights in
- * registers), one or two words per output. */
+ * registers), one or two words per output; sw == 0 asks for the stride-1 pair form
+ * (k_w 5..7: the second word's fourth weight is 0). */
 static O2M_DSP_NOINLINE void o2m_dw_row(const int8_t *r, int32_t sw, int32_t chunks, const int32_t *we,
                                         const int32_t *wo, int32_t n, int32_t *acc)
 {
@@ -987,6 +988,36 @@ static O2M_DSP_NOINLINE void o2m_dw_row(const int8_t *r, int32_t sw, int32_t chu
             int32_t a = *acc;
             a = o2m_smlad(o2m_sxtb16(v), e0, a);
             a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            *acc = a;
+        }
+    } else if (sw == 0) {
+        /* stride 1, k_w 5..7 (the caller's sw == 0): two outputs per step from the words
+           x0..x3, x4..x7; out1's odd-offset taps pair a top half with a bottom half */
+        const int32_t e1 = we[1], m1 = wo[1];
+        for (; n >= 2; n -= 2, r += 2, acc += 2) {
+            const uint32_t v = o2m_ld32(r), u = o2m_ld32(r + 4);
+            const int32_t ev0 = o2m_sxtb16(v), od0 = o2m_sxtb16_r8(v);
+            const int32_t ev1 = o2m_sxtb16(u), od1 = o2m_sxtb16_r8(u);
+            int32_t a0 = acc[0], a1 = acc[1];
+            a0 = o2m_smlad(ev0, e0, a0);
+            a0 = o2m_smlad(od0, m0, a0);
+            a0 = o2m_smlad(ev1, e1, a0);
+            a0 = o2m_smlad(od1, m1, a0);
+            a1 = o2m_smlad(od0, e0, a1);
+            a1 = o2m_smlatb(ev0, m0, a1);
+            a1 = o2m_dw_smlabt(ev1, m0, a1);
+            a1 = o2m_smlad(od1, e1, a1);
+            a1 = o2m_smlatb(ev1, m1, a1);
+            acc[0] = a0;
+            acc[1] = a1;
+        }
+        if (n > 0) {
+            const uint32_t v = o2m_ld32(r), u = o2m_ld32(r + 4);
+            int32_t a = *acc;
+            a = o2m_smlad(o2m_sxtb16(v), e0, a);
+            a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            a = o2m_smlad(o2m_sxtb16(u), e1, a);
+            a = o2m_smlad(o2m_sxtb16_r8(u), m1, a);
             *acc = a;
         }
     } else {
@@ -1020,6 +1051,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
     const o2m_dsp_requant *r = &p->requant;
     const int32_t kh_n = p->k_h, kw_n = p->k_w, sw = p->stride_w, pw = c->pw, w_out = p->w_out;
     const int32_t chunks = kw_n <= 4 ? 1 : 2;
+    const int32_t row_sw = sw == 1 && kw_n >= 5 && kw_n <= 7 ? 0 : sw;
     const int32_t form = kh_n == 3 && kw_n == 3 ? (sw == 1 ? 1 : sw == 2 ? 2 : 0) : 0;
     const int8_t *pad_row = c->ring + kh_n * pw;
     const int8_t *rows[O2M_DSP_DW_MAX_K];
@@ -1095,7 +1127,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
                         aj[ow] = k0;
                     }
                     for (i = i_lo; i < i_hi; ++i) {
-                        o2m_dw_row(base + j * step + i * pw, sw, chunks, we[i], wo[i], w_out, aj);
+                        o2m_dw_row(base + j * step + i * pw, row_sw, chunks, we[i], wo[i], w_out, aj);
                     }
                 }
             }
@@ -1142,7 +1174,7 @@ static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, cons
                 }
                 for (i = 0; i < kh_n; ++i) {
                     if (rows[i] != pad_row) {
-                        o2m_dw_row(rows[i] + at, sw, chunks, we[i], wo[i], n, acc);
+                        o2m_dw_row(rows[i] + at, row_sw, chunks, we[i], wo[i], n, acc);
                     }
                 }
             }
