@@ -67,10 +67,10 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
 /*
  * Depthwise (groups == c_in, c_out = mult * c_in), dil 1, k_h <= 8, k_w <= 8, no scratch
  * (`scratch` unused, may be NULL).  Per output channel, the input rows are copied once into a
- * stack buffer (about 2.2 KB of stack in all, measured -O2 M4) with the padding written out as pad_value: the
- * whole padded plane when it fits (1 KB), else a ring of k_h rows, so every output takes the
- * same border-free loop: 3x3 stride 1 two outputs per step, 3x3 stride 2, any other window
- * one kernel row at a time (stride 1, k_w 5..7: two outputs per step; kernel rows over top or
+ * stack buffer (about 2.2 KB of stack in all, -O2 Cortex-M4) with the padding written out as
+ * pad_value: the whole padded plane when it fits (1 KB), else a ring of k_h rows, so every
+ * output takes the same border-free loop: 3x3 stride 1 two outputs per step, 3x3 stride 2,
+ * any other window one kernel row at a time (stride 1, k_w 5..7: two outputs per step; kernel rows over top or
  * bottom padding skipped, their pad_value * row sum added).  Sums of a run of rows are then
  * requantized together (TFLite's arithmetic, two roundings fused: one SMMLAR or SMLAL per
  * output).  Planes too wide for the ring (k_h + 1 padded rows over 1 KB) take the per-plane
