@@ -70,11 +70,11 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
  * stack buffer (about 2.2 KB of stack in all, -O2 Cortex-M4) with the padding written out as
  * pad_value: the whole padded plane when it fits (1 KB), else a ring of k_h rows, so every
  * output takes the same border-free loop: 3x3 stride 1 two outputs per step, 3x3 stride 2,
- * any other window one kernel row at a time (stride 1, k_w 5..7: two outputs per step; kernel rows over top or
- * bottom padding skipped, their pad_value * row sum added).  Sums of a run of rows are then
- * requantized together (TFLite's arithmetic, two roundings fused: one SMMLAR or SMLAL per
- * output).  Planes too wide for the ring (k_h + 1 padded rows over 1 KB) take the per-plane
- * form: interior outputs in place, borders summing their valid taps.
+ * any other window one kernel row at a time (stride 1, k_w 5..7: two outputs per step;
+ * kernel rows over top or bottom padding skipped, their pad_value * row sum added).  Sums of
+ * a run of rows are then requantized together (TFLite's arithmetic, two roundings fused: one
+ * SMMLAR or SMLAL per output).  Planes too wide for the ring (k_h + 1 padded rows over 1 KB)
+ * take the per-plane form: interior outputs in place, borders summing their valid taps.
  */
 void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                  int8_t *y, int8_t *scratch);
