@@ -951,27 +951,61 @@ static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *row, int32_t d1, int32_t d
     }
 }
 
-/* 3x3 stride 2: one word per kernel row and output (wt as above). */
+/* 3x3 stride 2 (wt as above): two outputs per step from the words x0..x3, x4..x7 of each
+ * kernel row: out0 = x0 x1 x2, out1 = x2 x3 x4 (top halves against the weights' halves). */
 static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *row, int32_t d1, int32_t d2, int32_t step, int32_t rows,
                                         int32_t n, const int32_t *wt, int32_t *acc)
 {
     const int32_t e0 = wt[0], e1 = wt[1], e2 = wt[2], m01 = wt[3], m2 = wt[4];
     for (; rows > 0; --rows, row += step) {
-    const int8_t *r0 = row, *r1 = row + d1, *r2 = row + d2;
-    int32_t *const end = acc + n;
-    for (; acc != end; r0 += 2, r1 += 2, r2 += 2, ++acc) {
-        int32_t a;
-        uint32_t v = o2m_ld32(r0);
-        a = o2m_dw_smuad(o2m_sxtb16(v), e0);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
-        v = o2m_ld32(r1);
-        a = o2m_smlad(o2m_sxtb16(v), e1, a);
-        a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
-        v = o2m_ld32(r2);
-        a = o2m_smlad(o2m_sxtb16(v), e2, a);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
-        *acc = a;
-    }
+        const int8_t *r0 = row, *r1 = row + d1, *r2 = row + d2;
+        int32_t *const end = acc + (n & ~1);
+        for (; acc != end; r0 += 4, r1 += 4, r2 += 4, acc += 2) {
+            int32_t a0, a1, ev, od, ev1;
+            uint32_t v;
+            v = o2m_ld32(r0);
+            ev = o2m_sxtb16(v);
+            od = o2m_sxtb16_r8(v);
+            ev1 = o2m_sxtb16(o2m_ld32(r0 + 4));
+            a0 = o2m_dw_smuad(ev, e0);
+            a0 = o2m_smlabb(od, m01, a0);
+            a1 = o2m_smlatb(ev, e0, 0);
+            a1 = o2m_smlatb(od, m01, a1);
+            a1 = o2m_dw_smlabt(ev1, e0, a1);
+            v = o2m_ld32(r1);
+            ev = o2m_sxtb16(v);
+            od = o2m_sxtb16_r8(v);
+            ev1 = o2m_sxtb16(o2m_ld32(r1 + 4));
+            a0 = o2m_smlad(ev, e1, a0);
+            a0 = o2m_dw_smlabt(od, m01, a0);
+            a1 = o2m_smlatb(ev, e1, a1);
+            a1 = o2m_dw_smlatt(od, m01, a1);
+            a1 = o2m_dw_smlabt(ev1, e1, a1);
+            v = o2m_ld32(r2);
+            ev = o2m_sxtb16(v);
+            od = o2m_sxtb16_r8(v);
+            ev1 = o2m_sxtb16(o2m_ld32(r2 + 4));
+            a0 = o2m_smlad(ev, e2, a0);
+            a0 = o2m_smlabb(od, m2, a0);
+            a1 = o2m_smlatb(ev, e2, a1);
+            a1 = o2m_smlatb(od, m2, a1);
+            a1 = o2m_dw_smlabt(ev1, e2, a1);
+            acc[0] = a0;
+            acc[1] = a1;
+        }
+        if (n & 1) {
+            int32_t a;
+            uint32_t v = o2m_ld32(r0);
+            a = o2m_dw_smuad(o2m_sxtb16(v), e0);
+            a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
+            v = o2m_ld32(r1);
+            a = o2m_smlad(o2m_sxtb16(v), e1, a);
+            a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
+            v = o2m_ld32(r2);
+            a = o2m_smlad(o2m_sxtb16(v), e2, a);
+            a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
+            *acc++ = a;
+        }
     }
 }
 
@@ -1039,7 +1073,8 @@ static int32_t o2m_dw_ring_width(const o2m_conv2d_s8_dsp_params *p)
 {
     const int32_t chunks = p->k_w <= 4 ? 1 : 2;
     const int32_t have = p->pad_left + p->w_in;
-    int32_t need = (p->w_out - 1) * p->stride_w + 4 * chunks;
+    /* 3x3 stride 2 pairs read 8 bytes from 2 ow */
+    int32_t need = (p->w_out - 1) * p->stride_w + 4 * chunks + (p->stride_w == 2 && chunks == 1 ? 4 : 0);
     need = need > have ? need : have;
     return (need + 3) & ~3;
 }
