@@ -1231,9 +1231,9 @@ static int32_t o2m_dw_ring(const o2m_conv2d_s8_dsp_params *p, int8_t *buf, o2m_d
     c->ring = buf;
     c->pw = o2m_dw_ring_width(p);
     c->whole = (p->h_out - 1) * p->stride_h + p->k_h;
-    if (c->whole * c->pw > O2M_DSP_DW_ROWS || p->w_out > O2M_DSP_DW_SPAN) {
+    if ((int64_t)c->whole * c->pw > O2M_DSP_DW_ROWS || p->w_out > O2M_DSP_DW_SPAN) {
         c->whole = 0;
-        if ((p->k_h + 1) * c->pw > O2M_DSP_DW_ROWS) {
+        if ((int64_t)(p->k_h + 1) * c->pw > O2M_DSP_DW_ROWS) {
             return 0;
         }
     }
