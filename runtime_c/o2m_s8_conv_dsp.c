@@ -572,8 +572,8 @@ static int32_t o2m_dw_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *xc
     return acc;
 }
 
-void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
-                                 int8_t *y, int8_t *scratch)
+/* The per-plane form without a ring (planes too wide for the stack buffer). */
+static void o2m_dw_wide(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
 {
     const o2m_dsp_requant *r = &p->requant;
     const int32_t mult = p->c_out / p->c_in;
@@ -591,7 +591,6 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     const int32_t pairs = kh_n == 3 && p->k_w == 3 && sw == 1;
     int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2];
     int32_t b, oc, oh, ow, i, j;
-    (void)scratch;
     ow_hi = ow_hi < p->w_out ? ow_hi : p->w_out;
     oh_hi = oh_hi < p->h_out ? oh_hi : p->h_out;
     if (ow_lo > ow_hi) {
@@ -688,27 +687,635 @@ void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t
     }
 }
 
+/* The padded-row form.  Every input row a window reads is copied once (per output channel)
+ * into a ring of k_h rows of `pw` bytes: [pad_value x pad_left][the row][pad_value ...];
+ * kernel rows above or below the input read a row of pad_value.  Every tap then reads a
+ * byte of its own: an input value or the zero point (whose product is cancelled by the
+ * folded bias, as the portable kernel's skipped tap), so every output takes the same
+ * straight loop with no border test; the word loads' bytes past the last tap are pad bytes
+ * times zero weights.  The ring lives on the stack (O2M_DSP_DW_ROWS bytes); planes too wide
+ * for it take o2m_dw_wide.  Sums per output row go to an int32 run, then requantized by a
+ * loop holding the channel's constants in registers. */
+#define O2M_DSP_DW_ROWS 1024
+#define O2M_DSP_DW_SPAN 128
+
+typedef struct {
+    int32_t mult, left, right, mask, off, lo, hi, bias;
+} o2m_dw_rq;
+
+typedef struct {
+    const o2m_conv2d_s8_dsp_params *p;
+    int8_t *ring; /* k_h rows of pw bytes, then the pad row; or the whole padded plane */
+    int32_t pw;
+    int32_t whole; /* rows of the whole padded plane, or 0: the ring */
+} o2m_dw_ctx;
+
+/* `rows` rows of n bytes, source rows contiguous, destination rows `pitch` apart: words, the
+ * last one ending at the row's end (it may overlap the one before). */
+static O2M_DSP_NOINLINE void o2m_dw_copy(int8_t *d, int32_t pitch, const int8_t *s, int32_t n, int32_t rows)
+{
+    int32_t i;
+    if (n >= 4) {
+        for (; rows > 0; --rows, d += pitch, s += n) {
+            for (i = 0; i < n - 4; i += 4) {
+                o2m_st32(d + i, o2m_ld32(s + i));
+            }
+            o2m_st32(d + n - 4, o2m_ld32(s + n - 4));
+        }
+        return;
+    }
+    for (; rows > 0; --rows, d += pitch, s += n) {
+        for (i = 0; i < n; ++i) {
+            d[i] = s[i];
+        }
+    }
+}
+
+/* o2m_dsp_out over a run of sums (the same arithmetic, the constants in locals). */
+static O2M_DSP_NOINLINE void o2m_dw_requant(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
+{
+    const int32_t bias = q->bias, mult = q->mult, left = q->left, right = q->right, mask = q->mask, half = q->mask >> 1;
+    const int32_t off = q->off, lo = q->lo, hi = q->hi;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        int32_t v = (int32_t)(((uint32_t)acc[i] + (uint32_t)bias) << left);
+        int32_t rem, threshold;
+        v = (int32_t)(((int64_t)v * mult + ((int64_t)1 << 30)) >> 31);
+        rem = v & mask;
+        threshold = half + (int32_t)((uint32_t)v >> 31);
+        v = (v >> right) + (rem > threshold ? 1 : 0);
+        v += off;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        y[i] = (int8_t)v;
+    }
+}
+
+/* Depthwise-only instructions: SMUAD, SMLABT, SMLATT, and the high word of
+ * acc * mult + k - [acc < 0] * 2^31 (SMLAL, then the correction as one ADDS / ADC pair). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline int32_t o2m_dw_smuad(int32_t a, int32_t b)
+{
+    return __smuad(a, b);
+}
+
+static inline int32_t o2m_dw_smlabt(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlabt(a, b, acc);
+}
+
+static inline int32_t o2m_dw_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlatt(a, b, acc);
+}
+
+static inline int32_t o2m_dw_ssat8(int32_t v)
+{
+    return __ssat(v, 8);
+}
+
+static inline int32_t o2m_dw_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+static inline int32_t o2m_dw_rq_hi(int32_t a, int32_t mult, uint32_t klo, int32_t khi)
+{
+    uint32_t lo = klo;
+    int32_t hi = khi;
+    const int32_t t = a >> 31;
+    __asm__("smlal %0, %1, %2, %3\n\t"
+            "adds %0, %0, %4, lsl #31\n\t"
+            "adc %1, %1, %4"
+            : "+&r"(lo), "+&r"(hi)
+            : "r"(a), "r"(mult), "r"(t)
+            : "cc");
+    return hi;
+}
+#else
+static inline int32_t o2m_dw_smuad(int32_t a, int32_t b)
+{
+    return o2m_smlad(a, b, 0);
+}
+
+static inline int32_t o2m_dw_smlabt(int32_t a, int32_t b, int32_t acc)
+{
+    return o2m_smlabb(a, (int32_t)((uint32_t)b >> 16), acc);
+}
+
+static inline int32_t o2m_dw_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return o2m_smlatb(a, (int32_t)((uint32_t)b >> 16), acc);
+}
+
+static inline int32_t o2m_dw_ssat8(int32_t v)
+{
+    return v < -128 ? -128 : v > 127 ? 127 : v;
+}
+
+static inline int32_t o2m_dw_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)(((int64_t)acc * 4294967296LL + (int64_t)a * b + 2147483648LL) >> 32);
+}
+
+static inline int32_t o2m_dw_rq_hi(int32_t a, int32_t mult, uint32_t klo, int32_t khi)
+{
+    const int64_t k = (int64_t)(((uint64_t)(uint32_t)khi << 32) | klo);
+    const int64_t u = (int64_t)a * mult + k - (a < 0 ? ((int64_t)1 << 31) : 0);
+    return (int32_t)(u >> 32);
+}
+#endif
+
+/* The same for right shifts r >= 1 and multipliers > 0 (every channel of a TFLite model but
+ * left shifts): TFLite's two roundings in one, hi32(acc * mult + 2^30 + 2^(r+30) - s * 2^31)
+ * >> (r - 1) with s = [acc < 0].  Why: with u = acc * mult + 2^30, srdhm is v = floor(u / 2^31)
+ * and the rounding divide is floor((v + 2^(r-1) - [v < 0]) / 2^r); floors nest, so this is
+ * floor((u + (2^(r-1) - [v < 0]) * 2^31) / 2^(31+r)), the shift by 31 + r >= 32 a high word
+ * shifted by r - 1.  [v < 0] and [acc < 0] differ only where v == 0 (-2^30 <= acc * mult < 0),
+ * where both give 0 since 2^(r-1) - 1 < 2^r.  No int64 overflow: |acc * mult| < 2^62. */
+static O2M_DSP_NOINLINE void o2m_dw_requant_r(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
+{
+    const int32_t bias = q->bias, mult = q->mult, sh = q->right - 1, off = q->off, lo = q->lo, hi = q->hi;
+    const uint64_t k = ((uint64_t)1 << 30) + ((uint64_t)1 << (q->right + 30));
+    const uint32_t klo = (uint32_t)k;
+    const int32_t khi = (int32_t)(k >> 32);
+    int32_t i;
+    if (q->right >= 2 && q->right <= 22) {
+        /* k = 2^30 + 2^(r-2) * 2^32, and the zero point added to the high word before the
+           shift: (h >> sh) + off == (h + off * 2^sh) >> sh; |h| <= 2^30 + 2^20 + 1 and
+           |off * 2^sh| <= 2^28 keep the sum inside int32 */
+        const int32_t khi_off = (int32_t)((uint32_t)khi + ((uint32_t)off << sh));
+        if (lo == -128 && hi == 127) {
+            for (i = 0; i < n; ++i) {
+                const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
+                y[i] = (int8_t)o2m_dw_ssat8(o2m_dw_rq_hi(a, mult, 1u << 30, khi_off) >> sh);
+            }
+            return;
+        }
+        for (i = 0; i < n; ++i) {
+            const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
+            int32_t v = o2m_dw_rq_hi(a, mult, 1u << 30, khi_off) >> sh;
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+            y[i] = (int8_t)v;
+        }
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const int32_t a = (int32_t)((uint32_t)acc[i] + (uint32_t)bias);
+        int32_t v = (o2m_dw_rq_hi(a, mult, klo, khi) >> sh) + off;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        y[i] = (int8_t)v;
+    }
+}
+
+/* The doubled form (o2m_dw_plane's `dbl`: 2 <= r <= 22, mult > 0, and every accumulator of
+ * the channel inside +-2^30, so twice it is an int32): the sums come from doubled weights
+ * (2w fits an int16 half), and with a2 = 2 * acc the two roundings and the zero point are one
+ * SMMLAR and a shift: 2W = 2 acc mult + 2^31 + (2^(r-1) - s) 2^32 (W of o2m_dw_requant_r), so
+ * out - off = floor(2W / 2^(32+r)) = smmlar(a2, mult, 2^(r-1) - s) >> r, and off * 2^r joins
+ * the addend (|addend| <= 2^21 + 2^29: the high word stays an int32). */
+static O2M_DSP_NOINLINE void o2m_dw_requant_d(const int32_t *acc, int32_t n, int8_t *y, const o2m_dw_rq *q)
+{
+    const int32_t bias2 = (int32_t)((uint32_t)q->bias * 2u), mult = q->mult, sh = q->right;
+    const int32_t c = (int32_t)((1u << (sh - 1)) + ((uint32_t)q->off << sh)), lo = q->lo, hi = q->hi;
+    int32_t i;
+    if (lo == -128 && hi == 127) {
+        for (i = 0; i < n; ++i) {
+            const int32_t a = acc[i] + bias2;
+            y[i] = (int8_t)o2m_dw_ssat8(o2m_dw_smmlar(a, mult, c + (a >> 31)) >> sh);
+        }
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const int32_t a = acc[i] + bias2;
+        int32_t v = o2m_dw_smmlar(a, mult, c + (a >> 31)) >> sh;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        y[i] = (int8_t)v;
+    }
+}
+
+/* 3x3 stride 1: two outputs per step, x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3);
+ * wt = [w00 w02] [w10 w12] [w20 w22] [w01 w11] [w21 0]; sums without the bias. */
+static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *row, int32_t d1, int32_t d2, int32_t step, int32_t rows,
+                                        int32_t n, const int32_t *wt, int32_t *acc)
+{
+    const int32_t e0 = wt[0], e1 = wt[1], e2 = wt[2], m01 = wt[3], m2 = wt[4];
+    for (; rows > 0; --rows, row += step) {
+    const int8_t *r0 = row, *r1 = row + d1, *r2 = row + d2;
+    int32_t *const end = acc + (n & ~1);
+    for (; acc != end; r0 += 2, r1 += 2, r2 += 2, acc += 2) {
+        int32_t a0, a1, ev, od;
+        uint32_t v;
+        v = o2m_ld32(r0);
+        ev = o2m_sxtb16(v);
+        od = o2m_sxtb16_r8(v);
+        a0 = o2m_dw_smuad(ev, e0);
+        a0 = o2m_smlabb(od, m01, a0);
+        a1 = o2m_dw_smuad(od, e0);
+        a1 = o2m_smlatb(ev, m01, a1);
+        v = o2m_ld32(r1);
+        ev = o2m_sxtb16(v);
+        od = o2m_sxtb16_r8(v);
+        a0 = o2m_smlad(ev, e1, a0);
+        a0 = o2m_dw_smlabt(od, m01, a0);
+        a1 = o2m_smlad(od, e1, a1);
+        a1 = o2m_dw_smlatt(ev, m01, a1);
+        v = o2m_ld32(r2);
+        ev = o2m_sxtb16(v);
+        od = o2m_sxtb16_r8(v);
+        a0 = o2m_smlad(ev, e2, a0);
+        a0 = o2m_smlabb(od, m2, a0);
+        a1 = o2m_smlad(od, e2, a1);
+        a1 = o2m_smlatb(ev, m2, a1);
+        acc[0] = a0;
+        acc[1] = a1;
+    }
+    if (n & 1) {
+        int32_t a;
+        uint32_t v = o2m_ld32(r0);
+        a = o2m_dw_smuad(o2m_sxtb16(v), e0);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
+        v = o2m_ld32(r1);
+        a = o2m_smlad(o2m_sxtb16(v), e1, a);
+        a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
+        v = o2m_ld32(r2);
+        a = o2m_smlad(o2m_sxtb16(v), e2, a);
+        a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
+        *acc++ = a;
+    }
+    }
+}
+
+/* 3x3 stride 2 (wt as above): two outputs per step from the words x0..x3, x4..x7 of each
+ * kernel row: out0 = x0 x1 x2, out1 = x2 x3 x4 (top halves against the weights' halves). */
+static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *row, int32_t d1, int32_t d2, int32_t step, int32_t rows,
+                                        int32_t n, const int32_t *wt, int32_t *acc)
+{
+    const int32_t e0 = wt[0], e1 = wt[1], e2 = wt[2], m01 = wt[3], m2 = wt[4];
+    for (; rows > 0; --rows, row += step) {
+        const int8_t *r0 = row, *r1 = row + d1, *r2 = row + d2;
+        int32_t *const end = acc + (n & ~1);
+        for (; acc != end; r0 += 4, r1 += 4, r2 += 4, acc += 2) {
+            int32_t a0, a1, ev, od, ev1;
+            uint32_t v;
+            v = o2m_ld32(r0);
+            ev = o2m_sxtb16(v);
+            od = o2m_sxtb16_r8(v);
+            ev1 = o2m_sxtb16(o2m_ld32(r0 + 4));
+            a0 = o2m_dw_smuad(ev, e0);
+            a0 = o2m_smlabb(od, m01, a0);
+            a1 = o2m_smlatb(ev, e0, 0);
+            a1 = o2m_smlatb(od, m01, a1);
+            a1 = o2m_dw_smlabt(ev1, e0, a1);
+            v = o2m_ld32(r1);
+            ev = o2m_sxtb16(v);
+            od = o2m_sxtb16_r8(v);
+            ev1 = o2m_sxtb16(o2m_ld32(r1 + 4));
+            a0 = o2m_smlad(ev, e1, a0);
+            a0 = o2m_dw_smlabt(od, m01, a0);
+            a1 = o2m_smlatb(ev, e1, a1);
+            a1 = o2m_dw_smlatt(od, m01, a1);
+            a1 = o2m_dw_smlabt(ev1, e1, a1);
+            v = o2m_ld32(r2);
+            ev = o2m_sxtb16(v);
+            od = o2m_sxtb16_r8(v);
+            ev1 = o2m_sxtb16(o2m_ld32(r2 + 4));
+            a0 = o2m_smlad(ev, e2, a0);
+            a0 = o2m_smlabb(od, m2, a0);
+            a1 = o2m_smlatb(ev, e2, a1);
+            a1 = o2m_smlatb(od, m2, a1);
+            a1 = o2m_dw_smlabt(ev1, e2, a1);
+            acc[0] = a0;
+            acc[1] = a1;
+        }
+        if (n & 1) {
+            int32_t a;
+            uint32_t v = o2m_ld32(r0);
+            a = o2m_dw_smuad(o2m_sxtb16(v), e0);
+            a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
+            v = o2m_ld32(r1);
+            a = o2m_smlad(o2m_sxtb16(v), e1, a);
+            a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
+            v = o2m_ld32(r2);
+            a = o2m_smlad(o2m_sxtb16(v), e2, a);
+            a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
+            *acc++ = a;
+        }
+    }
+}
+
+/* Any k_w <= 8, any stride: one kernel row at a time over the run (its weights in
+ * registers), one or two words per output; sw == 0 asks for the stride-1 pair form
+ * (k_w 5..7: the second word's fourth weight is 0). */
+static O2M_DSP_NOINLINE void o2m_dw_row(const int8_t *r, int32_t sw, int32_t chunks, const int32_t *we,
+                                        const int32_t *wo, int32_t n, int32_t *acc)
+{
+    const int32_t e0 = we[0], m0 = wo[0];
+    if (chunks == 1) {
+        for (; n > 0; --n, r += sw, ++acc) {
+            const uint32_t v = o2m_ld32(r);
+            int32_t a = *acc;
+            a = o2m_smlad(o2m_sxtb16(v), e0, a);
+            a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            *acc = a;
+        }
+    } else if (sw == 0) {
+        /* stride 1, k_w 5..7 (the caller's sw == 0): two outputs per step from the words
+           x0..x3, x4..x7; out1's odd-offset taps pair a top half with a bottom half */
+        const int32_t e1 = we[1], m1 = wo[1];
+        for (; n >= 2; n -= 2, r += 2, acc += 2) {
+            const uint32_t v = o2m_ld32(r), u = o2m_ld32(r + 4);
+            const int32_t ev0 = o2m_sxtb16(v), od0 = o2m_sxtb16_r8(v);
+            const int32_t ev1 = o2m_sxtb16(u), od1 = o2m_sxtb16_r8(u);
+            int32_t a0 = acc[0], a1 = acc[1];
+            a0 = o2m_smlad(ev0, e0, a0);
+            a0 = o2m_smlad(od0, m0, a0);
+            a0 = o2m_smlad(ev1, e1, a0);
+            a0 = o2m_smlad(od1, m1, a0);
+            a1 = o2m_smlad(od0, e0, a1);
+            a1 = o2m_smlatb(ev0, m0, a1);
+            a1 = o2m_dw_smlabt(ev1, m0, a1);
+            a1 = o2m_smlad(od1, e1, a1);
+            a1 = o2m_smlatb(ev1, m1, a1);
+            acc[0] = a0;
+            acc[1] = a1;
+        }
+        if (n > 0) {
+            const uint32_t v = o2m_ld32(r), u = o2m_ld32(r + 4);
+            int32_t a = *acc;
+            a = o2m_smlad(o2m_sxtb16(v), e0, a);
+            a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            a = o2m_smlad(o2m_sxtb16(u), e1, a);
+            a = o2m_smlad(o2m_sxtb16_r8(u), m1, a);
+            *acc = a;
+        }
+    } else {
+        const int32_t e1 = we[1], m1 = wo[1];
+        for (; n > 0; --n, r += sw, ++acc) {
+            const uint32_t v = o2m_ld32(r), u = o2m_ld32(r + 4);
+            int32_t a = *acc;
+            a = o2m_smlad(o2m_sxtb16(v), e0, a);
+            a = o2m_smlad(o2m_sxtb16_r8(v), m0, a);
+            a = o2m_smlad(o2m_sxtb16(u), e1, a);
+            a = o2m_smlad(o2m_sxtb16_r8(u), m1, a);
+            *acc = a;
+        }
+    }
+}
+
+/* Bytes of one ring row: the padded input row, and every byte a word load reads. */
+static int32_t o2m_dw_ring_width(const o2m_conv2d_s8_dsp_params *p)
+{
+    const int32_t chunks = p->k_w <= 4 ? 1 : 2;
+    const int32_t have = p->pad_left + p->w_in;
+    /* 3x3 stride 2 pairs read 8 bytes from 2 ow */
+    int32_t need = (p->w_out - 1) * p->stride_w + 4 * chunks + (p->stride_w == 2 && chunks == 1 ? 4 : 0);
+    need = need > have ? need : have;
+    return (need + 3) & ~3;
+}
+
+/* One output plane (channel oc, input plane xc) into yc. */
+static void o2m_dw_plane(const o2m_dw_ctx *c, const int8_t *xc, int32_t oc, const int8_t *wc, int8_t *yc)
+{
+    const o2m_conv2d_s8_dsp_params *p = c->p;
+    const o2m_dsp_requant *r = &p->requant;
+    const int32_t kh_n = p->k_h, kw_n = p->k_w, sw = p->stride_w, pw = c->pw, w_out = p->w_out;
+    const int32_t chunks = kw_n <= 4 ? 1 : 2;
+    const int32_t row_sw = sw == 1 && kw_n >= 5 && kw_n <= 7 ? 0 : sw;
+    const int32_t form = kh_n == 3 && kw_n == 3 ? (sw == 1 ? 1 : sw == 2 ? 2 : 0) : 0;
+    const int8_t *pad_row = c->ring + kh_n * pw;
+    const int8_t *rows[O2M_DSP_DW_MAX_K];
+    int32_t we[O2M_DSP_DW_MAX_K][2], wo[O2M_DSP_DW_MAX_K][2], w3[5], pv[O2M_DSP_DW_MAX_K];
+    int32_t acc[O2M_DSP_DW_SPAN];
+    int32_t next = 0, oh, ow0, i, j, fast_rq, dbl;
+    o2m_dw_rq q;
+    {
+        o2m_dsp_rq rq;
+        o2m_dsp_rq_load(r, oc, &rq);
+        q.mult = rq.mult;
+        q.left = rq.left;
+        q.right = rq.right;
+        q.mask = rq.mask;
+        q.off = r->output_offset;
+        q.lo = r->act_min;
+        q.hi = r->act_max;
+        q.bias = p->bias[oc];
+    }
+    fast_rq = q.right >= 1 && q.mult > 0;
+    {
+        /* |acc| <= |folded| + k_h k_w 128 * 128 (the int32 sum equals the portable one) */
+        const int64_t bound = (int64_t)(q.bias < 0 ? -(int64_t)q.bias : q.bias) + (int64_t)kh_n * kw_n * 16384;
+        dbl = fast_rq && q.right >= 2 && q.right <= 22 && bound < ((int64_t)1 << 30);
+        fast_rq = dbl ? 2 : fast_rq;
+    }
+    if (form != 0) {
+        const int32_t d = dbl ? 2 : 1;
+        for (i = 0; i < 3; ++i) {
+            w3[i] = o2m_pack16(d * wc[3 * i], d * wc[3 * i + 2]);
+        }
+        w3[3] = o2m_pack16(d * wc[1], d * wc[4]);
+        w3[4] = o2m_pack16(d * wc[7], 0);
+    } else {
+        for (i = 0; i < kh_n; ++i) {
+            pv[i] = 0;
+            for (j = 0; j < chunks; ++j) {
+                int32_t t[4], m;
+                for (m = 0; m < 4; ++m) {
+                    const int32_t kw = 4 * j + m;
+                    t[m] = kw < kw_n ? (dbl ? 2 : 1) * wc[i * kw_n + kw] : 0;
+                    pv[i] += t[m];
+                }
+                we[i][j] = o2m_pack16(t[0], t[2]);
+                wo[i][j] = o2m_pack16(t[1], t[3]);
+            }
+            pv[i] *= p->pad_value; /* a kernel row over a padded row adds pad_value * its sum */
+        }
+    }
+    if (c->whole) {
+        /* the whole padded plane: row ih at ring + (pad_top + ih) * pw; runs of whole rows */
+        const int32_t per = O2M_DSP_DW_SPAN / w_out, step = p->stride_h * pw;
+        const int32_t last = c->whole - p->pad_top < p->h_in ? c->whole - p->pad_top : p->h_in;
+        o2m_dw_copy(c->ring + p->pad_top * pw + p->pad_left, pw, xc, p->w_in, last);
+        for (oh = 0; oh < p->h_out; oh += per) {
+            const int32_t nr = p->h_out - oh < per ? p->h_out - oh : per;
+            const int8_t *base = c->ring + oh * step;
+            if (form == 1) {
+                o2m_dw3_s1(base, pw, 2 * pw, step, nr, w_out, w3, acc);
+            } else if (form == 2) {
+                o2m_dw3_s2(base, pw, 2 * pw, step, nr, w_out, w3, acc);
+            } else {
+                /* kernel rows over padding are skipped: their pad_value * row sum is added */
+                for (j = 0; j < nr; ++j) {
+                    const int32_t ih0 = (oh + j) * p->stride_h - p->pad_top;
+                    const int32_t i_lo = ih0 < 0 ? -ih0 : 0;
+                    const int32_t i_hi = p->h_in - ih0 < kh_n ? p->h_in - ih0 : kh_n;
+                    int32_t *aj = acc + j * w_out, k0 = 0, ow;
+                    for (i = 0; i < kh_n; ++i) {
+                        k0 += i < i_lo || i >= i_hi ? pv[i] : 0;
+                    }
+                    for (ow = 0; ow < w_out; ++ow) {
+                        aj[ow] = k0;
+                    }
+                    for (i = i_lo; i < i_hi; ++i) {
+                        o2m_dw_row(base + j * step + i * pw, row_sw, chunks, we[i], wo[i], w_out, aj);
+                    }
+                }
+            }
+            if (fast_rq == 2) {
+                o2m_dw_requant_d(acc, nr * w_out, yc + oh * w_out, &q);
+            } else if (fast_rq) {
+                o2m_dw_requant_r(acc, nr * w_out, yc + oh * w_out, &q);
+            } else {
+                o2m_dw_requant(acc, nr * w_out, yc + oh * w_out, &q);
+            }
+        }
+        return;
+    }
+    for (oh = 0; oh < p->h_out; ++oh) {
+        const int32_t ih0 = oh * p->stride_h - p->pad_top;
+        const int32_t end = ih0 + kh_n < p->h_in ? ih0 + kh_n : p->h_in;
+        int8_t *yr = yc + oh * w_out;
+        if (next < ih0) {
+            next = ih0; /* rows no window reads (stride > k_h) */
+        }
+        for (; next < end; ++next) {
+            o2m_dw_copy(c->ring + (next % kh_n) * pw + p->pad_left, pw, xc + next * p->w_in, p->w_in, 1);
+        }
+        for (i = 0; i < kh_n; ++i) {
+            const int32_t ih = ih0 + i;
+            rows[i] = ih < 0 || ih >= p->h_in ? pad_row : c->ring + (ih % kh_n) * pw;
+        }
+        for (ow0 = 0; ow0 < w_out; ow0 += O2M_DSP_DW_SPAN) {
+            const int32_t n = w_out - ow0 < O2M_DSP_DW_SPAN ? w_out - ow0 : O2M_DSP_DW_SPAN;
+            const int32_t at = ow0 * sw;
+            if (form == 1) {
+                o2m_dw3_s1(rows[0] + at, (int32_t)(rows[1] - rows[0]), (int32_t)(rows[2] - rows[0]), 0, 1, n, w3,
+                           acc);
+            } else if (form == 2) {
+                o2m_dw3_s2(rows[0] + at, (int32_t)(rows[1] - rows[0]), (int32_t)(rows[2] - rows[0]), 0, 1, n, w3,
+                           acc);
+            } else {
+                int32_t k0 = 0;
+                for (i = 0; i < kh_n; ++i) {
+                    k0 += rows[i] == pad_row ? pv[i] : 0;
+                }
+                for (j = 0; j < n; ++j) {
+                    acc[j] = k0;
+                }
+                for (i = 0; i < kh_n; ++i) {
+                    if (rows[i] != pad_row) {
+                        o2m_dw_row(rows[i] + at, row_sw, chunks, we[i], wo[i], n, acc);
+                    }
+                }
+            }
+            if (fast_rq == 2) {
+                o2m_dw_requant_d(acc, n, yr + ow0, &q);
+            } else if (fast_rq) {
+                o2m_dw_requant_r(acc, n, yr + ow0, &q);
+            } else {
+                o2m_dw_requant(acc, n, yr + ow0, &q);
+            }
+        }
+    }
+}
+
+/* The ring for p in buf (O2M_DSP_DW_ROWS bytes): 0 if it does not fit. */
+static int32_t o2m_dw_ring(const o2m_conv2d_s8_dsp_params *p, int8_t *buf, o2m_dw_ctx *c)
+{
+    c->p = p;
+    c->ring = buf;
+    c->pw = o2m_dw_ring_width(p);
+    c->whole = (p->h_out - 1) * p->stride_h + p->k_h;
+    if ((int64_t)c->whole * c->pw > O2M_DSP_DW_ROWS || p->w_out > O2M_DSP_DW_SPAN) {
+        c->whole = 0;
+        if ((int64_t)(p->k_h + 1) * c->pw > O2M_DSP_DW_ROWS) {
+            return 0;
+        }
+    }
+    memset(buf, (int)(int8_t)p->pad_value, (size_t)((c->whole ? c->whole : p->k_h + 1) * c->pw));
+    return 1;
+}
+
+void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
+                                 int8_t *y, int8_t *scratch)
+{
+    uint32_t words[O2M_DSP_DW_ROWS / 4];
+    const int32_t mult = p->c_out / p->c_in;
+    const int32_t plane_in = p->h_in * p->w_in, plane = p->h_out * p->w_out;
+    o2m_dw_ctx c;
+    int32_t b, oc;
+    (void)scratch;
+    if (!o2m_dw_ring(p, (int8_t *)words, &c)) {
+        o2m_dw_wide(p, x, w, y);
+        return;
+    }
+    for (b = 0; b < p->n; ++b) {
+        for (oc = 0; oc < p->c_out; ++oc) {
+            o2m_dw_plane(&c, x + (b * p->c_in + oc / mult) * plane_in, oc, w + oc * p->k_h * p->k_w,
+                         y + (b * p->c_out + oc) * plane);
+        }
+    }
+}
+
+/* Whether output row oh may be written as soon as it is computed, over the plane's own
+ * input: its bytes end at or before the first input row not yet copied to the ring. */
+static int32_t o2m_dw_rows_behind(const o2m_conv2d_s8_dsp_params *p)
+{
+    int32_t oh;
+    for (oh = 0; oh < p->h_out; ++oh) {
+        int32_t end = oh * p->stride_h - p->pad_top + p->k_h;
+        end = end < p->h_in ? end : p->h_in;
+        if ((int64_t)(oh + 1) * p->w_out > (int64_t)end * p->w_in) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void o2m_depthwise_conv2d_s8_dsp_inplace(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                          int8_t *y, int8_t *scratch)
 {
+    uint32_t words[O2M_DSP_DW_ROWS / 4];
     const int32_t plane_in = p->h_in * p->w_in;
     const int32_t plane = p->h_out * p->w_out;
-    o2m_conv2d_s8_dsp_params one = *p;
+    o2m_dw_ctx c;
     int32_t k;
-    one.n = 1;
-    one.c_in = 1;
-    one.c_out = 1;
-    for (k = 0; k < p->n * p->c_in; ++k) {
-        const int32_t c = k % p->c_in;
-        one.bias = p->bias + c;
-        one.raw_bias = p->raw_bias != NULL ? p->raw_bias + c : NULL;
-        if (p->requant.per_channel) {
-            one.requant.multipliers = p->requant.multipliers + c;
-            one.requant.shifts = p->requant.shifts + c;
+    if (o2m_dw_ring(p, (int8_t *)words, &c)) {
+        const int32_t behind = c.whole || o2m_dw_rows_behind(p); /* whole: copied before written */
+        for (k = 0; k < p->n * p->c_in; ++k) {
+            const int32_t ch = k % p->c_in;
+            if (behind) {
+                /* bytes before the plane's uncopied rows: earlier planes, or rows copied */
+                o2m_dw_plane(&c, x + k * plane_in, ch, w + ch * p->k_h * p->k_w, y + k * plane);
+            } else {
+                o2m_dw_plane(&c, x + k * plane_in, ch, w + ch * p->k_h * p->k_w, scratch);
+                /* bytes [k*plane, (k+1)*plane) lie inside input planes <= k: all read by now */
+                memcpy(y + k * plane, scratch, (size_t)plane);
+            }
         }
-        o2m_depthwise_conv2d_s8_dsp(&one, x + k * plane_in, w + c * p->k_h * p->k_w, scratch, NULL);
-        /* bytes [k*plane, (k+1)*plane) lie inside input planes <= k: all read by now */
-        memcpy(y + k * plane, scratch, (size_t)plane);
+        return;
+    }
+    {
+        o2m_conv2d_s8_dsp_params one = *p;
+        one.n = 1;
+        one.c_in = 1;
+        one.c_out = 1;
+        for (k = 0; k < p->n * p->c_in; ++k) {
+            const int32_t ch = k % p->c_in;
+            one.bias = p->bias + ch;
+            one.raw_bias = p->raw_bias != NULL ? p->raw_bias + ch : NULL;
+            if (p->requant.per_channel) {
+                one.requant.multipliers = p->requant.multipliers + ch;
+                one.requant.shifts = p->requant.shifts + ch;
+            }
+            o2m_dw_wide(&one, x + k * plane_in, w + ch * p->k_h * p->k_w, scratch);
+            memcpy(y + k * plane, scratch, (size_t)plane);
+        }
     }
 }
 

@@ -66,18 +66,26 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
 
 /*
  * Depthwise (groups == c_in, c_out = mult * c_in), dil 1, k_h <= 8, k_w <= 8, no scratch
- * (`scratch` unused, may be NULL): interior outputs read the input rows in place, per
- * kernel row one or two 32-bit loads, SXTB16 and SMLAD against the channel's weights
- * packed in pairs (3x3 stride 1: two outputs per step); outputs whose window leaves the
- * input (or whose loads would) take the portable sum over their valid taps.
+ * (`scratch` unused, may be NULL).  Per output channel, the input rows are copied once into a
+ * stack buffer (about 2.2 KB of stack in all, -O2 Cortex-M4) with the padding written out as
+ * pad_value: the whole padded plane when it fits (1 KB), else a ring of k_h rows, so every
+ * output takes the same border-free loop: 3x3 stride 1 two outputs per step, 3x3 stride 2,
+ * any other window one kernel row at a time (stride 1, k_w 5..7: two outputs per step;
+ * kernel rows over top or bottom padding skipped, their pad_value * row sum added).  Sums of
+ * a run of rows are then requantized together (TFLite's arithmetic, two roundings fused: one
+ * SMMLAR or SMLAL per output).  Planes too wide for the ring (k_h + 1 padded rows over 1 KB)
+ * take the per-plane form: interior outputs in place, borders summing their valid taps.
  */
 void o2m_depthwise_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                  int8_t *y, int8_t *scratch);
 
 /* In place (TinyEngine's): groups == c_in == c_out, h_out * w_out <= h_in * w_in; y may start
- * at x.  Each (batch, channel) plane is computed by o2m_depthwise_conv2d_s8_dsp into `scratch`
- * (h_out * w_out bytes), then copied to its place in y, which overlaps only input planes
- * already read (o2m_depthwise_conv2d_s8_inplace's rule).  Same bytes as the kernel above. */
+ * at x.  Each (batch, channel) plane is computed as by the kernel above; it is written straight
+ * into y when the rows it overwrites have been copied to the stack buffer by then (the whole
+ * plane is; with the ring, each output row must end before the first input row not yet
+ * copied), else into `scratch` (h_out * w_out bytes) and copied to its place, which overlaps
+ * only input planes already read (o2m_depthwise_conv2d_s8_inplace's rule).  Same bytes as the
+ * kernel above. */
 void o2m_depthwise_conv2d_s8_dsp_inplace(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w,
                                          int8_t *y, int8_t *scratch);
 

@@ -109,9 +109,49 @@ def make_case(rng, kind: str) -> dict:
                 "hw_out": (ho, wo)}
 
 
+# Depthwise shapes the arm-dsp kernel specialises (c_in, multiplier, h, w, k_h, k_w, stride, pads):
+# KWS's 25x5 plane, planes 1, 2 and 3 wide, VWW's stride 2 with pads (0, 0, 1, 1), 5x5 / 7x7,
+# multiplier 2; then planes the whole-plane buffer cannot hold (the row ring: tall, wider than
+# one 128-output run) and one too wide for the ring (the per-plane fallback).
+DW_SHAPES = [
+    (4, 1, 25, 5, 3, 3, (1, 1), (1, 1, 1, 1)),
+    (3, 1, 6, 1, 3, 3, (1, 1), (1, 1, 1, 1)),
+    (3, 2, 5, 2, 3, 3, (1, 1), (1, 1, 1, 1)),
+    (2, 1, 4, 3, 3, 3, (2, 2), (1, 1, 1, 1)),
+    (3, 1, 7, 3, 3, 3, (1, 1), (0, 1, 0, 1)),
+    (3, 1, 12, 12, 3, 3, (2, 2), (0, 0, 1, 1)),
+    (2, 2, 11, 9, 3, 3, (2, 2), (1, 1, 1, 1)),
+    (3, 1, 10, 10, 5, 5, (1, 1), (2, 2, 2, 2)),
+    (2, 1, 5, 5, 7, 7, (1, 1), (3, 3, 3, 3)),
+    (2, 1, 3, 3, 3, 3, (1, 1), (1, 1, 1, 1)),
+    (2, 1, 16, 16, 7, 7, (2, 2), (0, 0, 0, 0)),
+    (2, 1, 5, 5, 5, 5, (2, 2), (2, 2, 2, 2)),
+    (2, 1, 40, 30, 3, 3, (1, 1), (1, 1, 1, 1)),
+    (2, 1, 3, 150, 3, 3, (1, 1), (1, 1, 1, 1)),
+    (2, 2, 36, 36, 5, 5, (2, 2), (2, 2, 2, 2)),
+    (2, 1, 30, 26, 7, 7, (1, 1), (3, 3, 3, 3)),
+    (2, 1, 4, 140, 7, 7, (1, 1), (3, 3, 3, 3)),
+]
+
+
+def dw_shape_case(rng, c_in, mult_ch, h, wd, k_h, k_w, stride, pads) -> dict:
+    c_out = c_in * mult_ch
+    x = rng.integers(-128, 128, (1, c_in, h, wd)).astype(np.int8)
+    w = rng.integers(-128, 128, (c_out, 1, k_h, k_w)).astype(np.int8)
+    bias = _bias(rng, c_out)
+    mult, shift = _requant(rng, c_out, bool(rng.integers(0, 2)))
+    zp_in, zp_out = _zero_point(rng), _zero_point(rng)
+    lo, hi = _act(rng, zp_out)
+    p = R.ConvParams(stride, (1, 1), pads, c_in, -zp_in, zp_out, mult, shift, np.zeros(c_out, np.float32), lo, hi)
+    return {"kind": "dw", "x": x, "w": w, "bias": bias, "p": p, "y": R.conv2d(x, w, bias, p),
+            "hw_out": R.conv_output_hw(h, wd, k_h, k_w, p)}
+
+
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return ([make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+    random = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+    rng = np.random.default_rng(seed + 1)
+    return (random + [dw_shape_case(rng, *shape) for shape in DW_SHAPES]
             + [make_case(rng, ("fc",) + shape) for shape in FC_SHAPES])
 
 
@@ -219,6 +259,13 @@ def test_cases_cover_the_forms(random_cases):
     assert any(c["w"].shape[1] % 2 == 1 and c["w"].shape[1] > 1 for c in convs)
     assert {c["w"].shape[2] for c in random_cases if c["kind"] == "dw"} >= {3, 5, 7}
     assert any(c["kind"] == "dw" and c["w"].shape[3] == 3 and c["p"].stride[1] == 1 for c in random_cases)
+    dws = [c for c in random_cases if c["kind"] == "dw"]
+    assert {c["x"].shape[3] for c in dws} >= {1, 2, 3, 5}  # narrow planes
+    assert any(c["x"].shape[2:] == (25, 5) for c in dws)  # KWS
+    assert any(c["hw_out"][1] > 128 for c in dws)  # more than one run per row
+    assert any(c["x"].shape[3] + 2 * c["w"].shape[3] > 128 for c in dws)  # wider than the row ring
+    assert any(c["w"].shape[0] > c["x"].shape[1] for c in dws)  # multiplier > 1
+    assert any(int(c["p"].shifts.max()) >= 0 for c in dws) and any(int(c["p"].shifts.min()) < 0 for c in dws)
     assert any(int(c["p"].shifts.min()) == -31 for c in random_cases)
     assert any(c["p"].input_offset == 128 for c in random_cases)
     assert any(c["p"].input_offset == -127 for c in random_cases)
