@@ -484,6 +484,243 @@ static void o2m_conv_border(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, 
     }
 }
 
+/* ----------------------------------------------------------------- dense 3x3, packed weights */
+/* Two halfwords as one word, lo | hi << 16 (PKHBT lo, hi, LSL #16), and the two high
+ * halfwords, hi(a) | hi(b) << 16 (PKHTB b, a, ASR #16). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline uint32_t o2m_pk_lo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t o2m_pk_hi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+#else
+static inline uint32_t o2m_pk_lo(uint32_t a, uint32_t b)
+{
+    return (a & 0xFFFFu) | (b << 16);
+}
+
+static inline uint32_t o2m_pk_hi(uint32_t a, uint32_t b)
+{
+    return (a >> 16) | (b & 0xFFFF0000u);
+}
+#endif
+
+static inline uint32_t o2m_ld16(const int8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* One tap of a 4x2 tile (channels 4g..4g+3, pixels 0 and 1): v0 = [x_a, x_b] of pixel 0,
+ * v1 of pixel 1 (input channels 2j, 2j + 1 as int16 halves); wp the tap's eight weights. */
+#define O2M_C3_MAC(v0, v1, wp)                                                                   \
+    do {                                                                                         \
+        uint32_t u_ = o2m_ld32(wp);                                                              \
+        int32_t e_ = o2m_sxtb16(u_);                                                             \
+        a00 = o2m_smlad(e_, v0, a00);                                                            \
+        a01 = o2m_smlad(e_, v1, a01);                                                            \
+        e_ = o2m_sxtb16_r8(u_);                                                                  \
+        a10 = o2m_smlad(e_, v0, a10);                                                            \
+        a11 = o2m_smlad(e_, v1, a11);                                                            \
+        u_ = o2m_ld32((wp) + 4);                                                                 \
+        e_ = o2m_sxtb16(u_);                                                                     \
+        a20 = o2m_smlad(e_, v0, a20);                                                            \
+        a21 = o2m_smlad(e_, v1, a21);                                                            \
+        e_ = o2m_sxtb16_r8(u_);                                                                  \
+        a30 = o2m_smlad(e_, v0, a30);                                                            \
+        a31 = o2m_smlad(e_, v1, a31);                                                            \
+    } while (0)
+
+/* Stride 1: pixel 0's tap at ra[kw] (plane 2j) and rb[kw] (plane 2j + 1), pixel 1's one
+ * byte on: two halfword loads give [a0 a1 b0 b1]; SXTB16 = [a0 b0], ROR 8 = [a1 b1]. */
+#define O2M_C3_TAP1(ra, rb, kw, wp)                                                              \
+    do {                                                                                         \
+        const uint32_t t_ = o2m_ld16((ra) + (kw)) | (o2m_ld16((rb) + (kw)) << 16);               \
+        const int32_t v0_ = o2m_sxtb16(t_), v1_ = o2m_sxtb16_r8(t_);                            \
+        O2M_C3_MAC(v0_, v1_, wp);                                                                \
+    } while (0)
+
+/* Stride 2: pixel 1's tap two bytes on: words [a0 . a1 .] and [b0 . b1 .] repacked to
+ * [a0 . b0 .] and [a1 . b1 .] (PKHBT, PKHTB), each SXTB16. */
+#define O2M_C3_TAP2(ra, rb, kw, wp)                                                              \
+    do {                                                                                         \
+        const uint32_t ua_ = o2m_ld32((ra) + (kw)), ub_ = o2m_ld32((rb) + (kw));                 \
+        const int32_t v0_ = o2m_sxtb16(o2m_pk_lo(ua_, ub_)), v1_ = o2m_sxtb16(o2m_pk_hi(ua_, ub_)); \
+        O2M_C3_MAC(v0_, v1_, wp);                                                                \
+    } while (0)
+
+/* Requantize and store the 4x2 tile of channels g.. (those below c_out), pixels y[0], y[1]. */
+static void o2m_c3_store(const o2m_conv2d_s8_dsp_params *p, int32_t g, const int32_t *acc, int8_t *y,
+                         int32_t plane, int32_t two)
+{
+    int32_t i;
+    for (i = 0; i < 4 && g + i < p->c_out; ++i) {
+        o2m_dsp_rq q;
+        o2m_dsp_rq_load(&p->requant, g + i, &q);
+        y[(g + i) * plane] = o2m_dsp_out(acc[2 * i], &q, &p->requant);
+        if (two) {
+            y[(g + i) * plane + 1] = o2m_dsp_out(acc[2 * i + 1], &q, &p->requant);
+        }
+    }
+}
+
+static inline int32_t o2m_c3_bias(const o2m_conv2d_s8_dsp_params *p, int32_t oc)
+{
+    return oc < p->c_out ? p->bias[oc] : 0;
+}
+
+/* Two interior output pixels (windows inside the input; base = pixel 0's window corner in
+ * plane 0), every output channel, four at a time; stride_w 1 (halfword loads) or 2 (word
+ * loads: the caller checks the byte after pixel 1's last tap lies in the tensor). */
+O2M_DSP_NOINLINE static void o2m_conv3_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *base, int8_t *y,
+                                            int32_t plane)
+{
+    const int32_t w_in = p->w_in;
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t pairs = p->c_in >> 1;
+    const int32_t odd = p->c_in & 1;
+    const int32_t s2 = p->stride_w == 2;
+    const int8_t *wp = p->packed;
+    int32_t g, j, kh;
+    for (g = 0; g < p->c_out; g += 4) {
+        int32_t a00 = o2m_c3_bias(p, g), a01 = a00, a10 = o2m_c3_bias(p, g + 1), a11 = a10;
+        int32_t a20 = o2m_c3_bias(p, g + 2), a21 = a20, a30 = o2m_c3_bias(p, g + 3), a31 = a30;
+        const int8_t *xa = base;
+        for (j = pairs; j > 0; --j, xa += 2 * plane_in) {
+            for (kh = 0; kh < 3; ++kh, wp += 24) {
+                const int8_t *ra = xa + kh * w_in;
+                const int8_t *rb = ra + plane_in;
+                if (s2) {
+                    O2M_C3_TAP2(ra, rb, 0, wp);
+                    O2M_C3_TAP2(ra, rb, 1, wp + 8);
+                    O2M_C3_TAP2(ra, rb, 2, wp + 16);
+                } else {
+                    O2M_C3_TAP1(ra, rb, 0, wp);
+                    O2M_C3_TAP1(ra, rb, 1, wp + 8);
+                    O2M_C3_TAP1(ra, rb, 2, wp + 16);
+                }
+            }
+        }
+        if (odd) {
+            /* the last input channel alone: its partner's weights are 0, the halves read 0 */
+            for (kh = 0; kh < 3; ++kh, wp += 24) {
+                const int8_t *ra = xa + kh * w_in;
+                int32_t kw;
+                for (kw = 0; kw < 3; ++kw) {
+                    uint32_t t;
+                    if (s2) {
+                        const uint32_t u = o2m_ld32(ra + kw);
+                        t = (u & 0xFFu) | ((u >> 8) & 0xFF00u);
+                    } else {
+                        t = o2m_ld16(ra + kw);
+                    }
+                    {
+                        const int32_t v0 = o2m_sxtb16(t), v1 = o2m_sxtb16_r8(t);
+                        O2M_C3_MAC(v0, v1, wp + 8 * kw);
+                    }
+                }
+            }
+        }
+        {
+            const int32_t acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
+            o2m_c3_store(p, g, acc, y, plane, 1);
+        }
+    }
+}
+
+/* One output pixel (any: its window may leave the input), every channel, four at a time:
+ * acc = raw bias + sum over the valid taps of (x - pad_value) * w, the portable kernel's sum. */
+O2M_DSP_NOINLINE static void o2m_conv3_one(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int8_t *y,
+                                           int32_t plane, int32_t ih0, int32_t iw0)
+{
+    const int32_t w_in = p->w_in;
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t jn = (p->c_in + 1) >> 1;
+    const int32_t pad = p->pad_value;
+    int32_t kh_lo, kh_hi, kw_lo, kw_hi, g, j, kh, kw;
+    o2m_valid_taps(ih0, 1, 3, p->h_in, &kh_lo, &kh_hi);
+    o2m_valid_taps(iw0, 1, 3, p->w_in, &kw_lo, &kw_hi);
+    for (g = 0; g < p->c_out; g += 4) {
+        int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int32_t a0, a1, a2, a3, i;
+        for (i = 0; i < 4 && g + i < p->c_out; ++i) {
+            acc[2 * i] = p->raw_bias != NULL ? p->raw_bias[g + i] : 0;
+        }
+        a0 = acc[0];
+        a1 = acc[2];
+        a2 = acc[4];
+        a3 = acc[6];
+        for (j = 0; j < jn; ++j) {
+            const int8_t *xa = x + 2 * j * plane_in;
+            const int32_t has_b = 2 * j + 1 < p->c_in;
+            const int8_t *wj = p->packed + ((g >> 2) * jn + j) * 72;
+            for (kh = kh_lo; kh < kh_hi; ++kh) {
+                const int8_t *ra = xa + (ih0 + kh) * w_in + iw0;
+                for (kw = kw_lo; kw < kw_hi; ++kw) {
+                    const int8_t *wt = wj + (kh * 3 + kw) * 8;
+                    const int32_t xv = ra[kw] - pad;
+                    const int32_t xb = has_b ? ra[kw + plane_in] - pad : 0;
+                    const int32_t v = o2m_pack16(xv, xb);
+                    uint32_t u = o2m_ld32(wt);
+                    a0 = o2m_smlad(o2m_sxtb16(u), v, a0);
+                    a1 = o2m_smlad(o2m_sxtb16_r8(u), v, a1);
+                    u = o2m_ld32(wt + 4);
+                    a2 = o2m_smlad(o2m_sxtb16(u), v, a2);
+                    a3 = o2m_smlad(o2m_sxtb16_r8(u), v, a3);
+                }
+            }
+        }
+        acc[0] = a0;
+        acc[2] = a1;
+        acc[4] = a2;
+        acc[6] = a3;
+        o2m_c3_store(p, g, acc, y, plane, 0);
+    }
+}
+
+/* Dense 3x3 with packed weights (p->packed): pairs of interior pixels through
+ * o2m_conv3_pair, the rest one by one through o2m_conv3_one. */
+static void o2m_conv3_packed(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int8_t *y)
+{
+    const int32_t plane_in = p->h_in * p->w_in;
+    const int32_t plane = p->h_out * p->w_out;
+    const int32_t sw = p->stride_w;
+    int32_t b, oh, ow;
+    for (b = 0; b < p->n; ++b) {
+        const int8_t *xb = x + b * p->c_in * plane_in;
+        int8_t *yb = y + b * p->c_out * plane;
+        for (oh = 0; oh < p->h_out; ++oh) {
+            const int32_t ih0 = oh * p->stride_h - p->pad_top;
+            const int32_t rows_in = ih0 >= 0 && ih0 + 3 <= p->h_in;
+            /* stride 2 loads one byte past pixel 1's last tap: inside the plane unless it
+               is the plane's very last byte */
+            const int32_t tail_ok = sw == 1 || ih0 + 3 < p->h_in;
+            for (ow = 0; ow < p->w_out; ow += 2) {
+                const int32_t iw0 = ow * sw - p->pad_left;
+                int8_t *yp = yb + oh * p->w_out + ow;
+                if (ow + 1 < p->w_out && rows_in && iw0 >= 0 && iw0 + sw + 3 <= p->w_in &&
+                    (tail_ok || iw0 + sw + 3 < p->w_in)) {
+                    o2m_conv3_pair(p, xb + ih0 * p->w_in + iw0, yp, plane);
+                    continue;
+                }
+                o2m_conv3_one(p, xb, yp, plane, ih0, iw0);
+                if (ow + 1 < p->w_out) {
+                    o2m_conv3_one(p, xb, yp + 1, plane, ih0, iw0 + sw);
+                }
+            }
+        }
+    }
+}
+
 static void o2m_conv_in_place(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
 {
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
@@ -543,7 +780,9 @@ static void o2m_conv_in_place(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch)
 {
-    if (scratch != NULL) {
+    if (p->packed != NULL) {
+        o2m_conv3_packed(p, x, y); /* faster than the im2col form: scratch unused */
+    } else if (scratch != NULL) {
         o2m_conv_im2col(p, x, w, y, scratch);
     } else {
         o2m_conv_in_place(p, x, w, y);

@@ -47,7 +47,16 @@ typedef struct {
     const int32_t *taps;        /* dense conv: per weight index (ic, kh, kw), the input offset
                                    ic * h_in * w_in + kh * dil_h * w_in + kw * dil_w (NULL: depthwise) */
     o2m_dsp_requant requant;
+    const int8_t *packed;       /* dense 3x3, dil 1, stride_w 1 or 2: the weights re-laid by the
+                                   emitter (o2m_conv3x3_pack's layout below), or NULL */
 } o2m_conv2d_s8_dsp_params;
+
+/* The packed 3x3 weights: per group of four output channels g, per pair of input channels j
+ * (2j, 2j + 1), per tap t = kh * 3 + kw, eight bytes
+ *   w[4g][2j][t] w[4g+1][2j][t] w[4g][2j+1][t] w[4g+1][2j+1][t]
+ *   w[4g+2][2j][t] w[4g+3][2j][t] w[4g+2][2j+1][t] w[4g+3][2j+1][t]
+ * (0 past c_out or c_in): SXTB16 of a word gives one channel's two input-channel weights,
+ * SXTB16 ROR 8 the next channel's.  ceil(c_out/4) * ceil(c_in/2) * 72 bytes. */
 
 /*
  * Dense convolution (groups == 1), two forms, both a 2x2 register-tiled GEMM (two output

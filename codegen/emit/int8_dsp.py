@@ -112,6 +112,23 @@ def _requant(ctx, r) -> dict:
             "act_min": r.act_min, "act_max": r.act_max}
 
 
+def packs_3x3(c_in_groups: int, k_h: int, k_w: int, stride_w: int, dilation) -> bool:
+    """Whether a dense conv takes the packed 3x3 kernel (o2m_conv3_packed: no scratch)."""
+    return c_in_groups == 1 and (k_h, k_w) == (3, 3) and stride_w in (1, 2) and tuple(dilation) == (1, 1)
+
+
+def pack_3x3(w: np.ndarray) -> np.ndarray:
+    """The weights [c_out][c_in][3][3] in the layout of o2m_s8_conv_dsp.h (`packed`): per four
+    output channels, per two input channels, per tap, 8 bytes (zeros past c_out / c_in)."""
+    c_out, c_in = w.shape[:2]
+    g, j = (c_out + 3) // 4, (c_in + 1) // 2
+    full = np.zeros((4 * g, 2 * j, 9), np.int8)
+    full[:c_out, :c_in] = np.asarray(w, np.int8).reshape(c_out, c_in, 9)
+    # [g][oc4][j][ic2][t] -> [g][j][t][oc_half(2)][ic2][oc_in_half(2)]
+    t = full.reshape(g, 2, 2, j, 2, 9).transpose(0, 3, 5, 1, 4, 2)
+    return np.ascontiguousarray(t).reshape(-1)
+
+
 def _emit_conv(node: Node, ctx) -> list[str]:
     p = int8_params(node, ctx.graph)
     conv = p.conv
@@ -136,6 +153,8 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
               "requant": _requant(ctx, conv)}
+    if not depthwise and packs_3x3(conv.groups, k_h, k_w, conv.stride[1], conv.dilation):
+        fields["packed"] = ctx.int_array(pack_3x3(weights), "w_packed", ctype="int8_t")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
@@ -178,6 +197,8 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
         return inplace_conv_scratch(node, graph)
     if p is None or p.conv.groups > 1 or node.name in graph.scratch_free:
         return 0
+    if packs_3x3(p.conv.groups, w.shape[2], w.shape[3], p.conv.stride[1], p.conv.dilation):
+        return 0  # o2m_conv3_packed needs none
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
 
