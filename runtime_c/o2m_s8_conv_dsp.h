@@ -48,7 +48,9 @@ typedef struct {
                                    ic * h_in * w_in + kh * dil_h * w_in + kw * dil_w (NULL: depthwise) */
     o2m_dsp_requant requant;
     const int8_t *packed;       /* dense 3x3, dil 1, stride_w 1 or 2: the weights re-laid by the
-                                   emitter (o2m_conv3x3_pack's layout below), or NULL */
+                                   emitter (the layout below), or NULL */
+    const int32_t *tap_sums;    /* with packed: per output channel, per tap t = kh * 3 + kw, the
+                                   sum of its weights over the input channels */
 } o2m_conv2d_s8_dsp_params;
 
 /* The packed 3x3 weights: per group of four output channels g, per pair of input channels j

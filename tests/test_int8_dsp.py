@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, pack_3x3, packs_3x3
+from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, pack_3x3, packs_3x3, tap_sums_3x3
 from onnx2mcu.ops import int8_ref as R
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
@@ -156,10 +156,10 @@ def program(all_cases: list[dict]) -> str:
         fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
         taps, scratch_form, packed_form = "NULL", "", ""
         if not depthwise and packs_3x3(p.groups, k_h, k_w, p.stride[1], p.dilation):
-            decls.append(_arr("int8_t", f"pk{i}", pack_3x3(c["w"])))
+            decls += [_arr("int8_t", f"pk{i}", pack_3x3(c["w"])), _arr("int32_t", f"ts{i}", tap_sums_3x3(c["w"]))]
             packed_form = f"""
         {{
-            static const o2m_conv2d_s8_dsp_params fpk = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, t{i}, {rq_fast}, pk{i}}};
+            static const o2m_conv2d_s8_dsp_params fpk = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, t{i}, {rq_fast}, pk{i}, ts{i}}};
             memset(y_fast, 0x55, sizeof y_fast);
             {fn}(&fpk, x{i}, w{i}, y_fast, NULL);
             mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
@@ -176,7 +176,7 @@ def program(all_cases: list[dict]) -> str:
             taps = f"t{i}"
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
-        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}, NULL}};
+        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}, NULL, NULL}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
         {fn}(&fp, x{i}, w{i}, y_fast, NULL);
         mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});

@@ -129,6 +129,12 @@ def pack_3x3(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(t).reshape(-1)
 
 
+def tap_sums_3x3(w: np.ndarray) -> np.ndarray:
+    """Per output channel, per tap kh * 3 + kw: the sum of its weights over the input channels
+    (the bias of a window that skips taps leaving the input, o2m_c3_bias)."""
+    return np.asarray(w, np.int64).sum(axis=1).reshape(-1)
+
+
 def _emit_conv(node: Node, ctx) -> list[str]:
     p = int8_params(node, ctx.graph)
     conv = p.conv
@@ -155,6 +161,7 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "requant": _requant(ctx, conv)}
     if not depthwise and packs_3x3(conv.groups, k_h, k_w, conv.stride[1], conv.dilation):
         fields["packed"] = ctx.int_array(pack_3x3(weights), "w_packed", ctype="int8_t")
+        fields["tap_sums"] = ctx.int_array(tap_sums_3x3(weights), "tap_sums")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
