@@ -587,7 +587,7 @@ static int32_t o2m_c3_bias(const o2m_conv2d_s8_dsp_params *p, int32_t oc, uint32
         return 0;
     }
     b = (uint32_t)p->bias[oc];
-    for (t = 0; t < 9; ++t) {
+    for (t = 0; t < 9 && skipped != 0; ++t) {
         if (skipped & (1u << t)) {
             b += (uint32_t)p->pad_value * (uint32_t)p->tap_sums[oc * 9 + t];
         }
@@ -610,27 +610,29 @@ static uint32_t o2m_c3_skipped(int32_t kh_lo, int32_t kh_hi, int32_t kw_lo, int3
     return m;
 }
 
-/* The 2x2 tile of channels 4g + 2h, 4g + 2h + 1 (their weights from wp: the half h of
- * group g's bytes, stepping 8 per tap) for two pixels whose window columns lie inside the
- * input, over the kernel rows [kh_lo, kh_hi) (rows that leave the input are skipped);
- * col = pixel 0's window column in plane 0 (x + iw0), ih0 its window's first row. */
-O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_tile(const o2m_conv2d_s8_dsp_params *p, const int8_t *col,
-                                            int32_t ih0, int32_t kh_lo, int32_t kh_hi,
-                                            const int8_t *wp, int32_t *acc)
+/* The 2x2 tile of channels oc, oc + 1 (their weights from wp: half of the tap's eight bytes,
+ * stepping 8 per tap) for two pixels whose window columns lie inside the input, over the
+ * kernel rows [kh_lo, kh_hi) (rows that leave the input are skipped); col = pixel 0's window
+ * column in plane 0 (x + iw0), ih0 its window's first row.  Always inlined with a constant
+ * s2 (stride_w == 2), so each stride gets its own loops. */
+static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_params *p, const int8_t *col, int32_t ih0,
+                                  int32_t kh_lo, int32_t kh_hi, const int8_t *wp, int32_t *acc, int32_t s2)
 {
     const int32_t w_in = p->w_in;
     const int32_t plane_in = p->h_in * p->w_in;
     const int32_t step = 2 * plane_in;
     const int32_t pairs = p->c_in >> 1;
+    const int8_t *last = col + pairs * step;
+    const int8_t *wlast = wp + pairs * 72;
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t j, kh;
     /* kernel row outer, input channel pair inner: the inner loop steps three pointers by
-       constants (GCC keeps the tile, the pointers and the operands in registers) */
-    for (kh = kh_lo; kh < kh_hi && pairs > 0; ++kh) {
+       constants (the tile, the pointers and the operands stay in registers) */
+    for (kh = kh_lo; kh < kh_hi; ++kh) {
         const int8_t *ra = col + (ih0 + kh) * w_in;
         const int8_t *rb = ra + plane_in;
         const int8_t *wk = wp + 24 * kh;
-        if (p->stride_w == 2) {
+        if (s2) {
             for (j = pairs; j > 0; --j, ra += step, rb += step, wk += 72) {
                 O2M_C3_TAP2(ra, rb, 0, wk);
                 O2M_C3_TAP2(ra, rb, 1, wk + 8);
@@ -643,27 +645,24 @@ O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_tile(const o2m_conv2d
                 O2M_C3_TAP1(ra, rb, 2, wk + 16);
             }
         }
-    }
-    if (p->c_in & 1) {
-        /* the last input channel alone: its partner's weights are 0, the high halves of the
-           operands only need to be finite */
-        const int8_t *xa = col + pairs * step;
-        wp += pairs * 72;
-        for (kh = kh_lo; kh < kh_hi; ++kh) {
-            const int8_t *ra = xa + (ih0 + kh) * w_in;
-            int32_t kw;
-            for (kw = 0; kw < 3; ++kw) {
-                uint32_t t;
-                if (p->stride_w == 2) {
-                    const uint32_t u = o2m_ld32(ra + kw);
-                    t = (u & 0xFFu) | ((u >> 8) & 0xFF00u);
-                } else {
-                    t = o2m_ld16(ra + kw);
-                }
-                {
-                    const int32_t v0 = o2m_sxtb16(t), v1 = o2m_sxtb16_r8(t);
-                    O2M_C3_MAC(v0, v1, wp + 24 * kh + 8 * kw);
-                }
+        if (p->c_in & 1) {
+            /* the last input channel alone: its partner's weights are 0, so the high halves
+               of the operands only need to be finite */
+            const int8_t *rl = last + (ih0 + kh) * w_in;
+            const int8_t *wl = wlast + 24 * kh;
+            if (s2) {
+                uint32_t u = o2m_ld32(rl);
+                int32_t v0 = o2m_sxtb16(u), v1 = o2m_sxtb16_r8(u); /* [x0 x2], [x1 x3] */
+                const int32_t v2 = o2m_sxtb16(o2m_ld32(rl + 2));   /* [x2 x4] */
+                O2M_C3_MAC(v0, (int32_t)((uint32_t)v0 >> 16), wl);  /* taps 0: x0, x2 */
+                O2M_C3_MAC(v1, (int32_t)((uint32_t)v1 >> 16), wl + 8); /* taps 1: x1, x3 */
+                O2M_C3_MAC(v2, (int32_t)((uint32_t)v2 >> 16), wl + 16); /* taps 2: x2, x4 */
+            } else {
+                uint32_t u = o2m_ld32(rl);  /* x0..x3: taps 0, 1, 2 of pixel 0, 1..3 of pixel 1 */
+                const int32_t e = o2m_sxtb16(u), o = o2m_sxtb16_r8(u); /* [x0 x2], [x1 x3] */
+                O2M_C3_MAC(e, o, wl);                                  /* x0, x1 */
+                O2M_C3_MAC(o, (int32_t)((uint32_t)e >> 16), wl + 8);    /* x1, x2 */
+                O2M_C3_MAC((int32_t)((uint32_t)e >> 16), (int32_t)((uint32_t)o >> 16), wl + 16); /* x2, x3 */
             }
         }
     }
@@ -674,26 +673,26 @@ O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_tile(const o2m_conv2d
 }
 
 /* Two output pixels whose window columns lie inside the input (rows [kh_lo, kh_hi) of the
- * window inside it), every output channel; stride_w 1 (halfword loads) or 2 (word loads:
- * the caller checks the byte after pixel 1's last tap lies in the tensor). */
-static void o2m_conv3_pair(const o2m_conv2d_s8_dsp_params *p, const int8_t *col, int32_t ih0, int32_t kh_lo,
-                           int32_t kh_hi, int8_t *y, int32_t plane)
+ * window inside it), every output channel, two at a time; stride_w 1 or 2 (word loads: the
+ * caller checks the bytes they read past a tap lie in the tensor). */
+O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_pair(const o2m_conv2d_s8_dsp_params *p,
+                                                                const int8_t *col, int32_t ih0, int32_t kh_lo,
+                                                                int32_t kh_hi, int8_t *y, int32_t plane)
 {
     const int32_t group = ((p->c_in + 1) >> 1) * 72;
-    const uint32_t skipped = o2m_c3_skipped(kh_lo, kh_hi, 0, 3);
-    int32_t g;
-    for (g = 0; g < p->c_out; g += 4) {
-        int32_t acc[8];
-        const int8_t *wg = p->packed + (g >> 2) * group;
-        acc[0] = acc[1] = o2m_c3_bias(p, g, skipped);
-        acc[2] = acc[3] = o2m_c3_bias(p, g + 1, skipped);
-        o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wg, acc);
-        if (g + 2 < p->c_out) {
-            acc[4] = acc[5] = o2m_c3_bias(p, g + 2, skipped);
-            acc[6] = acc[7] = o2m_c3_bias(p, g + 3, skipped);
-            o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wg + 4, acc + 4);
+    const uint32_t skipped = kh_lo == 0 && kh_hi == 3 ? 0u : o2m_c3_skipped(kh_lo, kh_hi, 0, 3);
+    int32_t oc;
+    for (oc = 0; oc < p->c_out; oc += 2) {
+        const int8_t *wp = p->packed + (oc >> 2) * group + (oc & 2) * 2;
+        int32_t acc[4];
+        acc[0] = acc[1] = o2m_c3_bias(p, oc, skipped);
+        acc[2] = acc[3] = o2m_c3_bias(p, oc + 1, skipped);
+        if (p->stride_w == 2) {
+            o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wp, acc, 1);
+        } else {
+            o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wp, acc, 0);
         }
-        o2m_c3_store(p, g, acc, y, plane, 1);
+        o2m_store2x2(&p->requant, oc, oc + 1 < p->c_out, 1, acc, y, plane);
     }
 }
 
@@ -769,17 +768,17 @@ static void o2m_conv3_packed(const o2m_conv2d_s8_dsp_params *p, const int8_t *x,
             int32_t tail_ok;
             o2m_valid_taps(ih0, 1, 3, p->h_in, &kh_lo, &kh_hi);
             tail_ok = sw == 1 || ih0 + kh_hi < p->h_in;
-            for (ow = 0; ow < p->w_out; ow += 2) {
+            for (ow = 0; ow < p->w_out;) {
                 const int32_t iw0 = ow * sw - p->pad_left;
                 int8_t *yp = yb + oh * p->w_out + ow;
-                if (ow + 1 < p->w_out && kh_lo < kh_hi && iw0 >= 0 && iw0 + sw + 3 <= p->w_in &&
+                /* pixels ow, ow + 1 with their window columns inside the input */
+                if (ow + 1 < p->w_out && iw0 >= 0 && iw0 + sw + 3 <= p->w_in &&
                     (tail_ok || iw0 + sw + 3 < p->w_in)) {
                     o2m_conv3_pair(p, xb + iw0, ih0, kh_lo, kh_hi, yp, plane);
-                    continue;
-                }
-                o2m_conv3_one(p, xb, yp, plane, ih0, iw0);
-                if (ow + 1 < p->w_out) {
-                    o2m_conv3_one(p, xb, yp + 1, plane, ih0, iw0 + sw);
+                    ow += 2;
+                } else {
+                    o2m_conv3_one(p, xb, yp, plane, ih0, iw0);
+                    ow += 1;
                 }
             }
         }
