@@ -101,6 +101,13 @@ static inline int32_t o2m_smlatb(int32_t a, int32_t b, int32_t acc)
 #define O2M_DSP_NO_PRESCHED
 #endif
 
+/* Inlined into each caller with constant arguments (one specialised loop per variant). */
+#if defined(__GNUC__)
+#define O2M_DSP_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define O2M_DSP_ALWAYS_INLINE
+#endif
+
 /* One unaligned 32-bit load / store (a single LDR / STR on v7E-M). */
 static inline uint32_t o2m_ld32(const int8_t *p)
 {
@@ -579,7 +586,7 @@ static void o2m_c3_store(const o2m_conv2d_s8_dsp_params *p, int32_t g, const int
  * in `skipped` (bit t: tap t = kh * 3 + kw, summed over the input channels, p->tap_sums): the
  * kernels below skip the taps of a window that leave the input, which the folded bias
  * counts as reading pad_value.  Mod 2^32, like the int32 accumulator. */
-static int32_t o2m_c3_bias(const o2m_conv2d_s8_dsp_params *p, int32_t oc, uint32_t skipped)
+O2M_DSP_NOINLINE static int32_t o2m_c3_bias(const o2m_conv2d_s8_dsp_params *p, int32_t oc, uint32_t skipped)
 {
     uint32_t b;
     int32_t t;
@@ -610,18 +617,79 @@ static uint32_t o2m_c3_skipped(int32_t kh_lo, int32_t kh_hi, int32_t kw_lo, int3
     return m;
 }
 
+/* The kinds of pixel pairs o2m_conv3_pair takes: both windows' columns inside the input,
+ * pixel 0's first column left of it (pad), pixel 1's last column right of it. */
+#define O2M_C3_INNER 0
+#define O2M_C3_LEFT 1
+#define O2M_C3_RIGHT 2
+
+/* Operand i of a kernel row (x_i: the values at load position i, i = 0..4), 0 for the
+ * positions a pair kind leaves out (a tap outside the input contributes through the bias). */
+static inline int32_t o2m_c3_x(int32_t i, int32_t x0, int32_t x1, int32_t x2, int32_t x3, int32_t x4)
+{
+    return i == 0 ? x0 : i == 1 ? x1 : i == 2 ? x2 : i == 3 ? x3 : i == 4 ? x4 : 0;
+}
+
+/* A kernel row's three taps (O2M_C3_TAPK: tap kw) for the 2x2 tile from its operands
+ * x0..x4: pixel 0's tap kw reads position kw + d, pixel 1's kw + d + s (s = stride_w);
+ * positions < 0, or 4 without x4 (has4 == 0), are left out. */
+#define O2M_C3_TAPK(x0, x1, x2, x3, x4, wk, kw, d, s, has4)                                     \
+    do {                                                                                         \
+        if ((kw) + (d) >= 0 && (kw) + (d) + (s) <= ((has4) ? 4 : 3)) {                          \
+            O2M_C3_MAC(o2m_c3_x((kw) + (d), x0, x1, x2, x3, x4),                                 \
+                       o2m_c3_x((kw) + (d) + (s), x0, x1, x2, x3, x4), (wk) + 8 * (kw));         \
+        } else if ((kw) + (d) >= 0) { /* pixel 1's tap left out */                               \
+            O2M_C3_MAC1(o2m_c3_x((kw) + (d), x0, x1, x2, x3, x4), a00, a10, (wk) + 8 * (kw));    \
+        } else { /* pixel 0's tap left out */                                                    \
+            O2M_C3_MAC1(o2m_c3_x((kw) + (d) + (s), x0, x1, x2, x3, x4), a01, a11, (wk) + 8 * (kw)); \
+        }                                                                                        \
+    } while (0)
+
+/* One pixel's tap for channels oc, oc + 1 (accumulators c0, c1). */
+#define O2M_C3_MAC1(v, c0, c1, wp)                                                               \
+    do {                                                                                         \
+        const uint32_t u1_ = o2m_ld32(wp);                                                       \
+        c0 = o2m_smlad(o2m_sxtb16(u1_), v, c0);                                                  \
+        c1 = o2m_smlad(o2m_sxtb16_r8(u1_), v, c1);                                               \
+    } while (0)
+
+#define O2M_C3_ROW(x0, x1, x2, x3, x4, wk, d, s, has4)                                           \
+    do {                                                                                         \
+        O2M_C3_TAPK(x0, x1, x2, x3, x4, wk, 0, d, s, has4);                                      \
+        O2M_C3_TAPK(x0, x1, x2, x3, x4, wk, 1, d, s, has4);                                      \
+        O2M_C3_TAPK(x0, x1, x2, x3, x4, wk, 2, d, s, has4);                                      \
+    } while (0)
+
+/* One kernel row of one input channel pair: a word per plane (+ a byte for has4) covering
+ * the pair's six taps, repacked to x_i = [a_i b_i], then O2M_C3_ROW. */
+#define O2M_C3_PAIRSTEP(ra, rb, wk, d, s, has4)                                                  \
+    do {                                                                                         \
+        const uint32_t ua = o2m_ld32(ra), ub = o2m_ld32(rb);                                     \
+        const uint32_t ea = (uint32_t)o2m_sxtb16(ua), eb = (uint32_t)o2m_sxtb16(ub);             \
+        const uint32_t oa = (uint32_t)o2m_sxtb16_r8(ua), ob = (uint32_t)o2m_sxtb16_r8(ub);       \
+        const int32_t x0 = (int32_t)o2m_pk_lo(ea, eb), x2 = (int32_t)o2m_pk_hi(ea, eb);          \
+        const int32_t x1 = (int32_t)o2m_pk_lo(oa, ob), x3 = (int32_t)o2m_pk_hi(oa, ob);          \
+        const int32_t x4 = (has4) ? o2m_pack16((ra)[4], (rb)[4]) : 0;                            \
+        O2M_C3_ROW(x0, x1, x2, x3, x4, wk, d, s, has4);                                          \
+    } while (0)
+
 /* The 2x2 tile of channels oc, oc + 1 (their weights from wp: half of the tap's eight bytes,
- * stepping 8 per tap) for two pixels whose window columns lie inside the input, over the
- * kernel rows [kh_lo, kh_hi) (rows that leave the input are skipped); col = pixel 0's window
- * column in plane 0 (x + iw0), ih0 its window's first row.  Always inlined with a constant
- * s2 (stride_w == 2), so each stride gets its own loops. */
-static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_params *p, const int8_t *col, int32_t ih0,
-                                  int32_t kh_lo, int32_t kh_hi, const int8_t *wp, int32_t *acc, int32_t s2)
+ * stepping 8 per tap) for a pixel pair of kind `kind`, over the kernel rows [kh_lo, kh_hi)
+ * (rows that leave the input are skipped); col = the pair's load position in plane 0 (x +
+ * iw0, + 1 for LEFT, - 1 for stride-1 RIGHT), ih0 the windows' first row.  Each row and
+ * input channel pair loads one word per plane (plus a byte for stride-2 INNER) covering the
+ * six taps, repacked to x_i = [a_i b_i].  Always inlined with constant s2 and kind. */
+O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_params *p, const int8_t *col, int32_t ih0,
+                                  int32_t kh_lo, int32_t kh_hi, const int8_t *wp, int32_t *acc, int32_t s2,
+                                  int32_t kind)
 {
     const int32_t w_in = p->w_in;
     const int32_t plane_in = p->h_in * p->w_in;
     const int32_t step = 2 * plane_in;
     const int32_t pairs = p->c_in >> 1;
+    const int32_t s = s2 ? 2 : 1;
+    const int32_t d = kind == O2M_C3_LEFT ? -1 : (kind == O2M_C3_RIGHT && !s2) ? 1 : 0;
+    const int32_t has4 = s2 && kind == O2M_C3_INNER;
     const int8_t *last = col + pairs * step;
     const int8_t *wlast = wp + pairs * 72;
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
@@ -632,38 +700,24 @@ static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_params *p, const int8_
         const int8_t *ra = col + (ih0 + kh) * w_in;
         const int8_t *rb = ra + plane_in;
         const int8_t *wk = wp + 24 * kh;
-        if (s2) {
-            for (j = pairs; j > 0; --j, ra += step, rb += step, wk += 72) {
-                O2M_C3_TAP2(ra, rb, 0, wk);
-                O2M_C3_TAP2(ra, rb, 1, wk + 8);
-                O2M_C3_TAP2(ra, rb, 2, wk + 16);
-            }
-        } else {
-            for (j = pairs; j > 0; --j, ra += step, rb += step, wk += 72) {
-                O2M_C3_TAP1(ra, rb, 0, wk);
-                O2M_C3_TAP1(ra, rb, 1, wk + 8);
-                O2M_C3_TAP1(ra, rb, 2, wk + 16);
-            }
+        /* two channel pairs per step (the second at + step: register-offset loads) */
+        for (j = pairs >> 1; j > 0; --j, ra += 2 * step, rb += 2 * step, wk += 144) {
+            O2M_C3_PAIRSTEP(ra, rb, wk, d, s, has4);
+            O2M_C3_PAIRSTEP(ra + step, rb + step, wk + 72, d, s, has4);
+        }
+        if (pairs & 1) {
+            O2M_C3_PAIRSTEP(ra, rb, wk, d, s, has4);
         }
         if (p->c_in & 1) {
-            /* the last input channel alone: its partner's weights are 0, so the high halves
-               of the operands only need to be finite */
+            /* the last input channel alone: its partner's weights are 0, so only the low
+               halves of the operands matter */
             const int8_t *rl = last + (ih0 + kh) * w_in;
+            const uint32_t u = o2m_ld32(rl);
+            const int32_t e = o2m_sxtb16(u), o = o2m_sxtb16_r8(u); /* [x0 x2], [x1 x3] */
+            const int32_t x2 = (int32_t)((uint32_t)e >> 16), x3 = (int32_t)((uint32_t)o >> 16);
+            const int32_t x4 = has4 ? rl[4] : 0;
             const int8_t *wl = wlast + 24 * kh;
-            if (s2) {
-                uint32_t u = o2m_ld32(rl);
-                int32_t v0 = o2m_sxtb16(u), v1 = o2m_sxtb16_r8(u); /* [x0 x2], [x1 x3] */
-                const int32_t v2 = o2m_sxtb16(o2m_ld32(rl + 2));   /* [x2 x4] */
-                O2M_C3_MAC(v0, (int32_t)((uint32_t)v0 >> 16), wl);  /* taps 0: x0, x2 */
-                O2M_C3_MAC(v1, (int32_t)((uint32_t)v1 >> 16), wl + 8); /* taps 1: x1, x3 */
-                O2M_C3_MAC(v2, (int32_t)((uint32_t)v2 >> 16), wl + 16); /* taps 2: x2, x4 */
-            } else {
-                uint32_t u = o2m_ld32(rl);  /* x0..x3: taps 0, 1, 2 of pixel 0, 1..3 of pixel 1 */
-                const int32_t e = o2m_sxtb16(u), o = o2m_sxtb16_r8(u); /* [x0 x2], [x1 x3] */
-                O2M_C3_MAC(e, o, wl);                                  /* x0, x1 */
-                O2M_C3_MAC(o, (int32_t)((uint32_t)e >> 16), wl + 8);    /* x1, x2 */
-                O2M_C3_MAC((int32_t)((uint32_t)e >> 16), (int32_t)((uint32_t)o >> 16), wl + 16); /* x2, x3 */
-            }
+            O2M_C3_ROW(e, o, x2, x3, x4, wl, d, s, has4);
         }
     }
     acc[0] = a00;
@@ -672,27 +726,70 @@ static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_params *p, const int8_
     acc[3] = a11;
 }
 
-/* Two output pixels whose window columns lie inside the input (rows [kh_lo, kh_hi) of the
- * window inside it), every output channel, two at a time; stride_w 1 or 2 (word loads: the
- * caller checks the bytes they read past a tap lie in the tensor). */
-O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_pair(const o2m_conv2d_s8_dsp_params *p,
-                                                                const int8_t *col, int32_t ih0, int32_t kh_lo,
-                                                                int32_t kh_hi, int8_t *y, int32_t plane)
+/* o2m_c3_bias, its common case (no tap skipped) inline. */
+static inline int32_t o2m_c3_b(const o2m_conv2d_s8_dsp_params *p, int32_t oc, uint32_t skipped)
+{
+    return skipped == 0 && oc < p->c_out ? p->bias[oc] : o2m_c3_bias(p, oc, skipped);
+}
+
+/* Every output channel, two at a time, of a pixel pair of kind `kind` (constant, as s2):
+ * o2m_conv3_tile, then the 2x2 store. */
+O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_channels(const o2m_conv2d_s8_dsp_params *p, const int8_t *col,
+                                                            int32_t ih0, int32_t kh_lo, int32_t kh_hi,
+                                                            uint32_t skip0, uint32_t skip1, int8_t *y,
+                                                            int32_t plane, int32_t s2, int32_t kind)
 {
     const int32_t group = ((p->c_in + 1) >> 1) * 72;
-    const uint32_t skipped = kh_lo == 0 && kh_hi == 3 ? 0u : o2m_c3_skipped(kh_lo, kh_hi, 0, 3);
     int32_t oc;
     for (oc = 0; oc < p->c_out; oc += 2) {
         const int8_t *wp = p->packed + (oc >> 2) * group + (oc & 2) * 2;
         int32_t acc[4];
-        acc[0] = acc[1] = o2m_c3_bias(p, oc, skipped);
-        acc[2] = acc[3] = o2m_c3_bias(p, oc + 1, skipped);
-        if (p->stride_w == 2) {
-            o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wp, acc, 1);
-        } else {
-            o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wp, acc, 0);
+        acc[0] = o2m_c3_b(p, oc, skip0);
+        acc[1] = skip1 == skip0 ? acc[0] : o2m_c3_b(p, oc, skip1);
+        acc[2] = o2m_c3_b(p, oc + 1, skip0);
+        acc[3] = skip1 == skip0 ? acc[2] : o2m_c3_b(p, oc + 1, skip1);
+        o2m_conv3_tile(p, col, ih0, kh_lo, kh_hi, wp, acc, s2, kind);
+        {
+            const o2m_dsp_requant *r = &p->requant;
+            o2m_dsp_rq q;
+            o2m_dsp_rq_load(r, oc, &q);
+            y[oc * plane] = o2m_dsp_out(acc[0], &q, r);
+            y[oc * plane + 1] = o2m_dsp_out(acc[1], &q, r);
+            if (oc + 1 < p->c_out) {
+                o2m_dsp_rq_load(r, oc + 1, &q);
+                y[(oc + 1) * plane] = o2m_dsp_out(acc[2], &q, r);
+                y[(oc + 1) * plane + 1] = o2m_dsp_out(acc[3], &q, r);
+            }
         }
-        o2m_store2x2(&p->requant, oc, oc + 1 < p->c_out, 1, acc, y, plane);
+    }
+}
+
+/* A pixel pair of kind `kind` (windows' rows [kh_lo, kh_hi) inside the input; col as
+ * o2m_conv3_tile's), every output channel. */
+O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_pair(const o2m_conv2d_s8_dsp_params *p,
+                                                                const int8_t *col, int32_t ih0, int32_t kh_lo,
+                                                                int32_t kh_hi, int32_t kind, int8_t *y,
+                                                                int32_t plane)
+{
+    const uint32_t rows = kh_lo == 0 && kh_hi == 3 ? 0u : o2m_c3_skipped(kh_lo, kh_hi, 0, 3);
+    const uint32_t skip0 = kind == O2M_C3_LEFT ? rows | o2m_c3_skipped(0, 3, 1, 3) : rows;
+    const uint32_t skip1 = kind == O2M_C3_RIGHT ? rows | o2m_c3_skipped(0, 3, 0, 2) : rows;
+    if (p->stride_w == 2) {
+        if (kind == O2M_C3_INNER) {
+            o2m_conv3_channels(p, col, ih0, kh_lo, kh_hi, skip0, skip1, y, plane, 1, O2M_C3_INNER);
+        } else if (kind == O2M_C3_LEFT) {
+            o2m_conv3_channels(p, col, ih0, kh_lo, kh_hi, skip0, skip1, y, plane, 1, O2M_C3_LEFT);
+        } else {
+            o2m_conv3_channels(p, col, ih0, kh_lo, kh_hi, skip0, skip1, y, plane, 1, O2M_C3_RIGHT);
+        }
+    } else {
+        if (kind == O2M_C3_INNER) {
+            o2m_conv3_channels(p, col, ih0, kh_lo, kh_hi, skip0, skip1, y, plane, 0, O2M_C3_INNER);
+        } else if (kind == O2M_C3_LEFT) {
+            o2m_conv3_channels(p, col, ih0, kh_lo, kh_hi, skip0, skip1, y, plane, 0, O2M_C3_LEFT);
+        } else {
+            o2m_conv3_channels(p, col, ih0, kh_lo, kh_hi, skip0, skip1, y, plane, 0, O2M_C3_RIGHT);
+        }
     }
 }
 
@@ -763,23 +860,30 @@ static void o2m_conv3_packed(const o2m_conv2d_s8_dsp_params *p, const int8_t *x,
         for (oh = 0; oh < p->h_out; ++oh) {
             const int32_t ih0 = oh * p->stride_h - p->pad_top;
             int32_t kh_lo, kh_hi;
-            /* stride 2 loads one byte past pixel 1's last tap: inside the plane unless it is
-               the plane's very last byte */
-            int32_t tail_ok;
             o2m_valid_taps(ih0, 1, 3, p->h_in, &kh_lo, &kh_hi);
-            tail_ok = sw == 1 || ih0 + kh_hi < p->h_in;
             for (ow = 0; ow < p->w_out;) {
                 const int32_t iw0 = ow * sw - p->pad_left;
+                const int32_t end1 = iw0 + sw + 3; /* one past pixel 1's window */
                 int8_t *yp = yb + oh * p->w_out + ow;
-                /* pixels ow, ow + 1 with their window columns inside the input */
-                if (ow + 1 < p->w_out && iw0 >= 0 && iw0 + sw + 3 <= p->w_in &&
-                    (tail_ok || iw0 + sw + 3 < p->w_in)) {
-                    o2m_conv3_pair(p, xb + iw0, ih0, kh_lo, kh_hi, yp, plane);
-                    ow += 2;
+                /* the loads read positions [col, col + 4) (+ 1 byte for stride-2 INNER),
+                   each a tap of the pair's windows inside the input */
+                if (ow + 1 >= p->w_out) {
+                    o2m_conv3_one(p, xb, yp, plane, ih0, iw0);
+                    ow += 1;
+                    continue;
+                }
+                if (iw0 >= 0 && end1 <= p->w_in) {
+                    o2m_conv3_pair(p, xb + iw0, ih0, kh_lo, kh_hi, O2M_C3_INNER, yp, plane);
+                } else if (iw0 == -1 && end1 <= p->w_in && 4 <= p->w_in) {
+                    o2m_conv3_pair(p, xb, ih0, kh_lo, kh_hi, O2M_C3_LEFT, yp, plane);
+                } else if (iw0 >= 2 - sw && end1 == p->w_in + 1) {
+                    o2m_conv3_pair(p, xb + iw0 + sw - 2, ih0, kh_lo, kh_hi, O2M_C3_RIGHT, yp, plane);
                 } else {
                     o2m_conv3_one(p, xb, yp, plane, ih0, iw0);
                     ow += 1;
+                    continue;
                 }
+                ow += 2;
             }
         }
     }

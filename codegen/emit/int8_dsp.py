@@ -112,9 +112,15 @@ def _requant(ctx, r) -> dict:
             "act_min": r.act_min, "act_max": r.act_max}
 
 
-def packs_3x3(c_in_groups: int, k_h: int, k_w: int, stride_w: int, dilation) -> bool:
-    """Whether a dense conv takes the packed 3x3 kernel (o2m_conv3_packed: no scratch)."""
-    return c_in_groups == 1 and (k_h, k_w) == (3, 3) and stride_w in (1, 2) and tuple(dilation) == (1, 1)
+PACKED_MIN_C_IN = 4
+
+
+def packs_3x3(groups: int, c_in: int, k_h: int, k_w: int, stride_w: int, dilation) -> bool:
+    """Whether a dense conv takes the packed 3x3 kernel (o2m_conv3_packed, no scratch): 3x3,
+    dilation 1, stride_w 1 or 2, and at least 4 input channels (with fewer, the per-row
+    overhead of the channel-pair loop outweighs it: a first RGB conv keeps the im2col form)."""
+    return (groups == 1 and c_in >= PACKED_MIN_C_IN and (k_h, k_w) == (3, 3) and stride_w in (1, 2)
+            and tuple(dilation) == (1, 1))
 
 
 def pack_3x3(w: np.ndarray) -> np.ndarray:
@@ -159,7 +165,7 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
               "requant": _requant(ctx, conv)}
-    if not depthwise and packs_3x3(conv.groups, k_h, k_w, conv.stride[1], conv.dilation):
+    if not depthwise and packs_3x3(conv.groups, c_in, k_h, k_w, conv.stride[1], conv.dilation):
         fields["packed"] = ctx.int_array(pack_3x3(weights), "w_packed", ctype="int8_t")
         fields["tap_sums"] = ctx.int_array(tap_sums_3x3(weights), "tap_sums")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
@@ -204,7 +210,7 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
         return inplace_conv_scratch(node, graph)
     if p is None or p.conv.groups > 1 or node.name in graph.scratch_free:
         return 0
-    if packs_3x3(p.conv.groups, w.shape[2], w.shape[3], p.conv.stride[1], p.conv.dilation):
+    if packs_3x3(p.conv.groups, x.shape[1], w.shape[2], w.shape[3], p.conv.stride[1], p.conv.dilation):
         return 0  # o2m_conv3_packed needs none
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
