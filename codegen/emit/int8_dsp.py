@@ -8,7 +8,9 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
   then multiply raw int8 values; padded taps read the zero point, which contributes 0);
 * gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
-  peak); then the kernel reads its windows in place through a tap-offset table.  The
+  peak); then the kernel reads its windows in place through a tap-offset table.  A dense
+  3x3 (dilation 1, >= 4 input channels; stride_w 1, or 2 when scratch-free) instead gets its
+  weights re-laid (`pack_3x3`, `tap_sums_3x3`) for the packed kernel, which needs no scratch.  The
   depthwise and fully connected kernels need no scratch, except the in-place depthwise
   variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
@@ -123,6 +125,20 @@ def packs_3x3(groups: int, c_in: int, k_h: int, k_w: int, stride_w: int, dilatio
             and tuple(dilation) == (1, 1))
 
 
+def _packed(node: Node, graph: Graph) -> bool:
+    """Whether this dense conv takes the packed 3x3 kernel: stride_w 1 always (faster than the
+    im2col form), stride_w 2 only where it runs without scratch (there the im2col form, with
+    its scratch, is a little faster than the packed kernel; the scratch-free alternative, the
+    tap-table loop, much slower)."""
+    p = int8_params(node, graph)
+    if p is None:
+        return False
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    conv = p.conv
+    return (packs_3x3(conv.groups, x.shape[1], w.shape[2], w.shape[3], conv.stride[1], conv.dilation)
+            and (conv.stride[1] == 1 or node.name in graph.scratch_free))
+
+
 def pack_3x3(w: np.ndarray) -> np.ndarray:
     """The weights [c_out][c_in][3][3] in the layout of o2m_s8_conv_dsp.h (`packed`): per four
     output channels, per two input channels, per tap, 8 bytes (zeros past c_out / c_in)."""
@@ -165,7 +181,7 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
               "requant": _requant(ctx, conv)}
-    if not depthwise and packs_3x3(conv.groups, c_in, k_h, k_w, conv.stride[1], conv.dilation):
+    if not depthwise and _packed(node, ctx.graph):
         fields["packed"] = ctx.int_array(pack_3x3(weights), "w_packed", ctype="int8_t")
         fields["tap_sums"] = ctx.int_array(tap_sums_3x3(weights), "tap_sums")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
@@ -210,7 +226,7 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
         return inplace_conv_scratch(node, graph)
     if p is None or p.conv.groups > 1 or node.name in graph.scratch_free:
         return 0
-    if packs_3x3(p.conv.groups, x.shape[1], w.shape[2], w.shape[3], p.conv.stride[1], p.conv.dilation):
+    if _packed(node, graph):
         return 0  # o2m_conv3_packed needs none
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
