@@ -160,7 +160,7 @@ def program(all_cases: list[dict]) -> str:
             decls += [_arr("int8_t", f"pk{i}", pack_3x3(c["w"])), _arr("int32_t", f"ts{i}", tap_sums_3x3(c["w"]))]
             packed_form = f"""
         {{
-            static const o2m_conv2d_s8_dsp_params fpk = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, t{i}, {rq_fast}, pk{i}, ts{i}}};
+            static const o2m_conv2d_s8_dsp_params fpk = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, t{i}, .requant = {rq_fast}, .packed = pk{i}, .tap_sums = ts{i}}};
             memset(y_fast, 0x55, sizeof y_fast);
             {fn}(&fpk, x{i}, w{i}, y_fast, NULL);
             mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
@@ -177,7 +177,7 @@ def program(all_cases: list[dict]) -> str:
             taps = f"t{i}"
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
-        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}, NULL, NULL}};
+        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, .requant = {rq_fast}}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
         {fn}(&fp, x{i}, w{i}, y_fast, NULL);
         mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
