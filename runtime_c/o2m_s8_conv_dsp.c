@@ -694,6 +694,24 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_
     const int8_t *wlast = wp + pairs * 72;
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t j, kh;
+    int32_t done = 0;
+    if (kh_lo == 0 && kh_hi == 3 && pairs > 0) {
+        /* all three kernel rows: input channel pair outer, the rows unrolled inside (loads
+           at + w_in, + 2 w_in: register offsets), no per-row loop overhead */
+        const int8_t *ra = col + ih0 * w_in;
+        const int8_t *rb = ra + plane_in;
+        const int8_t *wk = wp;
+        const int32_t w2 = 2 * w_in;
+        for (j = pairs; j > 0; --j, ra += step, rb += step, wk += 72) {
+            O2M_C3_PAIRSTEP(ra, rb, wk, d, s, has4);
+            O2M_C3_PAIRSTEP(ra + w_in, rb + w_in, wk + 24, d, s, has4);
+            O2M_C3_PAIRSTEP(ra + w2, rb + w2, wk + 48, d, s, has4);
+        }
+        done = 1; /* the rows below: only the odd channel's part */
+        if (!(p->c_in & 1)) {
+            kh_hi = 0;
+        }
+    }
     /* kernel row outer, input channel pair inner: the inner loop steps three pointers by
        constants (the tile, the pointers and the operands stay in registers) */
     for (kh = kh_lo; kh < kh_hi; ++kh) {
@@ -701,11 +719,11 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_
         const int8_t *rb = ra + plane_in;
         const int8_t *wk = wp + 24 * kh;
         /* two channel pairs per step (the second at + step: register-offset loads) */
-        for (j = pairs >> 1; j > 0; --j, ra += 2 * step, rb += 2 * step, wk += 144) {
+        for (j = done ? 0 : pairs >> 1; j > 0; --j, ra += 2 * step, rb += 2 * step, wk += 144) {
             O2M_C3_PAIRSTEP(ra, rb, wk, d, s, has4);
             O2M_C3_PAIRSTEP(ra + step, rb + step, wk + 72, d, s, has4);
         }
-        if (pairs & 1) {
+        if ((pairs & 1) && !done) {
             O2M_C3_PAIRSTEP(ra, rb, wk, d, s, has4);
         }
         if (p->c_in & 1) {
