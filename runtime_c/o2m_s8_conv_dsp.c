@@ -782,6 +782,52 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_channels(const o2m_conv2d_s8_
     }
 }
 
+/* A run of n INNER pixel pairs along an output row (the pairs' load positions col,
+ * col + 2 stride_w, ...; outputs y[0..2n)), output channel pair outer: the channels'
+ * biases and rescales are loaded once per run, not once per pair. */
+O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_run_k(const o2m_conv2d_s8_dsp_params *p, const int8_t *col,
+                                                         int32_t ih0, int32_t kh_lo, int32_t kh_hi, int32_t n,
+                                                         int8_t *y, int32_t plane, int32_t s2)
+{
+    const o2m_dsp_requant *r = &p->requant;
+    const int32_t group = ((p->c_in + 1) >> 1) * 72;
+    const uint32_t rows = kh_lo == 0 && kh_hi == 3 ? 0u : o2m_c3_skipped(kh_lo, kh_hi, 0, 3);
+    int32_t oc, k;
+    for (oc = 0; oc < p->c_out; oc += 2) {
+        const int8_t *wp = p->packed + (oc >> 2) * group + (oc & 2) * 2;
+        const int32_t two = oc + 1 < p->c_out;
+        const int32_t b0 = o2m_c3_b(p, oc, rows), b1 = o2m_c3_b(p, oc + 1, rows);
+        const int8_t *c = col;
+        int8_t *y0 = y + oc * plane;
+        o2m_dsp_rq q0, q1;
+        o2m_dsp_rq_load(r, oc, &q0);
+        o2m_dsp_rq_load(r, two ? oc + 1 : oc, &q1);
+        for (k = n; k > 0; --k, c += s2 ? 4 : 2, y0 += 2) {
+            int32_t acc[4];
+            acc[0] = acc[1] = b0;
+            acc[2] = acc[3] = b1;
+            o2m_conv3_tile(p, c, ih0, kh_lo, kh_hi, wp, acc, s2, O2M_C3_INNER);
+            y0[0] = o2m_dsp_out(acc[0], &q0, r);
+            y0[1] = o2m_dsp_out(acc[1], &q0, r);
+            if (two) {
+                y0[plane] = o2m_dsp_out(acc[2], &q1, r);
+                y0[plane + 1] = o2m_dsp_out(acc[3], &q1, r);
+            }
+        }
+    }
+}
+
+O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_run(const o2m_conv2d_s8_dsp_params *p,
+                                                               const int8_t *col, int32_t ih0, int32_t kh_lo,
+                                                               int32_t kh_hi, int32_t n, int8_t *y, int32_t plane)
+{
+    if (p->stride_w == 2) {
+        o2m_conv3_run_k(p, col, ih0, kh_lo, kh_hi, n, y, plane, 1);
+    } else {
+        o2m_conv3_run_k(p, col, ih0, kh_lo, kh_hi, n, y, plane, 0);
+    }
+}
+
 /* A pixel pair of kind `kind` (windows' rows [kh_lo, kh_hi) inside the input; col as
  * o2m_conv3_tile's), every output channel. */
 O2M_DSP_NOINLINE O2M_DSP_NO_PRESCHED static void o2m_conv3_pair(const o2m_conv2d_s8_dsp_params *p,
@@ -891,7 +937,14 @@ static void o2m_conv3_packed(const o2m_conv2d_s8_dsp_params *p, const int8_t *x,
                     continue;
                 }
                 if (iw0 >= 0 && end1 <= p->w_in) {
-                    o2m_conv3_pair(p, xb + iw0, ih0, kh_lo, kh_hi, O2M_C3_INNER, yp, plane);
+                    /* the run of INNER pairs from here */
+                    int32_t n = 1;
+                    while (ow + 2 * n + 1 < p->w_out && end1 + 2 * n * sw <= p->w_in) {
+                        ++n;
+                    }
+                    o2m_conv3_run(p, xb + iw0, ih0, kh_lo, kh_hi, n, yp, plane);
+                    ow += 2 * n;
+                    continue;
                 } else if (iw0 == -1 && end1 <= p->w_in && 4 <= p->w_in) {
                     o2m_conv3_pair(p, xb, ih0, kh_lo, kh_hi, O2M_C3_LEFT, yp, plane);
                 } else if (iw0 >= 2 - sw && end1 == p->w_in + 1) {
