@@ -9,7 +9,7 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
 * gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
   peak); then the kernel reads its windows in place through a tap-offset table.  A dense
-  3x3 (dilation 1, >= 4 input channels; stride_w 1, or 2 when scratch-free) instead gets its
+  3x3 (dilation 1, >= 4 input channels, stride_w 1 or 2) instead gets its
   weights re-laid (`pack_3x3`, `tap_sums_3x3`) for the packed kernel, which needs no scratch.  The
   depthwise and fully connected kernels need no scratch, except the in-place depthwise
   variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
@@ -126,17 +126,14 @@ def packs_3x3(groups: int, c_in: int, k_h: int, k_w: int, stride_w: int, dilatio
 
 
 def _packed(node: Node, graph: Graph) -> bool:
-    """Whether this dense conv takes the packed 3x3 kernel: stride_w 1 always (faster than the
-    im2col form), stride_w 2 only where it runs without scratch (there the im2col form, with
-    its scratch, is a little faster than the packed kernel; the scratch-free alternative, the
-    tap-table loop, much slower)."""
+    """Whether this dense conv takes the packed 3x3 kernel (with or without scratch: it is
+    faster than the im2col form on ResNet-8's 3x3 layers, stride 1 and 2, and needs none)."""
     p = int8_params(node, graph)
     if p is None:
         return False
     x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     conv = p.conv
-    return (packs_3x3(conv.groups, x.shape[1], w.shape[2], w.shape[3], conv.stride[1], conv.dilation)
-            and (conv.stride[1] == 1 or node.name in graph.scratch_free))
+    return packs_3x3(conv.groups, x.shape[1], w.shape[2], w.shape[3], conv.stride[1], conv.dilation)
 
 
 def pack_3x3(w: np.ndarray) -> np.ndarray:
