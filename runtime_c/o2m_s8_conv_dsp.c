@@ -695,7 +695,7 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t j, kh;
     int32_t done = 0;
-    if (kh_lo == 0 && kh_hi == 3 && pairs > 0) {
+    if (kh_lo == 0 && kh_hi == 3) {
         /* all three kernel rows: input channel pair outer, the rows unrolled inside (loads
            at + w_in, + 2 w_in: register offsets), no per-row loop overhead */
         const int8_t *ra = col + ih0 * w_in;
@@ -707,10 +707,14 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_
             O2M_C3_PAIRSTEP(ra + w_in, rb + w_in, wk + 24, d, s, has4);
             O2M_C3_PAIRSTEP(ra + w2, rb + w2, wk + 48, d, s, has4);
         }
-        done = 1; /* the rows below: only the odd channel's part */
-        if (!(p->c_in & 1)) {
-            kh_hi = 0;
+        if (p->c_in & 1) {
+            /* the last input channel paired with itself (its partner's weights are 0) */
+            O2M_C3_PAIRSTEP(ra, ra, wk, d, s, has4);
+            O2M_C3_PAIRSTEP(ra + w_in, ra + w_in, wk + 24, d, s, has4);
+            O2M_C3_PAIRSTEP(ra + w2, ra + w2, wk + 48, d, s, has4);
         }
+        done = 1;
+        kh_hi = 0; /* no row left */
     }
     /* kernel row outer, input channel pair inner: the inner loop steps three pointers by
        constants (the tile, the pointers and the operands stay in registers) */

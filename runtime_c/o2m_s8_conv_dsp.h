@@ -72,7 +72,7 @@ typedef struct {
  *   scratch == NULL: interior pixels read their taps in place through `taps`; pixels
  *     whose window leaves the input take the portable sum over their valid taps.
  * The emitter passes scratch only where it does not raise the arena's peak.
- * packed != NULL (3x3, dilation 1, stride_w 1 or 2; the emitter packs c_in >= 4): the
+ * packed != NULL (3x3, dilation 1, stride_w 1 or 2; the emitter packs c_in >= 3): the
  * scratch is not used.  Per kernel row and input channel pair, one word per plane (stride
  * 2: and a byte) holds the six taps of two output pixels; repacked (SXTB16, PKHBT/PKHTB)
  * into [x_2j x_2j+1] halfword pairs they meet SXTB16-unpacked packed weight words in SMLAD,

@@ -9,7 +9,7 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
 * gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
   peak); then the kernel reads its windows in place through a tap-offset table.  A dense
-  3x3 (dilation 1, >= 4 input channels, stride_w 1 or 2) instead gets its
+  3x3 (dilation 1, >= 3 input channels, stride_w 1 or 2) instead gets its
   weights re-laid (`pack_3x3`, `tap_sums_3x3`) for the packed kernel, which needs no scratch.  The
   depthwise and fully connected kernels need no scratch, except the in-place depthwise
   variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
@@ -114,13 +114,14 @@ def _requant(ctx, r) -> dict:
             "act_min": r.act_min, "act_max": r.act_max}
 
 
-PACKED_MIN_C_IN = 4
+PACKED_MIN_C_IN = 3
 
 
 def packs_3x3(groups: int, c_in: int, k_h: int, k_w: int, stride_w: int, dilation) -> bool:
     """Whether a dense conv takes the packed 3x3 kernel (o2m_conv3_packed, no scratch): 3x3,
-    dilation 1, stride_w 1 or 2, and at least 4 input channels (with fewer, the per-row
-    overhead of the channel-pair loop outweighs it: a first RGB conv keeps the im2col form)."""
+    dilation 1, stride_w 1 or 2, and at least 3 input channels (an RGB first conv: 3.7
+    instructions/MAC against the im2col form's 4.0; with 1 or 2 the fixed cost per output
+    dominates either way, and the im2col form stays)."""
     return (groups == 1 and c_in >= PACKED_MIN_C_IN and (k_h, k_w) == (3, 3) and stride_w in (1, 2)
             and tuple(dilation) == (1, 1))
 
