@@ -112,9 +112,28 @@ def make_case(rng, kind: str) -> dict:
                 "hw_out": (ho, wo)}
 
 
+def conv3_case(rng, c_in: int, c_out: int, h: int, wd: int, stride: tuple, pads: tuple) -> dict:
+    """A dense 3x3 case of the given geometry (the packed kernel's forms, chosen, not drawn)."""
+    x = rng.integers(-128, 128, (1, c_in, h, wd)).astype(np.int8)
+    w = rng.integers(-128, 128, (c_out, c_in, 3, 3)).astype(np.int8)
+    bias = _bias(rng, c_out)
+    mult, shift = _requant(rng, c_out, True)
+    zp_in, zp_out = _zero_point(rng), _zero_point(rng)
+    lo, hi = _act(rng, zp_out)
+    p = R.ConvParams(stride, (1, 1), pads, 1, -zp_in, zp_out, mult, shift, np.zeros(c_out, np.float32), lo, hi)
+    return {"kind": "c3", "x": x, "w": w, "bias": bias, "p": p, "y": R.conv2d(x, w, bias, p),
+            "hw_out": R.conv_output_hw(h, wd, 3, 3, p)}
+
+
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc", "c3") for _ in range(per_kind)]
+    drawn = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc", "c3") for _ in range(per_kind)]
+    # input widths 1..9 at both strides, 1-pixel pads all round or right/bottom only (TF
+    # SAME), odd and even channel counts; and a ResNet-8-like 16 -> 16 layer
+    chosen = [conv3_case(rng, 3 + wd % 3, 3 + wd % 4, 4 + wd % 3, wd, (1 + wd % 2, sw),
+                         (1, 1, 1, 1) if (wd + sw) % 3 else (0, 0, 1, 1)) for sw in (1, 2) for wd in range(1, 10)]
+    chosen.append(conv3_case(rng, 16, 16, 10, 10, (1, 1), (1, 1, 1, 1)))
+    return drawn + [c for c in chosen if min(c["hw_out"]) >= 1]
 
 
 def _arr(ctype: str, name: str, values) -> str:
@@ -230,7 +249,8 @@ def test_cases_cover_the_forms(random_cases):
     c3 = [c for c in convs if c["kind"] == "c3"]
     assert {c["p"].stride for c in c3} >= {(1, 1), (2, 2), (1, 2), (2, 1)}
     assert {c["w"].shape[1] % 2 for c in c3} == {0, 1} and {c["w"].shape[0] % 4 for c in c3} == {0, 1, 2, 3}
-    assert {c["x"].shape[3] for c in c3} >= {1, 2, 3, 4, 5, 6, 7} or len({c["x"].shape[3] % 2 for c in c3}) == 2
+    assert {c["x"].shape[3] for c in c3} >= set(range(1, 10))
+    assert {c["hw_out"][1] for c in c3} >= set(range(1, 8))
     assert {c["p"].pads[1] for c in c3} == {0, 1, 2} and any(c["hw_out"][1] % 2 for c in c3)
     assert {c["w"].shape[2] for c in random_cases if c["kind"] == "dw"} >= {3, 5, 7}
     assert any(c["kind"] == "dw" and c["w"].shape[3] == 3 and c["p"].stride[1] == 1 for c in random_cases)
