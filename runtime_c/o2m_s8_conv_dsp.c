@@ -690,8 +690,6 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_
     const int32_t s = s2 ? 2 : 1;
     const int32_t d = kind == O2M_C3_LEFT ? -1 : (kind == O2M_C3_RIGHT && !s2) ? 1 : 0;
     const int32_t has4 = s2 && kind == O2M_C3_INNER;
-    const int8_t *last = col + pairs * step;
-    const int8_t *wlast = wp + pairs * 72;
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t j, kh;
     int32_t done = 0;
@@ -733,12 +731,12 @@ O2M_DSP_ALWAYS_INLINE static inline void o2m_conv3_tile(const o2m_conv2d_s8_dsp_
         if (p->c_in & 1) {
             /* the last input channel alone: its partner's weights are 0, so only the low
                halves of the operands matter */
-            const int8_t *rl = last + (ih0 + kh) * w_in;
+            const int8_t *rl = col + pairs * step + (ih0 + kh) * w_in;
             const uint32_t u = o2m_ld32(rl);
             const int32_t e = o2m_sxtb16(u), o = o2m_sxtb16_r8(u); /* [x0 x2], [x1 x3] */
             const int32_t x2 = (int32_t)((uint32_t)e >> 16), x3 = (int32_t)((uint32_t)o >> 16);
             const int32_t x4 = has4 ? rl[4] : 0;
-            const int8_t *wl = wlast + 24 * kh;
+            const int8_t *wl = wp + pairs * 72 + 24 * kh;
             O2M_C3_ROW(e, o, x2, x3, x4, wl, d, s, has4);
         }
     }
