@@ -94,7 +94,7 @@ static inline int32_t o2m_smlatb(int32_t a, int32_t b, int32_t acc)
 #endif
 
 /* GCC's pre-allocation scheduler hoists the loads of a fully used tile loop and spills its
- * accumulators (o2m_conv3_tile: 2.1 instead of 1.7 instructions per MAC on Cortex-M4). */
+ * accumulators (the packed 3x3 tile: ~2.1 instead of ~1.7 instructions per MAC on Cortex-M4). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define O2M_DSP_NO_PRESCHED __attribute__((optimize("no-schedule-insns")))
 #else
@@ -567,7 +567,8 @@ static inline uint32_t o2m_ld16(const int8_t *p)
         O2M_C3_MAC(v0_, v1_, wp);                                                                \
     } while (0)
 
-/* Requantize and store the 4x2 tile of channels g.. (those below c_out), pixels y[0], y[1]. */
+/* Requantize and store channels g..g+3 (those below c_out) of pixel y[0] (acc[0, 2, 4, 6]), and
+ * of y[1] (acc[1, 3, 5, 7]) when `two`. */
 static void o2m_c3_store(const o2m_conv2d_s8_dsp_params *p, int32_t g, const int32_t *acc, int8_t *y,
                          int32_t plane, int32_t two)
 {
