@@ -14,7 +14,8 @@
  *     padded taps read the input zero point (`pad_value` = -input_offset), whose product
  *     with the folded offset is 0, as the portable kernel's skipped taps are.  int32
  *     sums wrap alike in any order, so the accumulator equals the portable one's.
- *   - Activations NCHW, weights in ONNX order [c_out][c_in][k_h][k_w] (not re-laid out).
+ *   - Activations NCHW, weights in ONNX order [c_out][c_in][k_h][k_w] (not re-laid out),
+ *     except the dense 3x3 kernel's `packed` copy (below).
  */
 #ifndef O2M_S8_CONV_DSP_H
 #define O2M_S8_CONV_DSP_H
@@ -47,7 +48,18 @@ typedef struct {
     const int32_t *taps;        /* dense conv: per weight index (ic, kh, kw), the input offset
                                    ic * h_in * w_in + kh * dil_h * w_in + kw * dil_w (NULL: depthwise) */
     o2m_dsp_requant requant;
+    const int8_t *packed;       /* dense 3x3, dil 1, stride_w 1 or 2: the weights re-laid by the
+                                   emitter (the layout below), or NULL */
+    const int32_t *tap_sums;    /* with packed: per output channel, per tap t = kh * 3 + kw, the
+                                   sum of its weights over the input channels */
 } o2m_conv2d_s8_dsp_params;
+
+/* The packed 3x3 weights: per group of four output channels g, per pair of input channels j
+ * (2j, 2j + 1), per tap t = kh * 3 + kw, eight bytes
+ *   w[4g][2j][t] w[4g+1][2j][t] w[4g][2j+1][t] w[4g+1][2j+1][t]
+ *   w[4g+2][2j][t] w[4g+3][2j][t] w[4g+2][2j+1][t] w[4g+3][2j+1][t]
+ * (0 past c_out or c_in): SXTB16 of a word gives one channel's two input-channel weights,
+ * SXTB16 ROR 8 the next channel's.  ceil(c_out/4) * ceil(c_in/2) * 72 bytes. */
 
 /*
  * Dense convolution (groups == 1), two forms, both a 2x2 register-tiled GEMM (two output
@@ -60,6 +72,13 @@ typedef struct {
  *   scratch == NULL: interior pixels read their taps in place through `taps`; pixels
  *     whose window leaves the input take the portable sum over their valid taps.
  * The emitter passes scratch only where it does not raise the arena's peak.
+ * packed != NULL (3x3, dilation 1, stride_w 1 or 2; the emitter packs c_in >= 3): the
+ * scratch is not used.  Per kernel row and input channel pair, one word per plane (stride
+ * 2: and a byte) holds the six taps of two output pixels; repacked (SXTB16, PKHBT/PKHTB)
+ * into [x_2j x_2j+1] halfword pairs they meet SXTB16-unpacked packed weight words in SMLAD,
+ * a 2x2 tile (two channels x two pixels).  Kernel rows that leave the input are skipped
+ * (`tap_sums` corrects the folded bias), as a pair's outside column at a 1-pixel padded
+ * edge; other border pixels take a one-pixel form of the same loop.
  */
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch);

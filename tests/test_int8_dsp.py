@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias
+from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, pack_3x3, packs_3x3, tap_sums_3x3  # noqa: F401
 from onnx2mcu.ops import int8_ref as R
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
@@ -88,6 +88,12 @@ def make_case(rng, kind: str) -> dict:
         h = int(rng.integers(max(1, (k_h - 1) * dilation[0] + 1 - pads[0] - pads[2]), 14))
         wd = int(rng.integers(max(1, (k_w - 1) * dilation[1] + 1 - pads[1] - pads[3]), 14))
         n = int(rng.integers(1, 3))
+        if kind == "c3":  # the packed 3x3 kernel: strides 1 and 2, pads 0..2, narrow inputs
+            k_h = k_w = 3
+            dilation = (1, 1)
+            pads = tuple(int(rng.integers(0, 3)) for _ in range(4))
+            h = int(rng.integers(max(1, 3 - pads[0] - pads[2]), 12))
+            wd = int(rng.integers(max(1, 3 - pads[1] - pads[3]), 12))
         if kind == "pw":  # the 1x1 stride-1 unpadded form (its own column copy)
             k_h = k_w = 1
             stride, dilation, pads = (1, 1), (1, 1), (0, 0, 0, 0)
@@ -145,13 +151,30 @@ def dw_shape_case(rng, c_in, mult_ch, h, wd, k_h, k_w, stride, pads) -> dict:
     p = R.ConvParams(stride, (1, 1), pads, c_in, -zp_in, zp_out, mult, shift, np.zeros(c_out, np.float32), lo, hi)
     return {"kind": "dw", "x": x, "w": w, "bias": bias, "p": p, "y": R.conv2d(x, w, bias, p),
             "hw_out": R.conv_output_hw(h, wd, k_h, k_w, p)}
+def conv3_case(rng, c_in: int, c_out: int, h: int, wd: int, stride: tuple, pads: tuple) -> dict:
+    """A dense 3x3 case of the given geometry (the packed kernel's forms, chosen, not drawn)."""
+    x = rng.integers(-128, 128, (1, c_in, h, wd)).astype(np.int8)
+    w = rng.integers(-128, 128, (c_out, c_in, 3, 3)).astype(np.int8)
+    bias = _bias(rng, c_out)
+    mult, shift = _requant(rng, c_out, True)
+    zp_in, zp_out = _zero_point(rng), _zero_point(rng)
+    lo, hi = _act(rng, zp_out)
+    p = R.ConvParams(stride, (1, 1), pads, 1, -zp_in, zp_out, mult, shift, np.zeros(c_out, np.float32), lo, hi)
+    return {"kind": "c3", "x": x, "w": w, "bias": bias, "p": p, "y": R.conv2d(x, w, bias, p),
+            "hw_out": R.conv_output_hw(h, wd, 3, 3, p)}
 
 
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    random = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+    drawn = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc", "c3") for _ in range(per_kind)]
+    # input widths 1..9 at both strides, 1-pixel pads all round or right/bottom only (TF
+    # SAME), odd and even channel counts; and a ResNet-8-like 16 -> 16 layer
+    chosen = [conv3_case(rng, 3 + wd % 3, 3 + wd % 4, 4 + wd % 3, wd, (1 + wd % 2, sw),
+                         (1, 1, 1, 1) if (wd + sw) % 3 else (0, 0, 1, 1)) for sw in (1, 2) for wd in range(1, 10)]
+    chosen.append(conv3_case(rng, 16, 16, 10, 10, (1, 1), (1, 1, 1, 1)))
     rng = np.random.default_rng(seed + 1)
-    return (random + [dw_shape_case(rng, *shape) for shape in DW_SHAPES]
+    return (drawn + [c for c in chosen if min(c["hw_out"]) >= 1]
+            + [dw_shape_case(rng, *shape) for shape in DW_SHAPES]
             + [make_case(rng, ("fc",) + shape) for shape in FC_SHAPES])
 
 
@@ -197,7 +220,18 @@ def program(all_cases: list[dict]) -> str:
                     f"{p.dilation[0]}, {p.dilation[1]}, {p.pads[0]}, {p.pads[1]}")
         depthwise = c["kind"] == "dw"
         fn = "o2m_depthwise_conv2d_s8_dsp" if depthwise else "o2m_conv2d_s8_dsp"
-        taps, scratch_form = "NULL", ""
+        taps, scratch_form, packed_form = "NULL", "", ""
+        if not depthwise and k_h == k_w == 3 and p.groups == 1 and p.dilation == (1, 1) and p.stride[1] <= 2:
+            # the packed kernel also for c_in < 4 (the emitter does not pack those: slower, not wrong)
+            decls += [_arr("int8_t", f"pk{i}", pack_3x3(c["w"])), _arr("int32_t", f"ts{i}", tap_sums_3x3(c["w"]))]
+            packed_form = f"""
+        {{
+            static const o2m_conv2d_s8_dsp_params fpk = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, t{i}, .requant = {rq_fast}, .packed = pk{i}, .tap_sums = ts{i}}};
+            memset(y_fast, 0x55, sizeof y_fast);
+            {fn}(&fpk, x{i}, w{i}, y_fast, NULL);
+            mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
+            o2m_out_s8("fast_p_{i}", y_fast, {c['y'].size}u);
+        }}"""
         if not depthwise:  # also the scratch (im2col) form
             scratch = max(scratch, 6 * col_bytes(c_in * k_h * k_w))
             scratch_form = f"""
@@ -209,14 +243,14 @@ def program(all_cases: list[dict]) -> str:
             taps = f"t{i}"
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
-        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}}};
+        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, .requant = {rq_fast}}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
         {fn}(&fp, x{i}, w{i}, y_fast, NULL);
         mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
-        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}{packed_form}
     }}""")
     return "\n".join([
-        '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
+        '#include <string.h>', '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
         f"static int8_t y_ref[{y_max}], y_fast[{y_max}];",
         f"static int8_t scratch[{scratch}];",
         f"static int32_t mismatches[{len(all_cases)}];",
@@ -241,8 +275,10 @@ def check(outputs: dict, all_cases: list[dict]) -> None:
     assert list(outputs["mismatches"]) == [0] * len(all_cases)
     for i, c in enumerate(all_cases):
         np.testing.assert_array_equal(outputs[f"fast_{i}"], c["y"].reshape(-1), err_msg=f"case {i} ({c['kind']})")
-        if c["kind"] in ("conv", "pw"):
+        if c["kind"] in ("conv", "pw", "c3"):
             np.testing.assert_array_equal(outputs[f"fast_s_{i}"], c["y"].reshape(-1), err_msg=f"case {i} im2col")
+        if f"fast_p_{i}" in outputs:
+            np.testing.assert_array_equal(outputs[f"fast_p_{i}"], c["y"].reshape(-1), err_msg=f"case {i} packed 3x3")
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +293,12 @@ def test_cases_cover_the_forms(random_cases):
     assert {c["p"].stride for c in convs} >= {(1, 1), (2, 2), (1, 2), (2, 1)}
     assert any(c["p"].dilation != (1, 1) for c in convs)
     assert any(c["w"].shape[1] % 2 == 1 and c["w"].shape[1] > 1 for c in convs)
+    c3 = [c for c in convs if c["kind"] == "c3"]
+    assert {c["p"].stride for c in c3} >= {(1, 1), (2, 2), (1, 2), (2, 1)}
+    assert {c["w"].shape[1] % 2 for c in c3} == {0, 1} and {c["w"].shape[0] % 4 for c in c3} == {0, 1, 2, 3}
+    assert {c["x"].shape[3] for c in c3} >= set(range(1, 10))
+    assert {c["hw_out"][1] for c in c3} >= set(range(1, 8))
+    assert {c["p"].pads[1] for c in c3} == {0, 1, 2} and any(c["hw_out"][1] % 2 for c in c3)
     assert {c["w"].shape[2] for c in random_cases if c["kind"] == "dw"} >= {3, 5, 7}
     assert any(c["kind"] == "dw" and c["w"].shape[3] == 3 and c["p"].stride[1] == 1 for c in random_cases)
     dws = [c for c in random_cases if c["kind"] == "dw"]

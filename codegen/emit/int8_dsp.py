@@ -8,7 +8,9 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
   then multiply raw int8 values; padded taps read the zero point, which contributes 0);
 * gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
-  peak); then the kernel reads its windows in place through a tap-offset table.  The
+  peak); then the kernel reads its windows in place through a tap-offset table.  A dense
+  3x3 (dilation 1, >= 3 input channels, stride_w 1 or 2) instead gets its
+  weights re-laid (`pack_3x3`, `tap_sums_3x3`) for the packed kernel, which needs no scratch.  The
   depthwise and fully connected kernels need no scratch, except the in-place depthwise
   variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
@@ -112,6 +114,47 @@ def _requant(ctx, r) -> dict:
             "act_min": r.act_min, "act_max": r.act_max}
 
 
+PACKED_MIN_C_IN = 3
+
+
+def packs_3x3(groups: int, c_in: int, k_h: int, k_w: int, stride_w: int, dilation) -> bool:
+    """Whether a dense conv takes the packed 3x3 kernel (o2m_conv3_packed, no scratch): 3x3,
+    dilation 1, stride_w 1 or 2, and at least 3 input channels (an RGB first conv: 3.7
+    instructions/MAC against the im2col form's 4.0; with 1 or 2 the fixed cost per output
+    dominates either way, and the im2col form stays)."""
+    return (groups == 1 and c_in >= PACKED_MIN_C_IN and (k_h, k_w) == (3, 3) and stride_w in (1, 2)
+            and tuple(dilation) == (1, 1))
+
+
+def _packed(node: Node, graph: Graph) -> bool:
+    """Whether this dense conv takes the packed 3x3 kernel (with or without scratch: it is
+    faster than the im2col form on ResNet-8's 3x3 layers, stride 1 and 2, and needs none)."""
+    p = int8_params(node, graph)
+    if p is None:
+        return False
+    x, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    conv = p.conv
+    return packs_3x3(conv.groups, x.shape[1], w.shape[2], w.shape[3], conv.stride[1], conv.dilation)
+
+
+def pack_3x3(w: np.ndarray) -> np.ndarray:
+    """The weights [c_out][c_in][3][3] in the layout of o2m_s8_conv_dsp.h (`packed`): per four
+    output channels, per two input channels, per tap, 8 bytes (zeros past c_out / c_in)."""
+    c_out, c_in = w.shape[:2]
+    g, j = (c_out + 3) // 4, (c_in + 1) // 2
+    full = np.zeros((4 * g, 2 * j, 9), np.int8)
+    full[:c_out, :c_in] = np.asarray(w, np.int8).reshape(c_out, c_in, 9)
+    # [g][oc4][j][ic2][t] -> [g][j][t][oc_half(2)][ic2][oc_in_half(2)]
+    t = full.reshape(g, 2, 2, j, 2, 9).transpose(0, 3, 5, 1, 4, 2)
+    return np.ascontiguousarray(t).reshape(-1)
+
+
+def tap_sums_3x3(w: np.ndarray) -> np.ndarray:
+    """Per output channel, per tap kh * 3 + kw: the sum of its weights over the input channels
+    (the bias of a window that skips taps leaving the input, o2m_c3_bias)."""
+    return np.asarray(w, np.int64).sum(axis=1).reshape(-1)
+
+
 def _emit_conv(node: Node, ctx) -> list[str]:
     p = int8_params(node, ctx.graph)
     conv = p.conv
@@ -136,6 +179,9 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
               "requant": _requant(ctx, conv)}
+    if not depthwise and _packed(node, ctx.graph):
+        fields["packed"] = ctx.int_array(pack_3x3(weights), "w_packed", ctype="int8_t")
+        fields["tap_sums"] = ctx.int_array(tap_sums_3x3(weights), "tap_sums")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
@@ -178,6 +224,8 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
         return inplace_conv_scratch(node, graph)
     if p is None or p.conv.groups > 1 or node.name in graph.scratch_free:
         return 0
+    if _packed(node, graph):
+        return 0  # o2m_conv3_packed needs none
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
 
