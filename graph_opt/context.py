@@ -31,6 +31,8 @@ class OptimizeOptions:
     # the scheduler's exact method (slower): decides rewrites whose gain the heuristic misses
     exact_peak_estimator: Callable[[Graph], int] | None = None
     rewrite_check: Callable[[Graph], bool] | None = None  # e.g. "every node has a C kernel"
+    # patch-based inference of int8 conv chains (graph_opt/patch.py): "none" | "auto"
+    patch: str = "none"
 
     def __post_init__(self) -> None:
         if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:
@@ -38,6 +40,8 @@ class OptimizeOptions:
                             + " or ".join(SIGN_ZERO_MAPPINGS))
         from onnx2mcu.graph_opt.memrw import parse_rewrites
 
+        if self.patch not in ("none", "auto"):
+            raise UserError(f"--patch {self.patch}: choose none or auto")
         parse_rewrites(self.rewrites)  # a bad list fails here, with one clear line
 
 

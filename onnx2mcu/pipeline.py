@@ -46,6 +46,7 @@ class Options:
     binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
     rewrites: str = "all"  # --rewrites none | all | LIST: memory rewrites, each kept only if it lowers the peak
+    patch: str = "none"  # --patch none | auto: int8 conv chains patch by patch (graph_opt/patch.py)
     # the target
     board: str | Board = "host"  # --board
     stack_bytes: int = DEFAULT_STACK_BYTES
@@ -145,7 +146,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
             binary_sign_zero=options.binary_sign_zero,
-            ram_budget=budget.model_ram(), rewrites=options.rewrites,
+            ram_budget=budget.model_ram(), rewrites=options.rewrites, patch=options.patch,
             peak_estimator=_peak_estimator(options),
             exact_peak_estimator=_peak_estimator(options, exact=True),
             # a compile, or a simulate for a board, keeps only rewrites the board's C can run:

@@ -1,0 +1,241 @@
+"""Patch-based inference (MCUNetV2, arXiv 2110.15352): the early high-resolution layers of an
+int8 CNN run patch by patch, so their big feature maps never exist whole.
+
+`--patch auto` (OptimizeOptions.patch): every linear run of int8 nodes (an optional lead of one
+int8 constant Pad and one NHWC -> NCHW Transpose, then int8 Convs each read only by the next)
+is a candidate; each of its sub-chains, with each output grid from 1x2 to 8x8, becomes one
+PatchedChain node (onnx2mcu/ops/patch.py: input + output + a scratch of the largest per-patch
+regions).  The pass picks the candidate with the lowest scheduled peak and, among equal
+peaks, the fewest extra MACs (the halo recomputed), and keeps it only if the scheduler's peak
+drops (graph_opt/memrw.py's estimator).  It repeats on the result while the peak keeps
+dropping (a second chain later in the network).  Exact: every output pixel sums the same
+taps.  `--patch none` (the default) leaves the graph as it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnx2mcu.graph_opt.context import PassContext
+from onnx2mcu.graph_opt.memrw import estimate_peak, restore, snapshot
+from onnx2mcu.ir import DType, Graph, Node
+from onnx2mcu.memory import profile
+from onnx2mcu.ops import int8 as Q
+from onnx2mcu.ops.memrw import DOMAIN
+from onnx2mcu.ops.patch import CHAIN_ATTR, PATCHED, Chain, chain_macs
+from onnx2mcu.ops.patch import _prepare as prepare_plan
+from onnx2mcu.rewrite import Rewriter, is_standard
+
+PATCH_MODES = ("none", "auto")
+MAX_GRID = 8
+MAX_CONVS = 12  # longest sub-chain tried
+MAX_ESTIMATES = 48  # scheduler runs per round (candidates are tried best bound first)
+NCHW = (0, 3, 1, 2)
+
+
+@dataclass
+class Run:
+    lead: list[Node]   # folded Pad / Transpose nodes (may be empty)
+    convs: list[Node]  # int8 Convs, each reading the previous one's output
+    layout: str
+    pads: tuple[int, int, int, int]
+    value: int
+
+
+def _int8_conv(node: Node, graph: Graph) -> bool:
+    if not (is_standard(node) and node.op_type == "Conv" and len(node.outputs) == 1):
+        return False
+    p = Q.int8_params(node, graph)
+    if not isinstance(p, Q.ConvInt8):
+        return False
+    x = graph.tensors[node.inputs[0]]
+    return len(x.shape) == 4 and x.shape[0] == 1 and all(graph.tensors[n].is_const for n in node.inputs[1:] if n)
+
+
+def _inner_ok(ix: Rewriter, graph: Graph, name: str) -> bool:
+    """An intermediate of a chain: read only by the next node of the chain, not a graph output."""
+    return name not in graph.outputs and len(ix.consumers(name)) == 1
+
+
+def _lead(ix: Rewriter, graph: Graph, node: Node):
+    """(lead nodes, layout, pads, value, first conv) of a lead starting at `node`, or None."""
+    x = graph.tensors[node.inputs[0]]
+    if len(x.shape) != 4 or x.shape[0] != 1 or x.dtype is not DType.INT8:
+        return None
+    lead, current = [], node
+    while len(lead) < 2 and is_standard(current) and current.op_type in ("Pad", "Transpose") \
+            and current.op_type not in [n.op_type for n in lead]:
+        lead.append(current)
+        out = current.outputs[0]
+        if not _inner_ok(ix, graph, out):
+            return None
+        current = ix.consumers(out)[0]
+    kinds = [n.op_type for n in lead]
+    if not kinds or not _int8_conv(current, graph):
+        return None
+    pads, value = (0, 0, 0, 0), 0
+    for i, n in enumerate(lead):
+        if n.op_type == "Transpose":
+            if tuple(n.attr("perm") or ()) != NCHW:
+                return None
+            continue
+        p = Q.int8_params(n, graph)
+        if not isinstance(p, Q.PadInt8):
+            return None
+        # the Pad's spatial axes: NHWC before a Transpose, NCHW otherwise
+        spatial = (1, 2) if kinds[i + 1:] == ["Transpose"] else (2, 3)
+        if any(tuple(p.pads[a]) != (0, 0) for a in range(4) if a not in spatial):
+            return None
+        pads = (p.pads[spatial[0]][0], p.pads[spatial[1]][0], p.pads[spatial[0]][1], p.pads[spatial[1]][1])
+        value = p.value
+    layout = "nhwc" if "Transpose" in kinds else "nchw"
+    return lead, layout, pads, value, current
+
+
+def find_runs(graph: Graph) -> list[Run]:
+    """Maximal linear runs: a lead (or none), then int8 Convs."""
+    ix = Rewriter(graph)
+    runs, used = [], set()
+    for node in graph.nodes:
+        if id(node) in used:
+            continue
+        head = _lead(ix, graph, node)
+        if head is not None:
+            lead, layout, pads, value, conv = head
+        elif _int8_conv(node, graph):
+            lead, layout, pads, value, conv = [], "nchw", (0, 0, 0, 0), 0, node
+        else:
+            continue
+        convs = [conv]
+        while True:
+            out = convs[-1].outputs[0]
+            if not _inner_ok(ix, graph, out):
+                break
+            nxt = ix.consumers(out)[0]
+            if not _int8_conv(nxt, graph):
+                break
+            convs.append(nxt)
+        used.update(id(n) for n in lead + convs)
+        runs.append(Run(lead, convs, layout, pads, value))
+    return runs
+
+
+def _sub_runs(run: Run):
+    for i in range(len(run.convs)):
+        for j in range(i + 1, min(len(run.convs), i + MAX_CONVS) + 1):
+            if i == 0 and run.lead:
+                yield Run(run.lead, run.convs[:j], run.layout, run.pads, run.value)
+            yield Run([], run.convs[i:j], "nchw", (0, 0, 0, 0), 0)
+
+
+def make_node(graph: Graph, run: Run, grid: tuple[int, int], name: str) -> Node:
+    inner = tuple(Node(n.name, n.op_type, list(n.inputs), list(n.outputs),
+                       {k: v for k, v in n.attrs.items() if k != Q.INPLACE_ATTR}, n.domain) for n in run.convs)
+    tensors = (graph.tensors[run.convs[0].inputs[0]],) + tuple(graph.tensors[n.outputs[0]] for n in run.convs)
+    x = run.lead[0].inputs[0] if run.lead else run.convs[0].inputs[0]
+    consts = list(dict.fromkeys(n for c in run.convs for n in c.inputs[1:] if n))
+    chain = Chain(inner, tensors, run.layout, run.pads, run.value, grid, tuple(n.name for n in run.lead))
+    return Node(name, PATCHED, [x] + consts, [run.convs[-1].outputs[0]], {CHAIN_ATTR: chain}, DOMAIN)
+
+
+def _grids(h: int, w: int):
+    for gh in range(1, min(MAX_GRID, h) + 1):
+        for gw in range(1, min(MAX_GRID, w) + 1):
+            if gh * gw > 1:
+                yield gh, gw
+
+
+def _apply(graph: Graph, run: Run, node: Node) -> None:
+    rw = Rewriter(graph)
+    by_name = {n.name: n for n in graph.nodes}  # snapshot/restore copy the nodes: find them by name
+    rw.replace([by_name[n.name] for n in run.lead + run.convs], [node])
+    for t in node.attrs[CHAIN_ATTR].tensors[1:-1]:
+        graph.tensors.pop(t.name, None)
+    for lead in run.lead:
+        for out in lead.outputs:
+            graph.tensors.pop(out, None)
+
+
+def _one_round(graph: Graph, ctx: PassContext, base: int) -> dict | None:
+    """The best candidate of this graph, applied if it lowers the peak; its report entry."""
+    options = []
+    for run in find_runs(graph):
+        for sub in _sub_runs(run):
+            if len(sub.convs) + len(sub.lead) < 2:
+                continue
+            name = ctx.names.node(f"patch_{sub.convs[0].name}")
+            y = graph.tensors[sub.convs[-1].outputs[0]]
+            x = graph.tensors[sub.lead[0].inputs[0] if sub.lead else sub.convs[0].inputs[0]]
+            grids = []
+            for grid in _grids(y.shape[2], y.shape[3]):
+                node = make_node(graph, sub, grid, name)
+                try:
+                    plan = prepare_plan(node, graph)
+                except ValueError:
+                    break
+                grids.append((plan.scratch_bytes, grid, node))
+            if not grids:
+                continue
+            # a cheap bound to rank candidates: the graph order's peak with the node's scratch
+            # at its smallest (the scheduler's peak is checked for the best ones below)
+            saved, scratch_saved = snapshot(graph), dict(graph.scratch)
+            probe = grids[0][2]
+            _apply(graph, sub, probe)
+            graph.scratch[probe.name] = min(g[0] for g in grids)
+            bound = profile(graph).peak_bytes
+            graph.scratch = scratch_saved
+            restore(graph, saved)
+            options.append((bound, len(options), sub, grids))
+    options.sort(key=lambda o: o[:2])
+    best = None  # (peak, extra macs, run, node, tiled, untiled)
+    for bound, _, sub, grids in options[:MAX_ESTIMATES]:
+        if best is not None and bound > best[0]:
+            break
+        saved, scratch_saved = snapshot(graph), dict(graph.scratch)
+        probe = grids[0][2]
+        _apply(graph, sub, probe)
+        graph.scratch[probe.name] = 0
+        rest = estimate_peak(graph, ctx)
+        prof = profile(graph)
+        step = next(i for i, n in enumerate(graph.nodes) if n is probe)
+        live = prof.live_bytes[step]
+        for scratch, grid, node in grids:
+            peak = max(rest, live + scratch)
+            tiled, untiled = chain_macs(node, graph)
+            key = (peak, tiled - untiled)
+            if best is None or key < (best[0], best[1]):
+                best = (peak, tiled - untiled, sub, node, tiled, untiled)
+        graph.scratch = scratch_saved
+        restore(graph, saved)
+    if best is None or best[0] >= base:
+        return None
+    peak, extra, sub, node, tiled, untiled = best
+    saved = snapshot(graph)
+    _apply(graph, sub, node)
+    after = estimate_peak(graph, ctx)
+    if after >= base:
+        restore(graph, saved)
+        return None
+    chain = node.attrs[CHAIN_ATTR]
+    return {"node": node.name, "layers": [n.name for n in sub.lead + sub.convs], "grid": list(chain.grid),
+            "peak_before": base, "peak_after": after, "macs_untiled": untiled, "macs_patched": tiled,
+            "extra_macs": tiled - untiled, "scratch_bytes": prepare_plan(node, graph).scratch_bytes}
+
+
+def patch_inference(graph: Graph, ctx: PassContext) -> dict | None:
+    mode = getattr(ctx.options, "patch", "none")
+    if mode == "none":
+        ctx.report.skip("off (--patch none)")
+        return None
+    chains = []
+    base = estimate_peak(graph, ctx)
+    for _ in range(4):
+        done = _one_round(graph, ctx, base)
+        if done is None:
+            break
+        chains.append(done)
+        base = done["peak_after"]
+    if not chains:
+        ctx.report.skip("no chain lowers the scheduled peak")
+        return None
+    return {"chains": chains, "extra_macs": sum(c["extra_macs"] for c in chains),
+            "peak_before": chains[0]["peak_before"], "peak_after": chains[-1]["peak_after"]}
