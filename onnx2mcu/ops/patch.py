@@ -19,6 +19,7 @@ Node: inputs [x, every constant input of the inner convs...], outputs [y], attri
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from onnx2mcu.ir import DType, Graph, Node, Tensor
 from onnx2mcu.ops import int8_ref as R
 from onnx2mcu.ops.memrw import DOMAIN
-from onnx2mcu.ops.registry import QUANT, lookup, prepared, register
+from onnx2mcu.ops.registry import QUANT, prepared, register
 
 PATCHED = "PatchedChain"
 CHAIN_ATTR = "chain"
@@ -91,6 +92,7 @@ def chain_graph(node: Node, graph: Graph) -> Graph:
     sub = Graph(f"{node.name}.chain", list(chain.nodes), tensors, [chain.tensors[0].name],
                 [chain.tensors[-1].name])
     sub.requant = graph.requant
+    sub.prepared = graph.prepared  # the inner convs' Params are cached with the graph's
     return sub
 
 
@@ -215,16 +217,18 @@ def _scratch(node: Node, graph: Graph) -> int:
 
 def chain_macs(node: Node, graph: Graph) -> tuple[int, int]:
     """(MACs patch by patch, MACs of the untiled convs): the halo's recomputation is the difference."""
-    p = plan(node, graph)
-    sub = chain_graph(node, graph)
-    conv_macs = lookup("Conv").macs
+    return plan_macs(plan(node, graph), graph)
+
+
+def plan_macs(p: PatchPlan, graph: Graph) -> tuple[int, int]:
+    """Conv MACs (onnx2mcu/ops/conv.py's count: output elements x the weights per output) of the
+    patches and of the whole tensors."""
     tiled = untiled = 0
     for k, inner in enumerate(p.nodes):
-        full = int(conv_macs(inner, sub))
+        per_pixel = p.shapes[k + 1][0] * math.prod(graph.tensors[inner.inputs[1]].shape[1:])
         _, h, w = p.shapes[k + 1]
-        computed = sum(_area(layers[k].out_rect) for layers in p.patches)
-        untiled += full
-        tiled += full * computed // (h * w)
+        untiled += per_pixel * h * w
+        tiled += per_pixel * sum(_area(layers[k].out_rect) for layers in p.patches)
     return tiled, untiled
 
 
