@@ -273,7 +273,7 @@ def _c_cases():
     cases = [pytest.param("synthetic", "host", ("host",), id="synthetic-host"),
              pytest.param("synthetic", "mps2-an386", ("host", "qemu"), id="synthetic-mps2",
                           marks=[pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason="no QEMU")])]
-    for name in ("vww", "mcunet"):
+    for name in ("vww", "mcunet", "mcunet_int8"):
         cases.append(pytest.param(name, "mps2-an386", ("host", "qemu"), id=f"{name}-mps2",
                                   marks=[pytest.mark.qemu, pytest.mark.shared, pytest.mark.slow,
                                          pytest.mark.skipif(not HAVE_QEMU, reason="no QEMU")]))
@@ -286,7 +286,10 @@ def _c_cases():
 def test_generated_c_patched_equals_the_simulator(model, board, modes, synthetic, tmp_path):
     from test_int8_models import run_c
 
-    path = {"synthetic": synthetic, "vww": VWW, "mcunet": MCUNET}[model]
+    if model == "mcunet_int8":
+        path = mcunet_int8_input(tmp_path)
+    else:
+        path = {"synthetic": synthetic, "vww": VWW, "mcunet": MCUNET}[model]
     if not Path(path).exists():
         pytest.skip(f"{path} is absent")
     out = tmp_path / "out"
