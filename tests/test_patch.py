@@ -311,3 +311,16 @@ def test_generated_c_patched_equals_the_simulator(model, board, modes, synthetic
     plain = run(path, Options(stop_after="schedule", scheduler="greedy"))
     for name, value in simulate(plain.graph, plain.schedule, result.inputs).outputs.items():
         assert value.tobytes() == expected[name].tobytes()
+
+
+def test_cli_patch_option_and_report_line(synthetic, capsys):
+    from onnx2mcu.cli import main
+
+    assert main(["simulate", str(synthetic), "--no-check"]) == 0
+    assert "patch-based inference" not in capsys.readouterr().out  # off by default: no line
+    assert main(["simulate", str(synthetic), "--patch", "auto", "--no-check"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if "patch-based inference" in l)
+    assert "patches" in line and "MACs" in line and "(PatchedChain)" in out
+    with pytest.raises(SystemExit):
+        main(["simulate", str(synthetic), "--patch", "sometimes"])
