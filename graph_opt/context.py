@@ -33,6 +33,9 @@ class OptimizeOptions:
     rewrite_check: Callable[[Graph], bool] | None = None  # e.g. "every node has a C kernel"
     # patch-based inference of int8 conv chains (graph_opt/patch.py): "none" | "auto"
     patch: str = "none"
+    # the arena bytes an explicit --ram-budget leaves (less the I/O buffers), None without one:
+    # --patch auto then takes the fewest extra MACs that fit it
+    patch_ram: int | None = None
 
     def __post_init__(self) -> None:
         if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:

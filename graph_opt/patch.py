@@ -6,7 +6,10 @@ int8 constant Pad and one NHWC -> NCHW Transpose, then int8 Convs each read only
 is a candidate; each of its sub-chains, with each output grid from 1x2 to 8x8, becomes one
 PatchedChain node (onnx2mcu/ops/patch.py: input + output + a scratch of the largest per-patch
 regions).  The pass picks, among the candidates whose scheduled peak is within 1% of the
-lowest (`PEAK_SLACK`), the one with the fewest extra MACs (the halo recomputed), and keeps it only if the scheduler's peak
+lowest (`PEAK_SLACK`), the one with the fewest extra MACs (the halo recomputed); with an
+explicit `--ram-budget` (`OptimizeOptions.patch_ram`: the arena bytes it leaves), the fewest
+extra MACs among those that fit it (nothing if the model already fits), and only if none fits
+the lowest peak; and keeps it only if the scheduler's peak
 drops (graph_opt/memrw.py's estimator).  It repeats on the result while the peak keeps
 dropping (a second chain later in the network).  Exact: every output pixel sums the same
 taps.  `--patch none` (the default) leaves the graph as it is.
@@ -157,7 +160,7 @@ def _apply(graph: Graph, run: Run, node: Node) -> None:
             graph.tensors.pop(out, None)
 
 
-def _one_round(graph: Graph, ctx: PassContext, base: int) -> dict | None:
+def _one_round(graph: Graph, ctx: PassContext, base: int, limit: int | None) -> dict | None:
     """The best candidate of this graph, applied if it lowers the scheduled peak; its report entry.
 
     Each sub-chain is put in place once (scratch 0) and the graph order's live bytes measured:
@@ -195,13 +198,16 @@ def _one_round(graph: Graph, ctx: PassContext, base: int) -> dict | None:
     if not found:
         return None
     lowest = min(f[0] for f in found)
-    # the fewest extra MACs among the peaks within PEAK_SLACK of the lowest
-    near = sorted((f for f in found if f[0] <= lowest * (1 + PEAK_SLACK)), key=lambda f: (f[1], f[0], f[2]))
+    # the fewest extra MACs among the peaks within PEAK_SLACK of the lowest, or among those that
+    # fit an explicit --ram-budget
+    fits = [f for f in found if limit is not None and f[0] <= limit]
+    near = fits or [f for f in found if f[0] <= lowest * (1 + PEAK_SLACK)]
+    near.sort(key=lambda f: (f[1], f[0], f[2]))
     for peak, extra, _, sub, node, tiled, untiled in near[:3]:
         saved = snapshot(graph)
         _apply(graph, sub, node)
         after = estimate_peak(graph, ctx)
-        if after < base:
+        if after < base and (not fits or after <= limit):
             chain = node.attrs[CHAIN_ATTR]
             return {"node": node.name, "layers": [n.name for n in sub.lead + sub.convs],
                     "grid": list(chain.grid), "peak_before": base, "peak_after": after,
@@ -217,12 +223,18 @@ def patch_inference(graph: Graph, ctx: PassContext) -> dict | None:
         return None  # the default: no line in the report
     chains = []
     base = estimate_peak(graph, ctx)
+    limit = ctx.options.patch_ram
+    if limit is not None and base <= limit:
+        ctx.report.skip(f"the scheduled peak ({base:,} B) already fits --ram-budget ({limit:,} B for the arena)")
+        return None
     for _ in range(4):
-        done = _one_round(graph, ctx, base)
+        done = _one_round(graph, ctx, base, limit)
         if done is None:
             break
         chains.append(done)
         base = done["peak_after"]
+        if limit is not None and base <= limit:
+            break
     if not chains:
         ctx.report.skip("no chain lowers the scheduled peak")
         return None

@@ -324,3 +324,18 @@ def test_cli_patch_option_and_report_line(synthetic, capsys):
     assert "patches" in line and "MACs" in line and "(PatchedChain)" in out
     with pytest.raises(SystemExit):
         main(["simulate", str(synthetic), "--patch", "sometimes"])
+
+
+@pytest.mark.shared
+def test_ram_budget_takes_the_fewest_extra_macs_that_fit():
+    path = _shared(VWW)
+    none, lowest = _patched(path)
+    budget = (none.schedule.peak_bytes + lowest.schedule.peak_bytes) // 2
+    fit = run(path, Options(stop_after="schedule", scheduler="greedy", patch="auto", ram_budget=budget))
+    extra = fit.optimization["patch"]["extra_macs"]
+    assert lowest.schedule.peak_bytes < fit.schedule.peak_bytes <= budget
+    assert 0 < extra < lowest.optimization["patch"]["extra_macs"]
+    _same_outputs(none, fit, seeds=(0,))
+    # a budget the untiled model fits: nothing to do
+    roomy = run(path, Options(stop_after="optimize", patch="auto", ram_budget=none.schedule.peak_bytes + 64))
+    assert "patch" not in roomy.optimization and "already fits" in roomy.optimization["not_applied"]["patch"]
