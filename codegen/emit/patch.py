@@ -5,10 +5,11 @@ Transpose / Pad on the way: runtime_c/o2m_s8_patch.c) into the first patch buffe
 inner conv from buffer k to buffer k+1 with the portable int8 kernel (o2m_conv2d_s8) or, on
 arm-dsp boards, the int8_dsp kernel where its rule takes the conv (folded bias; a dense conv's
 tap-offset table per patch input size; its im2col scratch after the patch buffers unless the
-node is in Graph.scratch_free), on the patch's geometry (its input and output size and its pads, non-zero only at the image's
-borders), then scatter the last buffer into the output.  The buffers live in the node's
-scratch at the plan's offsets; the per-patch geometry is one const table.  The Params are
-the ones the simulator's reference reads (PatchPlan).
+node is in Graph.scratch_free), on the patch's geometry (its input and output size and its
+pads, non-zero only at the image's borders), then scatter the last buffer into the output.
+The buffers live in the node's scratch at the plan's offsets; the geometry is two small const
+tables (grid rows, grid columns).  The Params are the ones the simulator's reference reads
+(PatchPlan).
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from onnx2mcu.ir import DType, Node
 from onnx2mcu.ops.memrw import DOMAIN
 from onnx2mcu.ops.patch import PATCHED, chain_graph, plan
 
-LAYER_FIELDS = 7  # h_in, w_in, pad_top, pad_left, h_out, w_out, offset of the layer's taps (arm-dsp dense)
 
 
 def _dsp_layers(node: Node, graph, p) -> list[bool]:
@@ -93,32 +93,45 @@ def _emit_patched(node: Node, ctx, dsp_backend: bool) -> list[str]:
             structs.append(("o2m_conv2d_s8_params",
                             ctx.declare("o2m_conv2d_s8_params", c_struct(fields), "patch_conv")))
             calls.append(("o2m_conv2d_s8", ctx.ptr(inner.inputs[1]), ctx.ptr(bias)))
+    # The geometry is separable: a patch's rows depend only on its grid row, its columns only
+    # on its grid column (plan_geometry clips each axis alone).  One table of grid rows, one of
+    # grid columns: per layer (input extent, pad before, output extent, size variant), then the
+    # gather run and the scatter run.
+    gh, gw = p.grid
+    row_of = [p.patches[r * gw] for r in range(gh)]
+    col_of = [p.patches[c] for c in range(gw)]
+
+    def axis_table(patches, lo: int):
+        variants = [sorted({layers[k].in_rect[lo + 1] - layers[k].in_rect[lo] for layers in patches})
+                    for k in range(len(p.convs))]
+        table = []
+        for layers in patches:
+            for k, g in enumerate(layers):
+                extent = g.in_rect[lo + 1] - g.in_rect[lo]
+                table += [extent, g.pads[lo // 2], g.out_rect[lo + 1] - g.out_rect[lo], variants[k].index(extent)]
+            table += [layers[0].in_rect[lo], layers[0].in_rect[lo + 1],
+                      layers[-1].out_rect[lo], layers[-1].out_rect[lo + 1]]
+        return table, variants
+
+    rows, h_variants = axis_table(row_of, 0)
+    cols, w_variants = axis_table(col_of, 2)
     # the arm-dsp dense kernels read interior windows through a tap-offset table, which depends
     # on the patch's input size: one table per (layer, h_in, w_in), all in one array
-    taps, tap_at = [], {}
+    taps, tap_base = [], {}
     for k, conv in enumerate(p.convs):
         if not (dsp[k] and conv.conv.groups == 1):
             continue
-        for layers in p.patches:
-            g = layers[k]
-            h_in, w_in = g.in_rect[1] - g.in_rect[0], g.in_rect[3] - g.in_rect[2]
-            if (k, h_in, w_in) in tap_at:
-                continue
-            tap_at[k, h_in, w_in] = len(taps)
-            kh, kw = conv.window.kernel
-            dh, dw = conv.conv.dilation
-            taps += [ic * h_in * w_in + r * dh * w_in + q * dw
-                     for ic in range(p.shapes[k][0]) for r in range(kh) for q in range(kw)]
-    rows = []
-    for layers in p.patches:
-        rows += list(layers[0].in_rect)
-        for k, g in enumerate(layers):
-            h_in, w_in = g.in_rect[1] - g.in_rect[0], g.in_rect[3] - g.in_rect[2]
-            rows += [h_in, w_in, g.pads[0], g.pads[1], g.out_rect[1] - g.out_rect[0],
-                     g.out_rect[3] - g.out_rect[2], tap_at.get((k, h_in, w_in), 0)]
-        rows += list(layers[-1].out_rect)
-    stride = 8 + LAYER_FIELDS * len(p.convs)
-    geom = ctx.int_array(rows, "patch_geom")
+        tap_base[k] = len(taps)
+        kh, kw = conv.window.kernel
+        dh, dw = conv.conv.dilation
+        for h_in in h_variants[k]:
+            for w_in in w_variants[k]:
+                taps += [ic * h_in * w_in + r * dh * w_in + q * dw
+                         for ic in range(p.shapes[k][0]) for r in range(kh) for q in range(kw)]
+    stride = 4 + 4 * len(p.convs)
+    itype = "int16_t" if max(rows + cols) < 2 ** 15 else "int32_t"
+    row_table = ctx.int_array(rows, "patch_rows", itype)
+    col_table = ctx.int_array(cols, "patch_cols", itype)
     tap_table = ctx.int_array(taps, "patch_taps") if taps else None
     scratch = ctx.scratch(node, DType.INT8)
     bufs = [f"({scratch} + {off})" if off else scratch for off in p.buffer_offsets]
@@ -129,29 +142,33 @@ def _emit_patched(node: Node, ctx, dsp_backend: bool) -> list[str]:
     else:
         _, c, h, w = p.input_shape
     c_out, h_out, w_out = p.shapes[-1]
-    lines = ["{", "    int32_t patch;",
-             f"    for (patch = 0; patch < {len(p.patches)}; ++patch) {{",
-             f"        const int32_t *g = &{geom}[patch * {stride}];",
-             f"        o2m_patch_gather_s8({ctx.ptr(x)}, {int(p.layout == 'nhwc')}, {c}, {h}, {w}, {p.pads[0]}, "
-             f"{p.pads[1]}, (int8_t){p.pad_value}, g[0], g[1], g[2], g[3], {bufs[0]});"]
+    run = 4 * len(p.convs)
+    lines = ["{", "    int32_t pr, pc;",
+             f"    for (pr = 0; pr < {gh}; ++pr) {{",
+             f"        const {itype} *gr = &{row_table}[pr * {stride}];",
+             f"        for (pc = 0; pc < {gw}; ++pc) {{",
+             f"            const {itype} *gc = &{col_table}[pc * {stride}];",
+             f"            o2m_patch_gather_s8({ctx.ptr(x)}, {int(p.layout == 'nhwc')}, {c}, {h}, {w}, {p.pads[0]}, "
+             f"{p.pads[1]}, (int8_t){p.pad_value}, gr[{run}], gr[{run + 1}], gc[{run}], gc[{run + 1}], {bufs[0]});"]
     for k, ((ctype, name), (fn, weights, bias)) in enumerate(zip(structs, calls)):
-        base = 4 + LAYER_FIELDS * k
-        lines += ["        {",
-                  f"            {ctype} q = {name};",
-                  f"            q.h_in = g[{base}]; q.w_in = g[{base + 1}]; q.pad_top = g[{base + 2}]; "
-                  f"q.pad_left = g[{base + 3}]; q.h_out = g[{base + 4}]; q.w_out = g[{base + 5}];"]
+        b = 4 * k
+        lines += ["            {",
+                  f"                {ctype} q = {name};",
+                  f"                q.h_in = gr[{b}]; q.pad_top = gr[{b + 1}]; q.h_out = gr[{b + 2}];",
+                  f"                q.w_in = gc[{b}]; q.pad_left = gc[{b + 1}]; q.w_out = gc[{b + 2}];"]
         if fn == "o2m_conv2d_s8":
-            lines.append(f"            {fn}(&q, {bufs[k]}, {weights}, {bias}, {bufs[k + 1]});")
+            lines.append(f"                {fn}(&q, {bufs[k]}, {weights}, {bias}, {bufs[k + 1]});")
         elif fn == "o2m_conv2d_s8_dsp":
-            lines.append(f"            q.taps = &{tap_table}[g[{base + 6}]];")
-            lines.append(f"            {fn}(&q, {bufs[k]}, {weights}, {bufs[k + 1]}, {col_ptr});")
+            size = p.shapes[k][0] * p.convs[k].window.kernel[0] * p.convs[k].window.kernel[1]
+            lines.append(f"                q.taps = &{tap_table}[{tap_base[k]} + ((int32_t)gr[{b + 3}] * "
+                         f"{len(w_variants[k])} + gc[{b + 3}]) * {size}];")
+            lines.append(f"                {fn}(&q, {bufs[k]}, {weights}, {bufs[k + 1]}, {col_ptr});")
         else:
-            lines.append(f"            {fn}(&q, {bufs[k]}, {weights}, {bufs[k + 1]}, NULL);")
-        lines.append("        }")
-    last = 4 + LAYER_FIELDS * len(p.convs)
-    lines += [f"        o2m_patch_scatter_s8({bufs[-1]}, {c_out}, {h_out}, {w_out}, g[{last}], g[{last + 1}], "
-              f"g[{last + 2}], g[{last + 3}], {ctx.ptr(y)});",
-              "    }", "}"]
+            lines.append(f"                {fn}(&q, {bufs[k]}, {weights}, {bufs[k + 1]}, NULL);")
+        lines.append("            }")
+    lines += [f"            o2m_patch_scatter_s8({bufs[-1]}, {c_out}, {h_out}, {w_out}, gr[{run + 2}], gr[{run + 3}], "
+              f"gc[{run + 2}], gc[{run + 3}], {ctx.ptr(y)});",
+              "        }", "    }", "}"]
     return lines
 
 
