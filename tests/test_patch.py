@@ -197,8 +197,9 @@ def _same_outputs(none, auto, seeds=(0, 1, 2)) -> None:
             assert a[name].tobytes() == b[name].tobytes(), (name, seed)
 
 
-def test_patch_auto_on_the_synthetic_chain(synthetic):
-    none, auto = _patched(synthetic)
+@pytest.mark.parametrize("requant", ["fixed", "float"])
+def test_patch_auto_on_the_synthetic_chain(synthetic, requant):
+    none, auto = _patched(synthetic, requant=requant)
     section = auto.optimization["patch"]
     (chain,) = section["chains"]
     assert auto.schedule.peak_bytes < none.schedule.peak_bytes
@@ -271,6 +272,7 @@ def test_patch_auto_lowers_the_real_models_peaks(name, tmp_path):
 # ----------------------------------------------------------------- generated C
 def _c_cases():
     cases = [pytest.param("synthetic", "host", ("host",), id="synthetic-host"),
+             pytest.param("synthetic_float", "host", ("host",), id="synthetic-requant-float-host"),
              pytest.param("synthetic", "mps2-an386", ("host", "qemu"), id="synthetic-mps2",
                           marks=[pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason="no QEMU")])]
     for name in ("vww", "mcunet", "mcunet_int8"):
@@ -286,15 +288,16 @@ def _c_cases():
 def test_generated_c_patched_equals_the_simulator(model, board, modes, synthetic, tmp_path):
     from test_int8_models import run_c
 
+    requant = "float" if model == "synthetic_float" else "fixed"
     if model == "mcunet_int8":
         path = mcunet_int8_input(tmp_path)
     else:
-        path = {"synthetic": synthetic, "vww": VWW, "mcunet": MCUNET}[model]
+        path = {"synthetic": synthetic, "synthetic_float": synthetic, "vww": VWW, "mcunet": MCUNET}[model]
     if not Path(path).exists():
         pytest.skip(f"{path} is absent")
     out = tmp_path / "out"
     result = run(path, Options(output=out, simulate=True, check_onnxruntime=False, board=board,
-                               scheduler="greedy", patch="auto"))
+                               scheduler="greedy", patch="auto", requant=requant))
     assert any(n.op_type == PATCHED for n in result.graph.nodes)
     expected = result.simulation.result.outputs
     for mode in modes:
@@ -308,7 +311,7 @@ def test_generated_c_patched_equals_the_simulator(model, board, modes, synthetic
     else:
         assert "o2m_depthwise_conv2d_s8_dsp(&q" in model_c
     # the untiled model gives the same bytes
-    plain = run(path, Options(stop_after="schedule", scheduler="greedy"))
+    plain = run(path, Options(stop_after="schedule", scheduler="greedy", requant=requant))
     for name, value in simulate(plain.graph, plain.schedule, result.inputs).outputs.items():
         assert value.tobytes() == expected[name].tobytes()
 
