@@ -37,10 +37,12 @@ GRIDS = [(1, 2), (2, 1), (2, 2), (3, 3), (2, 5), (4, 3), (7, 7), (8, 8)]
 
 
 # ----------------------------------------------------------------- a synthetic chain
-def chain_model(seed: int = 0, height: int = 37, width: int = 29, channels: int = 3) -> onnx.ModelProto:
+def chain_model(seed: int = 0, height: int = 37, width: int = 29, channels: int = 3,
+                lead: bool = True) -> onnx.ModelProto:
     """int8 NHWC input -> Pad (value 0.36, not the zero point; uneven pads) -> Transpose to NCHW ->
     Conv 3x3 s2 -> depthwise 3x3 s1 p1 -> 1x1 (x4 channels) -> depthwise 5x5 s2 p2 -> 1x1 -> depthwise
-    3x3 s2 p(0,1) -> output: odd sizes everywhere, per-channel weights, Relu6 as a Clip on some."""
+    3x3 s2 p(0,1) -> output: odd sizes everywhere, per-channel weights, Relu6 as a Clip on some.
+    `lead` False: an NCHW input read by the first conv directly (no Pad, no Transpose)."""
     rng = np.random.default_rng(seed)
     init, nodes = [], []
 
@@ -58,13 +60,20 @@ def chain_model(seed: int = 0, height: int = 37, width: int = 29, channels: int 
     const("x_s", np.array(0.04, np.float32))
     const("x_z", np.array(5, np.int8))
     nodes.append(helper.make_node("DequantizeLinear", ["x", "x_s", "x_z"], ["x_f"]))
+    if not lead:
+        nodes.pop()
     const("pads", np.array([0, 1, 2, 0, 0, 2, 1, 0], np.int64))  # NHWC: top 1, left 2, bottom 2, right 1
     const("pad_q", np.array(14, np.int8))  # real (14 - 5) * 0.04 = 0.36, quantized as the data
     nodes.append(helper.make_node("DequantizeLinear", ["pad_q", "x_s", "x_z"], ["pad_v"]))
-    nodes.append(helper.make_node("Pad", ["x_f", "pads", "pad_v"], ["p"]))
-    cur = q("pq", "p", 0.04, 5)
-    nodes.append(helper.make_node("Transpose", [cur], ["t"], perm=[0, 3, 1, 2]))
-    cur, c_in, scale_in = q("tq", "t", 0.04, 5), channels, 0.04
+    if lead:
+        nodes.append(helper.make_node("Pad", ["x_f", "pads", "pad_v"], ["p"]))
+        cur = q("pq", "p", 0.04, 5)
+        nodes.append(helper.make_node("Transpose", [cur], ["t"], perm=[0, 3, 1, 2]))
+        cur = q("tq", "t", 0.04, 5)
+    else:
+        nodes.append(helper.make_node("DequantizeLinear", ["x", "x_s", "x_z"], ["x_f"]))
+        cur = "x_f"
+    c_in, scale_in = channels, 0.04
     layers = [  # (c_out, k, stride, pads, depthwise, relu6)
         (8, 3, 2, [0, 0, 0, 0], False, True),
         (8, 3, 1, [1, 1, 1, 1], True, True),
@@ -100,8 +109,8 @@ def chain_model(seed: int = 0, height: int = 37, width: int = 29, channels: int 
         else:
             cur = q(f"q{i}", out, scale_out, -128 if relu6 else 3)
         c_in, scale_in = c_out, scale_out
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.INT8,
-                                                                             [1, height, width, channels])],
+    x_shape = [1, height, width, channels] if lead else [1, channels, height, width]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.INT8, x_shape)],
                               [helper.make_tensor_value_info("y", TensorProto.INT8, None)], init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
     return onnx.shape_inference.infer_shapes(model)
@@ -273,6 +282,9 @@ def test_patch_auto_lowers_the_real_models_peaks(name, tmp_path):
 def _c_cases():
     cases = [pytest.param("synthetic", "host", ("host",), id="synthetic-host"),
              pytest.param("synthetic_float", "host", ("host",), id="synthetic-requant-float-host"),
+             pytest.param("synthetic_nchw", "host", ("host",), id="synthetic-nchw-host"),
+             pytest.param("synthetic_nchw", "mps2-an386", ("host", "qemu"), id="synthetic-nchw-mps2",
+                          marks=[pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason="no QEMU")]),
              pytest.param("synthetic", "mps2-an386", ("host", "qemu"), id="synthetic-mps2",
                           marks=[pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason="no QEMU")])]
     for name in ("vww", "mcunet", "mcunet_int8"):
@@ -291,6 +303,9 @@ def test_generated_c_patched_equals_the_simulator(model, board, modes, synthetic
     requant = "float" if model == "synthetic_float" else "fixed"
     if model == "mcunet_int8":
         path = mcunet_int8_input(tmp_path)
+    elif model == "synthetic_nchw":
+        path = tmp_path / "chain_nchw.onnx"
+        onnx.save(chain_model(seed=5, height=31, width=27, lead=False), path)
     else:
         path = {"synthetic": synthetic, "synthetic_float": synthetic, "vww": VWW, "mcunet": MCUNET}[model]
     if not Path(path).exists():
