@@ -30,7 +30,6 @@ from onnx2mcu.ops.patch import CHAIN_ATTR, PATCHED, Chain, plan_macs
 from onnx2mcu.ops.patch import _prepare as prepare_plan
 from onnx2mcu.rewrite import Rewriter, is_standard
 
-PATCH_MODES = ("none", "auto")
 MAX_GRID = 8
 MAX_CONVS = 12  # longest sub-chain tried
 NCHW = (0, 3, 1, 2)
