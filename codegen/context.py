@@ -35,7 +35,8 @@ CONV, ELEMENTWISE, LINALG, NORM, TENSOR, QUANT = (
 BINARY, ADDER, MCUBERT = "o2m_binary.c", "o2m_adder.c", "o2m_mcubert.c"
 # families whose headers are copied and included only when a model calls them
 MISC, RESIZE, CONVT, DYNQUANT = "o2m_misc.c", "o2m_resize.c", "o2m_convt.c", "o2m_dynquant.c"
-ON_DEMAND_SOURCES = (CONVT, DYNQUANT, MISC, RESIZE)
+S8_PATCH = "o2m_s8_patch.c"  # patch-based inference (codegen/emit/patch.py)
+ON_DEMAND_SOURCES = (CONVT, DYNQUANT, MISC, RESIZE, S8_PATCH)
 
 INT32_MAX = 2**31 - 1
 

@@ -33,6 +33,11 @@ class OptimizeOptions:
     exact_peak_estimator: Callable[[Graph], int] | None = None
     rewrite_check: Callable[[Graph], bool] | None = None  # e.g. "every node has a C kernel"
     rewrite_cost: Callable[[Graph], float] | None = None  # estimated instructions on the board
+    # patch-based inference of int8 conv chains (graph_opt/patch.py): "none" | "auto"
+    patch: str = "none"
+    # the arena bytes an explicit --ram-budget leaves (less the I/O buffers), None without one:
+    # --patch auto then takes the fewest extra MACs that fit it
+    patch_ram: int | None = None
 
     def __post_init__(self) -> None:
         if self.binary_sign_zero not in SIGN_ZERO_MAPPINGS:
@@ -40,6 +45,8 @@ class OptimizeOptions:
                             + " or ".join(SIGN_ZERO_MAPPINGS))
         from onnx2mcu.graph_opt.memrw import parse_rewrites
 
+        if self.patch not in ("none", "auto"):
+            raise UserError(f"--patch {self.patch}: choose none or auto")
         parse_rewrites(self.rewrites)  # a bad list fails here, with one clear line
 
 

@@ -85,3 +85,7 @@ from onnx2mcu.graph_opt.partial_conv import partial_conv  # noqa: E402
 
 PASSES += [("act_on_load", act_on_load), ("eager_accumulation", eager_accumulation),
            ("partial_conv", partial_conv), ("inplace_conv", inplace_conv)]
+
+from onnx2mcu.graph_opt.patch import patch_inference  # noqa: E402  (exact; --patch auto, int8)
+
+PASSES += [("patch", patch_inference)]

@@ -48,6 +48,7 @@ class Options:
     # --rewrites none | auto | all | LIST: memory rewrites, each kept only if it lowers the peak (auto:
     # and does not raise the board's estimated instructions by more than 2%)
     rewrites: str = "auto"
+    patch: str = "none"  # --patch none | auto: int8 conv chains patch by patch (graph_opt/patch.py)
     # the target
     board: str | Board = "host"  # --board
     stack_bytes: int = DEFAULT_STACK_BYTES
@@ -148,7 +149,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
             binary_sign_zero=options.binary_sign_zero,
-            ram_budget=budget.model_ram(), rewrites=options.rewrites,
+            ram_budget=budget.model_ram(), rewrites=options.rewrites, patch=options.patch,
+            patch_ram=_patch_ram(graph, budget),
             peak_estimator=estimator,
             exact_peak_estimator=exact_estimator,
             # a compile, or a simulate for a board, keeps only rewrites the board's C can run:
@@ -235,6 +237,15 @@ def _schedule(graph: Graph, board: Board, options: Options):
         select_kernels(graph, board)
         if graph.scratch == before:  # no kernel had a scratch-free form: the schedule stands
             return sched
+
+
+def _patch_ram(graph: Graph, budget: MemoryBudget) -> int | None:
+    """The arena bytes an explicit --ram-budget leaves, for --patch auto (graph_opt/patch.py)."""
+    if budget.model_ram_bytes is None:
+        return None
+    from onnx2mcu.budget import io_bytes
+
+    return budget.ram_for_arena(io_bytes(graph))
 
 
 def _requant_mode(mode: str) -> str:

@@ -147,7 +147,8 @@ OWN_KERNEL_OPS = frozenset({"AdderMatMul", "AdderConv", "BinaryMatMul", "BinaryC
 # (pass key, label) of the rewrites the report speaks about, in the pipeline's order
 REWRITE_LABELS = (("tiling", "tiled attention/FFN"), ("embedding_compression", "embedding compression"),
                   ("act_on_load", "activation on load"), ("eager_accumulation", "eager accumulation"),
-                  ("partial_conv", "partial convolutions"), ("inplace_conv", "in-place convolutions"))
+                  ("partial_conv", "partial convolutions"), ("inplace_conv", "in-place convolutions"),
+                  ("patch", "patch-based inference"))
 
 
 def human(n: int | None) -> str:
@@ -236,6 +237,12 @@ def rewrite_lines(optimization: dict) -> list[dict]:
                     f"{_signed(section['weights_bytes_after'] - section['weights_bytes_before'])} "
                     f"({human(section['weights_bytes_before'])} -> {human(section['weights_bytes_after'])}), "
                     f"relative error {section['rel_error']:.3g} (lossy: asked with --compress-embeddings)")
+        elif key == "patch":  # graph_opt/patch.py (--patch auto)
+            chains = "; ".join(f"{len(c['layers'])} layers in {c['grid'][0]}x{c['grid'][1]} patches, "
+                               f"+{c['extra_macs']:,} MACs" for c in section["chains"])
+            text = (f"{_signed(section['peak_after'] - section['peak_before'])} peak ({human(section['peak_before'])} "
+                    f"-> {human(section['peak_after'])}, the scheduler's estimate), {_macs_change(optimization, key)}: "
+                    + chains)
         else:
             text = (f"{section['applied']} site(s), {_signed(section['peak_after'] - section['peak_before'])} "
                     f"peak ({human(section['peak_before'])} -> {human(section['peak_after'])}, the scheduler's "
