@@ -47,6 +47,12 @@ typedef struct {
     const int32_t *taps;        /* dense conv: per weight index (ic, kh, kw), the input offset
                                    ic * h_in * w_in + kh * dil_h * w_in + kw * dil_w (NULL: depthwise) */
     o2m_dsp_requant requant;
+    const int8_t *pw_weights;   /* dense 1x1 stride-1 unpadded conv: the weights re-laid out for
+                                   the 4x2 tiles (codegen/emit/int8_dsp.py pointwise_weights):
+                                   per group of four output channels (zero rows past c_out), per
+                                   input channel pair (c, c+1), c < c_in - 1, the bytes
+                                   w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1) w3(c+1);
+                                   NULL: the kernels below */
 } o2m_conv2d_s8_dsp_params;
 
 /*

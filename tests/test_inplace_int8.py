@@ -212,7 +212,7 @@ def kernel_program(convs: list[dict], quants: list[dict]) -> str:
         if c["dsp"]:
             dsp = f"""
         static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, NULL,
-            {{m{i}, s{i}, {pc}, {p.output_offset}, {p.act_min}, {p.act_max}}}}};
+            {{m{i}, s{i}, {pc}, {p.output_offset}, {p.act_min}, {p.act_max}}}, NULL}};
         memcpy(work, x{i}, {size_in}u);
         o2m_depthwise_conv2d_s8_dsp_inplace(&fp, work, w{i}, work, scratch);
         o2m_out_s8("dsp_{i}", work, {size_out}u);"""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias
+from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, pointwise_weights
 from onnx2mcu.ops import int8_ref as R
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
@@ -56,9 +56,10 @@ def _act(rng, zp_out: int) -> tuple[int, int]:
     return lo, int(rng.integers(lo, 128))
 
 
-def make_case(rng, kind: str) -> dict:
+def make_case(rng, kind: str, pw_shape: tuple[int, int, int, int, int] | None = None) -> dict:
     """One random case (every tenth with a bias near 2^30: accumulators whose rounding
-    would overflow a naive add-half-then-shift)."""
+    would overflow a naive add-half-then-shift); pw_shape = (n, c_in, c_out, h, w) fixes a
+    pointwise case's geometry."""
     while True:
         if kind == "fc":
             k, n, batch = int(rng.integers(1, 70)), int(rng.integers(1, 23)), int(rng.integers(1, 3))
@@ -89,6 +90,8 @@ def make_case(rng, kind: str) -> dict:
             k_h = k_w = 1
             stride, dilation, pads = (1, 1), (1, 1), (0, 0, 0, 0)
             c_in = int(rng.integers(1, 40))
+            if pw_shape is not None:
+                n, c_in, c_out, h, wd = pw_shape
         x = rng.integers(-128, 128, (n, c_in, h, wd)).astype(np.int8)
         w = rng.integers(-128, 128, (c_out, 1 if depthwise else c_in, k_h, k_w)).astype(np.int8)
         bias = _bias(rng, c_out)
@@ -108,7 +111,21 @@ def make_case(rng, kind: str) -> dict:
 
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+    fixed = [make_case(rng, "pw", shape) for shape in PW_SHAPES]
+    return [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)] + fixed
+
+
+# (n, c_in, c_out, h, w) pointwise cases for the 4x2 tiles: planes 1, 2, 3, 5, 125 (odd:
+# the last pixel pair overlaps), odd input (the last channel from the ONNX-order weights)
+# and output channel counts (a partial group of four), KWS's 64 -> 64 on 25x5
+PW_SHAPES = ((1, 3, 5, 1, 1), (1, 1, 3, 1, 2), (2, 7, 6, 3, 1), (1, 2, 1, 1, 5), (1, 64, 64, 25, 5),
+             (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25))
+
+
+def _pointwise(c: dict) -> bool:
+    p = c["p"]
+    return c["kind"] in ("conv", "pw") and c["w"].shape[2:] == (1, 1) and p.stride == (1, 1) \
+        and not any(p.pads) and c["x"].shape[2] * c["x"].shape[3] >= 2
 
 
 def _arr(ctype: str, name: str, values) -> str:
@@ -158,13 +175,23 @@ def program(all_cases: list[dict]) -> str:
             ic, kh, kw = np.meshgrid(np.arange(c_in), np.arange(k_h), np.arange(k_w), indexing="ij")
             decls.append(_arr("int32_t", f"t{i}", ic * h * wd + kh * p.dilation[0] * wd + kw * p.dilation[1]))
             taps = f"t{i}"
+        pw_form = ""
+        if _pointwise(c):  # the 4x2 tiles over re-laid-out weights
+            decls.append(_arr("int8_t", f"pw{i}", pointwise_weights(c["w"])))
+            pw_form = f"""
+        {{
+            static const o2m_conv2d_s8_dsp_params fq = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}, pw{i}}};
+            {fn}(&fq, x{i}, w{i}, y_fast, NULL);
+            mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
+            o2m_out_s8("fast_pw_{i}", y_fast, {c['y'].size}u);
+        }}"""
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
-        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}}};
+        static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, {rq_fast}, NULL}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
         {fn}(&fp, x{i}, w{i}, y_fast, NULL);
         mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
-        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}{pw_form}
     }}""")
     return "\n".join([
         '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
@@ -194,6 +221,8 @@ def check(outputs: dict, all_cases: list[dict]) -> None:
         np.testing.assert_array_equal(outputs[f"fast_{i}"], c["y"].reshape(-1), err_msg=f"case {i} ({c['kind']})")
         if c["kind"] in ("conv", "pw"):
             np.testing.assert_array_equal(outputs[f"fast_s_{i}"], c["y"].reshape(-1), err_msg=f"case {i} im2col")
+        if _pointwise(c):
+            np.testing.assert_array_equal(outputs[f"fast_pw_{i}"], c["y"].reshape(-1), err_msg=f"case {i} 4x2 tiles")
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +245,17 @@ def test_cases_cover_the_forms(random_cases):
     ys = np.concatenate([c["y"].reshape(-1) for c in random_cases])
     assert (ys == 127).any() and (ys == -128).any() and len(np.unique(ys)) > 200  # saturation, and more
     assert any(np.abs(c["bias"].astype(np.int64)).max() >= 1 << 30 for c in random_cases)
+    pw = [c for c in random_cases if _pointwise(c)]
+    assert {c["x"].shape[2] * c["x"].shape[3] for c in pw} >= {2, 3, 5, 125}
+    assert any(c["x"].shape[1] % 2 == 1 for c in pw) and any(c["w"].shape[0] % 4 != 0 for c in pw)
+    assert any(c["x"].shape[1] % 4 == 2 for c in pw) and any(c["x"].shape[0] == 2 for c in pw)
+
+
+def test_pointwise_weights_layout():
+    w = np.arange(5 * 3, dtype=np.int8).reshape(5, 3, 1, 1)  # w[o][c] = 3 o + c
+    got = pointwise_weights(w).tolist()
+    assert got == [0, 3, 1, 4, 6, 9, 7, 10,   # channels 0-3, inputs 0, 1 (input 2: not here)
+                   12, 0, 13, 0, 0, 0, 0, 0]  # channel 4 and three zero rows
 
 
 def test_folded_bias_wraps_like_the_int32_accumulator():

@@ -53,6 +53,26 @@ def folded_bias(w: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarra
     return ((folded + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT).astype(np.int64)
 
 
+def pointwise_weights(w: np.ndarray) -> np.ndarray:
+    """The weights of a dense 1x1 conv re-laid out for the arm-dsp 4x2 pointwise tiles
+    (o2m_s8_conv_dsp.h, pw_weights): per group of four output channels (zero rows past
+    c_out), per input channel pair (c, c+1) with c + 1 < c_in, the bytes
+    w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1) w3(c+1).  An odd c_in's last channel
+    is not included (the kernel adds it from the ONNX-order weights)."""
+    w = np.asarray(w, np.int8).reshape(w.shape[0], -1)
+    c_out, c_in = w.shape
+    groups, pairs = (c_out + 3) // 4, c_in // 2
+    padded = np.zeros((groups * 4, pairs * 2), np.int8)
+    padded[:c_out] = w[:, :pairs * 2]
+    # [g, h, o, j, c] (channel 4g + 2h + o, input 2j + c) -> [g, j, h, c, o]
+    return padded.reshape(groups, 2, 2, pairs, 2).transpose(0, 3, 1, 4, 2).reshape(-1)
+
+
+def _is_pointwise(conv, k_h: int, k_w: int, hw_in, hw_out) -> bool:
+    return (k_h, k_w) == (1, 1) and tuple(conv.stride) == (1, 1) and not any(conv.pads) \
+        and tuple(hw_in) == tuple(hw_out)
+
+
 def _fixed_int8(node: Node, graph: Graph):
     """(the node's int8 Params, None), or (None, why no fast kernel can take it)."""
     p = int8_params(node, graph)
@@ -135,7 +155,10 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "dil_h": conv.dilation[0], "dil_w": conv.dilation[1], "pad_top": conv.pads[0],
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
-              "requant": _requant(ctx, conv)}
+              "requant": _requant(ctx, conv), "pw_weights": "NULL"}
+    if not depthwise and _is_pointwise(conv, k_h, k_w, (h_in, w_in), (h_out, w_out)) and h_in * w_in >= 2 \
+            and c_in >= 2:
+        fields["pw_weights"] = ctx.int_array(pointwise_weights(weights), "pw_weights", "int8_t")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
