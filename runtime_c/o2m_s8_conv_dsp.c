@@ -547,6 +547,42 @@ O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, in
     acc[7] = a7;
 }
 
+/* o2m_dsp_out folded into one 64-bit sum, for a channel whose multiplier is >= 0 and whose
+ * right shift e is 1..31 (every TFLite multiplier is in [2^30, 2^31) or 0):
+ * with s = floor((v*M + 2^30) / 2^31) and TFLite's rounding divide
+ * (s >> e) + ((s & mask) > (mask >> 1) + [s < 0]) = floor((s + 2^(e-1) - [s < 0]) / 2^e),
+ * the output before the zero point is floor((v*M + 2^30 + 2^(e+30) - [s < 0]*2^31) / 2^(31+e)),
+ * that is the high word of the sum shifted right by e - 1.  [s < 0] may be read as [v < 0]:
+ * they differ only where v < 0 and 0 <= v*M + 2^30 <= 2^30 (M >= 0), where s = 0 and
+ * both sums floor to 0 (the quotient lies in [1/2 - 2^-e, 1/2 - 2^-(e+1)]).  |sum| < 2^63. */
+typedef struct {
+    int64_t pos, neg;  /* 2^30 + 2^(e+30), the same - 2^31 */
+    int32_t mult, left, hs, fast;
+} o2m_pw_rq;
+
+static inline void o2m_pw_rq_load(const o2m_dsp_requant *r, int32_t channel, o2m_pw_rq *q)
+{
+    const int32_t c = r->per_channel ? channel : 0;
+    const int32_t s = r->shifts[c];
+    const int32_t e = s > 0 ? 0 : -s;
+    q->mult = r->multipliers[c];
+    q->left = s > 0 ? s : 0;
+    q->fast = q->mult >= 0 && e >= 1 && e <= 31;
+    q->hs = q->fast ? e - 1 : 0;
+    q->pos = q->fast ? ((int64_t)1 << 30) + ((int64_t)1 << (e + 30)) : 0;
+    q->neg = q->pos - ((int64_t)1 << 31);
+}
+
+static inline int8_t o2m_pw_out(int32_t acc, const o2m_pw_rq *q, int32_t offset, int32_t lo, int32_t hi)
+{
+    const int32_t v = (int32_t)((uint32_t)acc << q->left);
+    const int64_t sum = (v < 0 ? q->neg : q->pos) + (int64_t)v * q->mult;
+    int32_t o = ((int32_t)(sum >> 32) >> q->hs) + offset;
+    o = o < lo ? lo : o;
+    o = o > hi ? hi : o;
+    return (int8_t)o;
+}
+
 /* 1x1 stride-1 unpadded conv with re-laid-out weights, plane >= 2: output channels in
  * fours (the missing ones of a last group have zero weights and are not stored), pixels
  * in twos (an odd plane's last pixel pairs with the one before it: computed twice, same
@@ -554,7 +590,8 @@ O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, in
  * ONNX-order weights.  Reads the input in place, no scratch. */
 static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
 {
-    const o2m_dsp_requant *r = &p->requant;
+    const o2m_dsp_requant rl = p->requant; /* a local copy: the int8 stores cannot alias it */
+    const o2m_dsp_requant *r = &rl;
     const int32_t k = p->c_in;
     const int32_t pairs = k >> 1;
     const int32_t plane = p->h_out * p->w_out;
@@ -565,11 +602,14 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
         for (g = 0; g < p->c_out; g += 4) {
             const int32_t live = p->c_out - g < 4 ? p->c_out - g : 4;
             const int8_t *pw = p->pw_weights + (g >> 2) * pairs * 8;
-            int32_t bias[4];
+            int32_t bias[4], fast = 1;
             o2m_dsp_rq q[4];
+            o2m_pw_rq f[4];
             for (t = 0; t < 4; ++t) {
                 bias[t] = t < live ? p->bias[g + t] : 0;
                 o2m_dsp_rq_load(r, t < live ? g + t : g, &q[t]);
+                o2m_pw_rq_load(r, t < live ? g + t : g, &f[t]);
+                fast &= f[t].fast;
             }
             for (pix = 0; pix < plane; pix += 2) {
                 const int32_t at = pix + 1 < plane ? pix : pix - 1;
@@ -586,6 +626,14 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
                         acc[2 * t] += v * x0;
                         acc[2 * t + 1] += v * x1;
                     }
+                }
+                if (fast) {
+                    for (t = 0; t < live; ++t) {
+                        int8_t *yo = yb + (g + t) * plane + at;
+                        yo[0] = o2m_pw_out(acc[2 * t], &f[t], rl.output_offset, rl.act_min, rl.act_max);
+                        yo[1] = o2m_pw_out(acc[2 * t + 1], &f[t], rl.output_offset, rl.act_min, rl.act_max);
+                    }
+                    continue;
                 }
                 for (t = 0; t < live; ++t) {
                     int8_t *yo = yb + (g + t) * plane + at;
