@@ -85,6 +85,16 @@ static inline int32_t o2m_smlatb(int32_t a, int32_t b, int32_t acc)
 }
 #endif
 
+/* Saturate to int8 (SSAT #8 on v7E-M). */
+static inline int8_t o2m_sat8(int32_t v)
+{
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    return (int8_t)__ssat(v, 8);
+#else
+    return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+#endif
+}
+
 /* Keeps the hot loops in functions of their own: inlined into the big drivers their
  * accumulators spill (the register allocator sees the whole driver). */
 #if defined(__GNUC__)
@@ -492,10 +502,11 @@ O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, in
     const int8_t *wp = pw;
 #ifdef O2M_PW_ASM
     const int32_t pl = plane;
-    const int8_t *const wend = pw + (pairs >> 1) * 16;
+    const int8_t *const wend = pw + (pairs >> 2) * 32;
+    const int8_t *const wlast = pw + pairs * 8;
     uint32_t ta, tb, tv, tt;
-    if (pairs >> 1) {
-        __asm__ volatile("1:\n\t" O2M_PW_PAIR O2M_PW_PAIR
+    if (pairs >> 2) {
+        __asm__ volatile("1:\n\t" O2M_PW_PAIR O2M_PW_PAIR O2M_PW_PAIR O2M_PW_PAIR
                          "ldr    %[t], %[we]\n\t"
                          "cmp    %[wp], %[t]\n\t"
                          "bne    1b\n\t"
@@ -505,13 +516,16 @@ O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, in
                          : [pl] "m"(pl), [we] "m"(wend)
                          : "cc", "memory");
     }
-    if (pairs & 1) {
-        __asm__ volatile(O2M_PW_PAIR
+    if (pairs & 3) {
+        __asm__ volatile("1:\n\t" O2M_PW_PAIR
+                         "ldr    %[t], %[we]\n\t"
+                         "cmp    %[wp], %[t]\n\t"
+                         "bne    1b\n\t"
                          : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
                            [a5] "+r"(a5), [a6] "+r"(a6), [a7] "+r"(a7), [xs] "+r"(xs), [wp] "+r"(wp),
                            [a] "=&r"(ta), [b] "=&r"(tb), [v] "=&r"(tv), [t] "=&r"(tt)
-                         : [pl] "m"(pl)
-                         : "memory");
+                         : [pl] "m"(pl), [we] "m"(wlast)
+                         : "cc", "memory");
     }
 #else
     int32_t i;
@@ -557,7 +571,7 @@ O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, in
  * both sums floor to 0 (the quotient lies in [1/2 - 2^-e, 1/2 - 2^-(e+1)]).  |sum| < 2^63. */
 typedef struct {
     int64_t pos, neg;  /* 2^30 + 2^(e+30), the same - 2^31 */
-    int32_t mult, left, hs, fast;
+    int32_t mult, hs, fast;
 } o2m_pw_rq;
 
 static inline void o2m_pw_rq_load(const o2m_dsp_requant *r, int32_t channel, o2m_pw_rq *q)
@@ -566,21 +580,34 @@ static inline void o2m_pw_rq_load(const o2m_dsp_requant *r, int32_t channel, o2m
     const int32_t s = r->shifts[c];
     const int32_t e = s > 0 ? 0 : -s;
     q->mult = r->multipliers[c];
-    q->left = s > 0 ? s : 0;
-    q->fast = q->mult >= 0 && e >= 1 && e <= 31;
+    q->fast = q->mult >= 0 && e >= 1 && e <= 31; /* then no left shift: s = -e < 0 */
     q->hs = q->fast ? e - 1 : 0;
     q->pos = q->fast ? ((int64_t)1 << 30) + ((int64_t)1 << (e + 30)) : 0;
     q->neg = q->pos - ((int64_t)1 << 31);
 }
 
-static inline int8_t o2m_pw_out(int32_t acc, const o2m_pw_rq *q, int32_t offset, int32_t lo, int32_t hi)
+/* full: the clamp is [-128, 127] (no activation, or a ReLU whose zero point is -128) */
+static inline int8_t o2m_pw_out(int32_t acc, const o2m_pw_rq *q, int32_t offset, int32_t lo, int32_t hi, int32_t full)
 {
-    const int32_t v = (int32_t)((uint32_t)acc << q->left);
-    const int64_t sum = (v < 0 ? q->neg : q->pos) + (int64_t)v * q->mult;
+    const int64_t sum = (acc < 0 ? q->neg : q->pos) + (int64_t)acc * q->mult;
     int32_t o = ((int32_t)(sum >> 32) >> q->hs) + offset;
+    if (full) {
+        return o2m_sat8(o);
+    }
     o = o < lo ? lo : o;
     o = o > hi ? hi : o;
     return (int8_t)o;
+}
+
+/* Requantize and store a 4x2 tile's `live` channels (o2m_pw_out, `full` a constant). */
+static inline void o2m_pw_store(const int32_t *acc, const o2m_pw_rq *f, int32_t live, const o2m_dsp_requant *r,
+                                int32_t full, int8_t *y, int32_t plane)
+{
+    int32_t t;
+    for (t = 0; t < live; ++t, y += plane) {
+        y[0] = o2m_pw_out(acc[2 * t], &f[t], r->output_offset, r->act_min, r->act_max, full);
+        y[1] = o2m_pw_out(acc[2 * t + 1], &f[t], r->output_offset, r->act_min, r->act_max, full);
+    }
 }
 
 /* 1x1 stride-1 unpadded conv with re-laid-out weights, plane >= 2: output channels in
@@ -602,6 +629,7 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
         for (g = 0; g < p->c_out; g += 4) {
             const int32_t live = p->c_out - g < 4 ? p->c_out - g : 4;
             const int8_t *pw = p->pw_weights + (g >> 2) * pairs * 8;
+            const int32_t full = rl.act_min == -128 && rl.act_max == 127;
             int32_t bias[4], fast = 1;
             o2m_dsp_rq q[4];
             o2m_pw_rq f[4];
@@ -627,12 +655,12 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
                         acc[2 * t + 1] += v * x1;
                     }
                 }
+                if (fast && full) {
+                    o2m_pw_store(acc, f, live, r, 1, yb + g * plane + at, plane);
+                    continue;
+                }
                 if (fast) {
-                    for (t = 0; t < live; ++t) {
-                        int8_t *yo = yb + (g + t) * plane + at;
-                        yo[0] = o2m_pw_out(acc[2 * t], &f[t], rl.output_offset, rl.act_min, rl.act_max);
-                        yo[1] = o2m_pw_out(acc[2 * t + 1], &f[t], rl.output_offset, rl.act_min, rl.act_max);
-                    }
+                    o2m_pw_store(acc, f, live, r, 0, yb + g * plane + at, plane);
                     continue;
                 }
                 for (t = 0; t < live; ++t) {

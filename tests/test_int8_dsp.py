@@ -249,6 +249,10 @@ def test_cases_cover_the_forms(random_cases):
     assert {c["x"].shape[2] * c["x"].shape[3] for c in pw} >= {2, 3, 5, 125}
     assert any(c["x"].shape[1] % 2 == 1 for c in pw) and any(c["w"].shape[0] % 4 != 0 for c in pw)
     assert any(c["x"].shape[1] % 4 == 2 for c in pw) and any(c["x"].shape[0] == 2 for c in pw)
+    # its requantization forms: the folded 64-bit sum (every shift < 0) or not, the int8 clamp or another
+    assert any((c["p"].shifts < 0).all() for c in pw) and any((c["p"].shifts >= 0).any() for c in pw)
+    full = [(c["p"].act_min, c["p"].act_max) == (-128, 127) for c in pw]
+    assert any(full) and not all(full)
 
 
 def test_pointwise_weights_layout():
