@@ -610,33 +610,35 @@ static inline void o2m_pw_store(const int32_t *acc, const o2m_pw_rq *f, int32_t 
     }
 }
 
-/* 1x1 stride-1 unpadded conv with re-laid-out weights, plane >= 2: output channels in
- * fours (the missing ones of a last group have zero weights and are not stored), pixels
- * in twos (an odd plane's last pixel pairs with the one before it: computed twice, same
- * bytes; y never overlaps x); an odd input channel count's last channel is added from the
- * ONNX-order weights.  Reads the input in place, no scratch. */
-static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y)
+/* 1x1 stride-1 unpadded conv with re-laid-out weights (pw_weights only; w unused), plane
+ * >= 2: whole groups of four output channels in 4x2 tiles, pixels in twos (an odd plane's
+ * last pixel pairs with the one before it: computed twice, same bytes; y never overlaps
+ * x), an odd input channel count's last channel from the four bytes after the group's
+ * pairs; the c_out % 4 last channels (ONNX-order rows) by o2m_pointwise_pair.  Reads the
+ * input in place, no scratch. */
+static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int8_t *y)
 {
     const o2m_dsp_requant rl = p->requant; /* a local copy: the int8 stores cannot alias it */
     const o2m_dsp_requant *r = &rl;
     const int32_t k = p->c_in;
     const int32_t pairs = k >> 1;
     const int32_t plane = p->h_out * p->w_out;
+    const int32_t whole = p->c_out & ~3;
+    const int32_t full = rl.act_min == -128 && rl.act_max == 127;
     int32_t b, g, pix, t;
     for (b = 0; b < p->n; ++b) {
         const int8_t *xb = x + b * k * plane;
         int8_t *yb = y + b * p->c_out * plane;
-        for (g = 0; g < p->c_out; g += 4) {
-            const int32_t live = p->c_out - g < 4 ? p->c_out - g : 4;
-            const int8_t *pw = p->pw_weights + (g >> 2) * pairs * 8;
-            const int32_t full = rl.act_min == -128 && rl.act_max == 127;
+        for (g = 0; g < whole; g += 4) {
+            const int8_t *pw = p->pw_weights + g * k;
+            const int8_t *odd = pw + pairs * 8;
             int32_t bias[4], fast = 1;
             o2m_dsp_rq q[4];
             o2m_pw_rq f[4];
             for (t = 0; t < 4; ++t) {
-                bias[t] = t < live ? p->bias[g + t] : 0;
-                o2m_dsp_rq_load(r, t < live ? g + t : g, &q[t]);
-                o2m_pw_rq_load(r, t < live ? g + t : g, &f[t]);
+                bias[t] = p->bias[g + t];
+                o2m_dsp_rq_load(r, g + t, &q[t]);
+                o2m_pw_rq_load(r, g + t, &f[t]);
                 fast &= f[t].fast;
             }
             for (pix = 0; pix < plane; pix += 2) {
@@ -649,25 +651,38 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
                 if (k & 1) {
                     const int8_t *xl = xb + (k - 1) * plane + at;
                     const int32_t x0 = xl[0], x1 = xl[1];
-                    for (t = 0; t < live; ++t) {
-                        const int32_t v = w[(g + t) * k + k - 1];
-                        acc[2 * t] += v * x0;
-                        acc[2 * t + 1] += v * x1;
+                    for (t = 0; t < 4; ++t) {
+                        acc[2 * t] += odd[t] * x0;
+                        acc[2 * t + 1] += odd[t] * x1;
                     }
                 }
                 if (fast && full) {
-                    o2m_pw_store(acc, f, live, r, 1, yb + g * plane + at, plane);
+                    o2m_pw_store(acc, f, 4, r, 1, yb + g * plane + at, plane);
                     continue;
                 }
                 if (fast) {
-                    o2m_pw_store(acc, f, live, r, 0, yb + g * plane + at, plane);
+                    o2m_pw_store(acc, f, 4, r, 0, yb + g * plane + at, plane);
                     continue;
                 }
-                for (t = 0; t < live; ++t) {
+                for (t = 0; t < 4; ++t) {
                     int8_t *yo = yb + (g + t) * plane + at;
                     yo[0] = o2m_dsp_out(acc[2 * t], &q[t], r);
                     yo[1] = o2m_dsp_out(acc[2 * t + 1], &q[t], r);
                 }
+            }
+        }
+        if (whole < p->c_out) {
+            /* the last rows: a conv of c_out % 4 channels over the same input */
+            o2m_conv2d_s8_dsp_params rest = *p;
+            rest.c_out = p->c_out - whole;
+            rest.bias = p->bias + whole;
+            if (p->requant.per_channel) {
+                rest.requant.multipliers = p->requant.multipliers + whole;
+                rest.requant.shifts = p->requant.shifts + whole;
+            }
+            for (pix = 0; pix < plane; pix += 2) {
+                const int32_t at = pix + 1 < plane ? pix : pix - 1;
+                o2m_pointwise_pair(&rest, xb + at, p->pw_weights + whole * k, yb + whole * plane + at, plane);
             }
         }
     }
@@ -778,7 +793,7 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
                        int8_t *scratch)
 {
     if (p->pw_weights != NULL && o2m_is_pointwise(p) && p->h_in * p->w_in >= 2) {
-        o2m_pointwise_4x2(p, x, w, y); /* in place, faster than the im2col columns */
+        o2m_pointwise_4x2(p, x, y); /* in place, faster than the im2col columns */
     } else if (scratch != NULL) {
         o2m_conv_im2col(p, x, w, y, scratch);
     } else {

@@ -47,12 +47,14 @@ typedef struct {
     const int32_t *taps;        /* dense conv: per weight index (ic, kh, kw), the input offset
                                    ic * h_in * w_in + kh * dil_h * w_in + kw * dil_w (NULL: depthwise) */
     o2m_dsp_requant requant;
-    const int8_t *pw_weights;   /* dense 1x1 stride-1 unpadded conv: the weights re-laid out for
-                                   the 4x2 tiles (codegen/emit/int8_dsp.py pointwise_weights):
-                                   per group of four output channels (zero rows past c_out), per
-                                   input channel pair (c, c+1), c < c_in - 1, the bytes
-                                   w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1) w3(c+1);
-                                   NULL: the kernels below */
+    const int8_t *pw_weights;   /* dense 1x1 stride-1 unpadded conv, h_in * w_in >= 2: its weights
+                                   re-laid out for the 4x2 tiles (codegen/emit/int8_dsp.py
+                                   pointwise_weights, the same c_out * c_in bytes), then `w` is not
+                                   read (the emitter may pass these same bytes): per whole group of
+                                   four output channels, per input channel pair (c, c+1), c + 1 <
+                                   c_in, the bytes w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1)
+                                   w3(c+1), then (odd c_in) w0..w3 of the last input channel; then
+                                   the c_out % 4 last rows in ONNX order.  NULL: the forms below */
 } o2m_conv2d_s8_dsp_params;
 
 /*

@@ -119,7 +119,7 @@ def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
 # the last pixel pair overlaps), odd input (the last channel from the ONNX-order weights)
 # and output channel counts (a partial group of four), KWS's 64 -> 64 on 25x5
 PW_SHAPES = ((1, 3, 5, 1, 1), (1, 1, 3, 1, 2), (2, 7, 6, 3, 1), (1, 2, 1, 1, 5), (1, 64, 64, 25, 5),
-             (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25))
+             (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25), (1, 1, 6, 2, 3))
 
 
 def _pointwise(c: dict) -> bool:
@@ -258,8 +258,10 @@ def test_cases_cover_the_forms(random_cases):
 def test_pointwise_weights_layout():
     w = np.arange(5 * 3, dtype=np.int8).reshape(5, 3, 1, 1)  # w[o][c] = 3 o + c
     got = pointwise_weights(w).tolist()
-    assert got == [0, 3, 1, 4, 6, 9, 7, 10,   # channels 0-3, inputs 0, 1 (input 2: not here)
-                   12, 0, 13, 0, 0, 0, 0, 0]  # channel 4 and three zero rows
+    assert got == [0, 3, 1, 4, 6, 9, 7, 10,  # channels 0-3, inputs 0, 1
+                   2, 5, 8, 11,              # channels 0-3, the odd last input 2
+                   12, 13, 14]               # channel 4: its ONNX row
+    assert sorted(got) == sorted(w.reshape(-1).tolist())  # a permutation: no extra flash
 
 
 def test_folded_bias_wraps_like_the_int32_accumulator():

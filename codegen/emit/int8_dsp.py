@@ -55,17 +55,19 @@ def folded_bias(w: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarra
 
 def pointwise_weights(w: np.ndarray) -> np.ndarray:
     """The weights of a dense 1x1 conv re-laid out for the arm-dsp 4x2 pointwise tiles
-    (o2m_s8_conv_dsp.h, pw_weights): per group of four output channels (zero rows past
-    c_out), per input channel pair (c, c+1) with c + 1 < c_in, the bytes
-    w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1) w3(c+1).  An odd c_in's last channel
-    is not included (the kernel adds it from the ONNX-order weights)."""
+    (o2m_s8_conv_dsp.h, pw_weights), a permutation of the same bytes: per whole group of
+    four output channels, per input channel pair (c, c+1) with c + 1 < c_in, the bytes
+    w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1) w3(c+1), then (odd c_in) the group's
+    four weights of the last input channel; then the c_out % 4 last rows in ONNX order."""
     w = np.asarray(w, np.int8).reshape(w.shape[0], -1)
     c_out, c_in = w.shape
-    groups, pairs = (c_out + 3) // 4, c_in // 2
-    padded = np.zeros((groups * 4, pairs * 2), np.int8)
-    padded[:c_out] = w[:, :pairs * 2]
+    groups, pairs = c_out // 4, c_in // 2
     # [g, h, o, j, c] (channel 4g + 2h + o, input 2j + c) -> [g, j, h, c, o]
-    return padded.reshape(groups, 2, 2, pairs, 2).transpose(0, 3, 1, 4, 2).reshape(-1)
+    tiles = w[:groups * 4, :pairs * 2].reshape(groups, 2, 2, pairs, 2).transpose(0, 3, 1, 4, 2)
+    parts = [tiles.reshape(groups, pairs * 8)]
+    if c_in % 2:
+        parts.append(w[:groups * 4, c_in - 1].reshape(groups, 4))
+    return np.concatenate([np.concatenate(parts, axis=1).reshape(-1), w[groups * 4:].reshape(-1)])
 
 
 def _is_pointwise(conv, k_h: int, k_w: int, hw_in, hw_out) -> bool:
@@ -156,9 +158,12 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
               "requant": _requant(ctx, conv), "pw_weights": "NULL"}
-    if not depthwise and _is_pointwise(conv, k_h, k_w, (h_in, w_in), (h_out, w_out)) and h_in * w_in >= 2 \
-            and c_in >= 2:
-        fields["pw_weights"] = ctx.int_array(pointwise_weights(weights), "pw_weights", "int8_t")
+    if not depthwise and _is_pointwise(conv, k_h, k_w, (h_in, w_in), (h_out, w_out)) and h_in * w_in >= 2:
+        # the 4x2 tiles' order, in the weight blob in place of the ONNX one where this node is
+        # the weights' only reader (the kernel then reads only pw_weights), else a copy
+        relaid = pointwise_weights(weights)
+        fields["pw_weights"] = ctx.ptr(w) if ctx.relayout_const(w, node, relaid) else \
+            ctx.int_array(relaid, "pw_weights", "int8_t")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
