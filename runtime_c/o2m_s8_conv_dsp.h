@@ -68,6 +68,9 @@ typedef struct {
  *   scratch == NULL: interior pixels read their taps in place through `taps`; pixels
  *     whose window leaves the input take the portable sum over their valid taps.
  * The emitter passes scratch only where it does not raise the arena's peak.
+ * A 1x1 stride-1 unpadded conv with pw_weights (h_in * w_in >= 2) takes neither: four
+ * output channels x two pixels per tile (eight accumulators, a hand-scheduled SMLAD loop
+ * on v7E-M), the input read in place, `w` and `scratch` unused.
  */
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch);
