@@ -457,7 +457,7 @@ static int32_t o2m_is_pointwise(const o2m_conv2d_s8_dsp_params *p)
            p->pad_left == 0 && p->h_out == p->h_in && p->w_out == p->w_in;
 }
 
-/* acc[2t + j] += output channel t (of four) x output pixel j (of two: x, x + 1) over the
+/* acc[2t + j] = bias[t] + output channel t (of four) x output pixel j (of two: x, x + 1) over the
  * `pairs` input channel pairs, weights `pw` re-laid out by the emitter (pw_weights in
  * o2m_s8_conv_dsp.h): per pair two words [w0(c) w1(c) w0(c+1) w1(c+1)], the same of
  * channels 2, 3.  Per pair the two pixels of channels c, c+1 (halfword loads, planes
@@ -494,10 +494,10 @@ static int32_t o2m_is_pointwise(const o2m_conv2d_s8_dsp_params *p)
 #endif
 
 O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, int32_t pairs, int32_t plane,
-                                           int32_t *acc)
+                                           const int32_t *bias, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
+    int32_t a0 = bias[0], a1 = bias[0], a2 = bias[1], a3 = bias[1];
+    int32_t a4 = bias[2], a5 = bias[2], a6 = bias[3], a7 = bias[3];
     const int8_t *xs = x;
     const int8_t *wp = pw;
 #ifdef O2M_PW_ASM
@@ -644,10 +644,7 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
             for (pix = 0; pix < plane; pix += 2) {
                 const int32_t at = pix + 1 < plane ? pix : pix - 1;
                 int32_t acc[8];
-                for (t = 0; t < 4; ++t) {
-                    acc[2 * t] = acc[2 * t + 1] = bias[t];
-                }
-                o2m_pw_acc4x2(xb + at, pw, pairs, plane, acc);
+                o2m_pw_acc4x2(xb + at, pw, pairs, plane, bias, acc);
                 if (k & 1) {
                     const int8_t *xl = xb + (k - 1) * plane + at;
                     const int32_t x0 = xl[0], x1 = xl[1];
