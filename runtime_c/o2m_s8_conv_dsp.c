@@ -685,6 +685,181 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
     }
 }
 
+/* The scratch form of the 4x2 tiles: the two pixels' SMLAD operands of every channel pair,
+ * x16[2j] = [x(2j,p0), x(2j+1,p0)], x16[2j+1] = the same of pixel 1 (as o2m_pw_acc4x2 forms
+ * them), unpacked once for all output channels; per pair one LDRD instead of two halfword
+ * loads, an ORR and two SXTB16, and no plane stride (so no stack read). */
+#define O2M_PW_COL_PAIR                            \
+    "ldrd   %[b], %[a], [%[xs]], #8\n\t"           \
+    "ldr    %[v], [%[wp]], #4\n\t"                 \
+    "sxtb16 %[t], %[v]\n\t"                        \
+    "smlad  %[a0], %[t], %[b], %[a0]\n\t"          \
+    "smlad  %[a1], %[t], %[a], %[a1]\n\t"          \
+    "sxtb16 %[t], %[v], ror #8\n\t"                \
+    "smlad  %[a2], %[t], %[b], %[a2]\n\t"          \
+    "smlad  %[a3], %[t], %[a], %[a3]\n\t"          \
+    "ldr    %[v], [%[wp]], #4\n\t"                 \
+    "sxtb16 %[t], %[v]\n\t"                        \
+    "smlad  %[a4], %[t], %[b], %[a4]\n\t"          \
+    "smlad  %[a5], %[t], %[a], %[a5]\n\t"          \
+    "sxtb16 %[t], %[v], ror #8\n\t"                \
+    "smlad  %[a6], %[t], %[b], %[a6]\n\t"          \
+    "smlad  %[a7], %[t], %[a], %[a7]\n\t"
+
+O2M_DSP_NOINLINE static void o2m_pw_col4x2(const int32_t *x16, const int8_t *pw, int32_t pairs,
+                                           const int32_t *bias, int32_t *acc)
+{
+    int32_t a0 = bias[0], a1 = bias[0], a2 = bias[1], a3 = bias[1];
+    int32_t a4 = bias[2], a5 = bias[2], a6 = bias[3], a7 = bias[3];
+    const int32_t *xs = x16;
+    const int8_t *wp = pw;
+#ifdef O2M_PW_ASM
+    const int8_t *const wend = pw + (pairs >> 2) * 32;
+    const int8_t *const wlast = pw + pairs * 8;
+    uint32_t ta, tb, tv, tt;
+    if (pairs >> 2) {
+        __asm__ volatile("1:\n\t" O2M_PW_COL_PAIR O2M_PW_COL_PAIR O2M_PW_COL_PAIR O2M_PW_COL_PAIR
+                         "ldr    %[t], %[we]\n\t"
+                         "cmp    %[wp], %[t]\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
+                           [a5] "+r"(a5), [a6] "+r"(a6), [a7] "+r"(a7), [xs] "+r"(xs), [wp] "+r"(wp),
+                           [a] "=&r"(ta), [b] "=&r"(tb), [v] "=&r"(tv), [t] "=&r"(tt)
+                         : [we] "m"(wend)
+                         : "cc", "memory");
+    }
+    if (pairs & 3) {
+        __asm__ volatile("1:\n\t" O2M_PW_COL_PAIR
+                         "ldr    %[t], %[we]\n\t"
+                         "cmp    %[wp], %[t]\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [a4] "+r"(a4),
+                           [a5] "+r"(a5), [a6] "+r"(a6), [a7] "+r"(a7), [xs] "+r"(xs), [wp] "+r"(wp),
+                           [a] "=&r"(ta), [b] "=&r"(tb), [v] "=&r"(tv), [t] "=&r"(tt)
+                         : [we] "m"(wlast)
+                         : "cc", "memory");
+    }
+#else
+    int32_t i;
+    for (i = 0; i < pairs; ++i, xs += 2, wp += 8) {
+        const int32_t p0 = xs[0], p1 = xs[1];
+        uint32_t v = o2m_ld32(wp);
+        int32_t t = o2m_sxtb16(v);
+        a0 = o2m_smlad(t, p0, a0);
+        a1 = o2m_smlad(t, p1, a1);
+        t = o2m_sxtb16_r8(v);
+        a2 = o2m_smlad(t, p0, a2);
+        a3 = o2m_smlad(t, p1, a3);
+        v = o2m_ld32(wp + 4);
+        t = o2m_sxtb16(v);
+        a4 = o2m_smlad(t, p0, a4);
+        a5 = o2m_smlad(t, p1, a5);
+        t = o2m_sxtb16_r8(v);
+        a6 = o2m_smlad(t, p0, a6);
+        a7 = o2m_smlad(t, p1, a7);
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = a4;
+    acc[5] = a5;
+    acc[6] = a6;
+    acc[7] = a7;
+}
+
+/* Whether every channel's requantization takes the folded 64-bit sum (o2m_pw_rq_load). */
+static int32_t o2m_pw_all_fast(const o2m_dsp_requant *r, int32_t c_out)
+{
+    int32_t c;
+    for (c = 0; c < (r->per_channel ? c_out : 1); ++c) {
+        if (r->multipliers[c] < 0 || r->shifts[c] > -1 || r->shifts[c] < -31) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* o2m_pw_out of channel c, its multiplier and shift read here (per tile: the scratch form
+ * has no room for a per-channel table); every channel passed o2m_pw_all_fast. */
+static inline void o2m_pw_store_direct(const int32_t *acc, int32_t g, const o2m_dsp_requant *r, int32_t full,
+                                       int8_t *y, int32_t plane)
+{
+    int32_t t;
+    for (t = 0; t < 4; ++t, y += plane) {
+        const int32_t c = r->per_channel ? g + t : 0;
+        const int32_t e = -r->shifts[c];
+        o2m_pw_rq q;
+        q.mult = r->multipliers[c];
+        q.hs = e - 1;
+        q.pos = ((int64_t)1 << 30) + ((int64_t)1 << (e + 30));
+        q.neg = q.pos - ((int64_t)1 << 31);
+        q.fast = 1;
+        y[0] = o2m_pw_out(acc[2 * t], &q, r->output_offset, r->act_min, r->act_max, full);
+        y[1] = o2m_pw_out(acc[2 * t + 1], &q, r->output_offset, r->act_min, r->act_max, full);
+    }
+}
+
+/* o2m_pointwise_4x2 with scratch (O2M_DSP_PW_SCRATCH(c_in) bytes, 4-byte aligned), c_in >= 2,
+ * every channel o2m_pw_all_fast: per pixel pair the operands unpacked once into the
+ * scratch, then every whole group of four channels; the rest as there. */
+static void o2m_pointwise_4x2_col(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int8_t *y, int8_t *scratch)
+{
+    const o2m_dsp_requant rl = p->requant; /* a local copy: the int8 stores cannot alias it */
+    const o2m_dsp_requant *r = &rl;
+    const int32_t k = p->c_in;
+    const int32_t pairs = k >> 1;
+    const int32_t plane = p->h_out * p->w_out;
+    const int32_t whole = p->c_out & ~3;
+    const int32_t full = rl.act_min == -128 && rl.act_max == 127;
+    int32_t *x16 = (int32_t *)(void *)scratch;
+    o2m_conv2d_s8_dsp_params rest = *p;
+    int32_t b, g, pix, j, t;
+    rest.c_out = p->c_out - whole;
+    rest.bias = p->bias + whole;
+    if (p->requant.per_channel) {
+        rest.requant.multipliers = p->requant.multipliers + whole;
+        rest.requant.shifts = p->requant.shifts + whole;
+    }
+    for (b = 0; b < p->n; ++b) {
+        const int8_t *xb = x + b * k * plane;
+        int8_t *yb = y + b * p->c_out * plane;
+        for (pix = 0; pix < plane; pix += 2) {
+            const int32_t at = pix + 1 < plane ? pix : pix - 1;
+            const int8_t *xs = xb + at;
+            for (j = 0; j < pairs; ++j, xs += 2 * plane) {
+                const uint32_t xw = ((uint32_t)(uint8_t)xs[0] | ((uint32_t)(uint8_t)xs[1] << 8)) |
+                                    (((uint32_t)(uint8_t)xs[plane] | ((uint32_t)(uint8_t)xs[plane + 1] << 8)) << 16);
+                x16[2 * j] = o2m_sxtb16(xw);
+                x16[2 * j + 1] = o2m_sxtb16_r8(xw);
+            }
+            for (g = 0; g < whole; g += 4) {
+                const int8_t *pw = p->pw_weights + g * k;
+                int32_t acc[8];
+                o2m_pw_col4x2(x16, pw, pairs, p->bias + g, acc);
+                if (k & 1) {
+                    const int8_t *odd = pw + pairs * 8;
+                    const int8_t *xl = xb + (k - 1) * plane + at;
+                    const int32_t x0 = xl[0], x1 = xl[1];
+                    for (t = 0; t < 4; ++t) {
+                        acc[2 * t] += odd[t] * x0;
+                        acc[2 * t + 1] += odd[t] * x1;
+                    }
+                }
+                if (full) {
+                    o2m_pw_store_direct(acc, g, r, 1, yb + g * plane + at, plane);
+                } else {
+                    o2m_pw_store_direct(acc, g, r, 0, yb + g * plane + at, plane);
+                }
+            }
+            if (whole < p->c_out) {
+                o2m_pointwise_pair(&rest, xb + at, p->pw_weights + whole * k, yb + whole * plane + at, plane);
+            }
+        }
+    }
+}
+
 /* Taps [*lo, *hi) of a kernel row whose input position start + k*dil lies in [0, size). */
 static void o2m_valid_taps(int32_t start, int32_t dil, int32_t k_size, int32_t size, int32_t *lo, int32_t *hi)
 {
@@ -790,7 +965,11 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
                        int8_t *scratch)
 {
     if (p->pw_weights != NULL && o2m_is_pointwise(p) && p->h_in * p->w_in >= 2) {
-        o2m_pointwise_4x2(p, x, y); /* in place, faster than the im2col columns */
+        if (scratch != NULL && p->c_in >= 2 && o2m_pw_all_fast(&p->requant, p->c_out)) {
+            o2m_pointwise_4x2_col(p, x, y, scratch);
+        } else {
+            o2m_pointwise_4x2(p, x, y); /* in place, faster than the im2col columns */
+        }
     } else if (scratch != NULL) {
         o2m_conv_im2col(p, x, w, y, scratch);
     } else {

@@ -70,7 +70,9 @@ typedef struct {
  * The emitter passes scratch only where it does not raise the arena's peak.
  * A 1x1 stride-1 unpadded conv with pw_weights (h_in * w_in >= 2) takes neither: four
  * output channels x two pixels per tile (eight accumulators, a hand-scheduled SMLAD loop
- * on v7E-M), the input read in place, `w` and `scratch` unused.
+ * on v7E-M), the input read in place, `w` unused; with `scratch` (O2M_DSP_PW_SCRATCH(c_in)
+ * bytes, 4-byte aligned) each pixel pair's operands are unpacked there once for all
+ * output channels.
  */
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch);
@@ -106,6 +108,8 @@ void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, cons
 
 #define O2M_DSP_COL(k) ((((k) + 3) / 4) * 4)
 #define O2M_DSP_CONV_SCRATCH(k) (6 * O2M_DSP_COL(k))
+/* The pointwise 4x2 tiles' optional scratch: two int32 operands per input channel pair. */
+#define O2M_DSP_PW_SCRATCH(c_in) (8 * ((c_in) / 2))
 
 #ifdef __cplusplus
 }

@@ -184,6 +184,9 @@ def program(all_cases: list[dict]) -> str:
             {fn}(&fq, x{i}, w{i}, y_fast, NULL);
             mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
             o2m_out_s8("fast_pw_{i}", y_fast, {c['y'].size}u);
+            {fn}(&fq, x{i}, w{i}, y_fast, scratch);
+            mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
+            o2m_out_s8("fast_pws_{i}", y_fast, {c['y'].size}u);
         }}"""
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
@@ -196,7 +199,8 @@ def program(all_cases: list[dict]) -> str:
     return "\n".join([
         '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
         f"static int8_t y_ref[{y_max}], y_fast[{y_max}];",
-        f"static int8_t scratch[{scratch}];",
+        f"static int32_t scratch_words[{(scratch + 3) // 4}];  /* the kernels' scratch is 4-byte aligned */",
+        "#define scratch ((int8_t *)(void *)scratch_words)",
         f"static int32_t mismatches[{len(all_cases)}];",
         "static int32_t count_diff(const int8_t *a, const int8_t *b, int32_t n)",
         "{", "    int32_t i, bad = 0;", "    for (i = 0; i < n; ++i) {", "        bad += a[i] != b[i];",
@@ -223,6 +227,8 @@ def check(outputs: dict, all_cases: list[dict]) -> None:
             np.testing.assert_array_equal(outputs[f"fast_s_{i}"], c["y"].reshape(-1), err_msg=f"case {i} im2col")
         if _pointwise(c):
             np.testing.assert_array_equal(outputs[f"fast_pw_{i}"], c["y"].reshape(-1), err_msg=f"case {i} 4x2 tiles")
+            np.testing.assert_array_equal(outputs[f"fast_pws_{i}"], c["y"].reshape(-1),
+                                          err_msg=f"case {i} 4x2 tiles, scratch")
 
 
 @pytest.fixture(scope="module")

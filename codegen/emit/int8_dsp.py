@@ -9,8 +9,9 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
 * gives the dense conv its scratch (im2col of two pixels, 6 * O2M_DSP_COL(K) bytes) unless
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
   peak); then the kernel reads its windows in place through a tap-offset table.  A 1x1
-  stride-1 unpadded conv (plane >= 2) needs none: its 4x2 tiles read the input in place,
-  their weights re-laid out in the weight blob (pointwise_weights).  The
+  stride-1 unpadded conv (plane >= 2) takes 8 * (c_in // 2) bytes instead (its 4x2 tiles'
+  operands of one pixel pair; without it they read the input in place), its weights
+  re-laid out in the weight blob (pointwise_weights).  The
   depthwise and fully connected kernels need no scratch, except the in-place depthwise
   variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
@@ -210,7 +211,9 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
         return 0
     hw = tuple(x.shape[2:])
     if _is_pointwise(p.conv, w.shape[2], w.shape[3], hw, hw) and hw[0] * hw[1] >= 2:
-        return 0  # the 4x2 pointwise tiles read the input in place
+        # O2M_DSP_PW_SCRATCH: the 4x2 tiles' operands of one pixel pair (less than the
+        # im2col columns; without it they read the input in place)
+        return 8 * (x.shape[1] // 2)
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
 
