@@ -769,20 +769,9 @@ O2M_DSP_NOINLINE static void o2m_pw_col4x2(const int32_t *x16, const int8_t *pw,
     acc[7] = a7;
 }
 
-/* Whether every channel's requantization takes the folded 64-bit sum (o2m_pw_rq_load). */
-static int32_t o2m_pw_all_fast(const o2m_dsp_requant *r, int32_t c_out)
-{
-    int32_t c;
-    for (c = 0; c < (r->per_channel ? c_out : 1); ++c) {
-        if (r->multipliers[c] < 0 || r->shifts[c] > -1 || r->shifts[c] < -31) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* o2m_pw_out of channel c, its multiplier and shift read here (per tile: the scratch form
- * has no room for a per-channel table); every channel passed o2m_pw_all_fast. */
+/* o2m_pw_out of a tile's four channels g.., their multipliers and shifts read here (the
+ * scratch form has no room for a per-channel table); a channel the folded sum does not
+ * cover (o2m_pw_rq_load) takes o2m_dsp_out. */
 static inline void o2m_pw_store_direct(const int32_t *acc, int32_t g, const o2m_dsp_requant *r, int32_t full,
                                        int8_t *y, int32_t plane)
 {
@@ -792,17 +781,24 @@ static inline void o2m_pw_store_direct(const int32_t *acc, int32_t g, const o2m_
         const int32_t e = -r->shifts[c];
         o2m_pw_rq q;
         q.mult = r->multipliers[c];
-        q.hs = e - 1;
-        q.pos = ((int64_t)1 << 30) + ((int64_t)1 << (e + 30));
-        q.neg = q.pos - ((int64_t)1 << 31);
-        q.fast = 1;
-        y[0] = o2m_pw_out(acc[2 * t], &q, r->output_offset, r->act_min, r->act_max, full);
-        y[1] = o2m_pw_out(acc[2 * t + 1], &q, r->output_offset, r->act_min, r->act_max, full);
+        if (q.mult >= 0 && e >= 1 && e <= 31) {
+            q.hs = e - 1;
+            q.pos = ((int64_t)1 << 30) + ((int64_t)1 << (e + 30));
+            q.neg = q.pos - ((int64_t)1 << 31);
+            q.fast = 1;
+            y[0] = o2m_pw_out(acc[2 * t], &q, r->output_offset, r->act_min, r->act_max, full);
+            y[1] = o2m_pw_out(acc[2 * t + 1], &q, r->output_offset, r->act_min, r->act_max, full);
+        } else {
+            o2m_dsp_rq d;
+            o2m_dsp_rq_load(r, g + t, &d);
+            y[0] = o2m_dsp_out(acc[2 * t], &d, r);
+            y[1] = o2m_dsp_out(acc[2 * t + 1], &d, r);
+        }
     }
 }
 
-/* o2m_pointwise_4x2 with scratch (O2M_DSP_PW_SCRATCH(c_in) bytes, 4-byte aligned), c_in >= 2,
- * every channel o2m_pw_all_fast: per pixel pair the operands unpacked once into the
+/* o2m_pointwise_4x2 with scratch (O2M_DSP_PW_SCRATCH(c_in) bytes, 4-byte aligned), c_in >= 2:
+ * per pixel pair the operands unpacked once into the
  * scratch, then every whole group of four channels; the rest as there. */
 static void o2m_pointwise_4x2_col(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, int8_t *y, int8_t *scratch)
 {
@@ -965,7 +961,9 @@ void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const
                        int8_t *scratch)
 {
     if (p->pw_weights != NULL && o2m_is_pointwise(p) && p->h_in * p->w_in >= 2) {
-        if (scratch != NULL && p->c_in >= 2 && o2m_pw_all_fast(&p->requant, p->c_out)) {
+        /* the scratch form pays per tile for its requantization constants: worth it from
+           16 input channel pairs and two groups of four output channels on */
+        if (scratch != NULL && p->c_in >= 32 && p->c_out >= 8) {
             o2m_pointwise_4x2_col(p, x, y, scratch);
         } else {
             o2m_pointwise_4x2(p, x, y); /* in place, faster than the im2col columns */

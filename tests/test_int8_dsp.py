@@ -119,7 +119,8 @@ def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
 # the last pixel pair overlaps), odd input (the last channel from the ONNX-order weights)
 # and output channel counts (a partial group of four), KWS's 64 -> 64 on 25x5
 PW_SHAPES = ((1, 3, 5, 1, 1), (1, 1, 3, 1, 2), (2, 7, 6, 3, 1), (1, 2, 1, 1, 5), (1, 64, 64, 25, 5),
-             (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25), (1, 1, 6, 2, 3))
+             (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25), (1, 1, 6, 2, 3),
+             (1, 40, 8, 3, 3), (1, 32, 12, 4, 4), (1, 35, 9, 2, 3), (2, 48, 16, 1, 3))
 
 
 def _pointwise(c: dict) -> bool:
@@ -259,6 +260,9 @@ def test_cases_cover_the_forms(random_cases):
     assert any((c["p"].shifts < 0).all() for c in pw) and any((c["p"].shifts >= 0).any() for c in pw)
     full = [(c["p"].act_min, c["p"].act_max) == (-128, 127) for c in pw]
     assert any(full) and not all(full)
+    # the scratch form (c_in >= 32, c_out >= 8) with each requantization form
+    col = [c for c in pw if c["x"].shape[1] >= 32 and c["w"].shape[0] >= 8]
+    assert any((c["p"].shifts < 0).all() for c in col) and any((c["p"].shifts >= 0).any() for c in col)
 
 
 def test_pointwise_weights_layout():
