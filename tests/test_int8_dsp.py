@@ -56,10 +56,10 @@ def _act(rng, zp_out: int) -> tuple[int, int]:
     return lo, int(rng.integers(lo, 128))
 
 
-def make_case(rng, kind: str, pw_shape: tuple[int, int, int, int, int] | None = None) -> dict:
+def make_case(rng, kind: str, pw_shape: tuple | None = None) -> dict:
     """One random case (every tenth with a bias near 2^30: accumulators whose rounding
     would overflow a naive add-half-then-shift); pw_shape = (n, c_in, c_out, h, w) fixes a
-    pointwise case's geometry."""
+    pointwise case's geometry (a sixth item: every shift a right shift)."""
     while True:
         if kind == "fc":
             k, n, batch = int(rng.integers(1, 70)), int(rng.integers(1, 23)), int(rng.integers(1, 3))
@@ -91,11 +91,13 @@ def make_case(rng, kind: str, pw_shape: tuple[int, int, int, int, int] | None = 
             stride, dilation, pads = (1, 1), (1, 1), (0, 0, 0, 0)
             c_in = int(rng.integers(1, 40))
             if pw_shape is not None:
-                n, c_in, c_out, h, wd = pw_shape
+                n, c_in, c_out, h, wd = pw_shape[:5]
         x = rng.integers(-128, 128, (n, c_in, h, wd)).astype(np.int8)
         w = rng.integers(-128, 128, (c_out, 1 if depthwise else c_in, k_h, k_w)).astype(np.int8)
         bias = _bias(rng, c_out)
         mult, shift = _requant(rng, c_out, bool(rng.integers(0, 2)))
+        if pw_shape is not None and len(pw_shape) > 5:  # every shift a right shift
+            shift = np.minimum(shift, -1)
         zp_in, zp_out = _zero_point(rng), _zero_point(rng)
         lo, hi = _act(rng, zp_out)
         p = R.ConvParams(stride, dilation, pads, c_in if depthwise else 1, -zp_in, zp_out, mult, shift,
@@ -111,8 +113,8 @@ def make_case(rng, kind: str, pw_shape: tuple[int, int, int, int, int] | None = 
 
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    fixed = [make_case(rng, "pw", shape) for shape in PW_SHAPES]
-    return [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)] + fixed
+    drawn = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc") for _ in range(per_kind)]
+    return drawn + [make_case(rng, "pw", shape) for shape in PW_SHAPES]  # after: the drawn ones as before
 
 
 # (n, c_in, c_out, h, w) pointwise cases for the 4x2 tiles: planes 1, 2, 3, 5, 125 (odd:
@@ -120,7 +122,8 @@ def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
 # and output channel counts (a partial group of four), KWS's 64 -> 64 on 25x5
 PW_SHAPES = ((1, 3, 5, 1, 1), (1, 1, 3, 1, 2), (2, 7, 6, 3, 1), (1, 2, 1, 1, 5), (1, 64, 64, 25, 5),
              (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25), (1, 1, 6, 2, 3),
-             (1, 40, 8, 3, 3), (1, 32, 12, 4, 4), (1, 35, 9, 2, 3), (2, 48, 16, 1, 3))
+             (1, 128, 8, 3, 3), (1, 130, 12, 4, 4), (1, 129, 9, 2, 3), (2, 160, 16, 1, 3), (1, 128, 8, 1, 2, "right"),
+             (1, 132, 10, 3, 1, "right"), (1, 144, 8, 2, 2))
 
 
 def _pointwise(c: dict) -> bool:
@@ -260,8 +263,8 @@ def test_cases_cover_the_forms(random_cases):
     assert any((c["p"].shifts < 0).all() for c in pw) and any((c["p"].shifts >= 0).any() for c in pw)
     full = [(c["p"].act_min, c["p"].act_max) == (-128, 127) for c in pw]
     assert any(full) and not all(full)
-    # the scratch form (c_in >= 32, c_out >= 8) with each requantization form
-    col = [c for c in pw if c["x"].shape[1] >= 32 and c["w"].shape[0] >= 8]
+    # the scratch form (c_in >= 128, c_out >= 8) with each requantization form
+    col = [c for c in pw if c["x"].shape[1] >= 128 and c["w"].shape[0] >= 8]
     assert any((c["p"].shifts < 0).all() for c in col) and any((c["p"].shifts >= 0).any() for c in col)
 
 
