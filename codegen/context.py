@@ -108,6 +108,9 @@ class CContext:
     _counter: int = 0
     _interned: dict[str, str] = field(default_factory=dict)
     _read: set[str] | None = None
+    # constant -> the bytes the weight blob holds for it instead of its data (same size: a
+    # kernel's own layout, see relayout_const)
+    relaid: dict[str, np.ndarray] = field(default_factory=dict)
 
     def is_used(self, name: str) -> bool:
         """Whether a tensor is read by a node or is a graph output (else its value is moot)."""
@@ -115,6 +118,20 @@ class CContext:
             self._read = {n for node in self.graph.nodes for n in node.inputs if n}
             self._read.update(self.graph.outputs)
         return bool(name) and name in self._read
+
+    def relayout_const(self, name: str, node: Node, data: np.ndarray) -> bool:
+        """Store `data` (the same number of bytes) in the weight blob in place of constant
+        `name`'s, when `node` is its only reader (and it is no graph output): a kernel that
+        wants its weights in another order then costs no extra flash.  Returns whether done
+        (else the caller keeps the tensor's own bytes and must declare a copy)."""
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        tensor = self.graph.tensors[name]
+        readers = sum(n == name for other in self.graph.nodes for n in other.inputs)
+        if (not tensor.is_const or raw.size != tensor.nbytes or readers != 1 or name not in node.inputs
+                or name in self.graph.outputs or name in self.relaid):
+            return False
+        self.relaid[name] = raw
+        return True
 
     # ----- tensors --------------------------------------------------------
     def tensor(self, name: str) -> Tensor:

@@ -176,8 +176,8 @@ def render_model(graph: Graph, sched: Schedule, prefix: str = "model",
                   dtypes=C_API_DTYPES, dtype_aliases=DTYPE_ALIASES,
                   quant_helpers=any(e["quant"] and e["quant"]["helper"] for e in inputs + outputs))
     env = _env()
-    words = weight_words(graph, weight_offsets, internal_total) if uses_weights else None
-    ext_words = weight_words(graph, ext_offsets, ext_total) if ext_offsets else None
+    words = weight_words(graph, weight_offsets, internal_total, ctx.relaid) if uses_weights else None
+    ext_words = weight_words(graph, ext_offsets, ext_total, ctx.relaid) if ext_offsets else None
     files = {
         f"{prefix}.h": env.get_template("model.h.j2").render(**common),
         f"{prefix}.c": env.get_template("model.c.j2").render(

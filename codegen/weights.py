@@ -36,11 +36,18 @@ def layout_weights(graph: Graph, exclude: frozenset[str] | set[str] = frozenset(
     return offsets, cursor
 
 
-def weight_words(graph: Graph, offsets: dict[str, int], total: int) -> np.ndarray:
-    """The blob as little-endian uint64 words (at least one)."""
+def weight_words(graph: Graph, offsets: dict[str, int], total: int,
+                 relaid: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The blob as little-endian uint64 words (at least one); `relaid` (CContext.relaid):
+    constants whose bytes a kernel re-laid out (same size)."""
     blob = np.zeros(max(-(-total // WORD_BYTES), 1) * WORD_BYTES, dtype=np.uint8)
     for name, offset in offsets.items():
         tensor = graph.tensors[name]
+        if relaid and name in relaid:
+            raw = relaid[name]
+            assert raw.size == tensor.nbytes, name
+            blob[offset: offset + raw.size] = raw
+            continue
         data = np.ascontiguousarray(np.asarray(tensor.data).astype(tensor.dtype.numpy, copy=False))
         raw = data.view(np.uint8).reshape(-1)
         blob[offset: offset + raw.size] = raw

@@ -52,6 +52,14 @@ typedef struct {
                                    emitter (the layout below), or NULL */
     const int32_t *tap_sums;    /* with packed: per output channel, per tap t = kh * 3 + kw, the
                                    sum of its weights over the input channels */
+    const int8_t *pw_weights;   /* dense 1x1 stride-1 unpadded conv, h_in * w_in >= 2: its weights
+                                   re-laid out for the 4x2 tiles (codegen/emit/int8_dsp.py
+                                   pointwise_weights, the same c_out * c_in bytes), then `w` is not
+                                   read (the emitter may pass these same bytes): per whole group of
+                                   four output channels, per input channel pair (c, c+1), c + 1 <
+                                   c_in, the bytes w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1)
+                                   w3(c+1), then (odd c_in) w0..w3 of the last input channel; then
+                                   the c_out % 4 last rows in ONNX order.  NULL: the forms below */
 } o2m_conv2d_s8_dsp_params;
 
 /* The packed 3x3 weights: per group of four output channels g, per pair of input channels j
@@ -79,6 +87,11 @@ typedef struct {
  * a 2x2 tile (two channels x two pixels).  Kernel rows that leave the input are skipped
  * (`tap_sums` corrects the folded bias), as a pair's outside column at a 1-pixel padded
  * edge; other border pixels take a one-pixel form of the same loop.
+ * A 1x1 stride-1 unpadded conv with pw_weights (h_in * w_in >= 2) takes neither: four
+ * output channels x two pixels per tile (eight accumulators, a hand-scheduled SMLAD loop
+ * on v7E-M), the input read in place, `w` unused; with `scratch` (O2M_DSP_PW_SCRATCH(c_in)
+ * bytes, 4-byte aligned) each pixel pair's operands are unpacked there once for all
+ * output channels.
  */
 void o2m_conv2d_s8_dsp(const o2m_conv2d_s8_dsp_params *p, const int8_t *x, const int8_t *w, int8_t *y,
                        int8_t *scratch);
@@ -122,6 +135,8 @@ void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, cons
 
 #define O2M_DSP_COL(k) ((((k) + 3) / 4) * 4)
 #define O2M_DSP_CONV_SCRATCH(k) (6 * O2M_DSP_COL(k))
+/* The pointwise 4x2 tiles' optional scratch: two int32 operands per input channel pair. */
+#define O2M_DSP_PW_SCRATCH(c_in) (8 * ((c_in) / 2))
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx2mcu.codegen.emit.int8_dsp import col_bytes, folded_bias, pack_3x3, packs_3x3, tap_sums_3x3  # noqa: F401
+from onnx2mcu.codegen.emit.int8_dsp import (col_bytes, folded_bias, pack_3x3, packs_3x3,  # noqa: F401
+                                         pointwise_weights, tap_sums_3x3)
 from onnx2mcu.ops import int8_ref as R
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
@@ -56,9 +57,10 @@ def _act(rng, zp_out: int) -> tuple[int, int]:
     return lo, int(rng.integers(lo, 128))
 
 
-def make_case(rng, kind: str) -> dict:
+def make_case(rng, kind: str, pw_shape: tuple | None = None) -> dict:
     """One random case (every tenth with a bias near 2^30: accumulators whose rounding
-    would overflow a naive add-half-then-shift)."""
+    would overflow a naive add-half-then-shift); pw_shape = (n, c_in, c_out, h, w) fixes a
+    pointwise case's geometry (a sixth item: every shift a right shift)."""
     while True:
         if kind == "fc" or isinstance(kind, tuple):
             if isinstance(kind, tuple):  # ("fc", k, n): a chosen shape
@@ -98,10 +100,14 @@ def make_case(rng, kind: str) -> dict:
             k_h = k_w = 1
             stride, dilation, pads = (1, 1), (1, 1), (0, 0, 0, 0)
             c_in = int(rng.integers(1, 40))
+            if pw_shape is not None:
+                n, c_in, c_out, h, wd = pw_shape[:5]
         x = rng.integers(-128, 128, (n, c_in, h, wd)).astype(np.int8)
         w = rng.integers(-128, 128, (c_out, 1 if depthwise else c_in, k_h, k_w)).astype(np.int8)
         bias = _bias(rng, c_out)
         mult, shift = _requant(rng, c_out, bool(rng.integers(0, 2)))
+        if pw_shape is not None and len(pw_shape) > 5:  # every shift a right shift
+            shift = np.minimum(shift, -1)
         zp_in, zp_out = _zero_point(rng), _zero_point(rng)
         lo, hi = _act(rng, zp_out)
         p = R.ConvParams(stride, dilation, pads, c_in if depthwise else 1, -zp_in, zp_out, mult, shift,
@@ -172,6 +178,7 @@ def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     chosen = [conv3_case(rng, 3 + wd % 3, 3 + wd % 4, 4 + wd % 3, wd, (1 + wd % 2, sw),
                          (1, 1, 1, 1) if (wd + sw) % 3 else (0, 0, 1, 1)) for sw in (1, 2) for wd in range(1, 10)]
     chosen.append(conv3_case(rng, 16, 16, 10, 10, (1, 1), (1, 1, 1, 1)))
+    drawn += [make_case(rng, "pw", shape) for shape in PW_SHAPES]  # after: the drawn ones as before
     rng = np.random.default_rng(seed + 1)
     return (drawn + [c for c in chosen if min(c["hw_out"]) >= 1]
             + [dw_shape_case(rng, *shape) for shape in DW_SHAPES]
@@ -181,6 +188,21 @@ def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
 # fully connected shapes for the Cortex-M kernel's forms: four rows per step (and 1-3 left),
 # four words per loop step, then one to three words, then one to three values
 FC_SHAPES = ((16, 4), (24, 4), (64, 8), (80, 5), (44, 7), (12, 6), (3, 9), (133, 11), (640, 4))
+
+
+# (n, c_in, c_out, h, w) pointwise cases for the 4x2 tiles: planes 1, 2, 3, 5, 125 (odd:
+# the last pixel pair overlaps), odd input (the last channel from the ONNX-order weights)
+# and output channel counts (a partial group of four), KWS's 64 -> 64 on 25x5
+PW_SHAPES = ((1, 3, 5, 1, 1), (1, 1, 3, 1, 2), (2, 7, 6, 3, 1), (1, 2, 1, 1, 5), (1, 64, 64, 25, 5),
+             (2, 33, 13, 5, 1), (1, 16, 4, 2, 2), (1, 9, 7, 5, 25), (1, 1, 6, 2, 3),
+             (1, 128, 8, 3, 3), (1, 130, 12, 4, 4), (1, 129, 9, 2, 3), (2, 160, 16, 1, 3), (1, 128, 8, 1, 2, "right"),
+             (1, 132, 10, 3, 1, "right"), (1, 144, 8, 2, 2))
+
+
+def _pointwise(c: dict) -> bool:
+    p = c["p"]
+    return c["kind"] in ("conv", "pw") and c["w"].shape[2:] == (1, 1) and p.stride == (1, 1) \
+        and not any(p.pads) and c["x"].shape[2] * c["x"].shape[3] >= 2
 
 
 def _arr(ctype: str, name: str, values) -> str:
@@ -241,18 +263,32 @@ def program(all_cases: list[dict]) -> str:
             ic, kh, kw = np.meshgrid(np.arange(c_in), np.arange(k_h), np.arange(k_w), indexing="ij")
             decls.append(_arr("int32_t", f"t{i}", ic * h * wd + kh * p.dilation[0] * wd + kw * p.dilation[1]))
             taps = f"t{i}"
+        pw_form = ""
+        if _pointwise(c):  # the 4x2 tiles over re-laid-out weights
+            decls.append(_arr("int8_t", f"pw{i}", pointwise_weights(c["w"])))
+            pw_form = f"""
+        {{
+            static const o2m_conv2d_s8_dsp_params fq = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, .requant = {rq_fast}, .pw_weights = pw{i}}};
+            {fn}(&fq, x{i}, w{i}, y_fast, NULL);
+            mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
+            o2m_out_s8("fast_pw_{i}", y_fast, {c['y'].size}u);
+            {fn}(&fq, x{i}, w{i}, y_fast, scratch);
+            mismatches[{i}] += count_diff(y_ref, y_fast, {c['y'].size});
+            o2m_out_s8("fast_pws_{i}", y_fast, {c['y'].size}u);
+        }}"""
         body.append(f"""    {{
         static const o2m_conv2d_s8_params pp = {{{n}, {geometry}, {p.groups}, {p.input_offset}, {rq_port}, 0}};
         static const o2m_conv2d_s8_dsp_params fp = {{{n}, {geometry}, {-p.input_offset}, f{i}, b{i}, {taps}, .requant = {rq_fast}}};
         o2m_conv2d_s8(&pp, x{i}, w{i}, b{i}, y_ref);
         {fn}(&fp, x{i}, w{i}, y_fast, NULL);
         mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
-        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}{packed_form}
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);{scratch_form}{packed_form}{pw_form}
     }}""")
     return "\n".join([
         '#include <string.h>', '#include "o2m_s8_conv.h"', '#include "o2m_s8_conv_dsp.h"', '#include "o2m_io.h"', *decls,
         f"static int8_t y_ref[{y_max}], y_fast[{y_max}];",
-        f"static int8_t scratch[{scratch}];",
+        f"static int32_t scratch_words[{(scratch + 3) // 4}];  /* the kernels' scratch is 4-byte aligned */",
+        "#define scratch ((int8_t *)(void *)scratch_words)",
         f"static int32_t mismatches[{len(all_cases)}];",
         "static int32_t count_diff(const int8_t *a, const int8_t *b, int32_t n)",
         "{", "    int32_t i, bad = 0;", "    for (i = 0; i < n; ++i) {", "        bad += a[i] != b[i];",
@@ -279,6 +315,10 @@ def check(outputs: dict, all_cases: list[dict]) -> None:
             np.testing.assert_array_equal(outputs[f"fast_s_{i}"], c["y"].reshape(-1), err_msg=f"case {i} im2col")
         if f"fast_p_{i}" in outputs:
             np.testing.assert_array_equal(outputs[f"fast_p_{i}"], c["y"].reshape(-1), err_msg=f"case {i} packed 3x3")
+        if _pointwise(c):
+            np.testing.assert_array_equal(outputs[f"fast_pw_{i}"], c["y"].reshape(-1), err_msg=f"case {i} 4x2 tiles")
+            np.testing.assert_array_equal(outputs[f"fast_pws_{i}"], c["y"].reshape(-1),
+                                          err_msg=f"case {i} 4x2 tiles, scratch")
 
 
 @pytest.fixture(scope="module")
@@ -317,6 +357,26 @@ def test_cases_cover_the_forms(random_cases):
     fcs = [c["w"].shape for c in random_cases if c["kind"] == "fc"]
     assert {k % 16 // 4 for _, k in fcs if k >= 16} == {0, 1, 2, 3} and {k % 4 for _, k in fcs} == {0, 1, 2, 3}
     assert {n % 4 for n, _ in fcs if n >= 4} == {0, 1, 2, 3}
+    pw = [c for c in random_cases if _pointwise(c)]
+    assert {c["x"].shape[2] * c["x"].shape[3] for c in pw} >= {2, 3, 5, 125}
+    assert any(c["x"].shape[1] % 2 == 1 for c in pw) and any(c["w"].shape[0] % 4 != 0 for c in pw)
+    assert any(c["x"].shape[1] % 4 == 2 for c in pw) and any(c["x"].shape[0] == 2 for c in pw)
+    # its requantization forms: the folded 64-bit sum (every shift < 0) or not, the int8 clamp or another
+    assert any((c["p"].shifts < 0).all() for c in pw) and any((c["p"].shifts >= 0).any() for c in pw)
+    full = [(c["p"].act_min, c["p"].act_max) == (-128, 127) for c in pw]
+    assert any(full) and not all(full)
+    # the scratch form (c_in >= 128, c_out >= 8) with each requantization form
+    col = [c for c in pw if c["x"].shape[1] >= 128 and c["w"].shape[0] >= 8]
+    assert any((c["p"].shifts < 0).all() for c in col) and any((c["p"].shifts >= 0).any() for c in col)
+
+
+def test_pointwise_weights_layout():
+    w = np.arange(5 * 3, dtype=np.int8).reshape(5, 3, 1, 1)  # w[o][c] = 3 o + c
+    got = pointwise_weights(w).tolist()
+    assert got == [0, 3, 1, 4, 6, 9, 7, 10,  # channels 0-3, inputs 0, 1
+                   2, 5, 8, 11,              # channels 0-3, the odd last input 2
+                   12, 13, 14]               # channel 4: its ONNX row
+    assert sorted(got) == sorted(w.reshape(-1).tolist())  # a permutation: no extra flash
 
 
 def test_folded_bias_wraps_like_the_int32_accumulator():

@@ -10,7 +10,11 @@ kernel.  What the emitter does at compile time, so the C does not at run time:
   the pipeline put the node in `Graph.scratch_free` (its scratch would raise the arena's
   peak); then the kernel reads its windows in place through a tap-offset table.  A dense
   3x3 (dilation 1, >= 3 input channels, stride_w 1 or 2) instead gets its
-  weights re-laid (`pack_3x3`, `tap_sums_3x3`) for the packed kernel, which needs no scratch.  The
+  weights re-laid (`pack_3x3`, `tap_sums_3x3`) for the packed kernel, which needs no scratch.  A 1x1
+  stride-1 unpadded conv (plane >= 2) takes 8 * (c_in // 2) bytes instead (its 4x2 tiles'
+  operands of one pixel pair; without it they read the input in place), its weights
+  re-laid out in the weight blob (pointwise_weights); both re-layouts replace the ONNX-order
+  bytes in the blob where the conv is the weights' only reader and the size is the same.  The
   depthwise and fully connected kernels need no scratch, except the in-place depthwise
   variant (an int8 Conv marked by graph_opt/inplace_conv.py: one output plane).
 Fixed-point requantization only (`--requant float` keeps the portable kernels).
@@ -53,6 +57,28 @@ def folded_bias(w: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarra
     sums = w.reshape(rows, -1).astype(np.int64).sum(axis=1)
     folded = np.asarray(bias, np.int64).reshape(-1) + int(input_offset) * sums
     return ((folded + INT32_LIMIT) % (2 * INT32_LIMIT) - INT32_LIMIT).astype(np.int64)
+
+
+def pointwise_weights(w: np.ndarray) -> np.ndarray:
+    """The weights of a dense 1x1 conv re-laid out for the arm-dsp 4x2 pointwise tiles
+    (o2m_s8_conv_dsp.h, pw_weights), a permutation of the same bytes: per whole group of
+    four output channels, per input channel pair (c, c+1) with c + 1 < c_in, the bytes
+    w0(c) w1(c) w0(c+1) w1(c+1) w2(c) w3(c) w2(c+1) w3(c+1), then (odd c_in) the group's
+    four weights of the last input channel; then the c_out % 4 last rows in ONNX order."""
+    w = np.asarray(w, np.int8).reshape(w.shape[0], -1)
+    c_out, c_in = w.shape
+    groups, pairs = c_out // 4, c_in // 2
+    # [g, h, o, j, c] (channel 4g + 2h + o, input 2j + c) -> [g, j, h, c, o]
+    tiles = w[:groups * 4, :pairs * 2].reshape(groups, 2, 2, pairs, 2).transpose(0, 3, 1, 4, 2)
+    parts = [tiles.reshape(groups, pairs * 8)]
+    if c_in % 2:
+        parts.append(w[:groups * 4, c_in - 1].reshape(groups, 4))
+    return np.concatenate([np.concatenate(parts, axis=1).reshape(-1), w[groups * 4:].reshape(-1)])
+
+
+def _is_pointwise(conv, k_h: int, k_w: int, hw_in, hw_out) -> bool:
+    return (k_h, k_w) == (1, 1) and tuple(conv.stride) == (1, 1) and not any(conv.pads) \
+        and tuple(hw_in) == tuple(hw_out)
 
 
 def _fixed_int8(node: Node, graph: Graph):
@@ -178,10 +204,20 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "dil_h": conv.dilation[0], "dil_w": conv.dilation[1], "pad_top": conv.pads[0],
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
-              "requant": _requant(ctx, conv)}
+              "requant": _requant(ctx, conv), "pw_weights": "NULL"}
     if not depthwise and _packed(node, ctx.graph):
-        fields["packed"] = ctx.int_array(pack_3x3(weights), "w_packed", ctype="int8_t")
+        # in the weight blob in place of the ONNX order where this node is the weights' only
+        # reader and the packed form has their size (c_out % 4 == 0, even c_in), else a copy
+        packed = pack_3x3(weights)
+        fields["packed"] = ctx.ptr(w) if ctx.relayout_const(w, node, packed) else \
+            ctx.int_array(packed, "w_packed", ctype="int8_t")
         fields["tap_sums"] = ctx.int_array(tap_sums_3x3(weights), "tap_sums")
+    elif not depthwise and _is_pointwise(conv, k_h, k_w, (h_in, w_in), (h_out, w_out)) and h_in * w_in >= 2:
+        # the 4x2 tiles' order, in the weight blob in place of the ONNX one where this node is
+        # the weights' only reader (the kernel then reads only pw_weights), else a copy
+        relaid = pointwise_weights(weights)
+        fields["pw_weights"] = ctx.ptr(w) if ctx.relayout_const(w, node, relaid) else \
+            ctx.int_array(relaid, "pw_weights", "int8_t")
     name = ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "conv_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
@@ -226,6 +262,11 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
         return 0
     if _packed(node, graph):
         return 0  # o2m_conv3_packed needs none
+    hw = tuple(x.shape[2:])
+    if _is_pointwise(p.conv, w.shape[2], w.shape[3], hw, hw) and hw[0] * hw[1] >= 2:
+        # O2M_DSP_PW_SCRATCH: the 4x2 tiles' operands of one pixel pair (less than the
+        # im2col columns; without it they read the input in place)
+        return 8 * (x.shape[1] // 2)
     return 6 * col_bytes(x.shape[1] * w.shape[2] * w.shape[3])
 
 
