@@ -51,7 +51,8 @@ static int8_t mul_one(const o2m_mul_s8_params *p, int32_t a, int32_t b)
                                 p->act_max);
 }
 
-/* kind: 0 add, 1 sub, 2 mul.  Walks the output in C order with an odometer over dims. */
+/* kind: 0 add, 1 sub, 2 mul.  Walks the output in C order with an odometer over dims: the
+ * reference form, used by the fast paths below for what they do not cover. */
 static void binary_nd(int32_t kind, const o2m_add_s8_params *pa, const o2m_mul_s8_params *pm, int32_t rank,
                       const int32_t *dims, const int32_t *a_strides, const int32_t *b_strides, const int8_t *a,
                       const int8_t *b, int8_t *y)
@@ -80,22 +81,403 @@ static void binary_nd(int32_t kind, const o2m_add_s8_params *pa, const o2m_mul_s
     }
 }
 
+/* ------------------------------------------------------------------ fast paths
+ *
+ * One fixed-point rescale (o2m_s8_mbqm) with its shifts and rounding mask unpacked once.
+ * o2m_s8_srdhm (nudge 2^30 for a non-negative product, 1 - 2^30 for a negative one, then
+ * truncation toward zero) equals floor((a*b + 2^30) / 2^31) for every pair but
+ * INT32_MIN * INT32_MIN: for a product p >= 0 both are floor((p + 2^30) / 2^31); for p = -k < 0,
+ * trunc((-k + 1 - 2^30) / 2^31) = -floor((k - 1 + 2^30) / 2^31) = floor((-k + 2^30) / 2^31).
+ * rq_init refuses a multiplier of INT32_MIN, so the pair never occurs; it also refuses shifts
+ * o2m_s8_mbqm does not define (left or right part above 31).  rq_apply is then o2m_s8_mbqm. */
+typedef struct {
+    int32_t mult, left, right, mask;
+} rq_t;
+
+static int32_t rq_init(rq_t *q, int32_t multiplier, int32_t shift)
+{
+    q->mult = multiplier;
+    q->left = shift > 0 ? shift : 0;
+    q->right = shift > 0 ? 0 : -shift;
+    if (multiplier == INT32_MIN || q->left > 31 || q->right > 31) {
+        return 0;
+    }
+    q->mask = (int32_t)(((uint64_t)1 << q->right) - 1u);
+    return 1;
+}
+
+static inline int32_t rq_apply(int32_t x, const rq_t *q)
+{
+    int32_t v = (int32_t)((uint32_t)x << q->left);
+    int32_t rem, threshold;
+    v = (int32_t)(((int64_t)v * q->mult + ((int64_t)1 << 30)) >> 31);
+    rem = v & q->mask;
+    threshold = (q->mask >> 1) + (int32_t)((uint32_t)v >> 31);
+    return (v >> q->right) + (rem > threshold ? 1 : 0);
+}
+
+/* An operand walk after merging: dims innermost first, dims of size 1 dropped, neighbours
+ * merged where both operands (and the dense output) continue. */
+typedef struct {
+    int32_t rank;
+    int32_t dims[O2M_MAX_DIMS];
+    int32_t sa[O2M_MAX_DIMS];
+    int32_t sb[O2M_MAX_DIMS];
+} walk_t;
+
+static void walk_init(walk_t *w, int32_t rank, const int32_t *dims, const int32_t *a_strides,
+                      const int32_t *b_strides)
+{
+    int32_t d;
+    w->rank = 0;
+    for (d = rank - 1; d >= 0; --d) {
+        const int32_t n = w->rank;
+        if (dims[d] == 1) {
+            continue;
+        }
+        if (n > 0 && a_strides[d] == w->sa[n - 1] * w->dims[n - 1] && b_strides[d] == w->sb[n - 1] * w->dims[n - 1]) {
+            w->dims[n - 1] *= dims[d];
+            continue;
+        }
+        w->dims[n] = dims[d];
+        w->sa[n] = a_strides[d];
+        w->sb[n] = b_strides[d];
+        ++w->rank;
+    }
+    if (w->rank == 0) {
+        w->rank = 1;
+        w->dims[0] = 1;
+        w->sa[0] = 0;
+        w->sb[0] = 0;
+    }
+}
+
+/* Fixed-mode Add / Sub state: the two input rescales as 256-entry tables of s1(a), s2(b)
+ * (s2 negated for Sub, as a wrapping 32-bit value) when the tensor is large enough to pay
+ * for them, else the rescales themselves. */
+typedef struct {
+    const o2m_add_s8_params *p;
+    rq_t q1, q2, qo;
+    int32_t subtract;
+    const int32_t *ta; /* indexed by the int8 value (the table's middle) */
+    const int32_t *tb;
+    int32_t small;     /* |ta| + |tb| < 2^29: the DSP output rescale applies */
+} add_fixed_t;
+
+static inline int32_t add_in1(const add_fixed_t *s, int32_t a)
+{
+    return rq_apply((a + s->p->input1_offset) * (1 << s->p->left_shift), &s->q1);
+}
+
+static inline int32_t add_in2(const add_fixed_t *s, int32_t b)
+{
+    const int32_t v = rq_apply((b + s->p->input2_offset) * (1 << s->p->left_shift), &s->q2);
+    return s->subtract ? (int32_t)(0u - (uint32_t)v) : v;
+}
+
+static inline int8_t add_out(const add_fixed_t *s, int32_t s1, int32_t s2)
+{
+    int32_t v = rq_apply((int32_t)((uint32_t)s1 + (uint32_t)s2), &s->qo) + s->p->output_offset;
+    v = v < s->p->act_min ? s->p->act_min : v;
+    return (int8_t)(v > s->p->act_max ? s->p->act_max : v);
+}
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
+/* (x * m + 2^31) >> 32, one SMMULR. */
+static inline int32_t smmulr(int32_t x, int32_t m)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(x), "r"(m));
+    return r;
+}
+#define O2M_ADD_DSP 1
+#endif
+
+/* n outputs of table-driven Add / Sub along one run; a, b step by sa, sb elements. */
+static void add_row_tab(const add_fixed_t *s, int32_t n, const int8_t *a, int32_t sa, const int8_t *b,
+                        int32_t sb, int8_t *y)
+{
+    const int32_t *ta = s->ta;
+    const int32_t *tb = s->tb;
+    int32_t i;
+#ifdef O2M_ADD_DSP
+    /* floor((raw*m + 2^30) / 2^31) = (2*raw*m + 2^31) >> 32 (|2*raw| < 2^30: no overflow), and
+     * the rounding divide by 2^right >= 2^1 of |v| < 2^29 as (v + 2^(right-1) - (v < 0)) >> right:
+     * o2m_s8_rdbp rounds half away from zero, which is exactly that. */
+    if (s->small && s->qo.left == 0 && s->qo.right >= 1) {
+        const int32_t m = s->qo.mult, right = s->qo.right, half = 1 << (s->qo.right - 1);
+        const int32_t zp = s->p->output_offset, lo = s->p->act_min, hi = s->p->act_max;
+#define O2M_ADD_ONE(va, vb)                                                                  \
+    do {                                                                                     \
+        int32_t v_ = smmulr((ta[va] + tb[vb]) * 2, m);                                       \
+        v_ = ((v_ + half + (v_ >> 31)) >> right) + zp;                                       \
+        v_ = v_ < lo ? lo : v_;                                                              \
+        *y++ = (int8_t)(v_ > hi ? hi : v_);                                                  \
+    } while (0)
+        if (sa == 1 && sb == 1) {
+            for (i = 0; i < n; ++i) {
+                O2M_ADD_ONE(a[i], b[i]);
+            }
+        } else if (sa == 1 && sb == 0) {
+            const int32_t vb = *b;
+            for (i = 0; i < n; ++i) {
+                O2M_ADD_ONE(a[i], vb);
+            }
+        } else if (sa == 0 && sb == 1) {
+            const int32_t va = *a;
+            for (i = 0; i < n; ++i) {
+                O2M_ADD_ONE(va, b[i]);
+            }
+        } else {
+            for (i = 0; i < n; ++i) {
+                O2M_ADD_ONE(a[(ptrdiff_t)i * sa], b[(ptrdiff_t)i * sb]);
+            }
+        }
+#undef O2M_ADD_ONE
+        return;
+    }
+#endif
+    if (sa == 1 && sb == 1) {
+        for (i = 0; i < n; ++i) {
+            y[i] = add_out(s, ta[a[i]], tb[b[i]]);
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            y[i] = add_out(s, ta[a[(ptrdiff_t)i * sa]], tb[b[(ptrdiff_t)i * sb]]);
+        }
+    }
+}
+
+/* The same without tables (small tensors); a broadcast operand is rescaled once. */
+static void add_row_direct(const add_fixed_t *s, int32_t n, const int8_t *a, int32_t sa, const int8_t *b,
+                           int32_t sb, int8_t *y)
+{
+    int32_t i;
+    if (sb == 0) {
+        const int32_t s2 = add_in2(s, *b);
+        for (i = 0; i < n; ++i) {
+            y[i] = add_out(s, add_in1(s, a[(ptrdiff_t)i * sa]), s2);
+        }
+    } else if (sa == 0) {
+        const int32_t s1 = add_in1(s, *a);
+        for (i = 0; i < n; ++i) {
+            y[i] = add_out(s, s1, add_in2(s, b[(ptrdiff_t)i * sb]));
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            y[i] = add_out(s, add_in1(s, a[(ptrdiff_t)i * sa]), add_in2(s, b[(ptrdiff_t)i * sb]));
+        }
+    }
+}
+
+/* Float-mode Add / Sub along one run: add_one's arithmetic with the part that depends on one
+ * operand alone looked up (ka: a's term, kb: b's term, each exactly as add_one computes it). */
+typedef struct {
+    const o2m_add_s8_params *p;
+    int32_t subtract;
+    const float *ka; /* indexed by the int8 value (the table's middle) */
+    const float *kb;
+    float lo, hi;
+} add_float_t;
+
+static void add_row_float(const add_float_t *s, int32_t n, const int8_t *a, int32_t sa, const int8_t *b,
+                          int32_t sb, int8_t *y)
+{
+    const o2m_add_s8_params *p = s->p;
+    const int32_t oy = p->value_offset_y;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t va = a[(ptrdiff_t)i * sa];
+        const int32_t vb = b[(ptrdiff_t)i * sb];
+        float v;
+        if (s->subtract) {
+            v = s->ka[va] - s->kb[vb] + p->float_offset_sub;
+        } else if (p->float_swap) {
+            v = o2m_s8_fmaf((float)(vb + p->value_offset_b), p->ratio_b, s->ka[va]);
+        } else {
+            v = o2m_s8_fmaf((float)(va + p->value_offset_a), p->ratio_a, s->kb[vb]);
+        }
+        v = v < s->lo ? s->lo : v;
+        v = v > s->hi ? s->hi : v;
+        y[i] = (int8_t)(o2m_s8_round_even(v) - oy);
+    }
+}
+
+/* Tables pay for themselves from about this many outputs. */
+#define O2M_ADD_TABLE_MIN 512
+
+static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank, const int32_t *dims,
+                     const int32_t *a_strides, const int32_t *b_strides, const int8_t *a, const int8_t *b,
+                     int8_t *y)
+{
+    walk_t w;
+    int32_t idx[O2M_MAX_DIMS];
+    int32_t ta[256], tb[256];
+    float fa[256], fb[256];
+    add_fixed_t fx;
+    add_float_t fl;
+    memset(&fx, 0, sizeof fx);
+    memset(&fl, 0, sizeof fl);
+    int64_t count = 1, rows = 1, r;
+    ptrdiff_t oa = 0, ob = 0;
+    int32_t d, k, use_tab = 0;
+    for (d = 0; d < rank; ++d) {
+        count *= dims[d];
+    }
+    if (count == 0) {
+        return;
+    }
+    walk_init(&w, rank, dims, a_strides, b_strides);
+    use_tab = count >= O2M_ADD_TABLE_MIN;
+    if (p->float_mode && !use_tab) {
+        fl.p = p; /* add_one per element */
+        fl.ka = fl.kb = NULL;
+    } else if (p->float_mode) {
+        fl.p = p;
+        fl.subtract = subtract;
+        fl.lo = (float)(p->act_min + p->value_offset_y);
+        fl.hi = (float)(p->act_max + p->value_offset_y);
+        for (k = -128; k < 128; ++k) {
+            const float xa = (float)(k + p->value_offset_a);
+            const float xb = (float)(k + p->value_offset_b);
+            if (subtract) {
+                fa[k + 128] = p->ratio_a * xa;
+                fb[k + 128] = p->ratio_b * xb;
+            } else {
+                fa[k + 128] = o2m_s8_fmaf(xa, p->ratio_a, p->float_offset); /* inner term when swapped */
+                fb[k + 128] = o2m_s8_fmaf(xb, p->ratio_b, p->float_offset); /* inner term otherwise */
+            }
+        }
+        fl.ka = fa + 128;
+        fl.kb = fb + 128;
+    } else {
+        int64_t max_a = 0, max_b = 0;
+        fx.p = p;
+        fx.subtract = subtract;
+        fx.small = 0;
+        if (!rq_init(&fx.q1, p->input1_multiplier, p->input1_shift) ||
+            !rq_init(&fx.q2, p->input2_multiplier, p->input2_shift) ||
+            !rq_init(&fx.qo, p->output_multiplier, p->output_shift)) {
+            binary_nd(subtract, p, NULL, rank, dims, a_strides, b_strides, a, b, y);
+            return;
+        }
+        if (use_tab) {
+            for (k = -128; k < 128; ++k) {
+                const int32_t va = add_in1(&fx, k), vb = add_in2(&fx, k);
+                ta[k + 128] = va;
+                tb[k + 128] = vb;
+                const int64_t ma = va < 0 ? -(int64_t)va : va, mb = vb < 0 ? -(int64_t)vb : vb;
+                max_a = ma > max_a ? ma : max_a;
+                max_b = mb > max_b ? mb : max_b;
+            }
+            fx.small = max_a + max_b < ((int64_t)1 << 29);
+            fx.ta = ta + 128;
+            fx.tb = tb + 128;
+        }
+    }
+    for (d = 1; d < w.rank; ++d) {
+        rows *= w.dims[d];
+        idx[d] = 0;
+    }
+    for (r = 0; r < rows; ++r) {
+        int8_t *yr = y + r * w.dims[0];
+        if (p->float_mode && !use_tab) {
+            int32_t i;
+            for (i = 0; i < w.dims[0]; ++i) {
+                yr[i] = add_one(p, subtract, a[oa + (ptrdiff_t)i * w.sa[0]], b[ob + (ptrdiff_t)i * w.sb[0]]);
+            }
+        } else if (p->float_mode) {
+            add_row_float(&fl, w.dims[0], a + oa, w.sa[0], b + ob, w.sb[0], yr);
+        } else if (use_tab) {
+            add_row_tab(&fx, w.dims[0], a + oa, w.sa[0], b + ob, w.sb[0], yr);
+        } else {
+            add_row_direct(&fx, w.dims[0], a + oa, w.sa[0], b + ob, w.sb[0], yr);
+        }
+        for (d = 1; d < w.rank; ++d) {
+            oa += w.sa[d];
+            ob += w.sb[d];
+            if (++idx[d] < w.dims[d]) {
+                break;
+            }
+            idx[d] = 0;
+            oa -= (ptrdiff_t)w.sa[d] * w.dims[d];
+            ob -= (ptrdiff_t)w.sb[d] * w.dims[d];
+        }
+    }
+}
+
+/* Fixed- or float-mode Mul along merged runs, the rescale unpacked once. */
+static void mul_fast(const o2m_mul_s8_params *p, int32_t rank, const int32_t *dims, const int32_t *a_strides,
+                     const int32_t *b_strides, const int8_t *a, const int8_t *b, int8_t *y)
+{
+    walk_t w;
+    int32_t idx[O2M_MAX_DIMS];
+    rq_t q;
+    int64_t count = 1, rows = 1, r;
+    memset(&q, 0, sizeof q);
+    ptrdiff_t oa = 0, ob = 0;
+    int32_t d, i;
+    for (d = 0; d < rank; ++d) {
+        count *= dims[d];
+    }
+    if (count == 0) {
+        return;
+    }
+    if (!p->float_mode && !rq_init(&q, p->output_multiplier, p->output_shift)) {
+        binary_nd(2, NULL, p, rank, dims, a_strides, b_strides, a, b, y);
+        return;
+    }
+    walk_init(&w, rank, dims, a_strides, b_strides);
+    for (d = 1; d < w.rank; ++d) {
+        rows *= w.dims[d];
+        idx[d] = 0;
+    }
+    for (r = 0; r < rows; ++r) {
+        int8_t *yr = y + r * w.dims[0];
+        const int8_t *ar = a + oa;
+        const int8_t *br = b + ob;
+        const int32_t sa = w.sa[0], sb = w.sb[0];
+        if (p->float_mode) {
+            for (i = 0; i < w.dims[0]; ++i) {
+                yr[i] = mul_one(p, ar[(ptrdiff_t)i * sa], br[(ptrdiff_t)i * sb]);
+            }
+        } else {
+            for (i = 0; i < w.dims[0]; ++i) {
+                const int32_t prod = (ar[(ptrdiff_t)i * sa] + p->input1_offset) * (br[(ptrdiff_t)i * sb] + p->input2_offset);
+                int32_t v = rq_apply(prod, &q) + p->output_offset;
+                v = v < p->act_min ? p->act_min : v;
+                yr[i] = (int8_t)(v > p->act_max ? p->act_max : v);
+            }
+        }
+        for (d = 1; d < w.rank; ++d) {
+            oa += w.sa[d];
+            ob += w.sb[d];
+            if (++idx[d] < w.dims[d]) {
+                break;
+            }
+            idx[d] = 0;
+            oa -= (ptrdiff_t)w.sa[d] * w.dims[d];
+            ob -= (ptrdiff_t)w.sb[d] * w.dims[d];
+        }
+    }
+}
+
 void o2m_add_s8(const o2m_add_s8_params *p, int32_t rank, const int32_t *dims, const int32_t *a_strides,
                 const int32_t *b_strides, const int8_t *a, const int8_t *b, int8_t *y)
 {
-    binary_nd(0, p, NULL, rank, dims, a_strides, b_strides, a, b, y);
+    add_fast(p, 0, rank, dims, a_strides, b_strides, a, b, y);
 }
 
 void o2m_sub_s8(const o2m_add_s8_params *p, int32_t rank, const int32_t *dims, const int32_t *a_strides,
                 const int32_t *b_strides, const int8_t *a, const int8_t *b, int8_t *y)
 {
-    binary_nd(1, p, NULL, rank, dims, a_strides, b_strides, a, b, y);
+    add_fast(p, 1, rank, dims, a_strides, b_strides, a, b, y);
 }
 
 void o2m_mul_s8(const o2m_mul_s8_params *p, int32_t rank, const int32_t *dims, const int32_t *a_strides,
                 const int32_t *b_strides, const int8_t *a, const int8_t *b, int8_t *y)
 {
-    binary_nd(2, NULL, p, rank, dims, a_strides, b_strides, a, b, y);
+    mul_fast(p, rank, dims, a_strides, b_strides, a, b, y);
 }
 
 void o2m_lut_s8(int32_t n, const int8_t *x, const int8_t *table, int8_t *y)
