@@ -183,6 +183,7 @@ static inline int8_t add_out(const add_fixed_t *s, int32_t s1, int32_t s2)
 }
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
+#define O2M_ADD_DSP 1
 /* (x * m + 2^31) >> 32, one SMMULR. */
 static inline int32_t smmulr(int32_t x, int32_t m)
 {
@@ -190,7 +191,66 @@ static inline int32_t smmulr(int32_t x, int32_t m)
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(x), "r"(m));
     return r;
 }
-#define O2M_ADD_DSP 1
+
+/* v saturated to [-128, 127], one SSAT. */
+static inline int32_t ssat8(int32_t v)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/*
+ * The DSP form of add_out over tables holding 2*s1, 2*s2 (tb negated for Sub), used when
+ * |2*s1| + |2*s2| < 2^30 and the output rescale has left == 0, 1 <= right <= 22:
+ *   floor((raw*m + 2^30) / 2^31) = (2*raw*m + 2^31) >> 32, one SMMULR, |v| <= |raw| < 2^29;
+ *   o2m_s8_rdbp(v, right) rounds half away from zero: (v + 2^(right-1) - (v < 0)) >> right;
+ *   + zp: adding zp*2^right before the shift is the same (|sum| < 2^29 + 2^21 + 2^29 < 2^31);
+ *   clamp: to [-128, 127] with SSAT, then to [lo, hi] inside it when the activation asks.
+ */
+typedef struct {
+    const int32_t *ta, *tb; /* indexed by the int8 value */
+    int32_t m, right, bias, lo, hi;
+} add_dsp_t;
+
+#define O2M_ADD_DSP_ONE(va, vb, clamp)                                                        \
+    do {                                                                                      \
+        int32_t v_ = smmulr(ta[va] + tb[vb], m);                                              \
+        v_ = ssat8((v_ + bias + (v_ >> 31)) >> right);                                        \
+        if (clamp) {                                                                          \
+            v_ = v_ < lo ? lo : v_;                                                           \
+            v_ = v_ > hi ? hi : v_;                                                           \
+        }                                                                                     \
+        *y++ = (int8_t)v_;                                                                    \
+    } while (0)
+
+static __attribute__((noinline)) void add_run_dsp(const add_dsp_t *k, int32_t n, const int8_t *a, int32_t sa,
+                                                  const int8_t *b, int32_t sb, int8_t *y)
+{
+    const int32_t *ta = k->ta, *tb = k->tb;
+    const int32_t m = k->m, right = k->right, bias = k->bias, lo = k->lo, hi = k->hi;
+    int32_t i;
+    if (sa == 1 && sb == 1 && lo == -128 && hi == 127) {
+        for (i = 0; i + 2 <= n; i += 2) {
+            O2M_ADD_DSP_ONE(a[i], b[i], 0);
+            O2M_ADD_DSP_ONE(a[i + 1], b[i + 1], 0);
+        }
+        if (i < n) {
+            O2M_ADD_DSP_ONE(a[i], b[i], 0);
+        }
+    } else if (sa == 1 && sb == 1) {
+        for (i = 0; i < n; ++i) {
+            O2M_ADD_DSP_ONE(a[i], b[i], 1);
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            O2M_ADD_DSP_ONE(*a, *b, 1);
+            a += sa;
+            b += sb;
+        }
+    }
+}
+#undef O2M_ADD_DSP_ONE
 #endif
 
 /* n outputs of table-driven Add / Sub along one run; a, b step by sa, sb elements. */
@@ -200,43 +260,6 @@ static void add_row_tab(const add_fixed_t *s, int32_t n, const int8_t *a, int32_
     const int32_t *ta = s->ta;
     const int32_t *tb = s->tb;
     int32_t i;
-#ifdef O2M_ADD_DSP
-    /* floor((raw*m + 2^30) / 2^31) = (2*raw*m + 2^31) >> 32 (|2*raw| < 2^30: no overflow), and
-     * the rounding divide by 2^right >= 2^1 of |v| < 2^29 as (v + 2^(right-1) - (v < 0)) >> right:
-     * o2m_s8_rdbp rounds half away from zero, which is exactly that. */
-    if (s->small && s->qo.left == 0 && s->qo.right >= 1) {
-        const int32_t m = s->qo.mult, right = s->qo.right, half = 1 << (s->qo.right - 1);
-        const int32_t zp = s->p->output_offset, lo = s->p->act_min, hi = s->p->act_max;
-#define O2M_ADD_ONE(va, vb)                                                                  \
-    do {                                                                                     \
-        int32_t v_ = smmulr((ta[va] + tb[vb]) * 2, m);                                       \
-        v_ = ((v_ + half + (v_ >> 31)) >> right) + zp;                                       \
-        v_ = v_ < lo ? lo : v_;                                                              \
-        *y++ = (int8_t)(v_ > hi ? hi : v_);                                                  \
-    } while (0)
-        if (sa == 1 && sb == 1) {
-            for (i = 0; i < n; ++i) {
-                O2M_ADD_ONE(a[i], b[i]);
-            }
-        } else if (sa == 1 && sb == 0) {
-            const int32_t vb = *b;
-            for (i = 0; i < n; ++i) {
-                O2M_ADD_ONE(a[i], vb);
-            }
-        } else if (sa == 0 && sb == 1) {
-            const int32_t va = *a;
-            for (i = 0; i < n; ++i) {
-                O2M_ADD_ONE(va, b[i]);
-            }
-        } else {
-            for (i = 0; i < n; ++i) {
-                O2M_ADD_ONE(a[(ptrdiff_t)i * sa], b[(ptrdiff_t)i * sb]);
-            }
-        }
-#undef O2M_ADD_ONE
-        return;
-    }
-#endif
     if (sa == 1 && sb == 1) {
         for (i = 0; i < n; ++i) {
             y[i] = add_out(s, ta[a[i]], tb[b[i]]);
@@ -316,6 +339,10 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
     float fa[256], fb[256];
     add_fixed_t fx;
     add_float_t fl;
+#ifdef O2M_ADD_DSP
+    add_dsp_t dsp;
+    memset(&dsp, 0, sizeof dsp);
+#endif
     memset(&fx, 0, sizeof fx);
     memset(&fl, 0, sizeof fl);
     int64_t count = 1, rows = 1, r;
@@ -373,6 +400,24 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
             fx.small = max_a + max_b < ((int64_t)1 << 29);
             fx.ta = ta + 128;
             fx.tb = tb + 128;
+#ifdef O2M_ADD_DSP
+            if (fx.small && fx.qo.left == 0 && fx.qo.right >= 1 && fx.qo.right <= 22 &&
+                p->output_offset >= -128 && p->output_offset <= 128 && p->act_min >= -128 &&
+                p->act_max <= 127) {
+                for (k = 0; k < 256; ++k) {
+                    ta[k] *= 2;
+                    tb[k] *= 2;
+                }
+                dsp.ta = ta + 128;
+                dsp.tb = tb + 128;
+                dsp.m = fx.qo.mult;
+                dsp.right = fx.qo.right;
+                dsp.bias = (1 << (fx.qo.right - 1)) + p->output_offset * (1 << fx.qo.right);
+                dsp.lo = p->act_min;
+                dsp.hi = p->act_max;
+                use_tab = 2;
+            }
+#endif
         }
     }
     for (d = 1; d < w.rank; ++d) {
@@ -388,6 +433,10 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
             }
         } else if (p->float_mode) {
             add_row_float(&fl, w.dims[0], a + oa, w.sa[0], b + ob, w.sb[0], yr);
+#ifdef O2M_ADD_DSP
+        } else if (use_tab == 2) {
+            add_run_dsp(&dsp, w.dims[0], a + oa, w.sa[0], b + ob, w.sb[0], yr);
+#endif
         } else if (use_tab) {
             add_row_tab(&fx, w.dims[0], a + oa, w.sa[0], b + ob, w.sb[0], yr);
         } else {

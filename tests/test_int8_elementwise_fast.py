@@ -1,0 +1,207 @@
+"""The fast paths of the int8 elementwise kernels (runtime_c/o2m_s8_elementwise.c: merged runs,
+input-rescale tables, the unpacked output rescale and, on Cortex-M4, its SMMULR / SSAT form)
+against onnx2mcu.ops.int8_ref, bit for bit.
+
+Seeded random cases big enough for the tables (>= 512 outputs) and small ones, in every
+broadcast form the kernels specialise (same shape, scalar, per-channel [1, C, 1, 1], a row or
+a column, both operands broadcast, size-1 dims in between), with zero points at both ends,
+multipliers over [2^30, 2^31), input shifts down to -8, output shifts from -31 (beyond the DSP
+form) to +1 (a left shift), clamps that saturate and narrow activation ranges.  On the host
+through ctypes (the portable twins) and under QEMU mps2-an386 (the __ARM_FEATURE_DSP form).
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from c_harness import declare, i32, ptr
+from onnx2mcu.ops import int8_ref as R
+from s8_c_backend import AddP, I, MulP, P, build_s8_library, _bcast_strides
+
+pytestmark = [pytest.mark.c]
+
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime_c"
+HAVE_QEMU = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
+
+SHAPES = [  # (a, b): every broadcast form
+    ((1, 16, 12, 11), (1, 16, 12, 11)),   # same shape, odd sizes
+    ((3, 7, 29), (3, 7, 29)),
+    ((1, 16, 12, 11), ()),                 # scalar
+    ((), (2, 9, 37)),
+    ((1, 16, 12, 11), (1, 16, 1, 1)),      # per channel (NCHW)
+    ((1, 5, 1, 1), (1, 5, 13, 17)),
+    ((4, 9, 23), (23,)),                   # a row
+    ((4, 9, 1), (4, 9, 23)),               # a column
+    ((1, 9, 1, 31), (2, 1, 7, 1)),         # both broadcast
+    ((2, 1, 3, 1, 97), (2, 1, 3, 1, 97)),  # size-1 dims in between
+    ((5, 7), (5, 7)),                      # small: no tables
+    ((1, 3, 1, 1), (1, 3, 4, 5)),
+    ((1,), (1,)),
+]
+
+
+def _zp(rng) -> int:
+    return int(rng.choice([-128, 127, 0, int(rng.integers(-128, 128))]))
+
+
+def _act(rng, zp_out: int) -> tuple[int, int]:
+    kind = int(rng.integers(0, 4))
+    if kind <= 1:
+        return -128, 127
+    if kind == 2:
+        return zp_out, 127
+    lo = int(rng.integers(-128, 0))
+    return lo, int(rng.integers(lo, 128))
+
+
+def _add_params(rng):
+    """add_params from random scales (as a model has them), or raw constants at the extremes."""
+    if rng.random() < 0.5:
+        s1 = float(rng.uniform(0.005, 0.2))
+        s2 = s1 * float(rng.choice([1e-3, 0.1, 0.5, 1.0, 3.0, 10.0]))
+        so = max(s1, s2) * float(rng.choice([0.05, 0.5, 1.0, 2.0, 8.0]))
+        p = R.add_params(s1, _zp(rng), s2, _zp(rng), so, _zp(rng),
+                         value_offsets=tuple(int(v) for v in rng.choice([0, 128], 3)),
+                         swap=bool(rng.random() < 0.5))
+    else:
+        s1 = float(rng.uniform(0.005, 0.2))
+        p = R.add_params(s1, _zp(rng), s1, _zp(rng), s1, _zp(rng))
+        p = dataclasses.replace(
+            p, input1_offset=-_zp(rng), input2_offset=-_zp(rng), output_offset=_zp(rng),
+            input1_multiplier=int(rng.choice([1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))])),
+            input2_multiplier=int(rng.choice([1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))])),
+            input1_shift=int(rng.integers(-8, 1)), input2_shift=int(rng.integers(-8, 1)),
+            output_multiplier=int(rng.choice([1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))])),
+            output_shift=int(rng.choice([-31, -25, -22, -21, -19, -17, -12, -1, 0, 1])))
+    lo, hi = _act(rng, p.output_offset)
+    return dataclasses.replace(p, act_min=lo, act_max=hi)
+
+
+def _mul_params(rng):
+    s1, s2 = float(rng.uniform(0.005, 0.2)), float(rng.uniform(0.005, 0.2))
+    p = R.mul_params(s1, _zp(rng), s2, _zp(rng), s1 * s2 * float(rng.choice([0.5, 1.0, 20.0, 1e-2])), _zp(rng))
+    lo, hi = _act(rng, p.output_offset)
+    return dataclasses.replace(p, act_min=lo, act_max=hi)
+
+
+def cases() -> list[dict]:
+    rng = np.random.default_rng(1414)
+    out = []
+    for op in ("add", "sub", "mul"):
+        for sa, sb in SHAPES:
+            for mode in ("fixed", "float"):
+                p = _mul_params(rng) if op == "mul" else _add_params(rng)
+                a = rng.integers(-128, 128, sa).astype(np.int8)
+                b = rng.integers(-128, 128, sb).astype(np.int8)
+                if rng.random() < 0.3:  # runs at the ends of the range
+                    a.reshape(-1)[: a.size // 3] = rng.choice([-128, 127])
+                y = getattr(R, op)(a, b, p, mode=mode)
+                out.append({"op": op, "a": a, "b": b, "p": p, "mode": mode, "y": np.asarray(y, np.int8)})
+    return out
+
+
+def _struct(c):
+    p, fm = c["p"], int(c["mode"] == "float")
+    if c["op"] == "mul":
+        return MulP(p.input1_offset, p.input2_offset, p.output_offset, p.output_multiplier, p.output_shift,
+                    p.act_min, p.act_max, fm, p.float_scale)
+    return AddP(p.input1_offset, p.input2_offset, p.output_offset, p.left_shift, p.input1_multiplier,
+                p.input1_shift, p.input2_multiplier, p.input2_shift, p.output_multiplier, p.output_shift,
+                p.act_min, p.act_max, fm, p.ratio_a, p.ratio_b, p.float_offset, p.float_offset_sub,
+                p.value_offset_a, p.value_offset_b, p.value_offset_y, p.float_swap)
+
+
+@pytest.fixture(scope="module")
+def random_cases():
+    return cases()
+
+
+def test_cases_cover_the_forms(random_cases):
+    ys = np.concatenate([c["y"].reshape(-1) for c in random_cases])
+    assert (ys == 127).any() and (ys == -128).any() and len(np.unique(ys)) == 256
+    fixed = [c for c in random_cases if c["mode"] == "fixed" and c["op"] != "mul"]
+    shifts = {c["p"].output_shift for c in fixed}
+    assert min(shifts) <= -23 and max(shifts) >= 1 and any(-22 <= s <= -1 for s in shifts)
+    assert any(c["y"].size >= 512 for c in fixed) and any(c["y"].size < 512 for c in fixed)
+    assert any(c["p"].act_min > -128 for c in fixed) and any(c["p"].act_max < 127 for c in fixed)
+    assert {c["p"].output_offset for c in fixed} >= {-128, 127}
+
+
+def test_fast_paths_on_the_host(tmp_path, random_cases):
+    lib = build_s8_library(tmp_path)
+    for i, c in enumerate(random_cases):
+        f = declare(lib, f"o2m_{c['op']}_s8", None, P, I, P, P, P, P, P, P)
+        so = c["y"].shape
+        y = np.zeros(so, np.int8)
+        f(ctypes.byref(_struct(c)), len(so), ptr(i32(so)), ptr(i32(_bcast_strides(c["a"].shape, so))),
+          ptr(i32(_bcast_strides(c["b"].shape, so))), ptr(np.ascontiguousarray(c["a"])),
+          ptr(np.ascontiguousarray(c["b"])), ptr(y))
+        np.testing.assert_array_equal(y, c["y"], err_msg=f"case {i}: {c['op']} {c['mode']} {c['a'].shape} {c['b'].shape}")
+
+
+def test_in_place_output(tmp_path, random_cases):
+    """y == a (a dense with the output's shape), as the planner places it."""
+    lib = build_s8_library(tmp_path)
+    for c in random_cases:
+        if c["a"].shape != c["y"].shape:
+            continue
+        f = declare(lib, f"o2m_{c['op']}_s8", None, P, I, P, P, P, P, P, P)
+        so = c["y"].shape
+        buf = np.ascontiguousarray(c["a"]).copy()
+        f(ctypes.byref(_struct(c)), len(so), ptr(i32(so)), ptr(i32(_bcast_strides(so, so))),
+          ptr(i32(_bcast_strides(c["b"].shape, so))), ptr(buf), ptr(np.ascontiguousarray(c["b"])), ptr(buf))
+        np.testing.assert_array_equal(buf, c["y"])
+
+
+def _arr(ctype: str, name: str, values) -> str:
+    flat = [int(v) for v in np.asarray(values).reshape(-1)] or [0]
+    return f"static const {ctype} {name}[{len(flat)}] = {{{', '.join(map(str, flat))}}};"
+
+
+def program(all_cases: list[dict]) -> str:
+    decls, body = [], []
+    y_max = max(c["y"].size for c in all_cases)
+    for i, c in enumerate(all_cases):
+        so = c["y"].shape
+        st = _struct(c)
+        fields = []
+        for name, _ in st._fields_:
+            v = getattr(st, name)
+            fields.append(f"{float(v)!r}f" if isinstance(v, float) else str(int(v)))
+        kind = "o2m_mul_s8_params" if c["op"] == "mul" else "o2m_add_s8_params"
+        decls += [_arr("int8_t", f"a{i}", c["a"]), _arr("int8_t", f"b{i}", c["b"]),
+                  _arr("int32_t", f"d{i}", so), _arr("int32_t", f"sa{i}", _bcast_strides(c["a"].shape, so)),
+                  _arr("int32_t", f"sb{i}", _bcast_strides(c["b"].shape, so)),
+                  f"static const {kind} p{i} = {{{', '.join(fields)}}};"]
+        body.append(f"    o2m_{c['op']}_s8(&p{i}, {len(so)}, d{i}, sa{i}, sb{i}, a{i}, b{i}, y);\n"
+                    f"    o2m_out_s8(\"y{i}\", y, {c['y'].size}u);")
+    return "\n".join(['#include "o2m_s8_elementwise.h"', '#include "o2m_io.h"', *decls,
+                      f"static int8_t y[{y_max}];", "int main(void)", "{", *body, "    o2m_done();",
+                      "    return 0;", "}", ""])
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu-system-arm missing")
+def test_fast_paths_under_qemu_cortex_m4(tmp_path, random_cases):
+    from onnx2mcu.codegen.board_project import write_board_files
+    from onnx2mcu.simulator.run_c import build, run_qemu
+
+    for name in ("o2m_s8_elementwise.c", "o2m_s8_elementwise.h", "o2m_s8_common.h", "o2m_common.h"):
+        shutil.copy2(RUNTIME / name, tmp_path / name)
+    (tmp_path / "main.c").write_text(program(random_cases))
+    write_board_files("mps2-an386", tmp_path, ["main.c", "o2m_s8_elementwise.c"])
+    elf = build(tmp_path, "mps2-an386")
+    disassembly = __import__("subprocess").run(
+        ["arm-none-eabi-objdump", "-d", str(tmp_path / "o2m_s8_elementwise.o")], capture_output=True, text=True).stdout
+    assert "smmulr" in disassembly and "ssat" in disassembly
+    result = run_qemu(tmp_path, "mps2-an386", count_instructions=False, elf=elf)
+    assert result.exit_code == 0, result.stderr
+    outputs = result.outputs()
+    for i, c in enumerate(random_cases):
+        np.testing.assert_array_equal(outputs[f"y{i}"], c["y"].reshape(-1),
+                                      err_msg=f"case {i}: {c['op']} {c['mode']} {c['a'].shape} {c['b'].shape}")
