@@ -205,3 +205,70 @@ def test_fast_paths_under_qemu_cortex_m4(tmp_path, random_cases):
     for i, c in enumerate(random_cases):
         np.testing.assert_array_equal(outputs[f"y{i}"], c["y"].reshape(-1),
                                       err_msg=f"case {i}: {c['op']} {c['mode']} {c['a'].shape} {c['b'].shape}")
+
+
+# ----------------------------------------------------------------- float -> int8 QUANTIZE
+def quantize_cases() -> list[dict]:
+    """Ties (exact halves at several scales, and one ulp either side), values near the +-2^20
+    clamp and far beyond it, +-inf, NaN, -0, denormals, random normals; zero points at both ends."""
+    from onnx2mcu.ops.int8 import QuantizeInt8, _quantize_away
+
+    rng = np.random.default_rng(77)
+    out = []
+    for scale in (0.25, 0.007839307, 1.0, 3.0e-5, 96.0):
+        s = np.float32(scale)
+        ties = ((np.arange(-300, 300, dtype=np.float32) + np.float32(0.5)) * s).astype(np.float32)
+        near = np.concatenate([np.nextafter(ties, np.float32(0)), np.nextafter(ties, np.float32(np.inf)),
+                               np.nextafter(ties, np.float32(-np.inf))])
+        big = np.array([1048575.5, 1048576.0, 1048576.5, 2097151.0, 2097152.0, 4194304.0, 1e9], np.float32) * s
+        special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38], np.float32)
+        x = np.concatenate([ties, near, big, -big, special, rng.normal(0, 200, 400).astype(np.float32) * s,
+                            rng.uniform(-1, 1, 200).astype(np.float32) * s]).astype(np.float32)
+        for zp in (-128, 127, int(rng.integers(-128, 128))):
+            out.append({"x": x, "scale": float(s), "zp": zp, "y": _quantize_away(x, QuantizeInt8("fixed", float(s), zp))})
+    return out
+
+
+def test_quantize_on_the_host(tmp_path):
+    from c_harness import build_and_load, runtime_dir
+
+    lib = build_and_load([runtime_dir() / "o2m_s8_quantize.c"], tmp_path, name="s8q", include_dirs=[runtime_dir()])
+    fn = declare(lib, "o2m_quantize_away_s8", None, ctypes.c_int32, ctypes.c_void_p, ctypes.c_float,
+                 ctypes.c_int32, ctypes.c_void_p)
+    for c in quantize_cases():
+        y = np.zeros(c["x"].size, np.int8)
+        fn(c["x"].size, ptr(c["x"]), c["scale"], c["zp"], ptr(y))
+        np.testing.assert_array_equal(y, c["y"], err_msg=f"scale {c['scale']} zp {c['zp']}")
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu-system-arm missing")
+def test_quantize_under_qemu_cortex_m4(tmp_path):
+    from onnx2mcu.codegen.board_project import write_board_files
+    from onnx2mcu.simulator.run_c import build, run_qemu
+
+    all_cases = quantize_cases()
+    for name in ("o2m_s8_quantize.c", "o2m_s8_quantize.h", "o2m_common.h"):
+        shutil.copy2(RUNTIME / name, tmp_path / name)
+    decls, body = [], []
+    for i, c in enumerate(all_cases):
+        bits = c["x"].view(np.uint32)
+        decls.append(f"static const uint32_t xb{i}[{bits.size}] = {{{', '.join(f'{int(v)}u' for v in bits)}}};")
+        body.append(f"    memcpy(x, xb{i}, sizeof xb{i});\n"
+                    f"    o2m_quantize_away_s8({bits.size}, x, {np.float32(c['scale']).item()!r}f, {c['zp']}, y);\n"
+                    f"    o2m_out_s8(\"y{i}\", y, {bits.size}u);")
+    n_max = max(c["x"].size for c in all_cases)
+    (tmp_path / "main.c").write_text("\n".join([
+        "#include <string.h>", '#include "o2m_s8_quantize.h"', '#include "o2m_io.h"', *decls,
+        f"static float x[{n_max}];", f"static int8_t y[{n_max}];", "int main(void)", "{", *body,
+        "    o2m_done();", "    return 0;", "}", ""]))
+    write_board_files("mps2-an386", tmp_path, ["main.c", "o2m_s8_quantize.c"])
+    elf = build(tmp_path, "mps2-an386")
+    disassembly = __import__("subprocess").run(
+        ["arm-none-eabi-objdump", "-d", str(tmp_path / "o2m_s8_quantize.o")], capture_output=True, text=True).stdout
+    assert "vcvt.s32.f32" in disassembly and "ssat" in disassembly
+    result = run_qemu(tmp_path, "mps2-an386", count_instructions=False, elf=elf)
+    assert result.exit_code == 0, result.stderr
+    outputs = result.outputs()
+    for i, c in enumerate(all_cases):
+        np.testing.assert_array_equal(outputs[f"y{i}"], c["y"], err_msg=f"scale {c['scale']} zp {c['zp']}")
