@@ -184,11 +184,12 @@ static inline int8_t add_out(const add_fixed_t *s, int32_t s1, int32_t s2)
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
 #define O2M_ADD_DSP 1
-/* (x * m + 2^31) >> 32, one SMMULR. */
-static inline int32_t smmulr(int32_t x, int32_t m)
+/* acc + ((x * m + 2^31) >> 32), one SMMLAR (acc * 2^32 added to the product changes nothing
+ * below bit 32). */
+static inline int32_t smmlar(int32_t x, int32_t m, int32_t acc)
 {
     int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(x), "r"(m));
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(m), "r"(acc));
     return r;
 }
 
@@ -202,10 +203,14 @@ static inline int32_t ssat8(int32_t v)
 
 /*
  * The DSP form of add_out over tables holding 2*s1, 2*s2 (tb negated for Sub), used when
- * |2*s1| + |2*s2| < 2^30 and the output rescale has left == 0, 1 <= right <= 22:
- *   floor((raw*m + 2^30) / 2^31) = (2*raw*m + 2^31) >> 32, one SMMULR, |v| <= |raw| < 2^29;
+ * |2*s1| + |2*s2| < 2^30, the output multiplier is >= 0 and its shift has left == 0,
+ * 1 <= right <= 22:
+ *   floor((raw*m + 2^30) / 2^31) = (2*raw*m + 2^31) >> 32 (SMMULR), |v| <= |raw| < 2^29;
  *   o2m_s8_rdbp(v, right) rounds half away from zero: (v + 2^(right-1) - (v < 0)) >> right;
- *   + zp: adding zp*2^right before the shift is the same (|sum| < 2^29 + 2^21 + 2^29 < 2^31);
+ *   (v < 0) may be read as (raw < 0): they differ only where v = 0 and raw < 0, and there
+ *   (2^(right-1) - 1) >> right = 2^(right-1) >> right = 0;
+ *   + zp: adding zp*2^right before the shift is the same (|sum| < 2^29 + 2^21 + 2^29 < 2^31),
+ *   so bias = 2^(right-1) + zp*2^right rides in SMMLAR's accumulator;
  *   clamp: to [-128, 127] with SSAT, then to [lo, hi] inside it when the activation asks.
  */
 typedef struct {
@@ -213,15 +218,15 @@ typedef struct {
     int32_t m, right, bias, lo, hi;
 } add_dsp_t;
 
-#define O2M_ADD_DSP_ONE(va, vb, clamp)                                                        \
+#define O2M_ADD_DSP_ONE(va, vb, clamp, out)                                                   \
     do {                                                                                      \
-        int32_t v_ = smmulr(ta[va] + tb[vb], m);                                              \
-        v_ = ssat8((v_ + bias + (v_ >> 31)) >> right);                                        \
+        const int32_t r_ = ta[va] + tb[vb];                                                   \
+        int32_t v_ = ssat8((smmlar(r_, m, bias) + (r_ >> 31)) >> right);                      \
         if (clamp) {                                                                          \
             v_ = v_ < lo ? lo : v_;                                                           \
             v_ = v_ > hi ? hi : v_;                                                           \
         }                                                                                     \
-        *y++ = (int8_t)v_;                                                                    \
+        (out) = (int8_t)v_;                                                                   \
     } while (0)
 
 static __attribute__((noinline)) void add_run_dsp(const add_dsp_t *k, int32_t n, const int8_t *a, int32_t sa,
@@ -231,20 +236,25 @@ static __attribute__((noinline)) void add_run_dsp(const add_dsp_t *k, int32_t n,
     const int32_t m = k->m, right = k->right, bias = k->bias, lo = k->lo, hi = k->hi;
     int32_t i;
     if (sa == 1 && sb == 1 && lo == -128 && hi == 127) {
-        for (i = 0; i + 2 <= n; i += 2) {
-            O2M_ADD_DSP_ONE(a[i], b[i], 0);
-            O2M_ADD_DSP_ONE(a[i + 1], b[i + 1], 0);
+        for (i = 0; i + 4 <= n; i += 4) { /* one word of each operand: SXTB with ROR per byte */
+            uint32_t wa, wb;
+            memcpy(&wa, a + i, sizeof wa);
+            memcpy(&wb, b + i, sizeof wb);
+            O2M_ADD_DSP_ONE((int8_t)wa, (int8_t)wb, 0, y[i]);
+            O2M_ADD_DSP_ONE((int8_t)(wa >> 8), (int8_t)(wb >> 8), 0, y[i + 1]);
+            O2M_ADD_DSP_ONE((int8_t)(wa >> 16), (int8_t)(wb >> 16), 0, y[i + 2]);
+            O2M_ADD_DSP_ONE((int8_t)(wa >> 24), (int8_t)(wb >> 24), 0, y[i + 3]);
         }
-        if (i < n) {
-            O2M_ADD_DSP_ONE(a[i], b[i], 0);
+        for (; i < n; ++i) {
+            O2M_ADD_DSP_ONE(a[i], b[i], 0, y[i]);
         }
     } else if (sa == 1 && sb == 1) {
         for (i = 0; i < n; ++i) {
-            O2M_ADD_DSP_ONE(a[i], b[i], 1);
+            O2M_ADD_DSP_ONE(a[i], b[i], 1, y[i]);
         }
     } else {
         for (i = 0; i < n; ++i) {
-            O2M_ADD_DSP_ONE(*a, *b, 1);
+            O2M_ADD_DSP_ONE(*a, *b, 1, y[i]);
             a += sa;
             b += sb;
         }
@@ -326,6 +336,42 @@ static void add_row_float(const add_float_t *s, int32_t n, const int8_t *a, int3
     }
 }
 
+/* t[k + 128] = rq_apply((k + offset) * 2^left_shift, q) for every int8 k, negated (wrapping)
+ * when neg, doubled when dbl (the caller knows it fits).  With no left part in q and every
+ * (k + offset) * 2^left_shift inside int32 (as o2m_s8_mbqm's operand is), the 64-bit products
+ * x*mult + 2^30 step by 2^left_shift * mult from k to k + 1: one addition per entry instead of
+ * a multiply; otherwise rq_apply itself. */
+static int32_t add_linear(int32_t offset, int32_t left_shift, const rq_t *q)
+{
+    const int64_t x0 = ((int64_t)offset - 128) * ((int64_t)1 << (left_shift & 31));
+    const int64_t x1 = ((int64_t)offset + 127) * ((int64_t)1 << (left_shift & 31));
+    return q->left == 0 && q->mult >= 0 && left_shift >= 0 && left_shift <= 30 && x0 >= INT32_MIN &&
+           x1 <= INT32_MAX;
+}
+
+static void add_table(int32_t *t, int32_t offset, int32_t left_shift, const rq_t *q, int32_t neg, int32_t dbl)
+{
+    int32_t k;
+    if (add_linear(offset, left_shift, q)) {
+        const int64_t x0 = ((int64_t)offset - 128) * ((int64_t)1 << left_shift);
+        const int64_t step = ((int64_t)1 << left_shift) * q->mult;
+        const int32_t mask = q->mask, half = q->mask >> 1, right = q->right;
+        int64_t acc = x0 * q->mult + ((int64_t)1 << 30);
+        for (k = 0; k < 256; ++k, acc += step) {
+            const int32_t v = (int32_t)(acc >> 31);
+            int32_t r = (v >> right) + ((v & mask) > half - (v >> 31) ? 1 : 0);
+            r = neg ? (int32_t)(0u - (uint32_t)r) : r;
+            t[k] = dbl ? r * 2 : r;
+        }
+        return;
+    }
+    for (k = 0; k < 256; ++k) {
+        int32_t r = rq_apply((k - 128 + offset) * (1 << left_shift), q);
+        r = neg ? (int32_t)(0u - (uint32_t)r) : r;
+        t[k] = dbl ? r * 2 : r;
+    }
+}
+
 /* Tables pay for themselves from about this many outputs. */
 #define O2M_ADD_TABLE_MIN 512
 
@@ -389,10 +435,14 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
             return;
         }
         if (use_tab) {
-            for (k = -128; k < 128; ++k) {
+            /* s1, s2 are monotonic in the int8 value where add_linear holds (x = (k + offset) *
+             * 2^left_shift grows with k, a rescale by a non-negative multiplier keeps the order):
+             * the ends bound them; otherwise every value does */
+            const int32_t ends = add_linear(p->input1_offset, p->left_shift, &fx.q1) &&
+                                 add_linear(p->input2_offset, p->left_shift, &fx.q2);
+            int32_t dbl = 0;
+            for (k = -128; k < 128; k += ends ? 255 : 1) {
                 const int32_t va = add_in1(&fx, k), vb = add_in2(&fx, k);
-                ta[k + 128] = va;
-                tb[k + 128] = vb;
                 const int64_t ma = va < 0 ? -(int64_t)va : va, mb = vb < 0 ? -(int64_t)vb : vb;
                 max_a = ma > max_a ? ma : max_a;
                 max_b = mb > max_b ? mb : max_b;
@@ -401,13 +451,10 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
             fx.ta = ta + 128;
             fx.tb = tb + 128;
 #ifdef O2M_ADD_DSP
-            if (fx.small && fx.qo.left == 0 && fx.qo.right >= 1 && fx.qo.right <= 22 &&
+            if (fx.small && fx.qo.mult >= 0 && fx.qo.left == 0 && fx.qo.right >= 1 && fx.qo.right <= 22 &&
                 p->output_offset >= -128 && p->output_offset <= 128 && p->act_min >= -128 &&
                 p->act_max <= 127) {
-                for (k = 0; k < 256; ++k) {
-                    ta[k] *= 2;
-                    tb[k] *= 2;
-                }
+                dbl = 1;
                 dsp.ta = ta + 128;
                 dsp.tb = tb + 128;
                 dsp.m = fx.qo.mult;
@@ -418,6 +465,8 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
                 use_tab = 2;
             }
 #endif
+            add_table(ta, p->input1_offset, p->left_shift, &fx.q1, 0, dbl);
+            add_table(tb, p->input2_offset, p->left_shift, &fx.q2, subtract, dbl);
         }
     }
     for (d = 1; d < w.rank; ++d) {

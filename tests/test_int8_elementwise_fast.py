@@ -1,5 +1,5 @@
 """The fast paths of the int8 elementwise kernels (runtime_c/o2m_s8_elementwise.c: merged runs,
-input-rescale tables, the unpacked output rescale and, on Cortex-M4, its SMMULR / SSAT form)
+input-rescale tables, the unpacked output rescale and, on Cortex-M4, its SMMLAR / SSAT form)
 against onnx2mcu.ops.int8_ref, bit for bit.
 
 Seeded random cases big enough for the tables (>= 512 outputs) and small ones, in every
@@ -198,7 +198,7 @@ def test_fast_paths_under_qemu_cortex_m4(tmp_path, random_cases):
     elf = build(tmp_path, "mps2-an386")
     disassembly = __import__("subprocess").run(
         ["arm-none-eabi-objdump", "-d", str(tmp_path / "o2m_s8_elementwise.o")], capture_output=True, text=True).stdout
-    assert "smmulr" in disassembly and "ssat" in disassembly
+    assert "smmlar" in disassembly and "ssat" in disassembly
     result = run_qemu(tmp_path, "mps2-an386", count_instructions=False, elf=elf)
     assert result.exit_code == 0, result.stderr
     outputs = result.outputs()
