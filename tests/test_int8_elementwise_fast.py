@@ -272,3 +272,97 @@ def test_quantize_under_qemu_cortex_m4(tmp_path):
     outputs = result.outputs()
     for i, c in enumerate(all_cases):
         np.testing.assert_array_equal(outputs[f"y{i}"], c["y"], err_msg=f"scale {c['scale']} zp {c['zp']}")
+
+
+# ----------------------------------------------------------------- pools and mean (row sums)
+def pool_cases() -> list[dict]:
+    """AveragePool / MaxPool windows from 1x1 to global 8x8 (row sums of 1..13 bytes: the
+    four-at-a-time sums and their tails), paddings, strides, both pad counts; Mean over
+    contiguous runs (inner == 1, GlobalAveragePool) and strided ones; inputs at the ends of the
+    range (sums of -128s and 127s)."""
+    from s8_c_backend import MEAN_METHODS, MeanP, PoolP
+
+    rng = np.random.default_rng(909)
+    out = []
+    for i in range(60):
+        kind = "max" if i % 4 == 3 else "avg"
+        kh, kw = (int(v) for v in rng.integers(1, 9, 2))
+        if i % 5 == 0:
+            kh = kw = 8  # global
+        pads = (0, 0, 0, 0) if i % 5 == 0 else tuple(int(rng.integers(0, k)) for k in (kh, kw, kh, kw))
+        stride = (kh, kw) if i % 5 == 0 else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        n, c = 1, int(rng.integers(1, 6))
+        h = 8 if i % 5 == 0 else int(rng.integers(max(kh - pads[0] - pads[2], 1), 14))
+        w = 8 if i % 5 == 0 else int(rng.integers(max(kw - pads[1] - pads[3], 1), 14))
+        x = rng.integers(-128, 128, (n, c, h, w)).astype(np.int8)
+        if i % 3 == 0:
+            x[:, 0] = rng.choice([-128, 127])
+        lo, hi = (int(rng.integers(-128, 0)), int(rng.integers(0, 128))) if rng.random() < 0.3 else (-128, 127)
+        cip = kind == "avg" and rng.random() < 0.3
+        zp = _zp(rng)
+        p = R.pool_params((kh, kw), stride=stride, pads=pads, act_min=lo, act_max=hi, count_include_pad=cip)
+        want = R.maxpool(x, p) if kind == "max" else R.avgpool(x, p, input_zero_point=zp)
+        st = PoolP(n, c, h, w, want.shape[2], want.shape[3], kh, kw, *stride, pads[0], pads[1], lo, hi, cip, zp)
+        out.append({"fn": f"o2m_{kind}pool2d_s8", "struct": st, "kind": "o2m_pool2d_s8_params", "x": x, "y": want,
+                    "args": ""})
+    for i in range(30):
+        method = ("rescale", "same", "float")[i % 3]
+        outer, reduce = int(rng.integers(1, 40)), int(rng.integers(1, 200))
+        inner = 1 if i % 2 == 0 else int(rng.integers(2, 4))
+        si, zi = float(rng.uniform(0.01, 0.1)), _zp(rng)
+        so, zo = (si, zi) if method == "same" else (si * float(rng.choice([0.3, 1.0, 2.0, 0.05])), _zp(rng))
+        p = R.mean_params(si, zi, so, zo, method, count=reduce)
+        x = rng.integers(-128, 128, (outer, reduce, inner)).astype(np.int8)
+        if i % 4 == 0:
+            x[0] = rng.choice([-128, 127])
+        want = R.mean(x, 1, p, keepdims=False)
+        st = MeanP(MEAN_METHODS[method], p.input_zero_point, p.output_zero_point, p.multiplier, p.shift,
+                   p.float_scale)
+        out.append({"fn": "o2m_mean_s8", "struct": st, "kind": "o2m_mean_s8_params", "x": x, "y": want,
+                    "args": f"{outer}, {reduce}, {inner}, "})
+    return out
+
+
+def test_pool_cases_on_the_host(tmp_path):
+    lib = build_s8_library(tmp_path)
+    for i, c in enumerate(pool_cases()):
+        y = np.zeros(c["y"].shape, np.int8)
+        if c["fn"] == "o2m_mean_s8":
+            outer, reduce, inner = c["x"].shape
+            declare(lib, c["fn"], None, P, I, I, I, P, P)(ctypes.byref(c["struct"]), outer, reduce, inner,
+                                                          ptr(c["x"]), ptr(y))
+        else:
+            declare(lib, c["fn"], None, P, P, P)(ctypes.byref(c["struct"]), ptr(c["x"]), ptr(y))
+        np.testing.assert_array_equal(y, c["y"], err_msg=f"case {i} {c['fn']}")
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu-system-arm missing")
+def test_pool_cases_under_qemu_cortex_m4(tmp_path):
+    from onnx2mcu.codegen.board_project import write_board_files
+    from onnx2mcu.simulator.run_c import build, run_qemu
+
+    all_cases = pool_cases()
+    for name in ("o2m_s8_pool.c", "o2m_s8_pool.h", "o2m_s8_common.h", "o2m_common.h"):
+        shutil.copy2(RUNTIME / name, tmp_path / name)
+    decls, body = [], []
+    for i, c in enumerate(all_cases):
+        st = c["struct"]
+        fields = [f"{float(getattr(st, n))!r}f" if isinstance(getattr(st, n), float) else str(int(getattr(st, n)))
+                  for n, _ in st._fields_]
+        decls += [_arr("int8_t", f"x{i}", c["x"]), f"static const {c['kind']} p{i} = {{{', '.join(fields)}}};"]
+        body.append(f"    {c['fn']}(&p{i}, {c['args']}x{i}, y);\n    o2m_out_s8(\"y{i}\", y, {c['y'].size}u);")
+    y_max = max(c["y"].size for c in all_cases)
+    (tmp_path / "main.c").write_text("\n".join(['#include "o2m_s8_pool.h"', '#include "o2m_io.h"', *decls,
+                                                f"static int8_t y[{y_max}];", "int main(void)", "{", *body,
+                                                "    o2m_done();", "    return 0;", "}", ""]))
+    write_board_files("mps2-an386", tmp_path, ["main.c", "o2m_s8_pool.c"])
+    elf = build(tmp_path, "mps2-an386")
+    disassembly = __import__("subprocess").run(
+        ["arm-none-eabi-objdump", "-d", str(tmp_path / "o2m_s8_pool.o")], capture_output=True, text=True).stdout
+    assert "smlad" in disassembly and "sxtb16" in disassembly
+    result = run_qemu(tmp_path, "mps2-an386", count_instructions=False, elf=elf)
+    assert result.exit_code == 0, result.stderr
+    outputs = result.outputs()
+    for i, c in enumerate(all_cases):
+        np.testing.assert_array_equal(outputs[f"y{i}"], c["y"].reshape(-1), err_msg=f"case {i} {c['fn']}")
