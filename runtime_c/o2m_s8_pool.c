@@ -63,12 +63,17 @@ static void pool(const o2m_pool2d_s8_params *p, const int8_t *x, int8_t *y, int3
             window(ih0, p->k_h, p->h_in, &kh_lo, &kh_hi);
             for (ow = 0; ow < p->w_out; ++ow) {
                 const int32_t iw0 = ow * p->stride_w - p->pad_left;
-                int32_t kw_lo, kw_hi, kh, kw, v;
+                int32_t kw_lo, kw_hi, kh, kw, v, kh_end = kh_hi;
                 int32_t acc = is_max ? -128 : 0;
                 int32_t count;
                 window(iw0, p->k_w, p->w_in, &kw_lo, &kw_hi);
                 count = (kh_hi > kh_lo && kw_hi > kw_lo) ? (kh_hi - kh_lo) * (kw_hi - kw_lo) : 0;
-                for (kh = kh_lo; kh < kh_hi; ++kh) {
+                if (!is_max && kw_lo == 0 && kw_hi == p->w_in && iw0 == 0 && kh_hi > kh_lo) {
+                    /* the window spans whole rows: one contiguous run */
+                    acc = sum_s8(xc + (ih0 + kh_lo) * p->w_in, (kh_hi - kh_lo) * p->w_in);
+                    kh_end = kh_lo; /* nothing left for the row loop */
+                }
+                for (kh = kh_lo; kh < kh_end; ++kh) {
                     const int8_t *xr = xc + (ih0 + kh) * p->w_in + iw0;
                     if (is_max) {
                         for (kw = kw_lo; kw < kw_hi; ++kw) {

@@ -284,7 +284,9 @@ def pool_cases() -> list[dict]:
 
     rng = np.random.default_rng(909)
     out = []
-    for i in range(60):
+    # windows spanning whole input rows at the first output column only (then padded ones)
+    fixed = [((2, 3), (0, 0, 1, 2), (1, 1), 5, 3), ((3, 4), (0, 0, 0, 3), (2, 1), 7, 4)]
+    for i in range(60 + len(fixed)):
         kind = "max" if i % 4 == 3 else "avg"
         kh, kw = (int(v) for v in rng.integers(1, 9, 2))
         if i % 5 == 0:
@@ -294,6 +296,9 @@ def pool_cases() -> list[dict]:
         n, c = 1, int(rng.integers(1, 6))
         h = 8 if i % 5 == 0 else int(rng.integers(max(kh - pads[0] - pads[2], 1), 14))
         w = 8 if i % 5 == 0 else int(rng.integers(max(kw - pads[1] - pads[3], 1), 14))
+        if i >= 60:
+            (kh, kw), pads, stride, h, w = fixed[i - 60]
+            kind = "avg"
         x = rng.integers(-128, 128, (n, c, h, w)).astype(np.int8)
         if i % 3 == 0:
             x[:, 0] = rng.choice([-128, 127])
