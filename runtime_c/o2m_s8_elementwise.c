@@ -381,8 +381,12 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
 {
     walk_t w;
     int32_t idx[O2M_MAX_DIMS];
-    int32_t ta[256], tb[256];
-    float fa[256], fb[256];
+    union { /* 2 KiB of stack: fixed mode's or float mode's tables */
+        int32_t i[2][256];
+        float f[2][256];
+    } tabs;
+    int32_t *const ta = tabs.i[0], *const tb = tabs.i[1];
+    float *const fa = tabs.f[0], *const fb = tabs.f[1];
     add_fixed_t fx;
     add_float_t fl;
 #ifdef O2M_ADD_DSP
