@@ -229,21 +229,71 @@ typedef struct {
         (out) = (int8_t)v_;                                                                   \
     } while (0)
 
+/* The full-range same-shape loop with the rounding shift as SSAT's own ASR operand (an
+ * immediate: one loop per common shift). */
+#define O2M_ADD_DSP_ONE_R(R, j)                                                               \
+    do {                                                                                      \
+        const int32_t r_ = ta[a[j]] + tb[b[j]];                                               \
+        const int32_t u_ = smmlar(r_, m, bias) + (r_ >> 31);                                  \
+        int32_t v_;                                                                           \
+        __asm__("ssat %0, #8, %1, asr #" #R : "=r"(v_) : "r"(u_));                            \
+        y[j] = (int8_t)v_;                                                                    \
+    } while (0)
+#define O2M_ADD_DSP_RUN_R(R)                                                                  \
+    static __attribute__((noinline)) void add_run_dsp_##R(const add_dsp_t *k, int32_t n, const int8_t *a, \
+                                                          const int8_t *b, int8_t *y)         \
+    {                                                                                         \
+        const int32_t *ta = k->ta, *tb = k->tb;                                               \
+        const int32_t m = k->m, bias = k->bias;                                               \
+        int32_t i;                                                                            \
+        for (i = 0; i + 4 <= n; i += 4) {                                                     \
+            O2M_ADD_DSP_ONE_R(R, i);                                                          \
+            O2M_ADD_DSP_ONE_R(R, i + 1);                                                      \
+            O2M_ADD_DSP_ONE_R(R, i + 2);                                                      \
+            O2M_ADD_DSP_ONE_R(R, i + 3);                                                      \
+        }                                                                                     \
+        for (; i < n; ++i) {                                                                  \
+            O2M_ADD_DSP_ONE_R(R, i);                                                          \
+        }                                                                                     \
+    }
+O2M_ADD_DSP_RUN_R(16)
+O2M_ADD_DSP_RUN_R(17)
+O2M_ADD_DSP_RUN_R(18)
+O2M_ADD_DSP_RUN_R(19)
+O2M_ADD_DSP_RUN_R(20)
+#undef O2M_ADD_DSP_RUN_R
+#undef O2M_ADD_DSP_ONE_R
+
 static __attribute__((noinline)) void add_run_dsp(const add_dsp_t *k, int32_t n, const int8_t *a, int32_t sa,
                                                   const int8_t *b, int32_t sb, int8_t *y)
 {
     const int32_t *ta = k->ta, *tb = k->tb;
     const int32_t m = k->m, right = k->right, bias = k->bias, lo = k->lo, hi = k->hi;
     int32_t i;
-    if (sa == 1 && sb == 1 && lo == -128 && hi == 127) {
-        for (i = 0; i + 4 <= n; i += 4) { /* one word of each operand: SXTB with ROR per byte */
-            uint32_t wa, wb;
-            memcpy(&wa, a + i, sizeof wa);
-            memcpy(&wb, b + i, sizeof wb);
-            O2M_ADD_DSP_ONE((int8_t)wa, (int8_t)wb, 0, y[i]);
-            O2M_ADD_DSP_ONE((int8_t)(wa >> 8), (int8_t)(wb >> 8), 0, y[i + 1]);
-            O2M_ADD_DSP_ONE((int8_t)(wa >> 16), (int8_t)(wb >> 16), 0, y[i + 2]);
-            O2M_ADD_DSP_ONE((int8_t)(wa >> 24), (int8_t)(wb >> 24), 0, y[i + 3]);
+    if (sa == 1 && sb == 1 && lo == -128 && hi == 127 && right >= 16 && right <= 20) {
+        switch (right) {
+        case 16:
+            add_run_dsp_16(k, n, a, b, y);
+            break;
+        case 17:
+            add_run_dsp_17(k, n, a, b, y);
+            break;
+        case 18:
+            add_run_dsp_18(k, n, a, b, y);
+            break;
+        case 19:
+            add_run_dsp_19(k, n, a, b, y);
+            break;
+        default:
+            add_run_dsp_20(k, n, a, b, y);
+            break;
+        }
+    } else if (sa == 1 && sb == 1 && lo == -128 && hi == 127) {
+        for (i = 0; i + 4 <= n; i += 4) { /* LDRSB per byte: as cheap as extracting it from a word */
+            O2M_ADD_DSP_ONE(a[i], b[i], 0, y[i]);
+            O2M_ADD_DSP_ONE(a[i + 1], b[i + 1], 0, y[i + 1]);
+            O2M_ADD_DSP_ONE(a[i + 2], b[i + 2], 0, y[i + 2]);
+            O2M_ADD_DSP_ONE(a[i + 3], b[i + 3], 0, y[i + 3]);
         }
         for (; i < n; ++i) {
             O2M_ADD_DSP_ONE(a[i], b[i], 0, y[i]);

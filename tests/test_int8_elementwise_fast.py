@@ -102,6 +102,29 @@ def cases() -> list[dict]:
                     a.reshape(-1)[: a.size // 3] = rng.choice([-128, 127])
                 y = getattr(R, op)(a, b, p, mode=mode)
                 out.append({"op": op, "a": a, "b": b, "p": p, "mode": mode, "y": np.asarray(y, np.int8)})
+    # a residual Add as models have it: same shapes, no activation, output shifts around -16..-20
+    # (the DSP loops with the shift as an immediate), odd lengths for the unrolled tails
+    for op in ("add", "sub"):
+        for j in range(10):
+            s1 = float(rng.uniform(0.01, 0.1))
+            s2 = s1 * float(rng.uniform(0.3, 3.0))
+            p = R.add_params(s1, _zp(rng), s2, _zp(rng), max(s1, s2) * float(rng.uniform(0.6, 8.0)), _zp(rng))
+            shape = (1, int(rng.integers(8, 17)), int(rng.integers(5, 12)), 8 + j)
+            a = rng.integers(-128, 128, shape).astype(np.int8)
+            b = rng.integers(-128, 128, shape).astype(np.int8)
+            out.append({"op": op, "a": a, "b": b, "p": p, "mode": "fixed",
+                        "y": np.asarray(getattr(R, op)(a, b, p, mode="fixed"), np.int8)})
+        # exact halves: multipliers 2^30 make s1, s2 = (x + offset) * 2^19 and v = raw / 2, so a
+        # shift of 19 or 20 leaves ties, half of them negative (rounded away from zero)
+        for shift in (-19, -20, -18):
+            p = dataclasses.replace(R.add_params(0.05, 0, 0.05, 0, 0.05, 0), input1_offset=-_zp(rng),
+                                    input2_offset=-_zp(rng), output_offset=_zp(rng), input1_multiplier=1 << 30,
+                                    input2_multiplier=1 << 30, input1_shift=0, input2_shift=0,
+                                    output_multiplier=1 << 30, output_shift=shift, act_min=-128, act_max=127)
+            a = rng.integers(-128, 128, (3, 13, 21)).astype(np.int8)
+            b = rng.integers(-128, 128, (3, 13, 21)).astype(np.int8)
+            out.append({"op": op, "a": a, "b": b, "p": p, "mode": "fixed",
+                        "y": np.asarray(getattr(R, op)(a, b, p, mode="fixed"), np.int8)})
     return out
 
 
@@ -130,6 +153,9 @@ def test_cases_cover_the_forms(random_cases):
     assert any(c["y"].size >= 512 for c in fixed) and any(c["y"].size < 512 for c in fixed)
     assert any(c["p"].act_min > -128 for c in fixed) and any(c["p"].act_max < 127 for c in fixed)
     assert {c["p"].output_offset for c in fixed} >= {-128, 127}
+    model_like = {-c["p"].output_shift for c in fixed if c["a"].shape == c["b"].shape and c["y"].size >= 512
+                  and (c["p"].act_min, c["p"].act_max) == (-128, 127)}
+    assert len(model_like & set(range(16, 21))) >= 3
 
 
 def test_fast_paths_on_the_host(tmp_path, random_cases):
