@@ -216,6 +216,7 @@ static inline int32_t ssat8(int32_t v)
 typedef struct {
     const int32_t *ta, *tb; /* indexed by the int8 value */
     int32_t m, right, bias, lo, hi;
+    int32_t lin; /* 1: b's term is b * 2^20 (tb unused, b's constant in ta); 2: the same for a */
 } add_dsp_t;
 
 #define O2M_ADD_DSP_ONE(va, vb, clamp, out)                                                   \
@@ -256,6 +257,41 @@ typedef struct {
             O2M_ADD_DSP_ONE_R(R, i);                                                          \
         }                                                                                     \
     }
+/* The same when one operand's rescale is exact and linear (multiplier 2^30, shift 0, left shift
+ * 20: s = (x + offset) * 2^19, so 2*s = x * 2^20 + offset * 2^20, the constant folded into the
+ * other operand's table): raw = t[u] + v * 2^20, one ADD with LSL #20 in place of a load. */
+#define O2M_ADD_DSP_LIN_ONE_R(R, j)                                                           \
+    do {                                                                                      \
+        const int32_t r_ = t[u[j]] + (int32_t)((uint32_t)(int32_t)v[j] << 20);                \
+        const int32_t w_ = smmlar(r_, m, bias) + (r_ >> 31);                                  \
+        int32_t o_;                                                                           \
+        __asm__("ssat %0, #8, %1, asr #" #R : "=r"(o_) : "r"(w_));                            \
+        y[j] = (int8_t)o_;                                                                    \
+    } while (0)
+#define O2M_ADD_DSP_LIN_R(R)                                                                  \
+    static __attribute__((noinline)) void add_run_lin_##R(const add_dsp_t *k, int32_t n, const int32_t *t, \
+                                                          const int8_t *u, const int8_t *v, int8_t *y) \
+    {                                                                                         \
+        const int32_t m = k->m, bias = k->bias;                                               \
+        int32_t i;                                                                            \
+        for (i = 0; i + 4 <= n; i += 4) {                                                     \
+            O2M_ADD_DSP_LIN_ONE_R(R, i);                                                      \
+            O2M_ADD_DSP_LIN_ONE_R(R, i + 1);                                                  \
+            O2M_ADD_DSP_LIN_ONE_R(R, i + 2);                                                  \
+            O2M_ADD_DSP_LIN_ONE_R(R, i + 3);                                                  \
+        }                                                                                     \
+        for (; i < n; ++i) {                                                                  \
+            O2M_ADD_DSP_LIN_ONE_R(R, i);                                                      \
+        }                                                                                     \
+    }
+O2M_ADD_DSP_LIN_R(16)
+O2M_ADD_DSP_LIN_R(17)
+O2M_ADD_DSP_LIN_R(18)
+O2M_ADD_DSP_LIN_R(19)
+O2M_ADD_DSP_LIN_R(20)
+#undef O2M_ADD_DSP_LIN_R
+#undef O2M_ADD_DSP_LIN_ONE_R
+
 O2M_ADD_DSP_RUN_R(16)
 O2M_ADD_DSP_RUN_R(17)
 O2M_ADD_DSP_RUN_R(18)
@@ -270,7 +306,27 @@ static __attribute__((noinline)) void add_run_dsp(const add_dsp_t *k, int32_t n,
     const int32_t *ta = k->ta, *tb = k->tb;
     const int32_t m = k->m, right = k->right, bias = k->bias, lo = k->lo, hi = k->hi;
     int32_t i;
-    if (sa == 1 && sb == 1 && lo == -128 && hi == 127 && right >= 16 && right <= 20) {
+    if (k->lin != 0) { /* add_fast set it only for this form: same shape, full range, 16..20 */
+        const int32_t *t = k->lin == 1 ? ta : tb;
+        const int8_t *u = k->lin == 1 ? a : b, *v = k->lin == 1 ? b : a;
+        switch (right) {
+        case 16:
+            add_run_lin_16(k, n, t, u, v, y);
+            break;
+        case 17:
+            add_run_lin_17(k, n, t, u, v, y);
+            break;
+        case 18:
+            add_run_lin_18(k, n, t, u, v, y);
+            break;
+        case 19:
+            add_run_lin_19(k, n, t, u, v, y);
+            break;
+        default:
+            add_run_lin_20(k, n, t, u, v, y);
+            break;
+        }
+    } else if (sa == 1 && sb == 1 && lo == -128 && hi == 127 && right >= 16 && right <= 20) {
         switch (right) {
         case 16:
             add_run_dsp_16(k, n, a, b, y);
@@ -399,7 +455,8 @@ static int32_t add_linear(int32_t offset, int32_t left_shift, const rq_t *q)
            x1 <= INT32_MAX;
 }
 
-static void add_table(int32_t *t, int32_t offset, int32_t left_shift, const rq_t *q, int32_t neg, int32_t dbl)
+static void add_table(int32_t *t, int32_t offset, int32_t left_shift, const rq_t *q, int32_t neg, int32_t dbl,
+                      int32_t plus)
 {
     int32_t k;
     if (add_linear(offset, left_shift, q)) {
@@ -411,16 +468,22 @@ static void add_table(int32_t *t, int32_t offset, int32_t left_shift, const rq_t
             const int32_t v = (int32_t)(acc >> 31);
             int32_t r = (v >> right) + ((v & mask) > half - (v >> 31) ? 1 : 0);
             r = neg ? (int32_t)(0u - (uint32_t)r) : r;
-            t[k] = dbl ? r * 2 : r;
+            t[k] = (dbl ? r * 2 : r) + plus;
         }
         return;
     }
     for (k = 0; k < 256; ++k) {
         int32_t r = rq_apply((k - 128 + offset) * (1 << left_shift), q);
         r = neg ? (int32_t)(0u - (uint32_t)r) : r;
-        t[k] = dbl ? r * 2 : r;
+        t[k] = (dbl ? r * 2 : r) + plus;
     }
 }
+
+#ifdef O2M_ADD_DSP
+#define dsp_lin(d) ((d)->lin)
+#else
+#define dsp_lin(d) 0
+#endif
 
 /* Tables pay for themselves from about this many outputs. */
 #define O2M_ADD_TABLE_MIN 512
@@ -517,10 +580,25 @@ static void add_fast(const o2m_add_s8_params *p, int32_t subtract, int32_t rank,
                 dsp.lo = p->act_min;
                 dsp.hi = p->act_max;
                 use_tab = 2;
+                if (w.sa[0] == 1 && w.sb[0] == 1 && p->act_min == -128 && p->act_max == 127 &&
+                    fx.qo.right >= 16 && fx.qo.right <= 20 && p->left_shift == 20) {
+                    /* every run is the same-shape full-range form: an exact linear operand needs no table */
+                    if (!subtract && p->input2_multiplier == (1 << 30) && p->input2_shift == 0) {
+                        dsp.lin = 1;
+                    } else if (p->input1_multiplier == (1 << 30) && p->input1_shift == 0) {
+                        dsp.lin = 2;
+                    }
+                }
             }
 #endif
-            add_table(ta, p->input1_offset, p->left_shift, &fx.q1, 0, dbl);
-            add_table(tb, p->input2_offset, p->left_shift, &fx.q2, subtract, dbl);
+            if (dsp_lin(&dsp) == 1) {
+                add_table(ta, p->input1_offset, p->left_shift, &fx.q1, 0, dbl, p->input2_offset * (1 << 20));
+            } else if (dsp_lin(&dsp) == 2) {
+                add_table(tb, p->input2_offset, p->left_shift, &fx.q2, subtract, dbl, p->input1_offset * (1 << 20));
+            } else {
+                add_table(ta, p->input1_offset, p->left_shift, &fx.q1, 0, dbl, 0);
+                add_table(tb, p->input2_offset, p->left_shift, &fx.q2, subtract, dbl, 0);
+            }
         }
     }
     for (d = 1; d < w.rank; ++d) {
