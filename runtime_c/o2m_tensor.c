@@ -63,6 +63,76 @@ static void copy_row(int32_t n, const byte *s, int32_t ss, byte *d, int32_t ds, 
     }
 }
 
+/* Bytes over two dims, one of them short (k = 2..4, a transpose between NHWC and NCHW with few
+ * channels): d[i*dl + j*dk] = s[i*sl + j*sk] for i < n, j < k, the k lanes unrolled, so each
+ * byte costs a load and a store (the generic walk pays a row's set-up for every k bytes, or a
+ * pointer step per byte). */
+static void copy_bytes_k(int32_t n, int32_t k, const byte *s, ptrdiff_t sl, ptrdiff_t sk, byte *d,
+                         ptrdiff_t dl, ptrdiff_t dk)
+{
+    const byte *s1 = s + sk;
+    byte *d1 = d + dk;
+    ptrdiff_t os = 0, od = 0;
+    int32_t i;
+    if (k == 2) {
+        for (i = 0; i < n; ++i, os += sl, od += dl) {
+            d[od] = s[os];
+            d1[od] = s1[os];
+        }
+    } else if (k == 3) {
+        const byte *s2 = s + 2 * sk;
+        byte *d2 = d + 2 * dk;
+        i = 0;
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Three planes from / to packed triples, four at a time through words: the packed side
+         * [r0 g0 b0 r1] [g1 b1 r2 g2] [b2 r3 g3 b3], the planes [r0 r1 r2 r3] and so on. */
+        if (sk == 1 && sl == 3 && dl == 1) {
+            for (; i + 4 <= n; i += 4) {
+                uint32_t w0, w1, w2, r, g, b;
+                memcpy(&w0, s + 3 * i, 4);
+                memcpy(&w1, s + 3 * i + 4, 4);
+                memcpy(&w2, s + 3 * i + 8, 4);
+                r = (w0 & 0xffu) | ((w0 >> 16) & 0xff00u) | (w1 & 0xff0000u) | ((w2 << 16) & 0xff000000u);
+                g = ((w0 >> 8) & 0xffu) | ((w1 << 8) & 0xff00u) | ((w1 >> 8) & 0xff0000u) | ((w2 << 8) & 0xff000000u);
+                b = ((w0 >> 16) & 0xffu) | (w1 & 0xff00u) | ((w2 << 16) & 0xff0000u) | (w2 & 0xff000000u);
+                memcpy(d + i, &r, 4);
+                memcpy(d1 + i, &g, 4);
+                memcpy(d2 + i, &b, 4);
+            }
+        } else if (sl == 1 && dk == 1 && dl == 3) {
+            for (; i + 4 <= n; i += 4) {
+                uint32_t w0, w1, w2, r, g, b;
+                memcpy(&r, s + i, 4);
+                memcpy(&g, s1 + i, 4);
+                memcpy(&b, s2 + i, 4);
+                w0 = (r & 0xffu) | ((g & 0xffu) << 8) | ((b & 0xffu) << 16) | ((r & 0xff00u) << 16);
+                w1 = ((g >> 8) & 0xffu) | (b & 0xff00u) | (r & 0xff0000u) | ((g << 8) & 0xff000000u);
+                w2 = ((b >> 16) & 0xffu) | ((r >> 16) & 0xff00u) | ((g >> 8) & 0xff0000u) | (b & 0xff000000u);
+                memcpy(d + 3 * i, &w0, 4);
+                memcpy(d + 3 * i + 4, &w1, 4);
+                memcpy(d + 3 * i + 8, &w2, 4);
+            }
+        }
+#endif
+        os = (ptrdiff_t)i * sl;
+        od = (ptrdiff_t)i * dl;
+        for (; i < n; ++i, os += sl, od += dl) {
+            d[od] = s[os];
+            d1[od] = s1[os];
+            d2[od] = s2[os];
+        }
+    } else {
+        const byte *s2 = s + 2 * sk, *s3 = s + 3 * sk;
+        byte *d2 = d + 2 * dk, *d3 = d + 3 * dk;
+        for (i = 0; i < n; ++i, os += sl, od += dl) {
+            d[od] = s[os];
+            d1[od] = s1[os];
+            d2[od] = s2[os];
+            d3[od] = s3[os];
+        }
+    }
+}
+
 void o2m_copy_nd(int32_t rank, const int32_t *dims, const void *src, const int32_t *src_strides,
                  void *dst, const int32_t *dst_strides, int32_t elem_size)
 {
@@ -99,6 +169,14 @@ void o2m_copy_nd(int32_t rank, const int32_t *dims, const void *src, const int32
     }
     if (nr == 0) {
         memcpy(t, s, (size_t)elem_size);
+        return;
+    }
+    if (elem_size == 1 && nr == 2 && (nd[0] <= 4 || nd[1] <= 4) && !(ns[0] == 1 && nt[0] == 1)) {
+        if (nd[1] <= 4) {
+            copy_bytes_k(nd[0], nd[1], s, ns[0], ns[1], t, nt[0], nt[1]);
+        } else {
+            copy_bytes_k(nd[1], nd[0], s, ns[1], ns[0], t, nt[1], nt[0]);
+        }
         return;
     }
     rows = 1;
@@ -199,12 +277,25 @@ static int32_t pad_map(int32_t i, int32_t d, int32_t mode)
     }
 }
 
-static void put_value(byte *t, const void *value, int32_t elem_size)
+/* n copies of the elem_size-byte *value (zero bytes when value is NULL) from t: memset for
+ * zeros and bytes, else the first copy and then doubling memcpys. */
+static void fill_value(byte *t, int32_t n, const void *value, int32_t elem_size)
 {
-    if (value) {
-        memcpy(t, value, (size_t)elem_size);
-    } else {
-        memset(t, 0, (size_t)elem_size);
+    size_t done, total = (size_t)n * (size_t)elem_size;
+    if (n <= 0) {
+        return;
+    }
+    if (!value) {
+        memset(t, 0, total);
+        return;
+    }
+    if (elem_size == 1) {
+        memset(t, *(const byte *)value, total);
+        return;
+    }
+    memcpy(t, value, (size_t)elem_size);
+    for (done = (size_t)elem_size; done < total; done *= 2) {
+        memcpy(t + done, t, done < total - done ? done : total - done);
     }
 }
 
@@ -216,13 +307,21 @@ void o2m_pad(int32_t mode, int32_t rank, const int32_t *in_dims, const int32_t *
     int32_t idx[O2M_MAX_DIMS];
     const byte *s = (const byte *)x;
     byte *t = (byte *)y;
-    int32_t d, step = 1, rows = 1, r, j;
+    const int32_t vsize = elem_size; /* the size of *value; elem_size grows below */
+    int32_t d, step = 1, rows = 1, r, j, run;
     int32_t w_in, w_out, pb, lo, hi;
 
     if (rank <= 0) {
         memcpy(t, s, (size_t)elem_size);
         return;
     }
+    /* Trailing unpadded dims move whole blocks: fold them into the element (pad_map leaves
+     * in-range indices alone whatever the mode). */
+    while (rank > 1 && in_dims[rank - 1] == out_dims[rank - 1] && pads_begin[rank - 1] == 0) {
+        elem_size *= in_dims[rank - 1];
+        --rank;
+    }
+    run = elem_size / vsize; /* copies of *value per (folded) element */
     for (d = rank - 1; d >= 0; --d) {
         in_strides[d] = step;
         step *= in_dims[d];
@@ -256,27 +355,32 @@ void o2m_pad(int32_t mode, int32_t rank, const int32_t *in_dims, const int32_t *
             off += (ptrdiff_t)m * in_strides[d];
         }
         if (fill) {
-            for (j = 0; j < w_out; ++j) {
-                put_value(tr + (size_t)j * elem_size, value, elem_size);
-            }
+            fill_value(tr, w_out * run, value, vsize);
         } else {
             const byte *sr = s + off * elem_size;
-            for (j = 0; j < w_out; ++j) {
-                if (j == lo) {
-                    memcpy(tr + (size_t)lo * elem_size, sr + (ptrdiff_t)(lo - pb) * elem_size,
-                           (size_t)(hi - lo) * elem_size);
-                    j = hi;
-                    if (j >= w_out) {
-                        break;
+            if (hi > lo) {
+                memcpy(tr + (size_t)lo * elem_size, sr + (ptrdiff_t)(lo - pb) * elem_size,
+                       (size_t)(hi - lo) * elem_size);
+            }
+            if (mode == O2M_PAD_CONSTANT) {
+                fill_value(tr, lo * run, value, vsize);
+                fill_value(tr + (size_t)hi * elem_size, (w_out - hi) * run, value, vsize);
+            } else {
+                for (j = 0; j < w_out; ++j) {
+                    if (j == lo) {
+                        j = hi;
+                        if (j >= w_out) {
+                            break;
+                        }
                     }
-                }
-                {
-                    const int32_t m = pad_map(j - pb, w_in, mode);
-                    if (m < 0) {
-                        put_value(tr + (size_t)j * elem_size, value, elem_size);
-                    } else {
-                        memcpy(tr + (size_t)j * elem_size, sr + (size_t)m * elem_size,
-                               (size_t)elem_size);
+                    {
+                        const int32_t m = pad_map(j - pb, w_in, mode);
+                        if (m < 0) {
+                            fill_value(tr + (size_t)j * elem_size, run, value, vsize);
+                        } else {
+                            memcpy(tr + (size_t)j * elem_size, sr + (size_t)m * elem_size,
+                                   (size_t)elem_size);
+                        }
                     }
                 }
             }

@@ -1159,6 +1159,65 @@ def test_pad_crop_and_int64(lib):
     np.testing.assert_array_equal(y, pad_numpy(x, begin, end, "constant", 0))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, F32, I64])
+def test_pad_random_shapes(lib, dtype):
+    """Random ranks, shapes and pads, unpadded trailing dims often (folded into the element: the
+    NHWC Pad of a model's input), every mode, with and without a value, crops in constant mode."""
+    rng = rng_for("pad_random", np.dtype(dtype).name)
+    for _ in range(150):
+        rank = int(rng.integers(1, 6))
+        shape = [int(v) for v in rng.integers(1, 7, rank)]
+        mode = str(rng.choice(list(PAD_MODES)))
+        begin, end = [], []
+        for d in range(rank):
+            if rng.random() < 0.4:
+                b = e = 0
+            elif mode == "constant":
+                b, e = (int(v) for v in rng.integers(-min(shape[d] - 1, 2), 4, 2))
+            elif mode == "reflect":
+                b, e = (int(v) for v in rng.integers(0, shape[d], 2))
+            else:
+                b, e = (int(v) for v in rng.integers(0, 4, 2))
+            begin.append(b)
+            end.append(e)
+        if rng.random() < 0.5 and rank > 1:  # the last dims unpadded
+            k = int(rng.integers(1, rank))
+            begin[-k:] = [0] * k
+            end[-k:] = [0] * k
+        out = tuple(d + b + e for d, b, e in zip(shape, begin, end))
+        x = (rng.standard_normal(shape) * 100).astype(dtype)
+        use_value = rng.random() < 0.7
+        value = np.array(rng.integers(-100, 100) if use_value else 0, dtype)
+        y = np.full(out, 99, dtype)
+        lib.o2m_pad(PAD_MODES[mode], rank, ptr(i32(shape)), ptr(i32(out)), ptr(i32(begin)), ptr(x),
+                    ptr(value) if use_value else None, ptr(y), x.itemsize)
+        np.testing.assert_array_equal(y, pad_numpy(x, begin, end, mode, value.item()),
+                                      err_msg=f"{mode} {shape} {begin} {end}")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+def test_transpose_nhwc_nchw_bytes(lib, channels):
+    """The 4-D NHWC <-> NCHW permutations of int8 data (a model's input layout change), odd sizes:
+    o2m_copy_nd's unrolled short-dim form for 2..4 channels, the generic walk otherwise."""
+    rng = rng_for("transpose_bytes", channels)
+    for n, h, w in ((1, 7, 9), (2, 5, 3), (1, 1, 13), (1, 32, 31)):
+        x = rng.integers(0, 256, (n, h, w, channels)).astype(np.uint8)
+        for perm, src in (((0, 3, 1, 2), x), ((0, 2, 3, 1), np.ascontiguousarray(x.transpose(0, 3, 1, 2)))):
+            y = np.zeros(tuple(src.shape[p] for p in perm), np.uint8)
+            lib.o2m_transpose(4, ptr(i32(src.shape)), ptr(i32(perm)), ptr(src), ptr(y), 1)
+            np.testing.assert_array_equal(y, src.transpose(perm))
+            view = src.transpose(perm)  # the same through copy_nd, as the emitter calls it
+            y2 = np.zeros(view.shape, np.uint8)
+            copy_call(lib, view.shape, view, y2)
+            np.testing.assert_array_equal(y2, view)
+    # a short dim with a strided destination (copy_nd into a wider buffer)
+    src = rng.integers(0, 256, (11, channels)).astype(np.uint8)
+    dst = np.zeros((channels, 15), np.uint8)
+    copy_call(lib, src.shape, src, dst, [1, 15])
+    np.testing.assert_array_equal(dst[:, :11], src.T)
+    assert not dst[:, 11:].any()
+
+
 @pytest.mark.parametrize("index_type", ["s64", "s32"])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_gather(lib, axis, index_type):
