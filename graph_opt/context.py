@@ -19,6 +19,11 @@ SIGN_ZERO_MAPPINGS = ("exact", "plus-one")
 @dataclass
 class OptimizeOptions:
     compress_embeddings: str | None = None  # "4x", "0.25" (ratio) or "500000" (bytes); None: off
+    # frequency-aware embedding compression (graph_opt/embedding.py): counts per token id
+    # (.npy / text), or a calibration text counted with a transformers tokenizer folder
+    token_frequencies: str | None = None
+    calibration_text: str | None = None
+    tokenizer: str | None = None
     tile: str = "auto"  # "auto" | "none"
     ram_budget: int | None = None  # bytes of RAM the tiled model may use (default: the board's)
     # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,

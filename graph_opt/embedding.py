@@ -146,24 +146,33 @@ def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
 
 # ----- clustering -------------------------------------------------------------------------
 def kmeans(x: np.ndarray, k: int, seed: int = 0, iterations: int | None = None,
-           restarts: int | None = None) -> np.ndarray:
+           restarts: int | None = None, weights: np.ndarray | None = None) -> np.ndarray:
     """Cluster labels (0..k-1, every cluster non-empty): the best of `restarts` runs of
-    k-means++ seeding and Lloyd iterations (by the sum of squared distances)."""
+    k-means++ seeding and Lloyd iterations (by the sum of squared distances; with `weights`,
+    the weighted sum: weighted seeding and weighted centres, so frequent rows pull)."""
     if k <= 1:
         return np.zeros(x.shape[0], dtype=np.int64)
     iterations = KMEANS_ITERATIONS if iterations is None else iterations
     restarts = KMEANS_RESTARTS if restarts is None else restarts
     best, best_cost = None, np.inf
     for run in range(restarts):
-        labels = _kmeans_once(x, k, seed + run, iterations)
-        cost = sum(float(((rows - rows.mean(axis=0)) ** 2).sum())
-                   for rows in cluster_rows(x, labels, k))
+        labels = _kmeans_once(x, k, seed + run, iterations, weights)
+        if weights is None:
+            cost = sum(float(((rows - rows.mean(axis=0)) ** 2).sum())
+                       for rows in cluster_rows(x, labels, k))
+        else:
+            cost = 0.0
+            for ids in cluster_ids(labels, k):
+                w = weights[ids]
+                mu = (w @ x[ids]) / max(float(w.sum()), 1e-300)
+                cost += float(w @ ((x[ids] - mu) ** 2).sum(axis=1))
         if cost < best_cost:
             best, best_cost = labels, cost
     return best
 
 
-def _kmeans_once(x: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarray:
+def _kmeans_once(x: np.ndarray, k: int, seed: int, iterations: int,
+                 weights: np.ndarray | None = None) -> np.ndarray:
     """Distances in float32 (only the argmin matters), centres in float64."""
     n = x.shape[0]
     rng = np.random.default_rng(seed)
@@ -179,8 +188,9 @@ def _kmeans_once(x: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarra
 
     dist = dist_to(centers[0])
     for j in range(1, k):
-        total = float(dist.sum(dtype=np.float64))
-        pick = rng.choice(n, p=dist / total) if total > 0 else rng.integers(n)
+        mass = dist if weights is None else dist * weights
+        total = float(mass.sum(dtype=np.float64))
+        pick = rng.choice(n, p=mass / total) if total > 0 else rng.integers(n)
         centers[j] = x[pick]
         dist = np.minimum(dist, dist_to(centers[j]))
     labels = np.full(n, -1, dtype=np.int64)
@@ -197,24 +207,44 @@ def _kmeans_once(x: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarra
         labels = new
         if changed <= n // 1000:  # (almost) settled
             break
-        counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=column, minlength=k) for column in columns],
-                        axis=1)
+        if weights is None:
+            counts = np.bincount(labels, minlength=k)
+            sums = np.stack([np.bincount(labels, weights=column, minlength=k) for column in columns],
+                            axis=1)
+        else:
+            counts = np.maximum(np.bincount(labels, weights=weights, minlength=k), 1e-300)
+            sums = np.stack([np.bincount(labels, weights=column * weights, minlength=k)
+                             for column in columns], axis=1)
         centers = sums / counts[:, None]
     return labels
 
 
-def cluster_rows(x: np.ndarray, labels: np.ndarray, k: int) -> list[np.ndarray]:
-    """The rows of each cluster (ids ascending within a cluster)."""
+def cluster_ids(labels: np.ndarray, k: int) -> list[np.ndarray]:
+    """The ids of each cluster (ascending within a cluster)."""
     order = np.argsort(labels, kind="stable")
     bounds = np.cumsum(np.bincount(labels, minlength=k))[:-1]
-    return [x[ids] for ids in np.split(order, bounds)]
+    return np.split(order, bounds)
 
 
-def _spectrum(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean row, squared singular values of the centred rows, descending)."""
-    mu = rows.mean(axis=0)
-    centred = rows - mu
+def cluster_rows(x: np.ndarray, labels: np.ndarray, k: int) -> list[np.ndarray]:
+    """The rows of each cluster (ids ascending within a cluster)."""
+    return [x[ids] for ids in cluster_ids(labels, k)]
+
+
+def cluster_fit(rows: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean row, the centred rows scaled by sqrt(weight)): the mean and the matrix whose
+    truncated SVD minimises the (weighted) squared error sum_t w_t |x_t - mu - a_t P|^2
+    (the coefficients a_t are then the plain projections of x_t - mu)."""
+    if w is None:
+        mu = rows.mean(axis=0)
+        return mu, rows - mu
+    mu = (w @ rows) / max(float(w.sum()), 1e-300)
+    return mu, (rows - mu) * np.sqrt(w)[:, None]
+
+
+def _spectrum(rows: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean row, squared singular values of the (weighted) centred rows, descending)."""
+    mu, centred = cluster_fit(rows, w)
     if centred.shape[0] < centred.shape[1]:
         gram = centred @ centred.T
     else:
@@ -252,7 +282,8 @@ class Plan:
     ranks: np.ndarray
     counts: np.ndarray
     bytes: int
-    sq_error: float  # predicted squared Frobenius error
+    sq_error: float  # predicted squared Frobenius error (frequency-weighted when weights are given)
+    exact: int = 0  # the last `exact` clusters are single rows kept exact (their mean row)
 
 
 def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, available: int
@@ -286,26 +317,46 @@ def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, avai
     return ranks, max(total - removed, 0.0), available - left
 
 
+
+
+def _fit(x: np.ndarray, w: np.ndarray | None, labels: np.ndarray, k: int, dim: int,
+         available: int) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Spectra of the k clusters of `labels` and stage 2 -> (counts, ranks, sq error, bytes)."""
+    counts = np.bincount(labels, minlength=k)
+    spectra = [_spectrum(x[ids], None if w is None else w[ids])[1] for ids in cluster_ids(labels, k)]
+    ranks, sq_error, used = allocate_ranks(counts, spectra, dim, available)
+    return counts, ranks, sq_error, used
+
+
+def _fixed_bytes(vocab: int, clusters: int, dim: int) -> int:
+    """Map (when there is more than one cluster) and, per cluster, meta and mean row."""
+    return (map_bytes_for(vocab) * vocab if clusters > 1 else 0) + clusters * (META_FIELDS * 4 + F4 * dim)
+
+
 def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
-           candidates: tuple[int, ...] | None = None) -> tuple[Plan, list[dict]]:
-    """Both stages: the plan with the smallest reconstruction error within `budget_bytes`."""
+           candidates: tuple[int, ...] | None = None,
+           weights: np.ndarray | None = None) -> tuple[Plan, list[dict]]:
+    """Both stages: the plan with the smallest reconstruction error within `budget_bytes`.
+
+    With `weights` (one per row, graph_opt/embedding.frequency_weights) the error is
+    sum_t w_t |e_t - ê_t|^2: weighted k-means, weighted cluster means and subspaces, and
+    then the most frequent rows may be kept exact (`choose_exact`)."""
     candidates = CLUSTER_CANDIDATES if candidates is None else candidates
     vocab, dim = table.shape
     x = table.astype(np.float64)
-    norm_sq = float(np.einsum("ij,ij->", x, x)) or 1.0
+    row_sq = np.einsum("ij,ij->i", x, x)
+    norm_sq = float(row_sq.sum() if weights is None else weights @ row_sq) or 1.0
     best: Plan | None = None
     tried: list[dict] = []
     for k in candidates:
         if k > 1 and vocab // k < MIN_ROWS_PER_CLUSTER:
             break
-        fixed = (map_bytes_for(vocab) * vocab if k > 1 else 0) + k * (META_FIELDS * 4 + F4 * dim)
+        fixed = _fixed_bytes(vocab, k, dim)
         if fixed > budget_bytes:
             tried.append({"clusters": k, "fits": False})
             continue
-        labels = kmeans(x, k, seed=seed)
-        counts = np.bincount(labels, minlength=k)
-        spectra = [_spectrum(rows)[1] for rows in cluster_rows(x, labels, k)]
-        ranks, sq_error, used = allocate_ranks(counts, spectra, dim, budget_bytes - fixed)
+        labels = kmeans(x, k, seed=seed, weights=weights)
+        counts, ranks, sq_error, used = _fit(x, weights, labels, k, dim, budget_bytes - fixed)
         plan = Plan(k, labels, ranks, counts, fixed + used, sq_error)
         tried.append({"clusters": k, "fits": True, "bytes": plan.bytes,
                       "predicted_rel_error": round(math.sqrt(sq_error / norm_sq), 6),
@@ -313,7 +364,7 @@ def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
         if best is None or sq_error < best.sq_error * (1 - 1e-9):
             best, best_available = plan, budget_bytes - fixed
     if best is not None and best.clusters > 1:
-        refined = refine(x, best, best_available)
+        refined = refine(x, best, best_available, weights=weights)
         if refined is not best:
             tried.append({"clusters": refined.clusters, "fits": True, "refined": True,
                           "bytes": refined.bytes,
@@ -325,27 +376,88 @@ def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
         raise UserError(f"--compress-embeddings: a budget of {budget_bytes} B cannot hold even the "
                         f"mean row of a {vocab}x{dim} table (needs >= {minimum} B); give a larger "
                         "budget or a smaller ratio")
+    if weights is not None:
+        best = choose_exact(x, weights, best, budget_bytes, norm_sq, tried)
     return best, tried
 
 
-def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3) -> Plan:
+EXACT_SHARES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6)  # shares of the budget tried for exact rows
+
+
+def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, norm_sq: float,
+                 tried: list[dict]) -> Plan:
+    """Keep the most frequent rows exact (each a one-row cluster: its mean row, no factors,
+    META_FIELDS * 4 + 4 * dim bytes) where that lowers the weighted error: for a few shares
+    of the budget, take that many of the heaviest rows (those above the floor weight, i.e.
+    seen in the statistics) out of the plan's clusters, re-buy the ranks of the rest with
+    the bytes left, keep the best (then refine the rest's clusters)."""
+    vocab, dim = x.shape
+    row_cost = META_FIELDS * 4 + F4 * dim
+    seen = np.nonzero(w > w.min() * (1 + 1e-9))[0]
+    heavy = seen[np.argsort(-w[seen], kind="stable")]
+    if heavy.size == 0:
+        return plan
+    best, best_parts = plan, None
+    done: set[int] = set()
+    for share in EXACT_SHARES:
+        n_exact = min(heavy.size, int(share * budget_bytes // row_cost), vocab - 1)
+        if n_exact <= 0 or n_exact in done:
+            continue
+        done.add(n_exact)
+        rest = np.ones(vocab, dtype=bool)
+        rest[heavy[:n_exact]] = False
+        _, labels = np.unique(plan.labels[rest], return_inverse=True)  # clusters left, renumbered
+        k = int(labels.max()) + 1
+        fixed = _fixed_bytes(vocab, k + n_exact, dim)
+        if fixed > budget_bytes:
+            continue
+        available = budget_bytes - fixed
+        counts, ranks, sq_error, used = _fit(x[rest], w[rest], labels, k, dim, available)
+        tried.append({"clusters": k, "exact_rows": n_exact, "fits": True, "bytes": fixed + used,
+                      "predicted_rel_error": round(math.sqrt(sq_error / norm_sq), 6)})
+        if sq_error < best.sq_error * (1 - 1e-9):
+            best = Plan(k, labels, ranks, counts, fixed + used, sq_error)
+            best_parts = (rest, n_exact, available)
+    if best_parts is None:
+        return plan
+    rest, n_exact, available = best_parts
+    if best.clusters > 1:
+        best = refine(x[rest], best, available, weights=w[rest])
+        tried.append({"clusters": best.clusters, "exact_rows": n_exact, "fits": True,
+                      "refined": True, "bytes": best.bytes + n_exact * row_cost,
+                      "predicted_rel_error": round(math.sqrt(best.sq_error / norm_sq), 6)})
+    labels = np.empty(vocab, dtype=np.int64)
+    labels[rest] = best.labels
+    exact_ids = np.nonzero(~rest)[0]
+    labels[exact_ids] = best.clusters + np.arange(n_exact)  # ids ascending, after the clusters
+    return Plan(best.clusters + n_exact, labels,
+                np.concatenate([best.ranks, np.zeros(n_exact, dtype=np.int64)]),
+                np.concatenate([best.counts, np.ones(n_exact, dtype=np.int64)]),
+                best.bytes, best.sq_error, exact=n_exact)
+
+
+def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3,
+           weights: np.ndarray | None = None) -> Plan:
     """Move each row to the cluster whose mean + rank-r_c subspace rebuilds it best, then
     re-fit the subspaces and re-buy the ranks; kept while the error keeps falling (k-means
-    groups rows by position, this by the subspace they lie in)."""
+    groups rows by position, this by the subspace they lie in).  With `weights` the means
+    and subspaces are the weighted ones (a row's own weight does not change where it fits
+    best)."""
     n, dim = x.shape
     x32 = x.astype(np.float32)
     sq = np.einsum("ij,ij->i", x32, x32)
     best = plan
     for _ in range(rounds):
         residual = np.empty((n, best.clusters), dtype=np.float32)
-        for c, rows in enumerate(cluster_rows(x, best.labels, best.clusters)):
-            mu = rows.mean(axis=0)
+        for c, ids in enumerate(cluster_ids(best.labels, best.clusters)):
+            rows = x[ids]
+            mu, centred = cluster_fit(rows, None if weights is None else weights[ids])
             mu32 = mu.astype(np.float32)
             # |x - mu|^2 - |(x - mu) V^T|^2, without forming x - mu for every row
             base = sq - 2 * (x32 @ mu32) + mu32 @ mu32
             rank = int(best.ranks[c])
             if rank:
-                vt = top_directions(rows - mu, rank).astype(np.float32)
+                vt = top_directions(centred, rank).astype(np.float32)
                 proj = x32 @ vt.T - (mu32 @ vt.T)[None, :]
                 base = base - np.einsum("ij,ij->i", proj, proj)
             residual[:, c] = base
@@ -358,9 +470,8 @@ def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3) -> Plan:
         counts = np.bincount(labels, minlength=best.clusters)
         if np.any(counts == 0) or np.array_equal(labels, best.labels):
             break
-        spectra = [_spectrum(rows)[1] for rows in cluster_rows(x, labels, best.clusters)]
         fixed = best.bytes - _rank_bytes(best.ranks, best.counts, dim)
-        ranks, sq_error, used = allocate_ranks(counts, spectra, dim, available)
+        counts, ranks, sq_error, used = _fit(x, weights, labels, best.clusters, dim, available)
         if sq_error >= best.sq_error * (1 - 1e-6):
             break
         best = Plan(best.clusters, labels, ranks, counts, fixed + used, sq_error)
@@ -394,8 +505,9 @@ class Compressed:
         return reconstruct_rows(pos, self.meta, self.a, self.p, self.dim)
 
 
-def build(table: np.ndarray, plan: Plan) -> Compressed:
-    """The factors of `plan`: cluster order, id map, meta, A and P blobs."""
+def build(table: np.ndarray, plan: Plan, weights: np.ndarray | None = None) -> Compressed:
+    """The factors of `plan`: cluster order, id map, meta, A and P blobs (a one-row cluster
+    stores the row itself as its mean: exact)."""
     vocab, dim = table.shape
     x = table.astype(np.float64)
     order = np.argsort(plan.labels, kind="stable")  # ids in cluster order
@@ -406,11 +518,14 @@ def build(table: np.ndarray, plan: Plan) -> Compressed:
     for c in range(plan.clusters):
         ids = order[starts[c]: starts[c] + plan.counts[c]]
         rows = x[ids]
-        mu = rows.mean(axis=0)
+        if len(ids) == 1:
+            mu, centred = rows[0], np.zeros_like(rows)
+        else:
+            mu, centred = cluster_fit(rows, None if weights is None else weights[ids])
         rank = int(plan.ranks[c])
         p_parts.append(mu.astype(np.float32))
         if rank:
-            vt = top_directions(rows - mu, rank)
+            vt = top_directions(centred, rank)
             a_parts.append(((rows - mu) @ vt.T).astype(np.float32).reshape(-1))
             p_parts.append(vt.astype(np.float32).reshape(-1))
         meta[c] = (starts[c], plan.counts[c], rank, a_off, p_off)
@@ -428,24 +543,160 @@ def build(table: np.ndarray, plan: Plan) -> Compressed:
     return Compressed(id_map, map_bytes, meta, a, p, plan, dim)
 
 
-def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0) -> tuple[Compressed, dict]:
-    """Search + build; the report has the measured (float32) relative Frobenius error."""
+# ----- token statistics ------------------------------------------------------------------------
+UNSEEN_SHARE = 0.1  # share of the weight spread evenly over all rows (tokens the statistics miss)
+
+
+def frequency_weights(counts: np.ndarray, vocab: int, unseen_share: float | None = None) -> np.ndarray:
+    """Row weights from token counts: (1 - u) * count / total + u / vocab, so the weights sum
+    to 1, a token's weight follows its frequency, and a token never seen keeps a floor (the
+    statistics are a sample; u = UNSEEN_SHARE)."""
+    u = UNSEEN_SHARE if unseen_share is None else unseen_share
+    c = np.zeros(vocab, dtype=np.float64)
+    c[:min(vocab, counts.size)] = np.asarray(counts, dtype=np.float64)[:vocab]
+    total = float(c.sum())
+    if total <= 0:
+        return np.full(vocab, 1.0 / vocab)
+    return (1.0 - u) * c / total + u / vocab
+
+
+def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0,
+                   counts: np.ndarray | None = None) -> tuple[Compressed, dict]:
+    """Search + build; the report has the measured (float32) relative Frobenius error and,
+    with token `counts`, the frequency-weighted one (the objective then)."""
     start = time.perf_counter()
-    with _one_blas_thread():
-        plan, tried = search(table, budget_bytes, seed=seed)
-        result = build(table, plan)
     vocab, dim = table.shape
+    weights = None if counts is None else frequency_weights(counts, vocab)
+    with _one_blas_thread():
+        plan, tried = search(table, budget_bytes, seed=seed, weights=weights)
+        result = build(table, plan, weights)
     rows = result.rows(np.arange(vocab))
-    err = float(np.linalg.norm(rows.astype(np.float64) - table)) / \
-        max(float(np.linalg.norm(table.astype(np.float64))), 1e-30)
-    counts = plan.counts
+    t64 = table.astype(np.float64)
+    diff_sq = ((rows.astype(np.float64) - t64) ** 2).sum(axis=1)
+    row_sq = (t64 ** 2).sum(axis=1)
+    err = math.sqrt(float(diff_sq.sum())) / max(math.sqrt(float(row_sq.sum())), 1e-30)
+    counts_ = plan.counts
     info = {"shape": [vocab, dim], "bytes_before": int(table.nbytes), "bytes_after": result.nbytes,
             "budget_bytes": int(budget_bytes), "ratio": round(table.nbytes / result.nbytes, 4),
-            "rel_error": round(err, 6), "clusters": plan.clusters, "map_bytes": result.map_bytes,
+            "rel_error": round(err, 6), "clusters": plan.clusters - plan.exact,
+            "map_bytes": result.map_bytes,
             "rank_min": int(plan.ranks.min()), "rank_max": int(plan.ranks.max()),
-            "rank_mean": round(float((plan.ranks * counts).sum() / vocab), 3),
+            "rank_mean": round(float((plan.ranks * counts_).sum() / vocab), 3),
+            "objective": "uniform" if weights is None else "frequency-weighted",
             "search": tried, "seconds": round(time.perf_counter() - start, 3)}
+    if weights is not None:
+        info["weighted_rel_error"] = round(math.sqrt(float(weights @ diff_sq) /
+                                                     max(float(weights @ row_sq), 1e-300)), 6)
+        exact = plan.labels >= plan.clusters - plan.exact
+        c = np.asarray(counts, dtype=np.float64)[:vocab]
+        info["exact_rows"] = int(plan.exact)
+        info["exact_share"] = round(float(c[exact[:c.size]].sum() / max(c.sum(), 1e-300)), 4)
+        info["tokens_counted"] = int(c.sum())
+        info["distinct_tokens"] = int(np.count_nonzero(c))
     return result, info
+
+
+def load_token_frequencies(path: str) -> np.ndarray:
+    """Counts per token id from `path`: a .npy array (one count per id), or a text file with
+    one count per line (line i = id i) or "id count" lines ('#' starts a comment)."""
+    flag = "--token-frequencies"
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {path}: no such file")
+    if path.endswith(".npy"):
+        try:
+            counts = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{flag} {path}: not a numpy .npy array ({str(exc).splitlines()[0]})") from None
+        if counts.ndim != 1 or counts.dtype.kind not in "iuf":
+            raise UserError(f"{flag} {path}: expected a 1-D array of counts, got {counts.dtype} "
+                            f"{list(counts.shape)}")
+        counts = counts.astype(np.float64)
+    else:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{flag} {path}: cannot read it as text ({exc})") from None
+        pairs, single = {}, []
+        for number, line in enumerate(lines, 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            try:
+                values = [float(f) for f in fields]
+            except ValueError:
+                raise UserError(f"{flag} {path}:{number}: expected 'count' or 'id count', got "
+                                f"'{line.strip()[:60]}'") from None
+            if len(values) == 1:
+                single.append(values[0])
+            elif len(values) == 2 and values[0] == int(values[0]) and values[0] >= 0:
+                pairs[int(values[0])] = pairs.get(int(values[0]), 0.0) + values[1]
+            else:
+                raise UserError(f"{flag} {path}:{number}: expected 'count' or 'id count', got "
+                                f"'{line.strip()[:60]}'")
+            if single and pairs:
+                raise UserError(f"{flag} {path}:{number}: mixes 'count' and 'id count' lines")
+        if pairs:
+            counts = np.zeros(max(pairs) + 1)
+            for i, c in pairs.items():
+                counts[i] = c
+        else:
+            counts = np.asarray(single, dtype=np.float64)
+    if counts.size == 0 or not np.all(np.isfinite(counts)) or np.any(counts < 0) or counts.sum() <= 0:
+        raise UserError(f"{flag} {path}: counts must be finite, >= 0 and not all zero")
+    return counts
+
+
+def count_calibration_text(text_path: str, tokenizer_path: str | None) -> np.ndarray:
+    """Counts per token id of a text file (one sentence or passage per line), tokenized as the
+    model's tokenizer does (with its special tokens, as at inference): transformers'
+    AutoTokenizer from a local folder."""
+    if tokenizer_path is None:
+        raise UserError("--calibration-text needs --tokenizer PATH (the model's tokenizer folder)")
+    if not os.path.isfile(text_path):
+        raise UserError(f"--calibration-text {text_path}: no such file")
+    try:
+        with open(text_path, encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--calibration-text {text_path}: cannot read it as UTF-8 text ({exc})") from None
+    if not lines:
+        raise UserError(f"--calibration-text {text_path}: the file has no text")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise UserError("--calibration-text needs transformers (pip install 'onnx2mcu[export]'), "
+                        "or count the tokens yourself and give --token-frequencies") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
+    except Exception as exc:  # transformers raises many kinds (OSError, ValueError, ...)
+        raise UserError(f"--tokenizer {tokenizer_path}: cannot load a tokenizer "
+                        f"({str(exc).splitlines()[0][:120]})") from None
+    ids = [i for line in lines for i in tokenizer(line)["input_ids"]]
+    return np.bincount(np.asarray(ids, dtype=np.int64)).astype(np.float64)
+
+
+def token_counts(options) -> tuple[np.ndarray | None, str | None]:
+    """The token statistics asked for (--token-frequencies, or --calibration-text with
+    --tokenizer; both: summed) and a description, or (None, None)."""
+    freq = getattr(options, "token_frequencies", None)
+    text = getattr(options, "calibration_text", None)
+    tokenizer = getattr(options, "tokenizer", None)
+    if tokenizer is not None and text is None:
+        raise UserError("--tokenizer is used with --calibration-text FILE")
+    parts, what = [], []
+    if freq is not None:
+        parts.append(load_token_frequencies(str(freq)))
+        what.append(f"token frequencies {os.path.basename(str(freq))}")
+    if text is not None:
+        parts.append(count_calibration_text(str(text), None if tokenizer is None else str(tokenizer)))
+        what.append(f"calibration text {os.path.basename(str(text))}")
+    if not parts:
+        return None, None
+    counts = np.zeros(max(p.size for p in parts))
+    for p in parts:
+        counts[:p.size] += p
+    return counts, " + ".join(what)
 
 
 # ----- the pass -------------------------------------------------------------------------------
@@ -466,6 +717,11 @@ def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
                         "embedding_compression")
         return {"tables": [], "ratio": 1.0, "rel_error": 0.0,
                 "note": "no embedding lookup (Gather of a constant table with run-time ids) found"}
+    counts, counts_from = token_counts(ctx.options)
+    if counts is not None and not any(graph.tensors[t].shape[0] >= counts.size for t in lookups):
+        rows = ", ".join(str(graph.tensors[t].shape[0]) for t in lookups)
+        raise UserError(f"{counts_from}: counts for {counts.size} token ids, but the embedding "
+                        f"table(s) have {rows} rows")
     ed = Rewriter(graph, ctx.names)
     weights_before = graph.weights_bytes
     all_bytes = sum(graph.tensors[t].nbytes for t in lookups)
@@ -475,7 +731,9 @@ def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
     for table_name, gathers in lookups.items():
         tensor = graph.tensors[table_name]
         data = np.asarray(tensor.data, dtype=np.float32)
-        result, info = compress_table(data, budget.per_table(tensor.nbytes, all_bytes))
+        table_counts = counts if counts is not None and data.shape[0] >= counts.size else None
+        result, info = compress_table(data, budget.per_table(tensor.nbytes, all_bytes),
+                                      counts=table_counts)
         base = table_name.replace("/", "_")
         names = {}
         for key, value, dtype in (("id_map", result.id_map, DType.UINT8), ("meta", result.meta, DType.INT32),
@@ -501,7 +759,14 @@ def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
         before += tensor.nbytes
         after += info["bytes_after"]
     weights_after = graph.weights_bytes
-    return {"budget": budget.describe(), "ratio": round(before / after, 4),
+    extra = {}
+    if counts is not None:
+        extra = {"objective": "frequency-weighted", "statistics": counts_from,
+                 "weighted_rel_error": max(t.get("weighted_rel_error", 0.0) for t in tables),
+                 "exact_rows": sum(t.get("exact_rows", 0) for t in tables)}
+        ctx.report.note(f"embedding compression weighted by {counts_from}: weighted table error "
+                        f"{extra['weighted_rel_error']:.4f}, {extra['exact_rows']} frequent rows kept exact")
+    return {**extra, "budget": budget.describe(), "ratio": round(before / after, 4),
             "rel_error": round(math.sqrt(sq_err / sq_norm), 6) if sq_norm else 0.0,
             "bytes_before": before, "bytes_after": after,
             "weights_bytes_before": weights_before, "weights_bytes_after": weights_after,

@@ -42,6 +42,9 @@ class Options:
     input_values: Mapping[str, float] | None = None  # --input-value NAME=VALUE (scalar -> constant)
     # graph_opt
     compress_embeddings: str | None = None  # --compress-embeddings "4x" | "0.25" | "500000"
+    token_frequencies: str | None = None  # --token-frequencies FILE (.npy, or text counts)
+    calibration_text: str | None = None  # --calibration-text FILE (with --tokenizer PATH)
+    tokenizer: str | None = None  # --tokenizer PATH (transformers tokenizer folder)
     tile: str = "auto"  # --tile auto | none
     binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
@@ -144,6 +147,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
 
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
+            token_frequencies=options.token_frequencies, calibration_text=options.calibration_text,
+            tokenizer=options.tokenizer,
             binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram(), rewrites=options.rewrites,
             peak_estimator=_peak_estimator(options),

@@ -241,3 +241,137 @@ def test_both_exporters_lookup_found(kind, exports):
     found = embedding_lookups(graph)
     assert list(found) == ["bert.embeddings.word_embeddings.weight"]
     assert len(found["bert.embeddings.word_embeddings.weight"]) == 1
+
+
+# ----- frequency-aware compression ---------------------------------------------------------------
+def zipf_counts(rng, vocab, tokens=20000, a=1.3):
+    ids = rng.zipf(a, tokens) - 1
+    ids = rng.permutation(vocab)[ids[ids < vocab]]  # frequent ids scattered over the table
+    return np.bincount(ids, minlength=vocab).astype(np.float64)
+
+
+def weighted_error(table, rows, w):
+    d = ((rows.astype(np.float64) - table) ** 2).sum(1)
+    return float(np.sqrt(w @ d / (w @ (table.astype(np.float64) ** 2).sum(1))))
+
+
+def test_frequency_weighted_beats_uniform_and_keeps_frequent_rows_exact(monkeypatch):
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(5)
+    table = planted_table(rng, clusters=4, rows=256, dim=24, rank=6, noise=0.5)
+    vocab = table.shape[0]
+    counts = zipf_counts(rng, vocab)
+    budget = table.nbytes // 4
+    w = emb.frequency_weights(counts, vocab)
+    uniform, u_info = compress_table(table, budget)
+    freq, f_info = compress_table(table, budget, counts=counts)
+    assert freq.nbytes <= budget and f_info["objective"] == "frequency-weighted"
+    assert u_info["objective"] == "uniform" and "weighted_rel_error" not in u_info
+    u_err = weighted_error(table, uniform.rows(np.arange(vocab)), w)
+    f_err = weighted_error(table, freq.rows(np.arange(vocab)), w)
+    assert f_err == pytest.approx(f_info["weighted_rel_error"], abs=1e-5)
+    assert f_err < 0.7 * u_err, (f_err, u_err)
+    # the most frequent rows are rebuilt exactly (one-row clusters: the row is the mean)
+    assert f_info["exact_rows"] > 0 and f_info["exact_share"] > 0.3
+    top = np.argsort(-counts, kind="stable")[:f_info["exact_rows"]]
+    assert np.array_equal(freq.rows(top), table[top])
+    # ... and the plain error pays for it (the objective moved, it did not come for free)
+    assert f_info["rel_error"] > u_info["rel_error"]
+
+
+def test_no_statistics_keeps_the_uniform_plan(monkeypatch):
+    """Counts that are all equal are the uniform objective: no row is preferred or exact."""
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(6)
+    table = planted_table(rng, clusters=2, rows=200, dim=16, rank=4, noise=0.2)
+    _, info = compress_table(table, table.nbytes // 3, counts=np.ones(table.shape[0]))
+    _, plain = compress_table(table, table.nbytes // 3)
+    assert info["exact_rows"] == 0
+    assert info["rel_error"] == pytest.approx(plain["rel_error"], rel=1e-3)
+
+
+def test_weighted_kmeans_follows_the_weights():
+    x = np.array([[0.0], [1.0], [10.0], [11.0], [100.0]])
+    w = np.array([1.0, 1.0, 1.0, 1.0, 1e-6])
+    labels = emb.kmeans(x, 2, weights=w, restarts=4)
+    # the light far row does not get a cluster of its own
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+@pytest.mark.parametrize("text, want", [("3\n0\n5\n", [3, 0, 5]), ("2 7\n0 1  # comment\n2 1\n", [1, 0, 8]),
+                                        ("# counts\n\n1.5\n2\n", [1.5, 2])])
+def test_load_token_frequencies_text(tmp_path, text, want):
+    path = tmp_path / "counts.txt"
+    path.write_text(text)
+    assert list(emb.load_token_frequencies(str(path))) == want
+
+
+def test_load_token_frequencies_npy(tmp_path):
+    path = tmp_path / "counts.npy"
+    np.save(path, np.array([4, 0, 1], dtype=np.int32))
+    assert list(emb.load_token_frequencies(str(path))) == [4, 0, 1]
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("c.txt", "1\nabc\n", "c.txt:2: expected"), ("c.txt", "1\n2 3\n", "mixes"),
+    ("c.txt", "0\n0\n", "not all zero"), ("c.txt", "-1\n", "not all zero"),
+    ("c.txt", "1 2 3\n", "expected 'count'"), ("c.npy", b"not numpy", "not a numpy"),
+    ("missing.txt", None, "no such file")])
+def test_load_token_frequencies_errors(tmp_path, name, content, match):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=match):
+        emb.load_token_frequencies(str(path))
+
+
+def test_cli_bad_statistics_are_one_line_errors(tmp_path, capsys):
+    from onnx2mcu.cli import main
+
+    model, _ = example_graph(vocab=2048)
+    path = tmp_path / "m.onnx"
+    import onnx
+
+    onnx.save(model, str(path))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1\nfoo\n")
+    big = tmp_path / "big.txt"
+    big.write_text("5000 3\n")
+    cases = [(["--token-frequencies", str(bad)], "bad.txt:2"),
+             (["--token-frequencies", str(tmp_path / "none.npy")], "no such file"),
+             (["--token-frequencies", str(big)], "counts for 5001 token ids"),
+             (["--calibration-text", str(bad)], "needs --tokenizer"),
+             (["--tokenizer", str(tmp_path)], "--tokenizer is used with --calibration-text"),
+             (["--calibration-text", str(bad), "--tokenizer", str(tmp_path / "nope")], "--tokenizer")]
+    for extra, match in cases:
+        capsys.readouterr()
+        code = main(["simulate", str(path), "--compress-embeddings", "4x", "--tile", "none", *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (extra, err)
+        assert match in err and len(err.splitlines()) == 1, (extra, err)
+
+
+def test_pass_with_token_frequencies(monkeypatch, tmp_path):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2, 4))
+    _, graph = example_graph()
+    table = graph.tensors["embeddings.word_embeddings.weight"].data.copy()
+    rng = np.random.default_rng(3)
+    counts = zipf_counts(rng, 4096)
+    path = tmp_path / "counts.npy"
+    np.save(path, counts)
+    graph, done = optimize(graph, OptimizeOptions(compress_embeddings="4x", tile="none",
+                                                  token_frequencies=str(path)))
+    report = done["embedding_compression"]
+    assert report["objective"] == "frequency-weighted" and "counts.npy" in report["statistics"]
+    assert report["exact_rows"] > 0 and 0 < report["weighted_rel_error"] < report["rel_error"]
+    assert report["ratio"] >= 4.0
+    assert any("frequency" in n or "weighted" in n for n in done.get("optimize_notes", [])), done.keys()
+    node = next(n for n in graph.nodes if n.op_type == "ClusteredEmbedding")
+    from onnx2mcu.ops import lookup
+
+    args = [graph.tensors[n].data if n else None for n in node.inputs]
+    top = np.argsort(-counts, kind="stable")[:report["exact_rows"]]
+    rows = lookup(node.op_type, node.domain).reference(node, [top] + args[1:])[0]
+    assert np.array_equal(rows, table[top])
