@@ -124,6 +124,38 @@ def parse_budget(spec: str | float | int) -> Budget:
     return Budget(bytes=int(value))
 
 
+def parse_weights_budget(spec: str | int | None, flash_bytes: int | None) -> int | None:
+    """--weights-budget: 'board' (the board's flash), or bytes ('1048576', '512K', '2M' with
+    K = 1024) for the whole model's flash image (weights + code allowance)."""
+    if spec is None:
+        return None
+    text = str(spec).strip().lower()
+    if text == "board":
+        if flash_bytes is None:
+            raise UserError("--weights-budget board: this board has no flash size (the host); give "
+                            "a number of bytes, or a --board")
+        return int(flash_bytes)
+    scale = 1
+    if text[-1:] in ("k", "m"):
+        scale, text = (1024 if text[-1] == "k" else 1024 * 1024), text[:-1]
+    try:
+        value = float(text) * scale
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 1000 or value != int(value):
+        raise UserError(f"--weights-budget: give 'board' or the flash bytes for the whole model "
+                        f"(>= 1000, e.g. 1048576 or 1024K or 1M); got '{spec}'")
+    return int(value)
+
+
+def flash_image_bytes(graph: Graph) -> int:
+    """The model's flash image as the budget check counts it (onnx2mcu/budget.py): the weights
+    plus the allowance for code, kernels' tables and the C library."""
+    from onnx2mcu.budget import CODE_ALLOWANCE
+
+    return graph.weights_bytes + CODE_ALLOWANCE
+
+
 # ----- finding lookups ----------------------------------------------------------------
 def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
     """Constant table name -> the Gather nodes that look rows up in it with run-time ids."""
@@ -703,14 +735,55 @@ def token_counts(options) -> tuple[np.ndarray | None, str | None]:
 def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
     """The graph_opt pass: replace embedding Gathers by ClusteredEmbedding within the budget."""
     spec = ctx.options.compress_embeddings
-    if spec is None or str(spec).strip().lower() in ("", "none", "off"):
+    image_budget = getattr(ctx.options, "weights_budget", None)
+    if spec is not None and str(spec).strip().lower() in ("", "none", "off"):
+        spec = None
+    if image_budget is not None:
+        if spec is not None:
+            raise UserError("--weights-budget and --compress-embeddings: give one (the first sets "
+                            "the whole model's flash, the second the tables' ratio)")
+        return _compress_to_fit(graph, ctx, int(image_budget))
+    if spec is None:
         found = embedding_lookups(graph)
         table_bytes = sum(graph.tensors[t].nbytes for t in found)
         ctx.report.skip(f"not asked; {len(found)} embedding table(s), {table_bytes / 2 ** 20:.2f} MiB, could be "
                         "(--compress-embeddings RATIO|BYTES, lossy)" if found else
                         "not asked, and no embedding lookup found")
         return None
-    budget = parse_budget(spec)
+    return _compress(graph, ctx, parse_budget(spec))
+
+
+def _compress_to_fit(graph: Graph, ctx: PassContext, image_budget: int) -> dict | None:
+    """--weights-budget: the tables' bytes that make the flash image fit, split over the tables
+    in proportion to their size (each table then gets its own ratio); the report gives the
+    tables' ratio and the whole model's."""
+    lookups = embedding_lookups(graph)
+    image = flash_image_bytes(graph)
+    table_bytes = sum(graph.tensors[t].nbytes for t in lookups)
+    base = {"weights_budget": image_budget, "flash_image_before": image}
+    if image <= image_budget:
+        ctx.report.skip(f"the flash image (~{image} B) already fits --weights-budget {image_budget} B",
+                        "embedding_compression")
+        return None
+    if not lookups:
+        raise UserError(f"--weights-budget {image_budget} B: the model needs ~{image} B of flash "
+                        "and has no embedding table to compress")
+    other = image - table_bytes
+    room = image_budget - other
+    if room < 1000:
+        raise UserError(f"--weights-budget {image_budget} B: the model needs ~{other} B of flash "
+                        f"besides its embedding tables ({table_bytes} B), so no compression of "
+                        "the tables makes it fit")
+    report = _compress(graph, ctx, Budget(bytes=room))
+    after = flash_image_bytes(graph)
+    report.update(base, fits=after <= image_budget)
+    ctx.report.note(f"--weights-budget {image_budget} B: embedding tables compressed "
+                    f"{report['ratio']:.2f}x ({table_bytes} -> {report['bytes_after']} B), flash image "
+                    f"~{image} -> ~{after} B ({report['whole_model_ratio']:.2f}x smaller)")
+    return report
+
+
+def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
     lookups = embedding_lookups(graph)
     if not lookups:
         ctx.report.skip("no embedding lookup (Gather of a constant table with run-time ids) found",
@@ -724,6 +797,7 @@ def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
                         f"table(s) have {rows} rows")
     ed = Rewriter(graph, ctx.names)
     weights_before = graph.weights_bytes
+    image_before = flash_image_bytes(graph)
     all_bytes = sum(graph.tensors[t].nbytes for t in lookups)
     tables = []
     sq_err = sq_norm = 0.0
@@ -770,4 +844,8 @@ def compress_embeddings(graph: Graph, ctx: PassContext) -> dict | None:
             "rel_error": round(math.sqrt(sq_err / sq_norm), 6) if sq_norm else 0.0,
             "bytes_before": before, "bytes_after": after,
             "weights_bytes_before": weights_before, "weights_bytes_after": weights_after,
-            "weights_ratio": round(weights_before / max(weights_after, 1), 4), "tables": tables}
+            "weights_ratio": round(weights_before / max(weights_after, 1), 4),
+            "table_ratio": round(before / after, 4), "flash_image_before": image_before,
+            "flash_image_after": flash_image_bytes(graph),
+            "whole_model_ratio": round(image_before / max(flash_image_bytes(graph), 1), 4),
+            "tables": tables}

@@ -375,3 +375,66 @@ def test_pass_with_token_frequencies(monkeypatch, tmp_path):
     top = np.argsort(-counts, kind="stable")[:report["exact_rows"]]
     rows = lookup(node.op_type, node.domain).reference(node, [top] + args[1:])[0]
     assert np.array_equal(rows, table[top])
+
+
+# ----- --weights-budget ---------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, flash, want", [("board", 1 << 20, 1 << 20), ("500000", None, 500000),
+                                               ("512K", None, 524288), ("2m", None, 2 << 20)])
+def test_parse_weights_budget(spec, flash, want):
+    assert emb.parse_weights_budget(spec, flash) == want
+
+
+@pytest.mark.parametrize("spec, match", [("board", "no flash size"), ("12", ">= 1000"), ("lots", "got 'lots'"),
+                                         ("1.5", ">= 1000")])
+def test_parse_weights_budget_rejects(spec, match):
+    with pytest.raises(UserError, match=match):
+        emb.parse_weights_budget(spec, None)
+
+
+def test_weights_budget_makes_the_flash_image_fit(monkeypatch):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2, 4))
+    _, graph = example_graph()
+    image = emb.flash_image_bytes(graph)
+    table = graph.tensors["embeddings.word_embeddings.weight"].nbytes
+    target = image - table + table // 5  # the table must shrink 5x or more
+    graph, done = optimize(graph, OptimizeOptions(weights_budget=target, tile="none"))
+    report = done["embedding_compression"]
+    assert report["fits"] and emb.flash_image_bytes(graph) <= target
+    assert report["flash_image_before"] == image and report["flash_image_after"] == emb.flash_image_bytes(graph)
+    assert report["table_ratio"] >= 5.0 and report["table_ratio"] == report["ratio"]
+    assert report["whole_model_ratio"] == pytest.approx(image / report["flash_image_after"], rel=1e-3)
+    assert 1.0 < report["whole_model_ratio"] < report["table_ratio"]
+    assert any("--weights-budget" in n for n in done["optimize_notes"])
+
+
+def test_weights_budget_that_fits_or_cannot_fit():
+    _, graph = example_graph()
+    image = emb.flash_image_bytes(graph)
+    table = graph.tensors["embeddings.word_embeddings.weight"].nbytes
+    again, done = optimize(copy.deepcopy(graph), OptimizeOptions(weights_budget=image, tile="none"))
+    assert "embedding_compression" not in done and "Gather" in [n.op_type for n in again.nodes]
+    with pytest.raises(UserError, match="besides its embedding tables"):
+        optimize(copy.deepcopy(graph), OptimizeOptions(weights_budget=image - table, tile="none"))
+    with pytest.raises(UserError, match="give one"):
+        optimize(copy.deepcopy(graph), OptimizeOptions(weights_budget=image // 2, compress_embeddings="4x",
+                                                       tile="none"))
+
+
+def test_cli_weights_budget(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2))
+    from onnx2mcu.cli import main
+
+    model, graph = example_graph(vocab=2048)
+    path = tmp_path / "m.onnx"
+    import onnx
+
+    onnx.save(model, str(path))
+    capsys.readouterr()
+    assert main(["simulate", str(path), "--weights-budget", "board", "--tile", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no flash size" in err and len(err.splitlines()) == 1
+    target = emb.flash_image_bytes(graph) * 2 // 3
+    main(["simulate", str(path), "--weights-budget", str(target), "--tile", "none", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    report = data["embedding_compression"]
+    assert report["fits"] and report["flash_image_after"] <= target and report["table_ratio"] > 1.5
