@@ -27,6 +27,7 @@ class OptimizeOptions:
     # bytes of flash for the whole model (weights + code allowance): the embedding tables are
     # compressed until it fits (--weights-budget; the face resolves "board")
     weights_budget: int | None = None
+    embedding_int8: bool = False  # --embeddings-int8: int8 factors (lossy, opt-in)
     tile: str = "auto"  # "auto" | "none"
     ram_budget: int | None = None  # bytes of RAM the tiled model may use (default: the board's)
     # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,

@@ -40,7 +40,7 @@ import numpy as np
 
 from onnx2mcu.errors import UserError
 from onnx2mcu.ir import DType, Graph, Node
-from onnx2mcu.ops.mcubert import DOMAIN, META_FIELDS, reconstruct_rows
+from onnx2mcu.ops.mcubert import DOMAIN, META_FIELDS, reconstruct_rows, reconstruct_rows_int8
 from onnx2mcu.rewrite import Rewriter, is_standard
 
 if TYPE_CHECKING:
@@ -318,14 +318,14 @@ class Plan:
     exact: int = 0  # the last `exact` clusters are single rows kept exact (their mean row)
 
 
-def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, available: int
-                   ) -> tuple[np.ndarray, float, int]:
+def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, available: int,
+                   elem: int = F4) -> tuple[np.ndarray, float, int]:
     """Stage 2: ranks per cluster within `available` bytes -> (ranks, squared error, bytes used)."""
     gains, costs, owner = [], [], []
     for c, eig in enumerate(spectra):
         steps = min(len(eig), int(counts[c]), dim)
         gains.append(eig[:steps])
-        costs.append(np.full(steps, F4 * (int(counts[c]) + dim)))
+        costs.append(np.full(steps, elem * (int(counts[c]) + dim)))
         owner.append(np.full(steps, c))
     ranks = np.zeros(len(spectra), dtype=np.int64)
     total = float(sum(float(e.sum()) for e in spectra))
@@ -352,22 +352,25 @@ def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, avai
 
 
 def _fit(x: np.ndarray, w: np.ndarray | None, labels: np.ndarray, k: int, dim: int,
-         available: int) -> tuple[np.ndarray, np.ndarray, float, int]:
+         available: int, elem: int = F4) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Spectra of the k clusters of `labels` and stage 2 -> (counts, ranks, sq error, bytes)."""
     counts = np.bincount(labels, minlength=k)
     spectra = [_spectrum(x[ids], None if w is None else w[ids])[1] for ids in cluster_ids(labels, k)]
-    ranks, sq_error, used = allocate_ranks(counts, spectra, dim, available)
+    ranks, sq_error, used = allocate_ranks(counts, spectra, dim, available, elem)
     return counts, ranks, sq_error, used
 
 
-def _fixed_bytes(vocab: int, clusters: int, dim: int) -> int:
-    """Map (when there is more than one cluster) and, per cluster, meta and mean row."""
-    return (map_bytes_for(vocab) * vocab if clusters > 1 else 0) + clusters * (META_FIELDS * 4 + F4 * dim)
+def _fixed_bytes(vocab: int, clusters: int, dim: int, elem: int = F4) -> int:
+    """Map (when there is more than one cluster) and, per cluster, meta and mean row; int8
+    factors (elem 1) add their scales: two per cluster, one per row (ClusteredEmbeddingInt8)."""
+    scales = 0 if elem == F4 else F4 * (vocab + 2 * clusters)
+    return (map_bytes_for(vocab) * vocab if clusters > 1 else 0) + \
+        clusters * (META_FIELDS * 4 + elem * dim) + scales
 
 
 def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
            candidates: tuple[int, ...] | None = None,
-           weights: np.ndarray | None = None) -> tuple[Plan, list[dict]]:
+           weights: np.ndarray | None = None, elem: int = F4) -> tuple[Plan, list[dict]]:
     """Both stages: the plan with the smallest reconstruction error within `budget_bytes`.
 
     With `weights` (one per row, graph_opt/embedding.frequency_weights) the error is
@@ -383,12 +386,12 @@ def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
     for k in candidates:
         if k > 1 and vocab // k < MIN_ROWS_PER_CLUSTER:
             break
-        fixed = _fixed_bytes(vocab, k, dim)
+        fixed = _fixed_bytes(vocab, k, dim, elem)
         if fixed > budget_bytes:
             tried.append({"clusters": k, "fits": False})
             continue
         labels = kmeans(x, k, seed=seed, weights=weights)
-        counts, ranks, sq_error, used = _fit(x, weights, labels, k, dim, budget_bytes - fixed)
+        counts, ranks, sq_error, used = _fit(x, weights, labels, k, dim, budget_bytes - fixed, elem)
         plan = Plan(k, labels, ranks, counts, fixed + used, sq_error)
         tried.append({"clusters": k, "fits": True, "bytes": plan.bytes,
                       "predicted_rel_error": round(math.sqrt(sq_error / norm_sq), 6),
@@ -396,7 +399,7 @@ def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
         if best is None or sq_error < best.sq_error * (1 - 1e-9):
             best, best_available = plan, budget_bytes - fixed
     if best is not None and best.clusters > 1:
-        refined = refine(x, best, best_available, weights=weights)
+        refined = refine(x, best, best_available, weights=weights, elem=elem)
         if refined is not best:
             tried.append({"clusters": refined.clusters, "fits": True, "refined": True,
                           "bytes": refined.bytes,
@@ -404,12 +407,12 @@ def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
                           "mean_rank": round(float((refined.ranks * refined.counts).sum() / vocab), 2)})
             best = refined
     if best is None:
-        minimum = META_FIELDS * 4 + F4 * dim
+        minimum = _fixed_bytes(vocab, 1, dim, elem)
         raise UserError(f"--compress-embeddings: a budget of {budget_bytes} B cannot hold even the "
                         f"mean row of a {vocab}x{dim} table (needs >= {minimum} B); give a larger "
                         "budget or a smaller ratio")
     if weights is not None:
-        best = choose_exact(x, weights, best, budget_bytes, norm_sq, tried)
+        best = choose_exact(x, weights, best, budget_bytes, norm_sq, tried, elem)
     return best, tried
 
 
@@ -417,14 +420,14 @@ EXACT_SHARES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6)  # shares of the budget tried fo
 
 
 def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, norm_sq: float,
-                 tried: list[dict]) -> Plan:
+                 tried: list[dict], elem: int = F4) -> Plan:
     """Keep the most frequent rows exact (each a one-row cluster: its mean row, no factors,
     META_FIELDS * 4 + 4 * dim bytes) where that lowers the weighted error: for a few shares
     of the budget, take that many of the heaviest rows (those above the floor weight, i.e.
     seen in the statistics) out of the plan's clusters, re-buy the ranks of the rest with
     the bytes left, keep the best (then refine the rest's clusters)."""
     vocab, dim = x.shape
-    row_cost = META_FIELDS * 4 + F4 * dim
+    row_cost = _fixed_bytes(vocab, 2, dim, elem) - _fixed_bytes(vocab, 1, dim, elem) - map_bytes_for(vocab) * vocab
     seen = np.nonzero(w > w.min() * (1 + 1e-9))[0]
     heavy = seen[np.argsort(-w[seen], kind="stable")]
     if heavy.size == 0:
@@ -440,11 +443,11 @@ def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, no
         rest[heavy[:n_exact]] = False
         _, labels = np.unique(plan.labels[rest], return_inverse=True)  # clusters left, renumbered
         k = int(labels.max()) + 1
-        fixed = _fixed_bytes(vocab, k + n_exact, dim)
+        fixed = _fixed_bytes(vocab, k + n_exact, dim, elem)
         if fixed > budget_bytes:
             continue
         available = budget_bytes - fixed
-        counts, ranks, sq_error, used = _fit(x[rest], w[rest], labels, k, dim, available)
+        counts, ranks, sq_error, used = _fit(x[rest], w[rest], labels, k, dim, available, elem)
         tried.append({"clusters": k, "exact_rows": n_exact, "fits": True, "bytes": fixed + used,
                       "predicted_rel_error": round(math.sqrt(sq_error / norm_sq), 6)})
         if sq_error < best.sq_error * (1 - 1e-9):
@@ -454,7 +457,7 @@ def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, no
         return plan
     rest, n_exact, available = best_parts
     if best.clusters > 1:
-        best = refine(x[rest], best, available, weights=w[rest])
+        best = refine(x[rest], best, available, weights=w[rest], elem=elem)
         tried.append({"clusters": best.clusters, "exact_rows": n_exact, "fits": True,
                       "refined": True, "bytes": best.bytes + n_exact * row_cost,
                       "predicted_rel_error": round(math.sqrt(best.sq_error / norm_sq), 6)})
@@ -469,7 +472,7 @@ def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, no
 
 
 def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3,
-           weights: np.ndarray | None = None) -> Plan:
+           weights: np.ndarray | None = None, elem: int = F4) -> Plan:
     """Move each row to the cluster whose mean + rank-r_c subspace rebuilds it best, then
     re-fit the subspaces and re-buy the ranks; kept while the error keeps falling (k-means
     groups rows by position, this by the subspace they lie in).  With `weights` the means
@@ -502,16 +505,16 @@ def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3,
         counts = np.bincount(labels, minlength=best.clusters)
         if np.any(counts == 0) or np.array_equal(labels, best.labels):
             break
-        fixed = best.bytes - _rank_bytes(best.ranks, best.counts, dim)
-        counts, ranks, sq_error, used = _fit(x, weights, labels, best.clusters, dim, available)
+        fixed = best.bytes - _rank_bytes(best.ranks, best.counts, dim, elem)
+        counts, ranks, sq_error, used = _fit(x, weights, labels, best.clusters, dim, available, elem)
         if sq_error >= best.sq_error * (1 - 1e-6):
             break
         best = Plan(best.clusters, labels, ranks, counts, fixed + used, sq_error)
     return best
 
 
-def _rank_bytes(ranks: np.ndarray, counts: np.ndarray, dim: int) -> int:
-    return int(sum(F4 * int(r) * (int(n) + dim) for r, n in zip(ranks, counts)))
+def _rank_bytes(ranks: np.ndarray, counts: np.ndarray, dim: int, elem: int = F4) -> int:
+    return int(sum(elem * int(r) * (int(n) + dim) for r, n in zip(ranks, counts)))
 
 
 @dataclass
@@ -523,18 +526,66 @@ class Compressed:
     p: np.ndarray  # float32 1-D
     plan: Plan
     dim: int
+    # int8 factors (ClusteredEmbeddingInt8): a and p quantized, their scales; None: float32
+    a_q: np.ndarray | None = None
+    p_q: np.ndarray | None = None
+    scales: np.ndarray | None = None
+
+    @property
+    def int8(self) -> bool:
+        return self.scales is not None
 
     @property
     def nbytes(self) -> int:
-        return (0 if self.id_map is None else self.id_map.nbytes) + self.meta.nbytes + \
-            self.a.nbytes + self.p.nbytes
+        head = (0 if self.id_map is None else self.id_map.nbytes) + self.meta.nbytes
+        if self.int8:
+            return head + self.a_q.nbytes + self.p_q.nbytes + self.scales.nbytes
+        return head + self.a.nbytes + self.p.nbytes
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         from onnx2mcu.ops.mcubert import embedding_positions
 
         vocab = self.plan.labels.size
         pos, _ = embedding_positions(ids, self.id_map, self.map_bytes, vocab)
+        if self.int8:
+            return reconstruct_rows_int8(pos, self.meta, self.a_q, self.p_q, self.scales, self.dim)
         return reconstruct_rows(pos, self.meta, self.a, self.p, self.dim)
+
+
+def _q8(values: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """Symmetric int8 of a block: scale max|v| / 127 (float32), round half to even, [-127, 127]."""
+    top = float(np.abs(values).max()) if values.size else 0.0
+    scale = np.float32(top / 127.0) if top > 0 else np.float32(0.0)
+    if scale == 0:
+        return np.zeros(values.shape, dtype=np.int8), scale
+    q = np.clip(np.rint(values.astype(np.float64) / float(scale)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def quantize_factors(comp: Compressed) -> Compressed:
+    """The int8 form of `comp` (opt-in, lossy): per cluster one scale for the mean row and one
+    for the basis, one scale per A row (per token); the layout of onnx2mcu/ops/mcubert.py."""
+    vocab, dim = comp.plan.labels.size, comp.dim
+    meta = comp.meta.astype(np.int64)
+    clusters = meta.shape[0]
+    a_q = np.zeros(comp.a.size, dtype=np.int8)
+    p_q = np.zeros(comp.p.size, dtype=np.int8)
+    scales = np.zeros(2 * clusters + vocab, dtype=np.float32)
+    for c, (start, count, rank, a_off, p_off) in enumerate(meta):
+        p_q[p_off:p_off + dim], scales[2 * c + 1] = _q8(comp.p[p_off:p_off + dim])
+        if rank == 0:
+            continue
+        basis = comp.p[p_off + dim: p_off + dim + rank * dim]
+        p_q[p_off + dim: p_off + dim + rank * dim], scales[2 * c] = _q8(basis)
+        block = comp.a[a_off: a_off + count * rank].reshape(count, rank)
+        top = np.abs(block).max(axis=1).astype(np.float64)
+        row_scale = np.where(top > 0, top / 127.0, 0.0).astype(np.float32)
+        safe = np.where(row_scale > 0, row_scale, 1.0).astype(np.float64)
+        q = np.clip(np.rint(block.astype(np.float64) / safe[:, None]), -127, 127).astype(np.int8)
+        a_q[a_off: a_off + count * rank] = q.reshape(-1)
+        scales[2 * clusters + start: 2 * clusters + start + count] = row_scale
+    return Compressed(comp.id_map, comp.map_bytes, comp.meta, comp.a, comp.p, comp.plan, dim,
+                      a_q, p_q, scales)
 
 
 def build(table: np.ndarray, plan: Plan, weights: np.ndarray | None = None) -> Compressed:
@@ -593,15 +644,18 @@ def frequency_weights(counts: np.ndarray, vocab: int, unseen_share: float | None
 
 
 def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0,
-                   counts: np.ndarray | None = None) -> tuple[Compressed, dict]:
+                   counts: np.ndarray | None = None, int8: bool = False) -> tuple[Compressed, dict]:
     """Search + build; the report has the measured (float32) relative Frobenius error and,
-    with token `counts`, the frequency-weighted one (the objective then)."""
+    with token `counts`, the frequency-weighted one (the objective then).  `int8`: the
+    search prices factors at one byte (+ their scales) and the factors are quantized."""
     start = time.perf_counter()
     vocab, dim = table.shape
     weights = None if counts is None else frequency_weights(counts, vocab)
     with _one_blas_thread():
-        plan, tried = search(table, budget_bytes, seed=seed, weights=weights)
+        plan, tried = search(table, budget_bytes, seed=seed, weights=weights, elem=1 if int8 else F4)
         result = build(table, plan, weights)
+        if int8:
+            result = quantize_factors(result)
     rows = result.rows(np.arange(vocab))
     t64 = table.astype(np.float64)
     diff_sq = ((rows.astype(np.float64) - t64) ** 2).sum(axis=1)
@@ -615,6 +669,7 @@ def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0,
             "rank_min": int(plan.ranks.min()), "rank_max": int(plan.ranks.max()),
             "rank_mean": round(float((plan.ranks * counts_).sum() / vocab), 3),
             "objective": "uniform" if weights is None else "frequency-weighted",
+            "factors": "int8" if int8 else "float32",
             "search": tried, "seconds": round(time.perf_counter() - start, 3)}
     if weights is not None:
         info["weighted_rel_error"] = round(math.sqrt(float(weights @ diff_sq) /
@@ -791,6 +846,7 @@ def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
         return {"tables": [], "ratio": 1.0, "rel_error": 0.0,
                 "note": "no embedding lookup (Gather of a constant table with run-time ids) found"}
     counts, counts_from = token_counts(ctx.options)
+    int8 = bool(getattr(ctx.options, "embedding_int8", False))
     if counts is not None and not any(graph.tensors[t].shape[0] >= counts.size for t in lookups):
         rows = ", ".join(str(graph.tensors[t].shape[0]) for t in lookups)
         raise UserError(f"{counts_from}: counts for {counts.size} token ids, but the embedding "
@@ -807,19 +863,23 @@ def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
         data = np.asarray(tensor.data, dtype=np.float32)
         table_counts = counts if counts is not None and data.shape[0] >= counts.size else None
         result, info = compress_table(data, budget.per_table(tensor.nbytes, all_bytes),
-                                      counts=table_counts)
+                                      counts=table_counts, int8=int8)
         base = table_name.replace("/", "_")
         names = {}
-        for key, value, dtype in (("id_map", result.id_map, DType.UINT8), ("meta", result.meta, DType.INT32),
-                                  ("a", result.a, DType.FLOAT32), ("p", result.p, DType.FLOAT32)):
+        factors = ((("a", result.a_q, DType.INT8), ("p", result.p_q, DType.INT8),
+                    ("scales", result.scales, DType.FLOAT32)) if int8 else
+                   (("a", result.a, DType.FLOAT32), ("p", result.p, DType.FLOAT32)))
+        for key, value, dtype in (("id_map", result.id_map, DType.UINT8),
+                                  ("meta", result.meta, DType.INT32), *factors):
             if value is None:
                 names[key] = ""
                 continue
             names[key] = ed.add_const(f"{base}.clustered.{key}", value, dtype)
         for gather in gathers:
             ed.replace(gather, [ed.new_node(
-                f"{gather.name}/clustered", "ClusteredEmbedding",
-                [gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]],
+                f"{gather.name}/clustered", "ClusteredEmbeddingInt8" if int8 else "ClusteredEmbedding",
+                [gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]]
+                + ([names["scales"]] if int8 else []),
                 list(gather.outputs), {"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
                                        "map_bytes": result.map_bytes}, DOMAIN)])
         if not ed.consumers(table_name) and table_name not in graph.outputs:
@@ -840,6 +900,9 @@ def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
                  "exact_rows": sum(t.get("exact_rows", 0) for t in tables)}
         ctx.report.note(f"embedding compression weighted by {counts_from}: weighted table error "
                         f"{extra['weighted_rel_error']:.4f}, {extra['exact_rows']} frequent rows kept exact")
+    if int8:
+        extra["factors"] = "int8"
+        ctx.report.note("embedding factors quantized to int8 (--embeddings-int8: lossy, changes results)")
     return {**extra, "budget": budget.describe(), "ratio": round(before / after, 4),
             "rel_error": round(math.sqrt(sq_err / sq_norm), 6) if sq_norm else 0.0,
             "bytes_before": before, "bytes_after": after,

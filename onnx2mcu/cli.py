@@ -53,7 +53,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     if getattr(args, "input_value", None):
         values["input_values"] = parse_input_values(args.input_value)
-    for name in ("compress_embeddings", "token_frequencies", "calibration_text", "tokenizer", "weights_budget", "tile", "ram_budget", "board", "scheduler", "time_limit",
+    for name in ("compress_embeddings", "token_frequencies", "calibration_text", "tokenizer", "weights_budget", "embeddings_int8", "tile", "ram_budget", "board", "scheduler", "time_limit",
                  "inputs", "seed", "force", "prefix", "plot", "plot_layout", "binary_sign_zero", "max_tensor_bytes",
                  "format", "io", "requant",
                  "rewrites"):
@@ -587,6 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights-budget", metavar="BYTES|board",
                        help="compress the embedding tables until the whole model's flash image "
                             "(weights + code allowance) fits BYTES (e.g. 1M) or the board's flash")
+        p.add_argument("--embeddings-int8", action="store_true", default=None,
+                       help="compressed embedding factors in int8 (about 4x fewer bytes per factor; "
+                            "lossy, reported)")
         p.add_argument("--tile", choices=("auto", "none"), default="auto",
                        help="tile attention and FFN so long sequences fit in RAM")
         p.add_argument("--ram-budget", type=int, metavar="BYTES",

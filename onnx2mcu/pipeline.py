@@ -46,6 +46,7 @@ class Options:
     calibration_text: str | None = None  # --calibration-text FILE (with --tokenizer PATH)
     tokenizer: str | None = None  # --tokenizer PATH (transformers tokenizer folder)
     weights_budget: str | int | None = None  # --weights-budget BYTES | board: whole flash image
+    embeddings_int8: bool = False  # --embeddings-int8: int8 embedding factors (lossy, opt-in)
     tile: str = "auto"  # --tile auto | none
     binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
@@ -152,6 +153,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             token_frequencies=options.token_frequencies, calibration_text=options.calibration_text,
             tokenizer=options.tokenizer,
             weights_budget=parse_weights_budget(options.weights_budget, budget.flash_bytes),
+            embedding_int8=options.embeddings_int8,
             binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram(), rewrites=options.rewrites,
             peak_estimator=_peak_estimator(options),
