@@ -627,7 +627,7 @@ def build(table: np.ndarray, plan: Plan, weights: np.ndarray | None = None) -> C
 
 
 # ----- token statistics ------------------------------------------------------------------------
-UNSEEN_SHARE = 0.1  # share of the weight spread evenly over all rows (tokens the statistics miss)
+UNSEEN_SHARE = 0.3  # share of the weight spread evenly over all rows (tokens the statistics miss)
 
 
 def frequency_weights(counts: np.ndarray, vocab: int, unseen_share: float | None = None) -> np.ndarray:
