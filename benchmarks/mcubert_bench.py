@@ -639,7 +639,7 @@ def summary() -> str:
                          f"with the word table {fact['table_ratio']:.1f}× smaller; table error "
                          f"{fact['table_error']:.3f}, output error {fact['output_error']:.3f} (random weights).")
     if any(k.startswith("minilm") for k in FACTS):
-        cos = ", ".join(f"{k.split(' ', 1)[1]} {v['cosine']:.3f}" for k, v in FACTS.items() if k.startswith("minilm"))
+        cos = "; ".join(f"{k.split(' ', 1)[1]} {v['cosine']:.3f}" for k, v in FACTS.items() if k.startswith("minilm"))
         lines.append(f"- all-MiniLM-L6-v2 sentence embeddings (held-out sentences), mean cosine to the "
                      f"original: {cos}.")
     for name, paper in (("BERT-tiny", 3.5), ("BERT-mini", 4.3)):
