@@ -307,6 +307,32 @@ def map_bytes_for(vocab: int) -> int:
     return max(1, math.ceil(math.log2(max(vocab, 2)) / 8))
 
 
+@dataclass(frozen=True)
+class Format:
+    """How the factors are stored: float32, or int8 with per-cluster scales for the mean row
+    and the basis and, for the A rows, one scale per row (`row_scales`) or per cluster."""
+    bytes: int = F4
+    row_scales: bool = True
+
+    @property
+    def int8(self) -> bool:
+        return self.bytes == 1
+
+    def scale_bytes(self, vocab: int, clusters: int) -> int:
+        if not self.int8:
+            return 0
+        return F4 * ((vocab if self.row_scales else clusters) + 2 * clusters)
+
+
+FLOAT32 = Format()
+INT8_ROW_SCALES = Format(1, True)
+INT8_CLUSTER_SCALES = Format(1, False)
+
+
+def _fmt(elem: Format | None) -> Format:
+    return FLOAT32 if elem is None else elem
+
+
 @dataclass
 class Plan:
     clusters: int
@@ -319,13 +345,13 @@ class Plan:
 
 
 def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, available: int,
-                   elem: int = F4) -> tuple[np.ndarray, float, int]:
+                   elem: "Format" = None) -> tuple[np.ndarray, float, int]:
     """Stage 2: ranks per cluster within `available` bytes -> (ranks, squared error, bytes used)."""
     gains, costs, owner = [], [], []
     for c, eig in enumerate(spectra):
         steps = min(len(eig), int(counts[c]), dim)
         gains.append(eig[:steps])
-        costs.append(np.full(steps, elem * (int(counts[c]) + dim)))
+        costs.append(np.full(steps, _fmt(elem).bytes * (int(counts[c]) + dim)))
         owner.append(np.full(steps, c))
     ranks = np.zeros(len(spectra), dtype=np.int64)
     total = float(sum(float(e.sum()) for e in spectra))
@@ -352,7 +378,7 @@ def allocate_ranks(counts: np.ndarray, spectra: list[np.ndarray], dim: int, avai
 
 
 def _fit(x: np.ndarray, w: np.ndarray | None, labels: np.ndarray, k: int, dim: int,
-         available: int, elem: int = F4) -> tuple[np.ndarray, np.ndarray, float, int]:
+         available: int, elem: "Format" = None) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Spectra of the k clusters of `labels` and stage 2 -> (counts, ranks, sq error, bytes)."""
     counts = np.bincount(labels, minlength=k)
     spectra = [_spectrum(x[ids], None if w is None else w[ids])[1] for ids in cluster_ids(labels, k)]
@@ -360,17 +386,18 @@ def _fit(x: np.ndarray, w: np.ndarray | None, labels: np.ndarray, k: int, dim: i
     return counts, ranks, sq_error, used
 
 
-def _fixed_bytes(vocab: int, clusters: int, dim: int, elem: int = F4) -> int:
+def _fixed_bytes(vocab: int, clusters: int, dim: int, elem: "Format" = None) -> int:
     """Map (when there is more than one cluster) and, per cluster, meta and mean row; int8
-    factors (elem 1) add their scales: two per cluster, one per row (ClusteredEmbeddingInt8)."""
-    scales = 0 if elem == F4 else F4 * (vocab + 2 * clusters)
+    factors add their scales (ClusteredEmbeddingInt8: two per cluster, and one per row or one
+    per cluster for the A rows)."""
+    scales = _fmt(elem).scale_bytes(vocab, clusters)
     return (map_bytes_for(vocab) * vocab if clusters > 1 else 0) + \
-        clusters * (META_FIELDS * 4 + elem * dim) + scales
+        clusters * (META_FIELDS * 4 + _fmt(elem).bytes * dim) + scales
 
 
 def search(table: np.ndarray, budget_bytes: int, seed: int = 0,
            candidates: tuple[int, ...] | None = None,
-           weights: np.ndarray | None = None, elem: int = F4) -> tuple[Plan, list[dict]]:
+           weights: np.ndarray | None = None, elem: "Format" = None) -> tuple[Plan, list[dict]]:
     """Both stages: the plan with the smallest reconstruction error within `budget_bytes`.
 
     With `weights` (one per row, graph_opt/embedding.frequency_weights) the error is
@@ -420,7 +447,7 @@ EXACT_SHARES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6)  # shares of the budget tried fo
 
 
 def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, norm_sq: float,
-                 tried: list[dict], elem: int = F4) -> Plan:
+                 tried: list[dict], elem: "Format" = None) -> Plan:
     """Keep the most frequent rows exact (each a one-row cluster: its mean row, no factors,
     META_FIELDS * 4 + 4 * dim bytes) where that lowers the weighted error: for a few shares
     of the budget, take that many of the heaviest rows (those above the floor weight, i.e.
@@ -472,7 +499,7 @@ def choose_exact(x: np.ndarray, w: np.ndarray, plan: Plan, budget_bytes: int, no
 
 
 def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3,
-           weights: np.ndarray | None = None, elem: int = F4) -> Plan:
+           weights: np.ndarray | None = None, elem: "Format" = None) -> Plan:
     """Move each row to the cluster whose mean + rank-r_c subspace rebuilds it best, then
     re-fit the subspaces and re-buy the ranks; kept while the error keeps falling (k-means
     groups rows by position, this by the subspace they lie in).  With `weights` the means
@@ -513,8 +540,8 @@ def refine(x: np.ndarray, plan: Plan, available: int, rounds: int = 3,
     return best
 
 
-def _rank_bytes(ranks: np.ndarray, counts: np.ndarray, dim: int, elem: int = F4) -> int:
-    return int(sum(elem * int(r) * (int(n) + dim) for r, n in zip(ranks, counts)))
+def _rank_bytes(ranks: np.ndarray, counts: np.ndarray, dim: int, elem: "Format" = None) -> int:
+    return int(sum(_fmt(elem).bytes * int(r) * (int(n) + dim) for r, n in zip(ranks, counts)))
 
 
 @dataclass
@@ -530,6 +557,7 @@ class Compressed:
     a_q: np.ndarray | None = None
     p_q: np.ndarray | None = None
     scales: np.ndarray | None = None
+    row_scales: bool = True  # int8: one scale per A row (else one per cluster)
 
     @property
     def int8(self) -> bool:
@@ -548,7 +576,8 @@ class Compressed:
         vocab = self.plan.labels.size
         pos, _ = embedding_positions(ids, self.id_map, self.map_bytes, vocab)
         if self.int8:
-            return reconstruct_rows_int8(pos, self.meta, self.a_q, self.p_q, self.scales, self.dim)
+            return reconstruct_rows_int8(pos, self.meta, self.a_q, self.p_q, self.scales, self.dim,
+                                         self.row_scales)
         return reconstruct_rows(pos, self.meta, self.a, self.p, self.dim)
 
 
@@ -562,15 +591,16 @@ def _q8(values: np.ndarray) -> tuple[np.ndarray, np.float32]:
     return q, scale
 
 
-def quantize_factors(comp: Compressed) -> Compressed:
+def quantize_factors(comp: Compressed, row_scales: bool = True) -> Compressed:
     """The int8 form of `comp` (opt-in, lossy): per cluster one scale for the mean row and one
-    for the basis, one scale per A row (per token); the layout of onnx2mcu/ops/mcubert.py."""
+    for the basis, and one scale per A row (per token) or, without `row_scales`, one for the
+    cluster's A block; the layout of onnx2mcu/ops/mcubert.py."""
     vocab, dim = comp.plan.labels.size, comp.dim
     meta = comp.meta.astype(np.int64)
     clusters = meta.shape[0]
     a_q = np.zeros(comp.a.size, dtype=np.int8)
     p_q = np.zeros(comp.p.size, dtype=np.int8)
-    scales = np.zeros(2 * clusters + vocab, dtype=np.float32)
+    scales = np.zeros(2 * clusters + (vocab if row_scales else clusters), dtype=np.float32)
     for c, (start, count, rank, a_off, p_off) in enumerate(meta):
         p_q[p_off:p_off + dim], scales[2 * c + 1] = _q8(comp.p[p_off:p_off + dim])
         if rank == 0:
@@ -578,6 +608,9 @@ def quantize_factors(comp: Compressed) -> Compressed:
         basis = comp.p[p_off + dim: p_off + dim + rank * dim]
         p_q[p_off + dim: p_off + dim + rank * dim], scales[2 * c] = _q8(basis)
         block = comp.a[a_off: a_off + count * rank].reshape(count, rank)
+        if not row_scales:
+            a_q[a_off: a_off + count * rank], scales[2 * clusters + c] = _q8(block.reshape(-1))
+            continue
         top = np.abs(block).max(axis=1).astype(np.float64)
         row_scale = np.where(top > 0, top / 127.0, 0.0).astype(np.float32)
         safe = np.where(row_scale > 0, row_scale, 1.0).astype(np.float64)
@@ -585,7 +618,7 @@ def quantize_factors(comp: Compressed) -> Compressed:
         a_q[a_off: a_off + count * rank] = q.reshape(-1)
         scales[2 * clusters + start: 2 * clusters + start + count] = row_scale
     return Compressed(comp.id_map, comp.map_bytes, comp.meta, comp.a, comp.p, comp.plan, dim,
-                      a_q, p_q, scales)
+                      a_q, p_q, scales, row_scales)
 
 
 def build(table: np.ndarray, plan: Plan, weights: np.ndarray | None = None) -> Compressed:
@@ -647,19 +680,34 @@ def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0,
                    counts: np.ndarray | None = None, int8: bool = False) -> tuple[Compressed, dict]:
     """Search + build; the report has the measured (float32) relative Frobenius error and,
     with token `counts`, the frequency-weighted one (the objective then).  `int8`: the
-    search prices factors at one byte (+ their scales) and the factors are quantized."""
+    search prices factors at one byte (+ their scales) and the factors are quantized; both
+    scale layouts of the A rows (per row, per cluster) are tried and the one with the
+    smaller measured (weighted) error is kept (per-row scales cost 4 B a token, which a
+    tight budget cannot afford)."""
     start = time.perf_counter()
     vocab, dim = table.shape
     weights = None if counts is None else frequency_weights(counts, vocab)
-    with _one_blas_thread():
-        plan, tried = search(table, budget_bytes, seed=seed, weights=weights, elem=1 if int8 else F4)
-        result = build(table, plan, weights)
-        if int8:
-            result = quantize_factors(result)
-    rows = result.rows(np.arange(vocab))
     t64 = table.astype(np.float64)
-    diff_sq = ((rows.astype(np.float64) - t64) ** 2).sum(axis=1)
     row_sq = (t64 ** 2).sum(axis=1)
+    best, error = None, None
+    with _one_blas_thread():
+        for fmt in ((INT8_ROW_SCALES, INT8_CLUSTER_SCALES) if int8 else (FLOAT32,)):
+            try:
+                plan, tried = search(table, budget_bytes, seed=seed, weights=weights, elem=fmt)
+            except UserError as exc:  # too small a budget for this layout
+                error = exc
+                continue
+            result = build(table, plan, weights)
+            if fmt.int8:
+                result = quantize_factors(result, fmt.row_scales)
+            rows = result.rows(np.arange(vocab))
+            diff_sq = ((rows.astype(np.float64) - t64) ** 2).sum(axis=1)
+            score = float(diff_sq.sum() if weights is None else weights @ diff_sq)
+            if best is None or score < best[0]:
+                best = (score, plan, tried, result, diff_sq)
+    if best is None:
+        raise error
+    _, plan, tried, result, diff_sq = best
     err = math.sqrt(float(diff_sq.sum())) / max(math.sqrt(float(row_sq.sum())), 1e-30)
     counts_ = plan.counts
     info = {"shape": [vocab, dim], "bytes_before": int(table.nbytes), "bytes_after": result.nbytes,
@@ -669,7 +717,8 @@ def compress_table(table: np.ndarray, budget_bytes: int, seed: int = 0,
             "rank_min": int(plan.ranks.min()), "rank_max": int(plan.ranks.max()),
             "rank_mean": round(float((plan.ranks * counts_).sum() / vocab), 3),
             "objective": "uniform" if weights is None else "frequency-weighted",
-            "factors": "int8" if int8 else "float32",
+            "factors": ("int8" + (" (row scales)" if result.row_scales else " (cluster scales)"))
+            if result.int8 else "float32",
             "search": tried, "seconds": round(time.perf_counter() - start, 3)}
     if weights is not None:
         info["weighted_rel_error"] = round(math.sqrt(float(weights @ diff_sq) /
@@ -881,7 +930,9 @@ def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
                 [gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]]
                 + ([names["scales"]] if int8 else []),
                 list(gather.outputs), {"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
-                                       "map_bytes": result.map_bytes}, DOMAIN)])
+                                       "map_bytes": result.map_bytes,
+                                       **({"row_scales": int(result.row_scales)} if int8 else {})},
+                DOMAIN)])
         if not ed.consumers(table_name) and table_name not in graph.outputs:
             del graph.tensors[table_name]
         info["name"] = table_name

@@ -214,7 +214,7 @@ void o2m_clustered_embedding_s32(const o2m_clemb_params *p, int32_t n, const int
 
 static void clemb8_row(const o2m_clemb_params *p, int64_t id, const uint8_t *map,
                        const int32_t *meta, const int8_t *a, const int8_t *pm,
-                       const float *scales, float *y)
+                       const float *scales, int32_t row_scales, float *y)
 {
     const int32_t dim = p->dim;
     int32_t pos, lo, hi, d, k, b;
@@ -256,7 +256,7 @@ static void clemb8_row(const o2m_clemb_params *p, int64_t id, const uint8_t *map
     coef = a + (size_t)m[3] + (size_t)(pos - m[0]) * (size_t)m[2];
     mean = pm + (size_t)m[4];
     basis = mean + dim;
-    factor = scales[2 * p->clusters + pos] * scales[2 * lo];
+    factor = scales[2 * p->clusters + (row_scales ? pos : lo)] * scales[2 * lo];
     s_mu = scales[2 * lo + 1];
     for (d = 0; d < dim; ++d) {
         int32_t acc = 0;
@@ -269,21 +269,23 @@ static void clemb8_row(const o2m_clemb_params *p, int64_t id, const uint8_t *map
 
 void o2m_clustered_embedding_int8_s64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
                                       const uint8_t *map, const int32_t *meta, const int8_t *a,
-                                      const int8_t *pm, const float *scales, float *y)
+                                      const int8_t *pm, const float *scales, int32_t row_scales,
+                                      float *y)
 {
     int32_t t;
     for (t = 0; t < n; ++t) {
-        clemb8_row(p, ids[t], map, meta, a, pm, scales, y + (size_t)t * p->dim);
+        clemb8_row(p, ids[t], map, meta, a, pm, scales, row_scales, y + (size_t)t * p->dim);
     }
 }
 
 void o2m_clustered_embedding_int8_s32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
                                       const uint8_t *map, const int32_t *meta, const int8_t *a,
-                                      const int8_t *pm, const float *scales, float *y)
+                                      const int8_t *pm, const float *scales, int32_t row_scales,
+                                      float *y)
 {
     int32_t t;
     for (t = 0; t < n; ++t) {
-        clemb8_row(p, (int64_t)ids[t], map, meta, a, pm, scales, y + (size_t)t * p->dim);
+        clemb8_row(p, (int64_t)ids[t], map, meta, a, pm, scales, row_scales, y + (size_t)t * p->dim);
     }
 }
 

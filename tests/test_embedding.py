@@ -451,7 +451,7 @@ def test_int8_factors_cost_less_and_stay_close(monkeypatch):
     budget = table.nbytes // 8
     f32, f_info = compress_table(table, budget)
     q8, q_info = compress_table(table, budget, int8=True)
-    assert q8.nbytes == q_info["bytes_after"] <= budget and q_info["factors"] == "int8"
+    assert q8.nbytes == q_info["bytes_after"] <= budget and q_info["factors"].startswith("int8")
     assert q8.a_q.dtype == np.int8 and q8.p_q.dtype == np.int8 and q8.scales.dtype == np.float32
     # the same bytes buy about 4x the ranks, so the table is rebuilt better than in float32
     assert q_info["rank_mean"] > 2 * f_info["rank_mean"]
@@ -468,7 +468,7 @@ def test_pass_int8_factors_reported(monkeypatch):
     model, graph = example_graph()
     graph, done = optimize(graph, OptimizeOptions(compress_embeddings="8x", tile="none", embedding_int8=True))
     report = done["embedding_compression"]
-    assert report["factors"] == "int8" and report["tables"][0]["factors"] == "int8"
+    assert report["factors"] == "int8" and report["tables"][0]["factors"].startswith("int8")
     assert report["ratio"] >= 8.0
     assert any("int8" in n for n in done["optimize_notes"])
     node = next(n for n in graph.nodes if n.op_type == "ClusteredEmbeddingInt8")
@@ -497,3 +497,21 @@ def test_calibration_text_counts_tokens_with_the_models_tokenizer(tmp_path):
     assert counts[tok.cls_token_id] == 2 and counts[tok.sep_token_id] == 2
     the = tok.convert_tokens_to_ids("the")
     assert counts[the] == 3
+
+
+def test_int8_tight_budget_takes_cluster_scales(monkeypatch):
+    """Per-row scales cost 4 B a row: under a tight budget one scale per cluster wins, under a
+    loose one the per-row scales do; the report names the layout and the node carries it."""
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(9)
+    table = planted_table(rng, clusters=4, rows=256, dim=32, rank=8, noise=0.1)
+    tight, t_info = compress_table(table, table.nbytes // 16, int8=True)
+    loose, l_info = compress_table(table, table.nbytes // 4, int8=True)
+    assert t_info["factors"] == "int8 (cluster scales)" and not tight.row_scales
+    assert tight.scales.size == 3 * tight.meta.shape[0] and tight.nbytes <= table.nbytes // 16
+    assert l_info["factors"] == "int8 (row scales)" and loose.row_scales
+    # the cluster-scale layout is what made the tight budget worth it: per-row scales alone
+    # leave fewer bytes for ranks
+    plan, _ = search(table, table.nbytes // 16, elem=emb.INT8_ROW_SCALES)
+    rows = emb.quantize_factors(build(table, plan), True).rows(np.arange(table.shape[0]))
+    assert np.linalg.norm(rows - table) / np.linalg.norm(table) > t_info["rel_error"]

@@ -58,7 +58,7 @@ def lib(tmp_path_factory):
         declare(lib, f"o2m_clustered_embedding_{suffix}", None, POINTER(ClembParams), c_int32,
                 *[c_void_p] * 6)
         declare(lib, f"o2m_clustered_embedding_int8_{suffix}", None, POINTER(ClembParams), c_int32,
-                *[c_void_p] * 7)
+                *[c_void_p] * 6, c_int32, c_void_p)
     return lib
 
 
@@ -253,8 +253,8 @@ def test_clustered_embedding(lib, vocab, dim, clusters, ranks, id32, seed):
 @settings(max_examples=30, deadline=None)
 @given(vocab=st.integers(2, 600), dim=st.integers(1, 40), clusters=st.integers(1, 5),
        ranks=st.lists(st.integers(0, 40), min_size=5, max_size=5), id32=st.booleans(),
-       scale=st.sampled_from([1e-3, 1.0, 300.0]), seed=st.integers(0, 2**16))
-def test_clustered_embedding_int8_bit_exact(lib, vocab, dim, clusters, ranks, id32, scale, seed):
+       scale=st.sampled_from([1e-3, 1.0, 300.0]), row_scales=st.booleans(), seed=st.integers(0, 2**16))
+def test_clustered_embedding_int8_bit_exact(lib, vocab, dim, clusters, ranks, id32, scale, row_scales, seed):
     """int8 factors: the C kernel gives the reference's bits (exact int32 sums, then the same
     float32 products and add), for random clusters, ranks up to full and any scale."""
     from onnx2mcu.graph_opt.embedding import Plan, build, quantize_factors
@@ -267,15 +267,15 @@ def test_clustered_embedding_int8_bit_exact(lib, vocab, dim, clusters, ranks, id
     table = f32(rng, vocab, dim, scale=scale)
     plan = Plan(clusters, labels, np.minimum(np.array(ranks[:clusters]), np.minimum(counts, dim)),
                 counts, 0, 0.0)
-    comp = quantize_factors(build(table, plan))
+    comp = quantize_factors(build(table, plan), row_scales)
     ids = rng.integers(-vocab - 3, vocab + 3, size=23).astype(np.int32 if id32 else np.int64)
     want = reference("ClusteredEmbeddingInt8", [ids, comp.id_map, comp.meta, comp.a_q, comp.p_q, comp.scales],
-                     vocab=vocab, dim=dim, map_bytes=comp.map_bytes)
+                     vocab=vocab, dim=dim, map_bytes=comp.map_bytes, row_scales=int(row_scales))
     p = ClembParams(vocab, dim, clusters, comp.map_bytes)
     y = np.full((ids.size, dim), np.nan, dtype=np.float32)
     fn = lib.o2m_clustered_embedding_int8_s32 if id32 else lib.o2m_clustered_embedding_int8_s64
     fn(ctypes.byref(p), ids.size, ptr(ids), ptr(comp.id_map), ptr(comp.meta), ptr(comp.a_q),
-       ptr(comp.p_q), ptr(comp.scales), ptr(y))
+       ptr(comp.p_q), ptr(comp.scales), int(row_scales), ptr(y))
     np.testing.assert_array_equal(y.view(np.uint32), want.view(np.uint32))
     bad = (ids < -vocab) | (ids >= vocab)
     assert np.all(y[bad] == 0.0)

@@ -47,7 +47,7 @@ def _emit_clemb8(node: Node, ctx) -> list[str]:
     ctx.need(MCUBERT_C)
     return [f"o2m_clustered_embedding_int8_{dtype.suffix}(&{name}, {ctx.numel(ids)}, {ctx.ptr(ids)}, "
             f"{ctx.ptr(id_map) if id_map else 'NULL'}, {ctx.ptr(meta)}, {ctx.ptr(a)}, {ctx.ptr(p)}, "
-            f"{ctx.ptr(scales)}, {ctx.ptr(node.outputs[0])});"]
+            f"{ctx.ptr(scales)}, {int(bool(node.attr('row_scales', 1)))}, {ctx.ptr(node.outputs[0])});"]
 
 
 def _emit_attention(node: Node, ctx) -> list[str]:

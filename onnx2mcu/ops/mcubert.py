@@ -17,9 +17,10 @@ ClusteredEmbedding(ids, id_map, meta, factors_a, factors_p) -> [*ids.shape, dim]
 
 ClusteredEmbeddingInt8(ids, id_map, meta, a_q, p_q, scales) -> [*ids.shape, dim]
     The same layout with int8 factors (opt-in, lossy): a_q and p_q are int8 at the
-    offsets of factors_a / factors_p; scales is float32 [2*clusters + vocab]:
-    (basis scale s_p, mean scale s_mu) of cluster c at 2c, 2c+1, and the scale s_a
-    of the A row at cluster-order position pos at 2*clusters + pos.  Row:
+    offsets of factors_a / factors_p; scales is float32: (basis scale s_p, mean scale
+    s_mu) of cluster c at 2c, 2c+1, then the scale s_a of the A row at cluster-order
+    position pos at 2*clusters + pos (`row_scales` 1, the default), or of cluster c's
+    whole A block at 2*clusters + c (`row_scales` 0).  Row:
     acc_d = sum_k a_q[k] * p_q[k][d] (int32, exact), then in float32
     y_d = float(acc_d) * (s_a * s_p) + s_mu * float(mu_q[d]).
 
@@ -145,7 +146,7 @@ register("ClusteredEmbedding", _clemb, domain=DOMAIN, dtypes=(INDEX, QUANT, INDE
 
 
 def reconstruct_rows_int8(positions: np.ndarray, meta: np.ndarray, a_q: np.ndarray, p_q: np.ndarray,
-                          scales: np.ndarray, dim: int) -> np.ndarray:
+                          scales: np.ndarray, dim: int, row_scales: bool = True) -> np.ndarray:
     """Rows (float32) of an int8-factor table, exactly as the C kernel computes them: the
     int32 sums are exact, then float32 products and one float32 add, in this order."""
     meta = np.asarray(meta, dtype=np.int64).reshape(-1, META_FIELDS)
@@ -165,7 +166,9 @@ def reconstruct_rows_int8(positions: np.ndarray, meta: np.ndarray, a_q: np.ndarr
             coef = a_q[a_off: a_off + count * rank].reshape(count, rank)[rows].astype(np.int64)
             basis = p_q[p_off + dim: p_off + dim + rank * dim].reshape(rank, dim).astype(np.int64)
             acc = coef @ basis
-        factor = (scales[2 * n_clusters + positions[sel]] * scales[2 * c]).astype(np.float32)
+        s_a = scales[2 * n_clusters + positions[sel]] if row_scales else \
+            np.full(sel.size, scales[2 * n_clusters + c], dtype=np.float32)
+        factor = (s_a * scales[2 * c]).astype(np.float32)
         y = acc.astype(np.int32).astype(np.float32) * factor[:, None]
         out[sel] = y + (scales[2 * c + 1] * mu)[None, :]
     return out
@@ -175,7 +178,7 @@ def _clemb8(node: Node, inputs: list) -> list:
     ids, id_map, meta, a_q, p_q, scales = inputs[:6]
     vocab, dim, map_bytes = node.attr("vocab"), node.attr("dim"), node.attr("map_bytes", 0)
     pos, valid = embedding_positions(ids, id_map, map_bytes, vocab)
-    rows = reconstruct_rows_int8(pos, meta, a_q, p_q, scales, dim)
+    rows = reconstruct_rows_int8(pos, meta, a_q, p_q, scales, dim, bool(node.attr("row_scales", 1)))
     rows[~valid] = 0.0
     return [rows.reshape(tuple(np.shape(ids)) + (dim,))]
 
