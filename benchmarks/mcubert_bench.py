@@ -452,6 +452,8 @@ def section_minilm(folder: Path) -> str:
         np.fill_diagonal(sims_c, -np.inf)
         same_neighbour = float(np.mean(sims_c.argmax(1) == neighbour))
         t = rep["tables"][0]
+        if int8:
+            label = label.replace("int8 factors", f"{t['factors']} factors")
         FACTS[f"minilm {spec} {label}"] = {"cosine": float(cos.mean()), "table_error": rep["rel_error"]}
         weighted = f"{t['weighted_rel_error']:.3f}" if "weighted_rel_error" in t else "-"
         rows.append(f"| {spec} | {label} | {t['bytes_before']:,} | {t['bytes_after']:,} | {t['clusters']} | "
@@ -480,8 +482,9 @@ def section_minilm(folder: Path) -> str:
              f"sentences' tokens occur in it. The compression then minimises the frequency-weighted "
              f"error (weights (1 − u)·count/total + u/vocab, u = {UNSEEN_SHARE}) and keeps the most "
              f"frequent rows exact (*exact rows*); *weighted error* is that objective, relative. "
-             f"*int8 factors* (`--embeddings-int8`): the factors in int8 with per-cluster and "
-             f"per-row scales, so the same bytes buy about 4× the ranks.", "",
+             f"*int8 factors* (`--embeddings-int8`): the factors in int8 with per-cluster scales "
+             f"(mean row, basis) and per-row or per-cluster scales for the coefficients (the "
+             f"smaller error wins), so the same bytes buy about 4× the ranks.", "",
              "The 300 embeddings are computed by onnxruntime on the model with the reconstructed "
              "table; *sim check* is the largest relative difference between that and our compiled "
              "graph (compressed + tiled, run by the simulator) on 2 of the sentences.", "",
