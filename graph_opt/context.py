@@ -19,6 +19,15 @@ SIGN_ZERO_MAPPINGS = ("exact", "plus-one")
 @dataclass
 class OptimizeOptions:
     compress_embeddings: str | None = None  # "4x", "0.25" (ratio) or "500000" (bytes); None: off
+    # frequency-aware embedding compression (graph_opt/embedding.py): counts per token id
+    # (.npy / text), or a calibration text counted with a transformers tokenizer folder
+    token_frequencies: str | None = None
+    calibration_text: str | None = None
+    tokenizer: str | None = None
+    # bytes of flash for the whole model (weights + code allowance): the embedding tables are
+    # compressed until it fits (--weights-budget; the face resolves "board")
+    weights_budget: int | None = None
+    embedding_int8: bool = False  # --embeddings-int8: int8 factors (lossy, opt-in)
     tile: str = "auto"  # "auto" | "none"
     ram_budget: int | None = None  # bytes of RAM the tiled model may use (default: the board's)
     # binary layers from ONNX Sign: "exact" keeps Sign(0) = 0; "plus-one" maps 0 to +1 (faster,

@@ -53,7 +53,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
     values = {"input_shapes": parse_input_shapes(getattr(args, "input_shape", None))}
     if getattr(args, "input_value", None):
         values["input_values"] = parse_input_values(args.input_value)
-    for name in ("compress_embeddings", "tile", "ram_budget", "board", "scheduler", "time_limit",
+    for name in ("compress_embeddings", "token_frequencies", "calibration_text", "tokenizer", "weights_budget", "embeddings_int8", "tile", "ram_budget", "board", "scheduler", "time_limit",
                  "inputs", "seed", "force", "prefix", "plot", "plot_layout", "binary_sign_zero", "max_tensor_bytes",
                  "format", "io", "requant",
                  "rewrites", "patch"):
@@ -575,7 +575,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     def optimize_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--compress-embeddings", metavar="RATIO|BYTES",
-                       help="clustered low-rank compression of embedding tables, e.g. 4x or 500000")
+                       help="clustered low-rank compression of embedding tables, e.g. 4x or 500000 "
+                            "(the tables' ratio, or bytes for the tables)")
+        p.add_argument("--token-frequencies", metavar="FILE",
+                       help="counts per token id (.npy, or text: one count per line or 'id count' "
+                            "lines): compress for the frequency-weighted error, frequent rows exact")
+        p.add_argument("--calibration-text", metavar="FILE",
+                       help="text whose token counts (with --tokenizer) weight the compression")
+        p.add_argument("--tokenizer", metavar="PATH",
+                       help="transformers tokenizer folder for --calibration-text")
+        p.add_argument("--weights-budget", metavar="BYTES|board",
+                       help="compress the embedding tables until the whole model's flash image "
+                            "(weights + code allowance) fits BYTES (e.g. 1M) or the board's flash")
+        p.add_argument("--embeddings-int8", action="store_true", default=None,
+                       help="compressed embedding factors in int8 (about 4x fewer bytes per factor; "
+                            "lossy, reported)")
         p.add_argument("--tile", choices=("auto", "none"), default="auto",
                        help="tile attention and FFN so long sequences fit in RAM")
         p.add_argument("--ram-budget", type=int, metavar="BYTES",

@@ -42,6 +42,11 @@ class Options:
     input_values: Mapping[str, float] | None = None  # --input-value NAME=VALUE (scalar -> constant)
     # graph_opt
     compress_embeddings: str | None = None  # --compress-embeddings "4x" | "0.25" | "500000"
+    token_frequencies: str | None = None  # --token-frequencies FILE (.npy, or text counts)
+    calibration_text: str | None = None  # --calibration-text FILE (with --tokenizer PATH)
+    tokenizer: str | None = None  # --tokenizer PATH (transformers tokenizer folder)
+    weights_budget: str | int | None = None  # --weights-budget BYTES | board: whole flash image
+    embeddings_int8: bool = False  # --embeddings-int8: int8 embedding factors (lossy, opt-in)
     tile: str = "auto"  # --tile auto | none
     binary_sign_zero: str = "exact"  # --binary-sign-zero exact | plus-one (opt-in, changes results)
     ram_budget: int | None = None  # --ram-budget: RAM for arena + I/O (default: the board's)
@@ -144,10 +149,15 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         if options.stop_after == "load":
             return result
         from onnx2mcu.graph_opt import OptimizeOptions, optimize
+        from onnx2mcu.graph_opt.embedding import parse_weights_budget
 
         estimator, exact_estimator = _peak_estimator(options), _peak_estimator(options, exact=True)
         graph, result.optimization = optimize(graph, OptimizeOptions(
             compress_embeddings=options.compress_embeddings, tile=options.tile,
+            token_frequencies=options.token_frequencies, calibration_text=options.calibration_text,
+            tokenizer=options.tokenizer,
+            weights_budget=parse_weights_budget(options.weights_budget, budget.flash_bytes),
+            embedding_int8=options.embeddings_int8,
             binary_sign_zero=options.binary_sign_zero,
             ram_budget=budget.model_ram(), rewrites=options.rewrites, patch=options.patch,
             patch_ram=_patch_ram(graph, budget),

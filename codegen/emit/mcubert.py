@@ -36,6 +36,20 @@ def _emit_clemb(node: Node, ctx) -> list[str]:
             f"{ctx.ptr(p)}, {ctx.ptr(node.outputs[0])});"]
 
 
+def _emit_clemb8(node: Node, ctx) -> list[str]:
+    ids, id_map, meta, a, p, scales = node.inputs[:6]
+    dtype = ctx.dtype(ids)
+    if dtype not in (DType.INT64, DType.INT32):
+        ctx.refuse(node, f"ids of dtype {dtype.value}")
+    params = {"vocab": int(node.attr("vocab")), "dim": int(node.attr("dim")),
+              "clusters": ctx.numel(meta) // META_FIELDS, "map_bytes": int(node.attr("map_bytes", 0))}
+    name = ctx.declare("o2m_clemb_params", _c_struct(params), "clemb")
+    ctx.need(MCUBERT_C)
+    return [f"o2m_clustered_embedding_int8_{dtype.suffix}(&{name}, {ctx.numel(ids)}, {ctx.ptr(ids)}, "
+            f"{ctx.ptr(id_map) if id_map else 'NULL'}, {ctx.ptr(meta)}, {ctx.ptr(a)}, {ctx.ptr(p)}, "
+            f"{ctx.ptr(scales)}, {int(bool(node.attr('row_scales', 1)))}, {ctx.ptr(node.outputs[0])});"]
+
+
 def _emit_attention(node: Node, ctx) -> list[str]:
     for name in node.inputs:
         if name and ctx.dtype(name) is not DType.FLOAT32:
@@ -76,5 +90,6 @@ def _emit_ffn(node: Node, ctx) -> list[str]:
 
 
 register_kernel("ClusteredEmbedding", _emit_clemb, domain=DOMAIN, sources=(MCUBERT_C,))
+register_kernel("ClusteredEmbeddingInt8", _emit_clemb8, domain=DOMAIN, sources=(MCUBERT_C,))
 register_kernel("TiledAttention", _emit_attention, domain=DOMAIN, sources=(MCUBERT_C,))
 register_kernel("TiledFFN", _emit_ffn, domain=DOMAIN, sources=(MCUBERT_C,))

@@ -15,6 +15,15 @@ ClusteredEmbedding(ids, id_map, meta, factors_a, factors_p) -> [*ids.shape, dim]
     factors_p; P_c follows mu_c).  One token at a time: r_c*dim MACs each.
     Negative ids count from the end as in Gather; ids out of range give zeros.
 
+ClusteredEmbeddingInt8(ids, id_map, meta, a_q, p_q, scales) -> [*ids.shape, dim]
+    The same layout with int8 factors (opt-in, lossy): a_q and p_q are int8 at the
+    offsets of factors_a / factors_p; scales is float32: (basis scale s_p, mean scale
+    s_mu) of cluster c at 2c, 2c+1, then the scale s_a of the A row at cluster-order
+    position pos at 2*clusters + pos (`row_scales` 1, the default), or of cluster c's
+    whole A block at 2*clusters + c (`row_scales` 0).  Row:
+    acc_d = sum_k a_q[k] * p_q[k][d] (int32, exact), then in float32
+    y_d = float(acc_d) * (s_a * s_p) + s_mu * float(mu_q[d]).
+
 TiledAttention(x, wq, bq, wk, bk, wv, bv, wo, bo, mask) -> [B, S, out]
     Multi-head self-attention including the output projection:
     y = concat_h(softmax(s_scale * (q_scale*Q_h)(k_scale*K_h)^T + mask) V_h) @ wo + bo
@@ -133,6 +142,59 @@ def _clemb_check(node: Node, graph: Graph) -> str | None:
 
 register("ClusteredEmbedding", _clemb, domain=DOMAIN, dtypes=(INDEX, QUANT, INDEX, FLOAT, FLOAT),
          infer=_clemb_infer, macs=_clemb_macs, check=_clemb_check,
+         index_rows=lambda node, graph: {0: int(node.attr("vocab"))})
+
+
+def reconstruct_rows_int8(positions: np.ndarray, meta: np.ndarray, a_q: np.ndarray, p_q: np.ndarray,
+                          scales: np.ndarray, dim: int, row_scales: bool = True) -> np.ndarray:
+    """Rows (float32) of an int8-factor table, exactly as the C kernel computes them: the
+    int32 sums are exact, then float32 products and one float32 add, in this order."""
+    meta = np.asarray(meta, dtype=np.int64).reshape(-1, META_FIELDS)
+    scales = np.asarray(scales, dtype=np.float32).reshape(-1)
+    a_q = np.asarray(a_q, dtype=np.int8).reshape(-1)
+    p_q = np.asarray(p_q, dtype=np.int8).reshape(-1)
+    n_clusters = meta.shape[0]
+    cluster = np.searchsorted(meta[:, 0], positions, side="right") - 1
+    out = np.zeros((positions.size, dim), dtype=np.float32)
+    for c in np.unique(cluster):
+        start, count, rank, a_off, p_off = (int(v) for v in meta[c])
+        sel = np.nonzero(cluster == c)[0]
+        rows = positions[sel] - start
+        mu = p_q[p_off: p_off + dim].astype(np.float32)
+        acc = np.zeros((sel.size, dim), dtype=np.int64)
+        if rank:
+            coef = a_q[a_off: a_off + count * rank].reshape(count, rank)[rows].astype(np.int64)
+            basis = p_q[p_off + dim: p_off + dim + rank * dim].reshape(rank, dim).astype(np.int64)
+            acc = coef @ basis
+        s_a = scales[2 * n_clusters + positions[sel]] if row_scales else \
+            np.full(sel.size, scales[2 * n_clusters + c], dtype=np.float32)
+        factor = (s_a * scales[2 * c]).astype(np.float32)
+        y = acc.astype(np.int32).astype(np.float32) * factor[:, None]
+        out[sel] = y + (scales[2 * c + 1] * mu)[None, :]
+    return out
+
+
+def _clemb8(node: Node, inputs: list) -> list:
+    ids, id_map, meta, a_q, p_q, scales = inputs[:6]
+    vocab, dim, map_bytes = node.attr("vocab"), node.attr("dim"), node.attr("map_bytes", 0)
+    pos, valid = embedding_positions(ids, id_map, map_bytes, vocab)
+    rows = reconstruct_rows_int8(pos, meta, a_q, p_q, scales, dim, bool(node.attr("row_scales", 1)))
+    rows[~valid] = 0.0
+    return [rows.reshape(tuple(np.shape(ids)) + (dim,))]
+
+
+def _clemb8_check(node: Node, graph: Graph) -> str | None:
+    if node.attr("map_bytes", 0) not in (0, 1, 2, 3, 4):
+        return "map_bytes must be 0..4"
+    for i in (1, 2, 3, 4, 5):
+        if node.inputs[i] and not graph.tensors[node.inputs[i]].is_const:
+            return f"input {i} must be a constant"
+    return None
+
+
+register("ClusteredEmbeddingInt8", _clemb8, domain=DOMAIN,
+         dtypes=(INDEX, QUANT, INDEX, QUANT, QUANT, FLOAT),
+         infer=_clemb_infer, macs=_clemb_macs, check=_clemb8_check,
          index_rows=lambda node, graph: {0: int(node.attr("vocab"))})
 
 
