@@ -30,12 +30,12 @@ _M4 = "Cortex-M4F, QEMU mps2-an386"
 _M3 = "Cortex-M3, QEMU mps2-an385"
 INSTR_PER_MAC: dict[tuple[str, bool], Figure] = {
     ("float32", True): Figure(5.85, _M4, SOURCE + " (from benchmarks/c_backend.md)"),
-    ("int8 portable", True): Figure(33.43, _M4, SOURCE + " (from benchmarks/int8.md)"),
-    ("int8 arm-dsp", True): Figure(3.76, _M4, SOURCE + " (from benchmarks/int8.md)"),
-    ("float32", False): Figure(75.23, _M3 + ", soft float", SOURCE),
-    ("int8 portable", False): Figure(33.59, _M3, SOURCE),
+    ("int8 portable", True): Figure(35.54, _M4, SOURCE + " (from benchmarks/int8.md)"),
+    ("int8 arm-dsp", True): Figure(2.13, _M4, SOURCE + " (from benchmarks/int8.md)"),
+    ("float32", False): Figure(75.03, _M3 + ", soft float", SOURCE),
+    ("int8 portable", False): Figure(35.53, _M3, SOURCE),
     # a DSP core without FPU (a custom board): the arm-dsp kernels are integer code
-    ("int8 arm-dsp", False): Figure(3.76, _M4, SOURCE + " (from benchmarks/int8.md)"),
+    ("int8 arm-dsp", False): Figure(2.13, _M4, SOURCE + " (from benchmarks/int8.md)"),
 }
 
 # cycles per instruction, per core: an assumption (1: what the cores' instruction timing tables
