@@ -1806,6 +1806,24 @@ static O2M_DSP_NOINLINE void o2m_dw_requant_d(const int32_t *acc, int32_t n, int
     }
 }
 
+/* One 3x3 output from the three rows' words at r0, r1, r2 (the odd last output of a row run):
+ * e0, e1, e2 hold taps 0 and 2 of rows 0, 1, 2 as halfword pairs, m01 tap 1 of row 0 (low)
+ * and of row 1 (high), m2 tap 1 of row 2, as the two-output loops hold them. */
+static inline int32_t o2m_dw3_single(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t e0, int32_t m01,
+                                     int32_t e1, int32_t e2, int32_t m2)
+{
+    int32_t a;
+    uint32_t v = o2m_ld32(r0);
+    a = o2m_dw_smuad(o2m_sxtb16(v), e0);
+    a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
+    v = o2m_ld32(r1);
+    a = o2m_smlad(o2m_sxtb16(v), e1, a);
+    a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
+    v = o2m_ld32(r2);
+    a = o2m_smlad(o2m_sxtb16(v), e2, a);
+    return o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
+}
+
 /* 3x3 stride 1: two outputs per step, x0..x3 feed out0 (x0 x1 x2) and out1 (x1 x2 x3);
  * wt = [w00 w02] [w10 w12] [w20 w22] [w01 w11] [w21 0]; sums without the bias. */
 static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *row, int32_t d1, int32_t d2, int32_t step, int32_t rows,
@@ -1843,17 +1861,7 @@ static O2M_DSP_NOINLINE void o2m_dw3_s1(const int8_t *row, int32_t d1, int32_t d
         acc[1] = a1;
     }
     if (n & 1) {
-        int32_t a;
-        uint32_t v = o2m_ld32(r0);
-        a = o2m_dw_smuad(o2m_sxtb16(v), e0);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
-        v = o2m_ld32(r1);
-        a = o2m_smlad(o2m_sxtb16(v), e1, a);
-        a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
-        v = o2m_ld32(r2);
-        a = o2m_smlad(o2m_sxtb16(v), e2, a);
-        a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
-        *acc++ = a;
+        *acc++ = o2m_dw3_single(r0, r1, r2, e0, m01, e1, e2, m2);
     }
     }
 }
@@ -1901,17 +1909,7 @@ static O2M_DSP_NOINLINE void o2m_dw3_s2(const int8_t *row, int32_t d1, int32_t d
             acc[1] = a1;
         }
         if (n & 1) {
-            int32_t a;
-            uint32_t v = o2m_ld32(r0);
-            a = o2m_dw_smuad(o2m_sxtb16(v), e0);
-            a = o2m_smlabb(o2m_sxtb16_r8(v), m01, a);
-            v = o2m_ld32(r1);
-            a = o2m_smlad(o2m_sxtb16(v), e1, a);
-            a = o2m_dw_smlabt(o2m_sxtb16_r8(v), m01, a);
-            v = o2m_ld32(r2);
-            a = o2m_smlad(o2m_sxtb16(v), e2, a);
-            a = o2m_smlabb(o2m_sxtb16_r8(v), m2, a);
-            *acc++ = a;
+            *acc++ = o2m_dw3_single(r0, r1, r2, e0, m01, e1, e2, m2);
         }
     }
 }
