@@ -38,9 +38,10 @@ MODELS = {
                89_600),
 }
 PATCHED = ("vww", "mcunet")  # issue 14's --patch auto bar: <= 0.7x TinyEngine's peak
+FLOAT_IO = ("mcunet",)  # quantized inside with float I/O: also measured with --int8-io
 
 
-def measure(model: Path, out: Path, kernels: tuple[str, ...], patch: str = "none") -> dict:
+def measure(model: Path, out: Path, kernels: tuple[str, ...], patch: str = "none", int8_io: bool = False) -> dict:
     """Compile for mps2-an386 with the given kernel preference, run under QEMU, check bit-exactness."""
     from onnx2mcu.ops import lookup
     from onnx2mcu.pipeline import Options, run
@@ -48,7 +49,8 @@ def measure(model: Path, out: Path, kernels: tuple[str, ...], patch: str = "none
     from onnx2mcu.targets import get_board
 
     board = dataclasses.replace(get_board(BOARD), kernels=kernels)
-    result = run(model, Options(output=out, board=board, scheduler="greedy", force=True, patch=patch))
+    result = run(model, Options(output=out, board=board, scheduler="greedy", force=True, patch=patch,
+                                int8_io=int8_io))
     data = run_project_dir(str(out), "qemu", timeout=900)
     if not data["ok"]:
         raise SystemExit(f"{model}: the C's outputs differ from the simulator's ({kernels})")
@@ -63,13 +65,14 @@ def patch_table(rows: list[dict]) -> str:
     head = ("| model | arena `--patch none` (B) | arena `--patch auto` (B) | TinyEngine peak (B) | auto / TinyEngine | "
             "chains | extra MACs | instructions none | instructions auto |")
     lines = [head, "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
-    for r in rows:
-        p, base = r["patched"], r["fast"]
+    variants = [(r, r["patched"], r["fast"], "") for r in rows]
+    variants += [(r, r["io_patched"], r["io"], " (`--int8-io`)") for r in rows if "io_patched" in r]
+    for r, p, base, tag in variants:
         section = p["patch"]
         chains = "; ".join(f"{len(c['layers'])} layers, {c['grid'][0]}x{c['grid'][1]} patches"
                            for c in section["chains"]) if section else "none (no chain lowers the peak)"
         extra = p["macs"] - base["macs"]
-        lines.append(f"| {r['label']} | {base['arena']:,} | {p['arena']:,} | {r['tinyengine']:,} | "
+        lines.append(f"| {r['label']}{tag} | {base['arena']:,} | {p['arena']:,} | {r['tinyengine']:,} | "
                      f"{p['arena'] / r['tinyengine']:.2f}x | {chains} | {extra:+,} ({100 * extra / base['macs']:+.1f}%) | "
                      f"{base['instructions']:,} | {p['instructions']:,} |")
     return "\n".join(lines)
@@ -126,6 +129,12 @@ def main(argv=None) -> int:
                 row["patched"] = measure(SHARED / rel, out, ("arm-dsp", "portable"), patch="auto")
                 print(f"{label:20s} patch    {row['patched']['instructions']:>12,} instructions, arena "
                       f"{row['patched']['arena']:,}", flush=True)
+            if key in FLOAT_IO:  # also as TinyEngine takes it: int8 input and output (--int8-io)
+                out = Path(tmp) / f"{key}-io"
+                row["io"] = measure(SHARED / rel, Path(tmp) / f"{key}-io-none", ("arm-dsp", "portable"), int8_io=True)
+                row["io_patched"] = measure(SHARED / rel, out, ("arm-dsp", "portable"), patch="auto", int8_io=True)
+                print(f"{label:20s} int8-io  {row['io_patched']['instructions']:>12,} instructions, arena "
+                      f"{row['io_patched']['arena']:,}", flush=True)
             assert not any(k.endswith("/arm-dsp") for k in row["portable"]["kernels"])
             assert any(k.endswith("/arm-dsp") for k in row["fast"]["kernels"])
             rows.append(row)
@@ -163,7 +172,9 @@ def main(argv=None) -> int:
             "equal to the simulator's (and to the unpatched model's) bit for bit.  *Extra MACs*: the halo's",
             "recomputation (OpDef.macs of the patched graph against the unpatched one).  MCUNet-VWW's float",
             "input (80x80x3 float32, 76,800 B) is in the arena at the first step, which bounds its peak from",
-            "below; TinyEngine's figure is for an int8 input.",
+            "below; TinyEngine's figure is for an int8 input, which `--int8-io` gives (graph_opt/int8_io.py: the",
+            "edge QuantizeLinear/DequantizeLinear run outside `model_run`, the C API takes and gives the int8",
+            "tensors with their scales and zero points; the same integers, bit for bit).",
             "",
             patch_table(patched),
             "",

@@ -44,6 +44,9 @@ class OptimizeOptions:
     rewrite_cost: Callable[[Graph], float] | None = None  # estimated instructions on the board
     # patch-based inference of int8 conv chains (graph_opt/patch.py): "none" | "auto"
     patch: str = "none"
+    # --int8-io: the edge QuantizeLinear/DequantizeLinear of float graph I/O run outside, the C API
+    # takes and gives the int8 tensors (graph_opt/int8_io.py)
+    int8_io: bool = False
     # the arena bytes an explicit --ram-budget leaves (less the I/O buffers), None without one:
     # --patch auto then takes the fewest extra MACs that fit it
     patch_ram: int | None = None

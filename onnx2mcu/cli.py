@@ -56,7 +56,7 @@ def pipeline_options(args: argparse.Namespace, **overrides):
     for name in ("compress_embeddings", "token_frequencies", "calibration_text", "tokenizer", "weights_budget", "embeddings_int8", "tile", "ram_budget", "board", "scheduler", "time_limit",
                  "inputs", "seed", "force", "prefix", "plot", "plot_layout", "binary_sign_zero", "max_tensor_bytes",
                  "format", "io", "requant",
-                 "rewrites", "patch"):
+                 "rewrites", "patch", "int8_io"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if getattr(args, "no_check", False):
@@ -604,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory rewrites (act_on_load, eager_accumulation, partial_conv, inplace_conv), each kept "
                             "only where it lowers the scheduled peak; auto (default): and where the board's kernels "
                             "run it at most 2%% slower (estimate); all: whatever the speed")
+        p.add_argument("--int8-io", action="store_true", default=False,
+                       help="a model quantized inside with float I/O takes and gives its int8 tensors (the edge "
+                            "QuantizeLinear/DequantizeLinear run outside, as TinyEngine and TFLite's int8-I/O "
+                            "conversion do; model.h gives their scales and zero points)")
         p.add_argument("--patch", choices=("auto", "none"), default="none",
                        help="patch-based inference (MCUNetV2): run the early int8 conv layers tile by tile "
                             "(halo recomputed) where that lowers the peak; reports the extra MACs; default none")

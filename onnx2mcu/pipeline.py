@@ -54,6 +54,7 @@ class Options:
     # and does not raise the board's estimated instructions by more than 2%)
     rewrites: str = "auto"
     patch: str = "none"  # --patch none | auto: int8 conv chains patch by patch (graph_opt/patch.py)
+    int8_io: bool = False  # --int8-io: float I/O quantized at the edges taken and given as int8 (graph_opt/int8_io.py)
     # the target
     board: str | Board = "host"  # --board
     stack_bytes: int = DEFAULT_STACK_BYTES
@@ -159,7 +160,7 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             weights_budget=parse_weights_budget(options.weights_budget, budget.flash_bytes),
             embedding_int8=options.embeddings_int8,
             binary_sign_zero=options.binary_sign_zero,
-            ram_budget=budget.model_ram(), rewrites=options.rewrites, patch=options.patch,
+            ram_budget=budget.model_ram(), rewrites=options.rewrites, patch=options.patch, int8_io=options.int8_io,
             patch_ram=_patch_ram(graph, budget),
             peak_estimator=estimator,
             exact_peak_estimator=exact_estimator,
@@ -207,7 +208,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
         values = seeded_inputs(graph, options.seed)
     result.inputs = values
     if options.simulate:
-        result.simulation = _simulate(model, graph, result.schedule, values, options)
+        result.simulation = _simulate(model, graph, result.schedule, values, options,
+                                      (result.optimization or {}).get("int8_io"))
         if options.plot or options.plot_layout:
             _plot(result, options)
     if options.output is not None:
@@ -326,8 +328,10 @@ def _given_inputs(inputs, graph: Graph) -> dict[str, np.ndarray] | None:
 
 
 def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarray],
-              options: Options) -> SimulationReport:
-    """Run over the planned arena; compare with onnxruntime when it can load the model."""
+              options: Options, int8_io: dict | None = None) -> SimulationReport:
+    """Run over the planned arena; compare with onnxruntime when it can load the model (with
+    --int8-io: onnxruntime takes the dequantized int8 inputs, which its QuantizeLinear maps back
+    to the same integers, and our int8 outputs are compared dequantized)."""
     import onnx
 
     from onnx2mcu.frontend.load import read_model
@@ -346,7 +350,17 @@ def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarr
         from onnx2mcu.frontend.control_flow import input_value_feed  # the bound inputs, for ort
 
         feed = {**values, **input_value_feed(proto, options.input_values)}
-        agreement = compare(sim.outputs, run_onnxruntime(proto, feed, graph.outputs), options.tolerance)
+        ours, names = sim.outputs, graph.outputs
+        if int8_io:
+            for moved in int8_io["inputs"]:
+                q = feed.pop(moved["now"]).astype(np.float32)
+                feed[moved["was"]] = ((q - moved["zero_point"]) * np.float32(moved["scale"])).astype(np.float32)
+            back = {m["now"]: m for m in int8_io["outputs"]}
+            ours = {back[n]["was"] if n in back else n:
+                    ((v.astype(np.float32) - back[n]["zero_point"]) * np.float32(back[n]["scale"])).astype(np.float32)
+                    if n in back else v for n, v in sim.outputs.items()}
+            names = [back[n]["was"] if n in back else n for n in graph.outputs]
+        agreement = compare(ours, run_onnxruntime(proto, feed, names), options.tolerance)
         if _integer_fixed(graph):
             agreement.binding = False
             agreement.note = FIXED_VS_ONNXRUNTIME

@@ -148,7 +148,7 @@ OWN_KERNEL_OPS = frozenset({"AdderMatMul", "AdderConv", "BinaryMatMul", "BinaryC
 REWRITE_LABELS = (("tiling", "tiled attention/FFN"), ("embedding_compression", "embedding compression"),
                   ("act_on_load", "activation on load"), ("eager_accumulation", "eager accumulation"),
                   ("partial_conv", "partial convolutions"), ("inplace_conv", "in-place convolutions"),
-                  ("patch", "patch-based inference"))
+                  ("patch", "patch-based inference"), ("int8_io", "int8 I/O"))
 
 
 def human(n: int | None) -> str:
@@ -237,6 +237,11 @@ def rewrite_lines(optimization: dict) -> list[dict]:
                     f"{_signed(section['weights_bytes_after'] - section['weights_bytes_before'])} "
                     f"({human(section['weights_bytes_before'])} -> {human(section['weights_bytes_after'])}), "
                     f"relative error {section['rel_error']:.3g} (lossy: asked with --compress-embeddings)")
+        elif key == "int8_io":  # graph_opt/int8_io.py (--int8-io)
+            moved = [f"{kind} '{m['was']}' is now int8 '{m['now']}' (scale {m['scale']:.9g}, zero point "
+                     f"{m['zero_point']})" for kind, ms in (("input", section["inputs"]), ("output", section["outputs"]))
+                     for m in ms]
+            text = "; ".join(moved) + " (the edge QuantizeLinear/DequantizeLinear run outside model_run)"
         elif key == "patch":  # graph_opt/patch.py (--patch auto)
             chains = "; ".join(f"{len(c['layers'])} layers in {c['grid'][0]}x{c['grid'][1]} patches, "
                                f"+{c['extra_macs']:,} MACs" for c in section["chains"])
