@@ -16,7 +16,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.test: $(VENV)/.core
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e '.[dev,export]'
+	$(PIP) install -e '.[dev,export,bench]'
 	touch $@
 
 install: $(VENV)/.core
