@@ -472,6 +472,26 @@ static int32_t o2m_is_pointwise(const o2m_conv2d_s8_dsp_params *p)
            p->pad_left == 0 && p->h_out == p->h_in && p->w_out == p->w_in;
 }
 
+
+/* Both pointwise forms' channel-pair step once its operands b (pixel 0) and a (pixel 1) hold the
+ * pair's SMLAD halves: two weight words (four output channels x the pair) into a0..a7. */
+#define O2M_PW_MAC8                                \
+    "ldr    %[v], [%[wp]], #4\n\t"                 \
+    "sxtb16 %[t], %[v]\n\t"                        \
+    "smlad  %[a0], %[t], %[b], %[a0]\n\t"          \
+    "smlad  %[a1], %[t], %[a], %[a1]\n\t"          \
+    "sxtb16 %[t], %[v], ror #8\n\t"                \
+    "smlad  %[a2], %[t], %[b], %[a2]\n\t"          \
+    "smlad  %[a3], %[t], %[a], %[a3]\n\t"          \
+    "ldr    %[v], [%[wp]], #4\n\t"                 \
+    "sxtb16 %[t], %[v]\n\t"                        \
+    "smlad  %[a4], %[t], %[b], %[a4]\n\t"          \
+    "smlad  %[a5], %[t], %[a], %[a5]\n\t"          \
+    "sxtb16 %[t], %[v], ror #8\n\t"                \
+    "smlad  %[a6], %[t], %[b], %[a6]\n\t"          \
+    "smlad  %[a7], %[t], %[a], %[a7]\n\t"
+
+
 /* acc[2t + j] = bias[t] + output channel t (of four) x output pixel j (of two: x, x + 1) over the
  * `pairs` input channel pairs, weights `pw` re-laid out by the emitter (pw_weights in
  * o2m_s8_conv_dsp.h): per pair two words [w0(c) w1(c) w0(c+1) w1(c+1)], the same of
@@ -489,20 +509,7 @@ static int32_t o2m_is_pointwise(const o2m_conv2d_s8_dsp_params *p)
     "orr    %[a], %[a], %[b], lsl #16\n\t"         \
     "sxtb16 %[b], %[a]\n\t"                        \
     "sxtb16 %[a], %[a], ror #8\n\t"                \
-    "ldr    %[v], [%[wp]], #4\n\t"                 \
-    "sxtb16 %[t], %[v]\n\t"                        \
-    "smlad  %[a0], %[t], %[b], %[a0]\n\t"          \
-    "smlad  %[a1], %[t], %[a], %[a1]\n\t"          \
-    "sxtb16 %[t], %[v], ror #8\n\t"                \
-    "smlad  %[a2], %[t], %[b], %[a2]\n\t"          \
-    "smlad  %[a3], %[t], %[a], %[a3]\n\t"          \
-    "ldr    %[v], [%[wp]], #4\n\t"                 \
-    "sxtb16 %[t], %[v]\n\t"                        \
-    "smlad  %[a4], %[t], %[b], %[a4]\n\t"          \
-    "smlad  %[a5], %[t], %[a], %[a5]\n\t"          \
-    "sxtb16 %[t], %[v], ror #8\n\t"                \
-    "smlad  %[a6], %[t], %[b], %[a6]\n\t"          \
-    "smlad  %[a7], %[t], %[a], %[a7]\n\t"
+    O2M_PW_MAC8
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__OPTIMIZE__) && defined(__thumb2__)
 #define O2M_PW_ASM 1
@@ -706,20 +713,7 @@ static void o2m_pointwise_4x2(const o2m_conv2d_s8_dsp_params *p, const int8_t *x
  * loads, an ORR and two SXTB16, and no plane stride (so no stack read). */
 #define O2M_PW_COL_PAIR                            \
     "ldrd   %[b], %[a], [%[xs]], #8\n\t"           \
-    "ldr    %[v], [%[wp]], #4\n\t"                 \
-    "sxtb16 %[t], %[v]\n\t"                        \
-    "smlad  %[a0], %[t], %[b], %[a0]\n\t"          \
-    "smlad  %[a1], %[t], %[a], %[a1]\n\t"          \
-    "sxtb16 %[t], %[v], ror #8\n\t"                \
-    "smlad  %[a2], %[t], %[b], %[a2]\n\t"          \
-    "smlad  %[a3], %[t], %[a], %[a3]\n\t"          \
-    "ldr    %[v], [%[wp]], #4\n\t"                 \
-    "sxtb16 %[t], %[v]\n\t"                        \
-    "smlad  %[a4], %[t], %[b], %[a4]\n\t"          \
-    "smlad  %[a5], %[t], %[a], %[a5]\n\t"          \
-    "sxtb16 %[t], %[v], ror #8\n\t"                \
-    "smlad  %[a6], %[t], %[b], %[a6]\n\t"          \
-    "smlad  %[a7], %[t], %[a], %[a7]\n\t"
+    O2M_PW_MAC8
 
 O2M_DSP_NOINLINE static void o2m_pw_col4x2(const int32_t *x16, const int8_t *pw, int32_t pairs,
                                            const int32_t *bias, int32_t *acc)
