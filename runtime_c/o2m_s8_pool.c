@@ -107,24 +107,29 @@ void o2m_avgpool2d_s8(const o2m_pool2d_s8_params *p, const int8_t *x, int8_t *y)
     pool(p, x, y, 0);
 }
 
+/* The mean's output from the sum of `reduce` int8 values, by the node's method. */
+static int8_t mean_of(const o2m_mean_s8_params *p, int32_t total, int32_t reduce)
+{
+    int32_t v;
+    if (p->method == O2M_S8_MEAN_SAME) {
+        v = rounded_div(total, reduce);
+    } else if (p->method == O2M_S8_MEAN_FLOAT) {
+        total -= p->input_zero_point * reduce;
+        v = o2m_s8_requant_float(total, p->scale, p->output_zero_point, -128, 127);
+    } else {
+        total -= p->input_zero_point * reduce;
+        v = rounded_div(o2m_s8_mbqm(total, p->multiplier, p->shift), reduce) + p->output_zero_point;
+    }
+    return (int8_t)clamp_i32(v, -128, 127);
+}
+
 void o2m_mean_s8(const o2m_mean_s8_params *p, int32_t outer, int32_t reduce, int32_t inner, const int8_t *x,
                  int8_t *y)
 {
     int32_t o, r, i;
     if (inner == 1) { /* GlobalAveragePool, a mean over the last axis: contiguous runs */
         for (o = 0; o < outer; ++o) {
-            int32_t total = sum_s8(x + (int64_t)o * reduce, reduce);
-            int32_t v;
-            if (p->method == O2M_S8_MEAN_SAME) {
-                v = rounded_div(total, reduce);
-            } else if (p->method == O2M_S8_MEAN_FLOAT) {
-                total -= p->input_zero_point * reduce;
-                v = o2m_s8_requant_float(total, p->scale, p->output_zero_point, -128, 127);
-            } else {
-                total -= p->input_zero_point * reduce;
-                v = rounded_div(o2m_s8_mbqm(total, p->multiplier, p->shift), reduce) + p->output_zero_point;
-            }
-            y[o] = (int8_t)clamp_i32(v, -128, 127);
+            y[o] = mean_of(p, sum_s8(x + (int64_t)o * reduce, reduce), reduce);
         }
         return;
     }
@@ -132,20 +137,10 @@ void o2m_mean_s8(const o2m_mean_s8_params *p, int32_t outer, int32_t reduce, int
         for (i = 0; i < inner; ++i) {
             const int8_t *xs = x + (int64_t)o * reduce * inner + i;
             int32_t total = 0;
-            int32_t v;
             for (r = 0; r < reduce; ++r) {
                 total += xs[(int64_t)r * inner];
             }
-            if (p->method == O2M_S8_MEAN_SAME) {
-                v = rounded_div(total, reduce);
-            } else if (p->method == O2M_S8_MEAN_FLOAT) {
-                total -= p->input_zero_point * reduce;
-                v = o2m_s8_requant_float(total, p->scale, p->output_zero_point, -128, 127);
-            } else {
-                total -= p->input_zero_point * reduce;
-                v = rounded_div(o2m_s8_mbqm(total, p->multiplier, p->shift), reduce) + p->output_zero_point;
-            }
-            y[(int64_t)o * inner + i] = (int8_t)clamp_i32(v, -128, 127);
+            y[(int64_t)o * inner + i] = mean_of(p, total, reduce);
         }
     }
 }
