@@ -473,6 +473,25 @@ static int32_t o2m_is_pointwise(const o2m_conv2d_s8_dsp_params *p)
 }
 
 
+/* The same step in C (the forms' plain twins), on the accumulators a0..a7 in scope. */
+#define O2M_PW_MAC8_C(wp, p0, p1)                  \
+    do {                                           \
+        uint32_t v_ = o2m_ld32(wp);                \
+        int32_t t_ = o2m_sxtb16(v_);               \
+        a0 = o2m_smlad(t_, (p0), a0);              \
+        a1 = o2m_smlad(t_, (p1), a1);              \
+        t_ = o2m_sxtb16_r8(v_);                    \
+        a2 = o2m_smlad(t_, (p0), a2);              \
+        a3 = o2m_smlad(t_, (p1), a3);              \
+        v_ = o2m_ld32((wp) + 4);                   \
+        t_ = o2m_sxtb16(v_);                       \
+        a4 = o2m_smlad(t_, (p0), a4);              \
+        a5 = o2m_smlad(t_, (p1), a5);              \
+        t_ = o2m_sxtb16_r8(v_);                    \
+        a6 = o2m_smlad(t_, (p0), a6);              \
+        a7 = o2m_smlad(t_, (p1), a7);              \
+    } while (0)
+
 /* Both pointwise forms' channel-pair step once its operands b (pixel 0) and a (pixel 1) hold the
  * pair's SMLAD halves: two weight words (four output channels x the pair) into a0..a7. */
 #define O2M_PW_MAC8                                \
@@ -555,20 +574,7 @@ O2M_DSP_NOINLINE static void o2m_pw_acc4x2(const int8_t *x, const int8_t *pw, in
         const uint32_t xw = ((uint32_t)(uint8_t)xs[0] | ((uint32_t)(uint8_t)xs[1] << 8)) |
                             (((uint32_t)(uint8_t)xs[plane] | ((uint32_t)(uint8_t)xs[plane + 1] << 8)) << 16);
         const int32_t p0 = o2m_sxtb16(xw), p1 = o2m_sxtb16_r8(xw);
-        uint32_t v = o2m_ld32(wp);
-        int32_t t = o2m_sxtb16(v);
-        a0 = o2m_smlad(t, p0, a0);
-        a1 = o2m_smlad(t, p1, a1);
-        t = o2m_sxtb16_r8(v);
-        a2 = o2m_smlad(t, p0, a2);
-        a3 = o2m_smlad(t, p1, a3);
-        v = o2m_ld32(wp + 4);
-        t = o2m_sxtb16(v);
-        a4 = o2m_smlad(t, p0, a4);
-        a5 = o2m_smlad(t, p1, a5);
-        t = o2m_sxtb16_r8(v);
-        a6 = o2m_smlad(t, p0, a6);
-        a7 = o2m_smlad(t, p1, a7);
+        O2M_PW_MAC8_C(wp, p0, p1);
         xs += 2 * plane;
         wp += 8;
     }
@@ -752,20 +758,7 @@ O2M_DSP_NOINLINE static void o2m_pw_col4x2(const int32_t *x16, const int8_t *pw,
     int32_t i;
     for (i = 0; i < pairs; ++i, xs += 2, wp += 8) {
         const int32_t p0 = xs[0], p1 = xs[1];
-        uint32_t v = o2m_ld32(wp);
-        int32_t t = o2m_sxtb16(v);
-        a0 = o2m_smlad(t, p0, a0);
-        a1 = o2m_smlad(t, p1, a1);
-        t = o2m_sxtb16_r8(v);
-        a2 = o2m_smlad(t, p0, a2);
-        a3 = o2m_smlad(t, p1, a3);
-        v = o2m_ld32(wp + 4);
-        t = o2m_sxtb16(v);
-        a4 = o2m_smlad(t, p0, a4);
-        a5 = o2m_smlad(t, p1, a5);
-        t = o2m_sxtb16_r8(v);
-        a6 = o2m_smlad(t, p0, a6);
-        a7 = o2m_smlad(t, p1, a7);
+        O2M_PW_MAC8_C(wp, p0, p1);
     }
 #endif
     acc[0] = a0;
