@@ -43,7 +43,7 @@ FLOAT_IO = ("mcunet",)  # quantized inside with float I/O: also measured with --
 
 def measure(model: Path, out: Path, kernels: tuple[str, ...], patch: str = "none", int8_io: bool = False) -> dict:
     """Compile for mps2-an386 with the given kernel preference, run under QEMU, check bit-exactness."""
-    from onnx2mcu.ops import lookup
+    from onnx2mcu.graph_opt.pipeline import total_macs
     from onnx2mcu.pipeline import Options, run
     from onnx2mcu.runner import run_project_dir
     from onnx2mcu.targets import get_board
@@ -54,8 +54,7 @@ def measure(model: Path, out: Path, kernels: tuple[str, ...], patch: str = "none
     data = run_project_dir(str(out), "qemu", timeout=900)
     if not data["ok"]:
         raise SystemExit(f"{model}: the C's outputs differ from the simulator's ({kernels})")
-    macs = sum(int(lookup(n.op_type, n.domain).macs(n, result.graph)) for n in result.graph.nodes
-               if lookup(n.op_type, n.domain) is not None)
+    macs = total_macs(result.graph)
     return {"instructions": data["inference_instructions"], "arena": data["arena_bytes"],
             "flash": data["flash_bytes"], "ram": data["ram_bytes"], "macs": macs,
             "patch": result.optimization.get("patch")}

@@ -29,8 +29,10 @@ def _per_tensor(graph: Graph, name: str) -> bool:
 
 
 def _params(graph: Graph, name: str) -> dict:
+    """The scale and zero point of the integers the C API passes (for uint8 values held as
+    int8, frontend/uint8.py, the held ones: value_offset is already in the zero point)."""
     quant = graph.tensors[name].quant
-    return {"scale": float(quant.scale), "zero_point": int(quant.zero_point) + int(quant.value_offset)}
+    return {"scale": float(quant.scale), "zero_point": int(quant.zero_point)}
 
 
 def move_edge_quantization(graph: Graph, ctx: PassContext) -> dict | None:

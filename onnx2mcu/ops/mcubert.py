@@ -85,17 +85,22 @@ def embedding_positions(ids: np.ndarray, id_map: np.ndarray | None, map_bytes: i
     return pos[safe], valid
 
 
+def _by_cluster(positions: np.ndarray, meta: np.ndarray):
+    """Per cluster holding any of `positions` (cluster order): (c, its meta row (start, count,
+    rank, a_off, p_off), the indices into `positions`, their rows within the cluster)."""
+    cluster = np.searchsorted(meta[:, 0], positions, side="right") - 1
+    for c in np.unique(cluster):
+        fields = tuple(int(v) for v in meta[c])
+        sel = np.nonzero(cluster == c)[0]
+        yield int(c), fields, sel, positions[sel] - fields[0]
+
+
 def reconstruct_rows(positions: np.ndarray, meta: np.ndarray, a: np.ndarray, p: np.ndarray,
                      dim: int) -> np.ndarray:
     """Rows (float32) at `positions` of the cluster order, as the C kernel computes them."""
     meta = np.asarray(meta, dtype=np.int64).reshape(-1, META_FIELDS)
-    starts = meta[:, 0]
-    cluster = np.searchsorted(starts, positions, side="right") - 1
     out = np.zeros((positions.size, dim), dtype=np.float32)
-    for c in np.unique(cluster):
-        start, count, rank, a_off, p_off = (int(v) for v in meta[c])
-        sel = np.nonzero(cluster == c)[0]
-        rows = positions[sel] - start
+    for _, (_, count, rank, a_off, p_off), sel, rows in _by_cluster(positions, meta):
         mu = p[p_off: p_off + dim].astype(np.float64)
         acc = np.zeros((sel.size, dim))
         if rank:
@@ -154,12 +159,8 @@ def reconstruct_rows_int8(positions: np.ndarray, meta: np.ndarray, a_q: np.ndarr
     a_q = np.asarray(a_q, dtype=np.int8).reshape(-1)
     p_q = np.asarray(p_q, dtype=np.int8).reshape(-1)
     n_clusters = meta.shape[0]
-    cluster = np.searchsorted(meta[:, 0], positions, side="right") - 1
     out = np.zeros((positions.size, dim), dtype=np.float32)
-    for c in np.unique(cluster):
-        start, count, rank, a_off, p_off = (int(v) for v in meta[c])
-        sel = np.nonzero(cluster == c)[0]
-        rows = positions[sel] - start
+    for c, (_, count, rank, a_off, p_off), sel, rows in _by_cluster(positions, meta):
         mu = p_q[p_off: p_off + dim].astype(np.float32)
         acc = np.zeros((sel.size, dim), dtype=np.int64)
         if rank:
