@@ -27,7 +27,7 @@ from onnx2mcu.ops import int8 as Q
 from onnx2mcu.ops import lookup
 from onnx2mcu.ops.memrw import DOMAIN
 from onnx2mcu.ops.patch import CHAIN_ATTR, PATCHED, Chain, plan_macs
-from onnx2mcu.ops.patch import _prepare as prepare_plan
+from onnx2mcu.ops.patch import prepare_plan
 from onnx2mcu.rewrite import Rewriter, is_standard
 
 MAX_GRID = 8

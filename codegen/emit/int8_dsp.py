@@ -43,7 +43,7 @@ def _const(graph: Graph, name: str):
     return np.asarray(tensor.data) if tensor.is_const else None
 
 
-def _weights_and_bias(node: Node, graph: Graph, rows: int):
+def weights_and_bias(node: Node, graph: Graph, rows: int):
     w = _const(graph, node.inputs[1])
     bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
     bias = _const(graph, bias_name) if bias_name else np.zeros(rows, np.int64)
@@ -91,7 +91,7 @@ def _fixed_int8(node: Node, graph: Graph):
     return p, None
 
 
-def _conv_applies(node: Node, graph: Graph) -> str | None:
+def conv_applies(node: Node, graph: Graph) -> str | None:
     p, why = _fixed_int8(node, graph)
     if why:
         return why
@@ -102,7 +102,7 @@ def _conv_applies(node: Node, graph: Graph) -> str | None:
     if len(x.shape) != 4:
         return "not a 2-D convolution"
     c_in, c_out = x.shape[1], w.shape[0]
-    weights, bias = _weights_and_bias(node, graph, c_out)
+    weights, bias = weights_and_bias(node, graph, c_out)
     if weights is None or bias is None:
         return "weights or bias are not constants"
     depthwise = conv.groups == c_in and c_out % c_in == 0 and conv.groups > 1
@@ -127,14 +127,14 @@ def _fc_applies(node: Node, graph: Graph) -> str | None:
     if len(graph.tensors[node.inputs[0]].shape) != 2:
         return "input not 2-D"
     n = graph.tensors[node.inputs[1]].shape[0]
-    weights, bias = _weights_and_bias(node, graph, n)
+    weights, bias = weights_and_bias(node, graph, n)
     if weights is None or bias is None:
         return "weights or bias are not constants"
     return None
 
 
 # ----------------------------------------------------------------- emitters
-def _requant(ctx, r) -> dict:
+def requant_fields(ctx, r) -> dict:
     return {"multipliers": ctx.int_array(r.multipliers, "mult"), "shifts": ctx.int_array(r.shifts, "shift"),
             "per_channel": int(np.asarray(r.multipliers).size > 1), "output_offset": r.output_offset,
             "act_min": r.act_min, "act_max": r.act_max}
@@ -190,7 +190,7 @@ def _emit_conv(node: Node, ctx) -> list[str]:
     _, _, h_out, w_out = ctx.shape(y)
     if (h_out, w_out) != tuple(p.window.out):
         ctx.refuse(node, "output shape differs from the window rule")
-    weights, bias = _weights_and_bias(node, ctx.graph, c_out)
+    weights, bias = weights_and_bias(node, ctx.graph, c_out)
     folded = folded_bias(weights, bias, conv.input_offset)
     depthwise = conv.groups > 1
     taps = "NULL"
@@ -204,7 +204,7 @@ def _emit_conv(node: Node, ctx) -> list[str]:
               "dil_h": conv.dilation[0], "dil_w": conv.dilation[1], "pad_top": conv.pads[0],
               "pad_left": conv.pads[1], "pad_value": -conv.input_offset,
               "bias": ctx.int_array(folded, "bias_folded"), "raw_bias": ctx.ptr(bias_name), "taps": taps,
-              "requant": _requant(ctx, conv), "pw_weights": "NULL"}
+              "requant": requant_fields(ctx, conv), "pw_weights": "NULL"}
     if not depthwise and _packed(node, ctx.graph):
         # in the weight blob in place of the ONNX order where this node is the weights' only
         # reader and the packed form has their size (c_out % 4 == 0, even c_in), else a copy
@@ -236,10 +236,10 @@ def _emit_fc(node: Node, ctx) -> list[str]:
     a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
     batch, k = ctx.shape(a)
     n = ctx.shape(b)[0]
-    weights, bias = _weights_and_bias(node, ctx.graph, n)
+    weights, bias = weights_and_bias(node, ctx.graph, n)
     folded = folded_bias(weights, bias, fc.input_offset)
     fields = {"batch": batch, "in_features": k, "out_features": n,
-              "bias": ctx.int_array(folded, "bias_folded"), "requant": _requant(ctx, fc)}
+              "bias": ctx.int_array(folded, "bias_folded"), "requant": requant_fields(ctx, fc)}
     name = ctx.declare("o2m_fully_connected_s8_dsp_params", c_struct(fields), "fc_dsp")
     ctx.need(S8_CONV_DSP)
     ctx.include(HEADER)
@@ -271,6 +271,6 @@ def _conv_scratch(node: Node, graph: Graph) -> int:
 
 
 register_kernel("Conv", _emit_conv, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
-                applies=_conv_applies, scratch_bytes=_conv_scratch)
+                applies=conv_applies, scratch_bytes=_conv_scratch)
 register_kernel("Gemm", _emit_fc, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
                 applies=_fc_applies, scratch_bytes=lambda node, graph: 0)

@@ -27,7 +27,7 @@ from onnx2mcu.ops.patch import PATCHED, chain_graph, plan
 def _dsp_layers(node: Node, graph, p) -> list[bool]:
     """Per inner conv: whether the arm-dsp kernel takes it (int8_dsp's rule, on the chain's graph)."""
     sub = chain_graph(node, graph)
-    return [D._conv_applies(inner, sub) is None for inner in p.nodes]
+    return [D.conv_applies(inner, sub) is None for inner in p.nodes]
 
 
 def _dsp_col(node: Node, graph, p, dsp: list[bool]) -> int:
@@ -77,10 +77,10 @@ def _emit_patched(node: Node, ctx, dsp_backend: bool) -> list[str]:
                   "k_h": w[2], "k_w": w[3], "stride_h": c.stride[0], "stride_w": c.stride[1],
                   "dil_h": c.dilation[0], "dil_w": c.dilation[1], "pad_top": 0, "pad_left": 0}
         if dsp[k]:
-            weights, raw = D._weights_and_bias(inner, sub, w[0])
+            weights, raw = D.weights_and_bias(inner, sub, w[0])
             fields.update({"pad_value": -c.input_offset,
                            "bias": ctx.int_array(D.folded_bias(weights, raw, c.input_offset), "bias_folded"),
-                           "raw_bias": ctx.ptr(bias), "taps": "NULL", "requant": D._requant(ctx, c)})
+                           "raw_bias": ctx.ptr(bias), "taps": "NULL", "requant": D.requant_fields(ctx, c)})
             structs.append(("o2m_conv2d_s8_dsp_params",
                             ctx.declare("o2m_conv2d_s8_dsp_params", c_struct(fields), "patch_conv_dsp")))
             fn = "o2m_depthwise_conv2d_s8_dsp" if c.groups > 1 else "o2m_conv2d_s8_dsp"

@@ -150,7 +150,7 @@ def layout_buffers(sizes: list[int]) -> tuple[tuple[int, ...], int]:
     return offsets, total
 
 
-def _prepare(node: Node, graph: Graph) -> PatchPlan:
+def prepare_plan(node: Node, graph: Graph) -> PatchPlan:
     from onnx2mcu.ops.int8 import ConvInt8
 
     chain: Chain = node.attrs[CHAIN_ATTR]
@@ -253,5 +253,5 @@ def _check(node: Node, graph: Graph) -> str | None:
 
 
 register(PATCHED, _reference, domain=DOMAIN, dtypes=(QUANT, frozenset({DType.INT8, DType.INT32})),
-         prepare=_prepare, scratch_bytes=_scratch, macs=_macs, infer=_infer, check=_check,
+         prepare=prepare_plan, scratch_bytes=_scratch, macs=_macs, infer=_infer, check=_check,
          quantized="integer")
