@@ -146,8 +146,9 @@ def _finish(graph: Graph, ctx: PassContext, key: str, section: dict | None) -> d
     if not kept:
         return section
     now = estimate_peak(graph, ctx)
-    first = estimate_peak(rewritten_graph(graph, start), ctx)
-    slow = _slowdown(rewritten_graph(graph, start), graph, ctx)
+    unrewritten = rewritten_graph(graph, start)
+    first = estimate_peak(unrewritten, ctx)
+    slow = _slowdown(unrewritten, graph, ctx)
     if now < first and (slow is None or slow <= MAX_SLOWDOWN):
         drop_unused_tensors(graph)
         return section

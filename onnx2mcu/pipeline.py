@@ -167,7 +167,8 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             # a compile, or a simulate for a board, keeps only rewrites the board's C can run:
             # both then plan the same graph (docs/ARCHITECTURE.md, memory model and budget)
             rewrite_check=_c_check(board) if options.output is not None or not board.is_host else None,
-            rewrite_cost=_instruction_estimate(board)))
+            # only a board with fast kernels can be slowed by a rewrite's portable fused kernel
+            rewrite_cost=_instruction_estimate(board) if set(board.kernels) - {"portable"} else None))
         hits = estimator.deadline_hits + exact_estimator.deadline_hits  # type: ignore[attr-defined]
         if hits:
             result.optimization.setdefault("optimize_notes", []).append(
@@ -352,13 +353,14 @@ def _simulate(model, graph: Graph, sched: "Schedule", values: dict[str, np.ndarr
         feed = {**values, **input_value_feed(proto, options.input_values)}
         ours, names = sim.outputs, graph.outputs
         if int8_io:
+            def real(q: np.ndarray, moved: dict) -> np.ndarray:  # the tensor's scale and zero point
+                return ((q.astype(np.float32) - moved["zero_point"]) * np.float32(moved["scale"])).astype(np.float32)
+
             for moved in int8_io["inputs"]:
-                q = feed.pop(moved["now"]).astype(np.float32)
-                feed[moved["was"]] = ((q - moved["zero_point"]) * np.float32(moved["scale"])).astype(np.float32)
+                feed[moved["was"]] = real(feed.pop(moved["now"]), moved)
             back = {m["now"]: m for m in int8_io["outputs"]}
-            ours = {back[n]["was"] if n in back else n:
-                    ((v.astype(np.float32) - back[n]["zero_point"]) * np.float32(back[n]["scale"])).astype(np.float32)
-                    if n in back else v for n, v in sim.outputs.items()}
+            ours = {back[n]["was"] if n in back else n: real(v, back[n]) if n in back else v
+                    for n, v in sim.outputs.items()}
             names = [back[n]["was"] if n in back else n for n in graph.outputs]
         agreement = compare(ours, run_onnxruntime(proto, feed, names), options.tolerance)
         if _integer_fixed(graph):
