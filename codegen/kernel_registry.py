@@ -121,3 +121,48 @@ def register_int8_kernel(op_type: str, emit: Emit, runs_int8: Callable[[Node, Gr
                    before.applies if before else None, before.scratch_bytes if before else None)
     _KERNELS[key] = entry
     return entry
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The kernel chosen for one node and the scratch bytes it needs."""
+
+    node: str
+    kernel: Kernel
+    scratch: int
+
+
+def node_dtype(node: Node, graph: Graph) -> DType:
+    """The dtype a node's kernel is keyed by: its first non-omitted input's (else first output's)."""
+    for name in list(node.inputs) + list(node.outputs):
+        if name:
+            return graph.tensors[name].dtype
+    return DType.FLOAT32
+
+
+def preference_of(board_or_preference) -> tuple[str, ...]:
+    """A board's kernel preference (`Board.kernels`), or a preference given directly."""
+    if isinstance(board_or_preference, str):
+        return (board_or_preference,)
+    kernels = getattr(board_or_preference, "kernels", None)
+    return tuple(kernels if kernels is not None else board_or_preference)
+
+
+def select_kernel(node: Node, graph: Graph, preference: Sequence[str]) -> Selection | str:
+    """The first backend of `preference` with a kernel that applies to `node`, or why none does."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    dtype = node_dtype(node, graph)
+    reasons = []
+    for backend in preference:
+        kernel = kernel_for(node.op_type, dtype, backend, domain)
+        if kernel is None:
+            continue
+        reason = kernel.applies(node, graph) if kernel.applies is not None else None
+        if reason is None:
+            return Selection(node.name, kernel, kernel.scratch(node, graph))
+        reasons.append(f"{backend}: {reason}")
+    if reasons:
+        return "; ".join(reasons)
+    if any(k[:2] == (domain, node.op_type) for k in _KERNELS):
+        return f"no C kernel for dtype {dtype.value}"
+    return "no C kernel yet"

@@ -466,25 +466,52 @@ def tile_transformer(graph: Graph, ctx: PassContext) -> dict | None:
     untiled_peak = _peak(graph)
     attention, ffn = rewrite(graph, ctx.names)
     if not attention and not ffn:
-        ctx.report.skip("no attention or feed-forward block found")
-        return None
+        return _tile_rows(graph, ctx, untiled_peak)
     for node in attention:
         node.attrs.update(tile_q=1, tile_k=1, cache_kv=0)
     for node in ffn:
         node.attrs.update(tile_rows=1, tile_f=1)
     floor = _peak(graph)
-    budget = getattr(options, "ram_budget", None)
-    if budget is not None:
-        # RAM for the arena and I/O buffers -> the peak to aim at (onnx2mcu/budget.py)
-        target = MemoryBudget(model_ram_bytes=int(budget)).arena_target(io_bytes(graph))
-        source = "ram-budget"
-    else:
-        target = int(floor * (1.0 + TILE_SLACK))
-        source = f"floor+{int(TILE_SLACK * 100)}%"
+    target, source = _target(graph, options, floor)
     report = size_tiles(graph, attention, ffn, max(target, floor))
     peak = _peak(graph)
-    report.update({"budget_bytes": budget, "target_peak_bytes": target, "target_from": source,
+    report.update({"budget_bytes": getattr(options, "ram_budget", None), "target_peak_bytes": target,
+                   "target_from": source,
                    "floor_peak_bytes": floor, "peak_bytes": peak,
                    "untiled_peak_bytes": untiled_peak, "fits": peak <= target,
                    "order": "file-order"})
+    return report
+
+
+def _target(graph: Graph, options, floor: int) -> tuple[int, str]:
+    """The peak to aim at: the RAM budget less the I/O buffers (onnx2mcu/budget.py), or the
+    floor (the peak with the smallest tiles) plus TILE_SLACK."""
+    budget = getattr(options, "ram_budget", None)
+    if budget is not None:
+        return MemoryBudget(model_ram_bytes=int(budget)).arena_target(io_bytes(graph)), "ram-budget"
+    return int(floor * (1.0 + TILE_SLACK)), f"floor+{int(TILE_SLACK * 100)}%"
+
+
+def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None:
+    """No float attention/FFN pattern: tile the graph's own nodes by rows (graph_opt/row_tiling.py,
+    the quantized transformers' path); kept only where it lowers the file-order peak."""
+    from onnx2mcu.graph_opt import row_tiling
+
+    before = (list(graph.nodes), dict(graph.tensors), [list(n.inputs) for n in graph.nodes])
+    folded = row_tiling.fold_broadcast_expands(graph)
+    regions = row_tiling.rewrite(graph, ctx.names)
+    floor = _peak(graph) if regions else untiled_peak
+    if not regions or floor >= untiled_peak:
+        graph.nodes, graph.tensors = before[0], before[1]
+        for node, inputs in zip(graph.nodes, before[2]):
+            node.inputs = inputs
+        ctx.report.skip("no attention or feed-forward block found")
+        return None
+    target, source = _target(graph, ctx.options, floor)
+    report = {"rows": row_tiling.size_tiles(graph, regions, max(target, floor), _peak)}
+    peak = _peak(graph)
+    report.update({"budget_bytes": getattr(ctx.options, "ram_budget", None), "target_peak_bytes": target,
+                   "target_from": source, "floor_peak_bytes": floor, "peak_bytes": peak,
+                   "untiled_peak_bytes": untiled_peak, "fits": peak <= target, "order": "file-order",
+                   "expands_folded": folded})
     return report

@@ -217,6 +217,16 @@ void o2m_transpose(int32_t rank, const int32_t *in_dims, const int32_t *perm, co
     o2m_copy_nd(rank, dims, x, strides, y, NULL, elem_size);
 }
 
+void o2m_copy_blocks(int32_t blocks, int32_t bytes, const void *src, int32_t src_stride,
+                     void *dst, int32_t dst_stride)
+{
+    int32_t b;
+    for (b = 0; b < blocks; ++b) {
+        memcpy((byte *)dst + (size_t)b * (size_t)dst_stride,
+               (const byte *)src + (size_t)b * (size_t)src_stride, (size_t)bytes);
+    }
+}
+
 void o2m_concat(int32_t outer, int32_t count, const void *const *inputs, const int32_t *sizes,
                 void *y, int32_t elem_size)
 {

@@ -36,6 +36,14 @@ void o2m_transpose(int32_t rank, const int32_t *in_dims, const int32_t *perm, co
                    void *y, int32_t elem_size);
 
 /*
+ * `blocks` runs of `bytes` bytes each: run b from src + b * src_stride to
+ * dst + b * dst_stride (strides in bytes).  TiledRows gathers the rows of a
+ * tile into its scratch with it and scatters them back.
+ */
+void o2m_copy_blocks(int32_t blocks, int32_t bytes, const void *src, int32_t src_stride,
+                     void *dst, int32_t dst_stride);
+
+/*
  * Concat of `count` dense inputs along one axis, each viewed as
  * [outer, sizes[j]] where sizes[j] = (axis dim of input j) * inner;
  * y is [outer, sum sizes].

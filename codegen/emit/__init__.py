@@ -18,3 +18,4 @@ from onnx2mcu.codegen.emit import memrw  # noqa: F401
 from onnx2mcu.codegen.emit import int8  # noqa: F401  (last: dispatches to the plain int8 kernels above)
 from onnx2mcu.codegen.emit import int8_dsp  # noqa: F401  (the arm-dsp int8 fast paths)
 from onnx2mcu.codegen.emit import patch  # noqa: F401  (PatchedChain: patch-based inference)
+from onnx2mcu.codegen.emit import rows  # noqa: F401  (TiledRows: last, its inner nodes use every family)

@@ -15,3 +15,4 @@ from onnx2mcu.ops import adder  # noqa: F401
 from onnx2mcu.ops import recurrent  # noqa: F401
 from onnx2mcu.ops import memrw  # noqa: F401
 from onnx2mcu.ops import patch  # noqa: F401
+from onnx2mcu.ops import rows  # noqa: F401
