@@ -149,11 +149,11 @@ def parse_weights_budget(spec: str | int | None, flash_bytes: int | None) -> int
 
 
 def flash_image_bytes(graph: Graph) -> int:
-    """The model's flash image as the budget check counts it (onnx2mcu/budget.py): the weights
-    plus the allowance for code, kernels' tables and the C library."""
-    from onnx2mcu.budget import CODE_ALLOWANCE
+    """The model's flash image as --weights-budget counts it: the weights plus the estimate of
+    code, kernels' tables, test inputs and the C library (onnx2mcu/budget.py code_allowance)."""
+    from onnx2mcu.budget import code_allowance
 
-    return graph.weights_bytes + CODE_ALLOWANCE
+    return graph.weights_bytes + code_allowance(graph)
 
 
 # ----- finding lookups ----------------------------------------------------------------
@@ -164,7 +164,7 @@ def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
         if node.op_type != "Gather" or not is_standard(node) or len(node.inputs) != 2:
             continue
         table, ids = (graph.tensors[n] for n in node.inputs)
-        if not table.is_const or ids.is_const or table.dtype is not DType.FLOAT32:
+        if not table.is_const or ids.is_const or not (table.dtype is DType.FLOAT32 or _quantized_table(graph, node)):
             continue
         if len(table.shape) != 2 or node.attr("axis", 0) not in (0, -2):
             continue
@@ -174,6 +174,23 @@ def embedding_lookups(graph: Graph) -> dict[str, list[Node]]:
             continue
         found.setdefault(table.name, []).append(node)
     return found
+
+
+def _quantized_table(graph: Graph, gather: Node) -> bool:
+    """An int8 table quantized per tensor whose rows the Gather passes on with the same
+    parameters (a QDQ model's embeddings): compressed from its dequantized values."""
+    table, out = graph.tensors[gather.inputs[0]], graph.tensors[gather.outputs[0]]
+    return (table.dtype is DType.INT8 and table.quant is not None and table.quant.axis is None
+            and out.dtype is DType.INT8 and out.quant == table.quant)
+
+
+def table_values(tensor) -> np.ndarray:
+    """The table's real values (float32): an int8 table dequantized."""
+    if tensor.dtype is DType.FLOAT32:
+        return np.asarray(tensor.data, dtype=np.float32)
+    q = tensor.quant
+    real = (np.asarray(tensor.data, dtype=np.float64) - float(np.asarray(q.zero_point))) * float(np.asarray(q.scale))
+    return real.astype(np.float32)
 
 
 # ----- clustering -------------------------------------------------------------------------
@@ -909,7 +926,7 @@ def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
     before = after = 0
     for table_name, gathers in lookups.items():
         tensor = graph.tensors[table_name]
-        data = np.asarray(tensor.data, dtype=np.float32)
+        data = table_values(tensor)
         table_counts = counts if counts is not None and data.shape[0] >= counts.size else None
         result, info = compress_table(data, budget.per_table(tensor.nbytes, all_bytes),
                                       counts=table_counts, int8=int8)
@@ -925,14 +942,23 @@ def _compress(graph: Graph, ctx: PassContext, budget: Budget) -> dict:
                 continue
             names[key] = ed.add_const(f"{base}.clustered.{key}", value, dtype)
         for gather in gathers:
-            ed.replace(gather, [ed.new_node(
+            out = gather.outputs[0]
+            quantized = graph.tensors[out].dtype is DType.INT8
+            rows = ed.add_tensor(f"{out}_float", graph.tensors[out].shape, DType.FLOAT32) if quantized else out
+            new = [ed.new_node(
                 f"{gather.name}/clustered", "ClusteredEmbeddingInt8" if int8 else "ClusteredEmbedding",
                 [gather.inputs[1], names["id_map"], names["meta"], names["a"], names["p"]]
                 + ([names["scales"]] if int8 else []),
-                list(gather.outputs), {"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
-                                       "map_bytes": result.map_bytes,
-                                       **({"row_scales": int(result.row_scales)} if int8 else {})},
-                DOMAIN)])
+                [rows], {"vocab": int(data.shape[0]), "dim": int(data.shape[1]),
+                         "map_bytes": result.map_bytes,
+                         **({"row_scales": int(result.row_scales)} if int8 else {})},
+                DOMAIN)]
+            if quantized:  # the rows the model's int8 table held, from the compressed table
+                q = graph.tensors[out].quant
+                scale = ed.add_const(f"{base}.clustered.scale", np.asarray(q.scale, np.float32).reshape(()))
+                zero = ed.add_const(f"{base}.clustered.zero_point", np.asarray(q.zero_point, np.int8).reshape(()))
+                new.append(ed.new_node(f"{gather.name}/quantize", "QuantizeLinear", [rows, scale, zero], [out]))
+            ed.replace(gather, new)
         if not ed.consumers(table_name) and table_name not in graph.outputs:
             del graph.tensors[table_name]
         info["name"] = table_name

@@ -7,17 +7,17 @@ MCUNet-VWW, more than the rest of its schedule needs with patch-based inference)
 TFLite's int8-I/O conversion (`inference_input_type=int8`) instead feed the int8 tensor, which
 is what a camera or microphone pipeline that quantizes on capture has.  This pass (opt-in: it
 changes the C API, not the numbers) removes those edge nodes: the graph input becomes the
-QuantizeLinear's int8 output, the graph output the DequantizeLinear's int8 input, each with its
-scale and zero point (model.h gives them as macros, with quantize/dequantize helpers).  The
-integers the rest of the graph computes are the same, so the outputs equal the float-I/O
-model's quantized outputs bit for bit; the report names what moved.
+QuantizeLinear's int8 output, the graph output the DequantizeLinear's int8 input (the
+DequantizeLinear stays when other nodes read its float output), each with its scale and zero
+point (model.h gives them as macros, with quantize/dequantize helpers).  The integers the
+rest of the graph computes are the same, so the outputs equal the float-I/O model's quantized
+outputs bit for bit; the report names what moved.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from onnx2mcu.ir import DType, Graph
-from onnx2mcu.rewrite import drop_unused_tensors
 
 if TYPE_CHECKING:
     from onnx2mcu.graph_opt.context import PassContext
@@ -60,14 +60,17 @@ def move_edge_quantization(graph: Graph, ctx: PassContext) -> dict | None:
         if dq is None or dq.op_type != "DequantizeLinear" or dq.domain not in ("", "ai.onnx"):
             continue
         x = dq.inputs[0]
-        if x in graph.inputs or x in graph.outputs or not _per_tensor(graph, x) or consumers.get(name):
+        if x in graph.inputs or x in graph.outputs or not _per_tensor(graph, x):
             continue
-        graph.nodes.remove(dq)
+        if not consumers.get(name):
+            graph.nodes.remove(dq)
+        # else the DequantizeLinear stays for the nodes that read the float value (BERT's pooler)
         graph.outputs[index] = x
         moved_out.append({"was": name, "now": x, **_params(graph, x)})
     if not moved_in and not moved_out:
         ctx.report.pending_reason = "no float graph input read only by a QuantizeLinear, no output made by a " \
                                     "DequantizeLinear"
         return None
-    drop_unused_tensors(graph)
+    # no drop_unused_tensors here: the float-island expansion (later) may restore folded Q/DQ
+    # nodes whose scale constants nothing reads now; unread constants take no flash
     return {"inputs": moved_in, "outputs": moved_out}

@@ -46,6 +46,7 @@ ELEMENTWISE = frozenset({
     "Softplus", "Identity", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
     "QuantizeLinear", "DequantizeLinear"})
 LAYOUT = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
+LOOKUPS = frozenset({"ClusteredEmbedding", "ClusteredEmbeddingInt8"})  # onnx2mcu/ops/mcubert.py
 MIN_ROWS = 8  # sequences shorter than this are not worth tiling
 
 
@@ -89,9 +90,9 @@ def _elementwise(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) ->
         ia = target - (rank - len(shape))
         if ia < 0 or shape[ia] == 1:
             continue  # broadcast over the rows
-        if g.tensors[name].is_const or shape[ia] != extent:
+        if shape[ia] != extent:
             return None
-        sliced[name] = ia  # a whole activation with the rows: read tile by tile
+        sliced[name] = ia  # a whole tensor with the rows (a constant too): read tile by tile
     if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.inputs) > 1:
         scale = g.tensors[node.inputs[1]]
         if scale.numel > 1 and _norm(int(node.attr("axis", 1)), rank) == target:
@@ -118,6 +119,14 @@ def _gemm(g: Graph, node: Node, axes: dict) -> int | None:
     if node.attr("transA", 0) or axes.get(a) != 0:
         return None
     return 0
+
+
+def _gather(g: Graph, node: Node, axes: dict) -> int | None:
+    """A lookup (embeddings): rows of a table that is not tiled, by tiled indices."""
+    data, indices = node.inputs[:2]
+    if data in axes or indices not in axes:
+        return None
+    return _norm(int(node.attr("axis", 0)), len(_shape(g, data))) + axes[indices]
 
 
 def _layout(g: Graph, node: Node, axes: dict) -> int | None:
@@ -153,10 +162,14 @@ def _axis_reduced(node: Node, axes: dict, g: Graph) -> int | None:
 def row_axis(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) -> int | None:
     """The row axis of the node's output when it is row-wise in its tiled inputs, else None;
     raises _NeedsWhole(t) when it could be but needs the tiled tensor t whole."""
-    if node.domain not in ("", "ai.onnx") or len([o for o in node.outputs if o]) != 1:
+    if len([o for o in node.outputs if o]) != 1:
         return None
     op = node.op_type
-    if op in ELEMENTWISE:
+    if node.domain == DOMAIN and op in LOOKUPS:  # MCUBERT's compressed embeddings: rows by ids
+        found = axes.get(node.inputs[0]) if not any(n in axes for n in node.inputs[1:] if n) else None
+    elif node.domain not in ("", "ai.onnx"):
+        return None
+    elif op in ELEMENTWISE:
         found = _elementwise(g, node, axes, extent, sliced)
     elif op == "MatMul":
         found = _matmul(g, node, axes)
@@ -164,6 +177,8 @@ def row_axis(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) -> int
         found = _gemm(g, node, axes)
     elif op in LAYOUT:
         found = _layout(g, node, axes)
+    elif op == "Gather":
+        found = _gather(g, node, axes)
     elif op in ("Softmax", "LogSoftmax", "LayerNormalization"):
         found = _axis_reduced(node, axes, g)
     else:
@@ -252,8 +267,8 @@ def _feedback(g: Graph, ix: GraphIndex, nodes: list[Node], axes: dict) -> list[s
     return bad
 
 
-def find_region(g: Graph, seed: str, taken: set[int]) -> Region | None:
-    axis = _seed_axis(g, seed)
+def find_region(g: Graph, seed: str, taken: set[int], axis: int | None = None) -> Region | None:
+    axis = _seed_axis(g, seed) if axis is None else axis
     if axis is None or g.tensors[seed].is_const or not _quant_ok(g, seed, axis):
         return None
     ix = GraphIndex(g)
@@ -278,7 +293,7 @@ def find_region(g: Graph, seed: str, taken: set[int]) -> Region | None:
         if bad:
             outside |= _descendants(g, ix, bad)
             continue
-        if not any(n.op_type in ("MatMul", "Gemm") for n in nodes) or len(nodes) < 2:
+        if len(nodes) < 2:
             return None
         return Region(seed, _shape(g, seed)[axis], nodes, axes, sliced)
     return None
@@ -338,6 +353,80 @@ def fold_broadcast_expands(g: Graph) -> int:
     return dropped
 
 
+def sink_dequantize(g: Graph, names=None) -> int:
+    """A Gather or Slice that selects from a DequantizeLinear's float output (BERT's pooler takes
+    the first token of the dequantized hidden states) selects from the integers instead, with
+    the DequantizeLinear after it: exact (dequantizing per tensor commutes with selecting), and
+    the whole float tensor is no longer made when nothing else reads it."""
+    ed = Rewriter(g, names)
+    moved = 0
+    for dq in [n for n in g.nodes if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx")]:
+        x, y = dq.inputs[0], dq.outputs[0]
+        if any(g.tensors[i].numel != 1 for i in dq.inputs[1:] if i):
+            continue
+        for user in ed.consumers(y):
+            if user.op_type not in ("Gather", "Slice") or user.inputs[0] != y or y in user.inputs[1:] \
+                    or g.tensors[user.outputs[0]].numel >= g.tensors[y].numel:
+                continue
+            out = user.outputs[0]
+            small = ed.add_tensor(f"{out}_int", g.tensors[out].shape, g.tensors[x].dtype)
+            g.tensors[small].quant = g.tensors[x].quant
+            user.inputs[0], user.outputs[0] = x, small
+            after = ed.new_node(f"{dq.name}_after_{user.name}", "DequantizeLinear",
+                                [small] + list(dq.inputs[1:]), [out], dict(dq.attrs))
+            index = next(i for i, n in enumerate(g.nodes) if n is user)
+            g.nodes.insert(index + 1, after)
+            ed.changed()
+            moved += 1
+        if not ed.consumers(y) and y not in g.outputs:
+            ed.remove(dq)
+    if moved:
+        drop_unused_tensors(g)
+    return moved
+
+
+def _seed(g: Graph, ix: GraphIndex, a: str, taken: set[int]) -> tuple[str, int] | None:
+    """The earliest tensor the rows of a projection's input `a` come from through a chain of
+    row-wise nodes with one activation input (the embeddings' lookups, sums and LayerNorm before
+    the first layer), and its row axis; else `a` on its sequence axis."""
+    axis = _seed_axis(g, a)
+    if axis is None:
+        return None
+    extent = _shape(g, a)[axis]
+    chain, name = [], a
+    while True:
+        node = ix.producer(name)
+        if node is None or id(node) in taken or (node.domain not in ("", "ai.onnx")
+                                                  and node.op_type not in LOOKUPS):
+            break
+        data = [i for i in node.inputs if i and not g.tensors[i].is_const]
+        if len(data) != 1 or len(ix.consumers(name)) > 1 and name != a:
+            break
+        chain.append(node)
+        name = data[0]
+    best = (a, axis)
+    for k in range(len(chain)):  # the longest prefix whose forward rows reach `a` on `axis`
+        start = next(i for i in chain[k].inputs if i and not g.tensors[i].is_const)
+        for cand in range(len(_shape(g, start))):
+            if _shape(g, start)[cand] != extent or not _quant_ok(g, start, cand):
+                continue
+            axes = {start: cand}
+            ok = True
+            for node in reversed(chain[:k + 1]):
+                try:
+                    out = row_axis(g, node, axes, extent, {})
+                except _NeedsWhole:
+                    out = None
+                if out is None:
+                    ok = False
+                    break
+                axes[node.outputs[0]] = out
+            if ok and axes.get(a) == axis:
+                best = (start, cand)
+                break
+    return best
+
+
 def rewrite(g: Graph, names=None) -> list[Node]:
     """Replace every row region (seeded at the activations read by projections) by a TiledRows
     node with one-row tiles; returns the new nodes."""
@@ -350,7 +439,8 @@ def rewrite(g: Graph, names=None) -> list[Node]:
         a, b = node.inputs[:2]
         if not g.tensors[b].is_const or g.tensors[a].is_const:
             continue
-        region = find_region(g, a, taken)
+        seed = _seed(g, ed, a, taken)
+        region = None if seed is None else find_region(g, seed[0], taken, seed[1])
         if region is None:
             continue
         new = _make_node(g, ed, region)

@@ -499,6 +499,7 @@ def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None
 
     before = (list(graph.nodes), dict(graph.tensors), [list(n.inputs) for n in graph.nodes])
     folded = row_tiling.fold_broadcast_expands(graph)
+    sunk = row_tiling.sink_dequantize(graph, ctx.names)
     regions = row_tiling.rewrite(graph, ctx.names)
     floor = _peak(graph) if regions else untiled_peak
     if not regions or floor >= untiled_peak:
@@ -508,10 +509,11 @@ def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None
         ctx.report.skip("no attention or feed-forward block found")
         return None
     target, source = _target(graph, ctx.options, floor)
-    report = {"rows": row_tiling.size_tiles(graph, regions, max(target, floor), _peak)}
+    aim = target if target >= floor else int(floor * (1.0 + TILE_SLACK))  # out of reach: least RAM
+    report = {"rows": row_tiling.size_tiles(graph, regions, aim, _peak)}
     peak = _peak(graph)
     report.update({"budget_bytes": getattr(ctx.options, "ram_budget", None), "target_peak_bytes": target,
                    "target_from": source, "floor_peak_bytes": floor, "peak_bytes": peak,
                    "untiled_peak_bytes": untiled_peak, "fits": peak <= target, "order": "file-order",
-                   "expands_folded": folded})
+                   "expands_folded": folded, "dequantize_sunk": sunk})
     return report

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onnx2mcu.errors import UserError
-from onnx2mcu.ir import Graph
+from onnx2mcu.ir import DType, Graph
 from onnx2mcu.targets import Board, get_board
 
 DEFAULT_STACK_BYTES = 8 * 1024
@@ -44,6 +44,28 @@ def io_bytes(graph: Graph) -> int:
 def harness_bytes(graph: Graph) -> int:
     """Flash for the harness's compiled-in test inputs (const arrays in main.c): not the model's."""
     return sum(graph.tensors[n].nbytes for n in graph.inputs)
+
+
+FLOAT_LIBRARY_ALLOWANCE = 8 * 1024  # libm's erff/expf/tanhf... for float islands of an int8 model
+
+
+def code_allowance(graph: Graph) -> int:
+    """Flash besides the weights, estimated from the graph for budgets that must leave room for
+    it (--weights-budget): CODE_ALLOWANCE, the harness's test inputs, the int8 kernels'
+    per-channel requantization tables (a multiplier and a shift per output channel), and libm
+    when a quantized model computes some nodes in float.  An estimate: the link is the proof."""
+    tables = 0
+    float_ops = False
+    for node in graph.nodes:
+        names = [n for n in node.inputs if n]
+        weights = [graph.tensors[n] for n in names[1:2] if graph.tensors[n].is_const]
+        if weights and weights[0].quant is not None and weights[0].quant.axis is not None:
+            tables += 8 * int(weights[0].shape[weights[0].quant.axis])
+        if any(graph.tensors[n].dtype is DType.FLOAT32 and not graph.tensors[n].is_const for n in names):
+            float_ops = True
+    quantized = any(t.quant is not None for t in graph.tensors.values())
+    return (CODE_ALLOWANCE + harness_bytes(graph) + tables
+            + (FLOAT_LIBRARY_ALLOWANCE if quantized and float_ops else 0))
 
 
 @dataclass(frozen=True)

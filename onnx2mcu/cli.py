@@ -171,6 +171,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """argparse type of a byte size: 262144, 256KB, 256K, 1M (one line, exit 2, when wrong)."""
+    from onnx2mcu.board_file import parse_bytes
+
+    try:
+        return parse_bytes(text, "size")
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("size: ", "")) from None
+
+
 def _count(items) -> dict[str, int]:
     counts: dict[str, int] = {}
     for item in items:
@@ -592,8 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "lossy, reported)")
         p.add_argument("--tile", choices=("auto", "none"), default="auto",
                        help="tile attention and FFN so long sequences fit in RAM")
-        p.add_argument("--ram-budget", type=int, metavar="BYTES",
-                       help="RAM the tiled model may use (default: the board's)")
+        p.add_argument("--ram-budget", type=_size, metavar="BYTES",
+                       help="RAM the tiled model may use, e.g. 262144 or 256KB (default: the board's)")
         p.add_argument("--binary-sign-zero", choices=("exact", "plus-one"), default="exact",
                        help="binary layers from ONNX Sign: exact keeps Sign(0) = 0; plus-one maps 0 "
                             "to +1 (faster, differs from ONNX at exact zeros; reported)")

@@ -91,21 +91,26 @@ def precision_report(graph: Graph, kernels: dict | None = None) -> dict | None:
     ConvInteger nodes of dynamic quantization (the latter are int8 nodes that never requantize).
 
     Counted as compute: every node but the Q/DQ at the edges and islands, and the ops that only
-    move elements (OpDef.quantized PASSTHROUGH or alias) on floats.  None for a float model."""
+    move elements (OpDef.quantized PASSTHROUGH or alias) on floats; the nodes a TiledRows node
+    runs are counted one by one (`tiled_in` names it).  None for a float model."""
     from onnx2mcu.ops.int8 import node_precision
     from onnx2mcu.ops.integer import INTEGER_PRODUCTS
     from onnx2mcu.ops.registry import QUANT_PASSTHROUGH
 
     if not is_quantized_model(graph):
         return None
+    from onnx2mcu.ops.rows import inner_nodes
+
     nodes, islands, counts = [], [], {"int8": 0, "float": 0}
-    for node in graph.nodes:
-        precision = node_precision(node, graph)
+    for node, owner, region in inner_nodes(graph):
+        precision = node_precision(node, owner)
         op = lookup(node.op_type, node.domain)
         moves = op is not None and (op.alias or op.quantized == QUANT_PASSTHROUGH)
         entry = {"node": node.name, "op": node.op_type, "dtype": precision or "edge"}
+        if region is not None:
+            entry["tiled_in"] = region
         if kernels is not None:
-            entry["kernel"] = kernels.get(node.name)
+            entry["kernel"] = kernels.get(region or node.name)
         nodes.append(entry)
         if precision == "int8":
             counts["int8"] += 1

@@ -18,6 +18,7 @@ import pytest
 
 from helpers_quantize import CONFIGS, quantize, random_feed
 from onnx2mcu.ops.int8 import node_precision
+from onnx2mcu.ops.rows import inner_nodes
 from onnx2mcu.pipeline import Options, run
 from onnx2mcu.simulator import simulate
 
@@ -73,7 +74,7 @@ def _precision(path: Path) -> tuple[dict, list[str]]:
     input that the input's QuantizeLinear was folded into: onnxruntime runs it in float too)."""
     from graph_opt.float_islands import is_quantized_node, runs_on_integers
 
-    loaded = run(path, Options(stop_after="load", requant="float")).graph
+    loaded = run(path, Options(stop_after="optimize", requant="float", tile="none")).graph
 
     def at_float_input(node) -> bool:  # the layout Transpose/Reshape before the input's QuantizeLinear
         data = [i for i in node.inputs if i and not loaded.tensors[i].is_const]
@@ -92,9 +93,11 @@ def compare_with_onnxruntime(path: Path, inputs: int = SEEDED_INPUTS, float_outp
 
     result = run(path, Options(stop_after="schedule", scheduler="greedy", requant="float"))
     graph = result.graph
+    # the output's step, from the model as loaded (tiling may run its DequantizeLinear inside a region)
+    loaded = run(path, Options(stop_after="optimize", requant="float", tile="none")).graph
     counts = {"int8": 0, "float": 0}
-    for node in graph.nodes:
-        kind = node_precision(node, graph)
+    for node, owner, _ in inner_nodes(graph):
+        kind = node_precision(node, owner)
         if kind:
             counts[kind] += 1
     options = ort.SessionOptions()
@@ -110,7 +113,7 @@ def compare_with_onnxruntime(path: Path, inputs: int = SEEDED_INPUTS, float_outp
         want = dict(zip(names, session.run(None, feed)))
         for y in graph.outputs:
             diff = np.abs(got[y].astype(np.float64) - want[y].astype(np.float64)).max()
-            unit = (max(float(np.abs(want[y]).max()), 1e-30) if y in float_outputs else _output_lsb(graph, y))
+            unit = (max(float(np.abs(want[y]).max()), 1e-30) if y in float_outputs else _output_lsb(loaded, y))
             worst[y] = max(worst[y], float(diff) / unit)
     return {"result": result, "counts": counts, "lsb": worst}
 
@@ -142,8 +145,9 @@ def test_bert_tiny_qint8_within_one_lsb_of_onnxruntime(quantized):
                                                                   "Gather", "Gemm", "Tanh", "Add"}, islands
     report = compare_with_onnxruntime(path)
     graph, counts = report["result"].graph, report["counts"]
-    matmuls = [n for n in graph.nodes if n.op_type == "MatMul"]
-    assert len(matmuls) == 16 and all(node_precision(n, graph) == "int8" for n in matmuls)
+    # the MatMuls, also those tiling runs inside TiledRows regions (counted one by one)
+    matmuls = [(n, owner) for n, owner, _ in inner_nodes(graph) if n.op_type == "MatMul"]
+    assert len(matmuls) == 16 and all(node_precision(n, owner) == "int8" for n, owner in matmuls)
     print(f"bert_tiny s8-perchannel-sym: {counts['int8']} int8 / {counts['float']} float nodes, "
           f"{len(islands)} quantized nodes in float ({sorted({i.split(' ')[0] for i in islands})}), "
           f"max LSB vs onnxruntime {report['lsb']}")
@@ -168,8 +172,9 @@ def test_bert_tiny_qoperator_within_one_lsb_of_onnxruntime(quantized, config):
     # the quantizer leaves the pooler (Gemm, Tanh) in float on a float input (the last LayerNorm's)
     report = compare_with_onnxruntime(path, float_outputs=("pooler_output",))
     graph, counts = report["result"].graph, report["counts"]
-    matmuls = [n for n in graph.nodes if n.op_type == "MatMul"]
-    assert len(matmuls) == 16 and all(node_precision(n, graph) == "int8" for n in matmuls)
+    # the MatMuls, also those tiling runs inside TiledRows regions (counted one by one)
+    matmuls = [(n, owner) for n, owner, _ in inner_nodes(graph) if n.op_type == "MatMul"]
+    assert len(matmuls) == 16 and all(node_precision(n, owner) == "int8" for n, owner in matmuls)
     assert report["lsb"]["pooler_output"] <= 1e-5, report["lsb"]  # relative: float32 in both
     report["lsb"].pop("pooler_output")
     print(f"bert_tiny QOperator {config}: {counts['int8']} int8 / {counts['float']} float nodes, "

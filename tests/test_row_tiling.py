@@ -3,8 +3,9 @@
 
 BERT-tiny from the transformers export, quantized by onnxruntime's quantize_static (QDQ), runs
 on the int8 kernels with float islands for LayerNorm, Softmax and GELU's Div.  Row tiling turns
-each layer's query path and FFN into one TiledRows node (and each K projection chain into one
-more), so the [heads, S, S] scores and the [S, FFN] activations exist only for a tile.  The
+the embeddings into one TiledRows node, and per layer the K/V projections into one and the query
+path with the FFN into another, so the [heads, S, S] scores, the [S, FFN] activations and the
+float islands' copies exist only for a tile.  The
 outputs must be the untiled model's bytes for every tile size (one row, a size that leaves a
 shorter last tile, the whole sequence), in the simulator, on the host and under QEMU.
 """
@@ -75,8 +76,11 @@ def test_every_layer_is_tiled_and_every_byte_kept(bert_qdq, config, requant):
     plain = run(path, Options(stop_after="schedule", scheduler="file-order", tile="none", requant=requant))
     auto = run(path, Options(stop_after="schedule", scheduler="file-order", requant=requant))
     regions = [n for n in auto.graph.nodes if n.op_type == ROWS]
-    # per layer: the query path through the FFN's LayerNorm, and the key projection chain
-    assert len(regions) == 4, [n.name for n in regions]
+    # the embeddings (lookup, position and type rows, LayerNorm); per layer: the K and V projection
+    # chains, and the query path through the FFN's LayerNorm
+    assert len(regions) == 5, [n.name for n in regions]
+    first = [i.op_type for i in regions[0].attrs[ROWS_ATTR].nodes]
+    assert first[0] == "Gather" and "LayerNormalization" in first, first
     big = [n for n in regions if any(i.op_type == "Softmax" for i in n.attrs[ROWS_ATTR].nodes)]
     assert len(big) == 2 and all(any(i.op_type == "LayerNormalization" for i in n.attrs[ROWS_ATTR].nodes)
                                  for n in big)

@@ -90,8 +90,8 @@ def tile_graph(chain: RowChain, outer: Graph, rows: int, inputs: list[str], outp
     reshape kernels are aliases)."""
     axes = dict(chain.axes)
     tensors: dict[str, Tensor] = {}
-    for t in chain.tensors:
-        tensors[t.name] = replace(t, shape=_with_rows(t.shape, axes[t.name], rows))
+    for t in chain.tensors:  # a sliced constant's tile is gathered into the scratch like the rest
+        tensors[t.name] = replace(t, shape=_with_rows(t.shape, axes[t.name], rows), data=None)
     nodes = []
     for node in chain.nodes:
         for name in node.inputs:
@@ -113,7 +113,7 @@ def tile_graph(chain: RowChain, outer: Graph, rows: int, inputs: list[str], outp
 
 def prepare_plan(node: Node, graph: Graph) -> RowPlan:
     chain: RowChain = node.attrs[ROWS_ATTR]
-    data_inputs = [n for n in node.inputs if n and not graph.tensors[n].is_const]
+    data_inputs = [n for n in node.inputs if n and (n in chain.sliced or not graph.tensors[n].is_const)]
     tiles = tiles_of(chain.extent, chain.tile)
     graphs = {rows: tile_graph(chain, graph, rows, data_inputs, list(node.outputs))
               for rows in sorted({r for _, r in tiles})}
@@ -261,6 +261,19 @@ def _reference(node: Node, inputs: list, p: RowPlan | None = None) -> list:
             index[axes[name]] = slice(t0, t0 + rows)
             outs[name][tuple(index)] = values[name]
     return [outs[name] for name in node.outputs]
+
+
+def inner_nodes(graph: Graph):
+    """(node, the graph it is in, the TiledRows node running it or None) for every node the
+    graph runs: a TiledRows node's own nodes (on its first tile's graph) in its place."""
+    for node in graph.nodes:
+        if node.op_type == ROWS and node.domain == DOMAIN:
+            p = plan(node, graph)
+            sub = p.graph(p.tiles[0][1])
+            for inner in sub.nodes:
+                yield inner, sub, node.name
+        else:
+            yield node, graph, None
 
 
 def _macs(node: Node, graph: Graph) -> int:
