@@ -127,6 +127,27 @@ class PipelineResult:
     options: Options | None = None  # what was asked (the text report names the options)
 
 
+def reference_options(options: Options, budget: MemoryBudget) -> dict:
+    """The options that change the model's results (opt-in, lossy), as the simulator takes them
+    again: paths made absolute, --weights-budget in bytes.  Empty when none is given."""
+    from onnx2mcu.graph_opt.embedding import parse_weights_budget
+
+    found: dict = {}
+    if options.compress_embeddings is not None:
+        found["compress_embeddings"] = str(options.compress_embeddings)
+    if options.weights_budget is not None:
+        found["weights_budget"] = parse_weights_budget(options.weights_budget, budget.flash_bytes)
+    if found and options.embeddings_int8:
+        found["embeddings_int8"] = True
+    for key in ("token_frequencies", "calibration_text", "tokenizer"):
+        value = getattr(options, key)
+        if found and value is not None:
+            found[key] = os.path.abspath(value)
+    if options.binary_sign_zero != "exact":
+        found["binary_sign_zero"] = options.binary_sign_zero
+    return found
+
+
 def run(model, options: Options | None = None, *, graph: Graph | None = None,
         optimization: dict | None = None) -> PipelineResult:
     """Run the stages `options` ask for.  `graph` (already loaded and optimized, e.g. by a
@@ -215,6 +236,10 @@ def run(model, options: Options | None = None, *, graph: Graph | None = None,
             _plot(result, options)
     if options.output is not None:
         from onnx2mcu.project import emit_project
+
+        lossy = reference_options(options, budget)
+        if lossy:  # `onnx2mcu run` re-simulates with them: the model file alone is not the reference
+            result.optimization = {**(result.optimization or {}), "reference_options": lossy}
 
         result.compiled = emit_project(model, options.output, graph, result.schedule, board, budget,
                                        values, prefix=options.prefix, force=options.force,

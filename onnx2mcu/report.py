@@ -241,7 +241,8 @@ def rewrite_lines(optimization: dict) -> list[dict]:
             text = (f"{section['ratio']:g}x on {len(section['tables'])} table(s), weights "
                     f"{_signed(section['weights_bytes_after'] - section['weights_bytes_before'])} "
                     f"({human(section['weights_bytes_before'])} -> {human(section['weights_bytes_after'])}), "
-                    f"relative error {section['rel_error']:.3g} (lossy: asked with --compress-embeddings)")
+                    f"relative error {section['rel_error']:.3g} (lossy: asked with "
+                    f"{'--weights-budget' if section.get('weights_budget') else '--compress-embeddings'})")
         elif key == "int8_io":  # graph_opt/int8_io.py (--int8-io)
             moved = [f"{kind} '{m['was']}' is now int8 '{m['now']}' (scale {m['scale']:.9g}, zero point "
                      f"{m['zero_point']})" for kind, ms in (("input", section["inputs"]), ("output", section["outputs"]))
