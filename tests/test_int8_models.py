@@ -198,12 +198,11 @@ def test_requant_float_outputs_vs_onnxruntime(name, planned):
 def run_c(project: Path, mode: str) -> dict[str, np.ndarray]:
     from onnx2mcu import runner
     from onnx2mcu.simulator.run_c import build, run_host, run_qemu
-    from onnx2mcu.targets import get_board
 
     report = runner.read_report(project)
     values = runner.load_project_inputs(project, report, None)
     build_dir = runner._prepare(project, report, values, host=(mode == "host"))
-    board = get_board(report["board"]["name"])
+    board = runner.board_of_summary(report["board"])  # a registry board or a --board-file one
     build(build_dir, "host" if mode == "host" else board)
     result = run_host(build_dir) if mode == "host" else run_qemu(build_dir, board)
     assert result.exit_code == 0
