@@ -23,6 +23,9 @@ Sections:
    Cortex-M4 ELF (mps2-an386).
 4. qemu    - instructions per inference under QEMU (mps2-an386, Cortex-M4) at seq 128,
    BERT-tiny, untiled and tiled.
+5. int8    - quantize_static QDQ BERT-tiny and BERT-mini at seq 128, 256, 512: execution
+   memory untiled (file order, TFLM-style planning) vs row-tiled, instructions tiled vs
+   untiled under QEMU, and the 512-token board builds (NUCLEO-F746ZG / F767ZI).
 """
 from __future__ import annotations
 
@@ -632,6 +635,148 @@ def section_qemu(folder: Path) -> str:
     return "\n".join(lines)
 
 
+# ----- 5. int8 (quantize_static QDQ): execution memory, instructions, the board -----------------------
+INT8_SEQS = (128, 256, 512)
+BIG = 8 << 30  # --max-tensor-bytes: BERT-mini at 512 tokens untiled holds ~400 MB of activations
+F746_AS_QEMU = """name = "an500-as-f746zg"
+core = "cortex-m7"
+qemu_machine = "mps2-an500"
+flash = "1M"
+ram = "320K"
+"""
+MINI_AS_QEMU = """name = "an500-with-512k-ram"
+core = "cortex-m7"
+qemu_machine = "mps2-an500"
+flash = "4M"
+ram = "512K"
+"""
+
+
+def export_int8(name: str, seq: int, folder: Path) -> tuple[Path, Path]:
+    """(float export with static [1, seq] inputs, its quantize_static QDQ: int8 per-channel weights,
+    int8 activations, 8 seeded calibration inputs), tests/helpers_export + helpers_quantize."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from helpers_export import export_bert_fixed
+    from helpers_quantize import CONFIGS, quantize
+
+    source = folder / f"{name}.s{seq}.onnx"
+    qdq = folder / f"{name}.s{seq}.qdq.onnx"
+    if not qdq.exists():
+        export_bert_fixed(source, seq=seq, vocab_size=VOCAB, **MODELS[name])
+        with contextlib.redirect_stderr(io.StringIO()):
+            quantize(source, qdq, CONFIGS["s8-perchannel-sym"], vocab=VOCAB)
+    return source, qdq
+
+
+def _qemu_run(model: Path, out: Path, board, tile: str = "auto", ram_budget=None, **extra) -> dict:
+    from onnx2mcu.pipeline import Options, run
+    from onnx2mcu.runner import run_project_dir
+
+    result = run(str(model), Options(output=out, board=board, scheduler="greedy", force=True, tile=tile,
+                                     ram_budget=ram_budget, int8_io=True, max_tensor_bytes=BIG, **extra))
+    data = run_project_dir(str(out), "qemu", timeout=3600)
+    if not data["ok"]:
+        raise SystemExit(f"{model}: the C's outputs differ from the simulator's under QEMU")
+    return {"instructions": data["inference_instructions"], "arena": data["arena_bytes"],
+            "flash": data["flash_bytes"], "ram": data["ram_bytes"], "result": result}
+
+
+def section_int8(folder: Path) -> str:
+    from onnx2mcu.board_check import board_build
+    from onnx2mcu.board_file import load_board_file
+    from onnx2mcu.pipeline import Options, run
+    from onnx2mcu.targets import get_board
+
+    work = folder / "int8"
+    work.mkdir(parents=True, exist_ok=True)
+    lines = ["## 5. int8: BERT-tiny and BERT-mini quantized by quantize_static (QDQ)", "",
+             "The transformers exports of section 1 with static [1, S] inputs, quantized by onnxruntime's "
+             "`quantize_static` (int8 activations, symmetric per-channel int8 weights, 8 seeded calibration "
+             "inputs): MatMuls, bias Adds, residuals, GELU's Mul/Add on the int8 kernels; LayerNorm, Softmax "
+             "and GELU's Div/Erf as float islands.  Every build uses `--int8-io` (the hidden states leave "
+             "as int8, as a firmware would keep them; both sides of each ratio the same).  Tiling is "
+             "graph_opt/row_tiling.py: the embeddings, per layer the K/V projections, and per layer the "
+             "query path with the FFN become TiledRows regions run tile by tile.", "",
+             "### Execution memory", "",
+             "*untiled, file order*: the int8 model as exported, steps in file order (our stand-in for "
+             "the CMSIS-NN baseline of the paper): the memory model's peak.  *TFLM-style*: the same order "
+             "with TFLite Micro's greedy-by-size arena planning (the arena it gives).  *tiled*: `--tile auto` "
+             "with no budget (least RAM), our scheduler and arena.", "",
+             "| model | S | untiled, file order (B) | TFLM-style arena (B) | tiled arena (B) | tile rows | "
+             "ratio vs file order | ratio vs TFLM-style |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in MODELS:
+        for seq in INT8_SEQS:
+            log(f"int8 memory: {name} S = {seq}")
+            _, qdq = export_int8(name, seq, work)
+            plain = run(str(qdq), Options(stop_after="schedule", scheduler="file-order", tile="none", int8_io=True,
+                                          max_tensor_bytes=BIG))
+            tiled = run(str(qdq), Options(stop_after="schedule", scheduler="greedy", int8_io=True,
+                                          max_tensor_bytes=BIG))
+            rows = tiled.optimization["tiling"]["rows"]["tile_rows"]
+            base, tflm, ours = plain.schedule.peak_bytes, plain.schedule.arena_bytes, tiled.schedule.arena_bytes
+            FACTS.setdefault(f"int8 ram {name}", {})[str(seq)] = {"file_order": base, "tflm": tflm, "tiled": ours}
+            lines.append(f"| {name} | {seq} | {base:,} | {tflm:,} | {ours:,} | {rows} | {base / ours:.2f}× | "
+                         f"{tflm / ours:.2f}× |")
+    lines += ["", "### Instructions per inference under QEMU (Cortex-M4, mps2-an386), S = 128", "",
+              "Instructions counted by the QEMU plugin around `model_run`; every run's outputs equal the "
+              "simulator's bit for bit (the int8 hidden states; the float pooler within 1e-3).  The 256 KB "
+              "budget is `--ram-budget 256KB` (arena + the I/O buffers).", "",
+              "| model | case | arena (B) | instructions | vs untiled |", "|---|---|---:|---:|---:|"]
+    for name in MODELS:
+        _, qdq = export_int8(name, 128, work)
+        base = None
+        for label, tile, budget in (("untiled", "none", None), ("tiled, 256 KB budget", "auto", 256 * 1024),
+                                    ("tiled, least RAM", "auto", None)):
+            log(f"int8 qemu: {name} {label}")
+            got = _qemu_run(qdq, work / f"qemu-{name}-{tile}-{budget}", "mps2-an386", tile, budget)
+            base = base or got["instructions"]
+            FACTS.setdefault(f"int8 qemu {name}", {})[label] = {"instructions": got["instructions"],
+                                                                "arena": got["arena"]}
+            lines.append(f"| {name} | {label} | {got['arena']:,} | {got['instructions']:,} | "
+                         f"{got['instructions'] / base:.3f}× |")
+    lines += ["", "### On the board: 512 tokens", "",
+              "`--weights-budget board --embeddings-int8 --ram-budget 256KB --int8-io`, full 30,522-token "
+              "vocabulary.  *links for*: the real board's project built with its linker script (the ELF's "
+              "flash and RAM).  *QEMU*: the same options for an mps2-an500 (Cortex-M7, emulated) given the "
+              "board's flash and RAM in a board file; its outputs equal the simulator's bit for bit.  "
+              "*parameter ratio*: the float32 model's weight bytes over the ELF's flash (weights, code, "
+              "tables), split into int8 alone (float32 weights / int8 weights, no compression) and the "
+              "embedding compression on top.", "",
+              "| model | board | ELF flash (B) | ELF RAM (B) | arena (B) | parameter ratio | int8 alone | "
+              "compression | QEMU instructions | bit-exact |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, board_name, stand_in in (("BERT-tiny", "nucleo-f746zg", F746_AS_QEMU),
+                                       ("BERT-mini", "nucleo-f767zi", MINI_AS_QEMU)):
+        source, qdq = export_int8(name, 512, work)
+        log(f"int8 board: {name} {board_name}")
+        float_bytes = run(str(source), Options(stop_after="load", max_tensor_bytes=BIG)).graph.weights_bytes
+        int8_bytes = run(str(qdq), Options(stop_after="optimize", tile="none",
+                                           max_tensor_bytes=BIG)).graph.weights_bytes
+        options = dict(weights_budget="board", embeddings_int8=True, ram_budget=256 * 1024, int8_io=True,
+                       scheduler="greedy")
+        out = work / f"board-{name}"
+        try:
+            built = run(str(qdq), Options(output=out, board=board_name, max_tensor_bytes=BIG, **options))
+            sizes = board_build(out, get_board(board_name))
+            links = (f"{sizes['flash_bytes']:,} | {sizes['ram_bytes']:,} | {built.schedule.arena_bytes:,} | "
+                     f"{float_bytes / sizes['flash_bytes']:.2f}× | {float_bytes / int8_bytes:.2f}× | "
+                     f"{int8_bytes / sizes['flash_bytes']:.2f}×")
+        except Exception as exc:  # noqa: BLE001 - the table says why
+            links = f"does not fit: {str(exc).splitlines()[0][:160]} | - | - | - | {float_bytes / int8_bytes:.2f}× | -"
+        board_file = work / f"{name}.board.toml"
+        board_file.write_text(stand_in)
+        budget = 256 * 1024 if name == "BERT-tiny" else 512 * 1024
+        got = _qemu_run(qdq, work / f"qemu-board-{name}", load_board_file(board_file), "auto", budget,
+                        weights_budget="1M" if name == "BERT-tiny" else None,
+                        embeddings_int8=name == "BERT-tiny")
+        FACTS[f"int8 board {name}"] = {"links": links, "instructions": got["instructions"]}
+        lines.append(f"| {name} | {board_name} | {links} | {got['instructions']:,} (RAM {got['ram']:,} B) | yes |")
+    lines += ["", "BERT-mini's int8 encoder alone is 4 layers × 786,432 B = 3,145,728 B of weights, more than the "
+              "NUCLEO-F767ZI's 2 MiB of flash, so no embedding compression makes it fit; its QEMU row runs "
+              "it with 4 MiB of flash and the F767ZI's 512 KiB of RAM."]
+    return "\n".join(lines)
+
+
 def summary() -> str:
     """Headline numbers against MCUBERT's figures (from whatever sections have run)."""
     lines = ["## Summary", ""]
@@ -654,6 +799,23 @@ def summary() -> str:
                          f"{r['tiled']:,} B tiled, {r['untiled'] / r['tiled']:.2f}× less (MCUBERT: {paper}×); "
                          f"for S = {', '.join(ram)} the tiled peak stays at most {worst:.3f} × S × hidden × 4 B "
                          f"(target 3.3).")
+    for name, paper in (("BERT-tiny", 3.5), ("BERT-mini", 4.3)):
+        ram = FACTS.get(f"int8 ram {name}")
+        if ram and "128" in ram:
+            r = ram["128"]
+            lines.append(f"- int8 {name} execution memory at S = 128: {r['file_order']:,} B untiled (file order) "
+                         f"-> {r['tiled']:,} B row-tiled, {r['file_order'] / r['tiled']:.2f}× less (MCUBERT: "
+                         f"{paper}×; vs TFLM-style planning {r['tflm'] / r['tiled']:.2f}×).")
+        runs8 = FACTS.get(f"int8 qemu {name}")
+        if runs8 and "untiled" in runs8:
+            base = runs8["untiled"]["instructions"]
+            lines.append(f"- int8 {name} at S = 128 under QEMU: " + "; ".join(
+                f"{k} {v['instructions'] / 1e6:.0f} M instructions ({v['instructions'] / base:.3f}×), "
+                f"arena {v['arena']:,} B" for k, v in runs8.items()) + ".")
+        board = FACTS.get(f"int8 board {name}")
+        if board:
+            lines.append(f"- int8 {name}, 512 tokens on its board: ELF flash | RAM | arena | parameter ratio | int8 "
+                         f"alone | compression = {board['links']}.")
     runs = FACTS.get("qemu")
     if runs:
         base = runs[0]["instructions"]
@@ -665,12 +827,12 @@ def summary() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("params", "minilm", "ram", "qemu"), action="append")
+    parser.add_argument("--only", choices=("params", "minilm", "ram", "qemu", "int8"), action="append")
     parser.add_argument("--no-elf", action="store_true", help="section 3 without Cortex-M builds")
     parser.add_argument("--work", help="folder for exports and builds (default: a temporary one)")
     parser.add_argument("--out", default=str(OUT_MD))
     args = parser.parse_args(argv)
-    sections = args.only or ["params", "minilm", "ram", "qemu"]
+    sections = args.only or ["params", "minilm", "ram", "qemu", "int8"]
     folder = Path(args.work or tempfile.mkdtemp(prefix="mcubert-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -687,6 +849,8 @@ def main(argv=None) -> int:
             parts["minilm"] = section_minilm(folder)
         elif section == "ram":
             parts["ram"] = section_ram(folder, with_elf=not args.no_elf)
+        elif section == "int8":
+            parts["int8"] = section_int8(folder)
         else:
             parts["qemu"] = section_qemu(folder)
         log(f"{section}: {time.time() - t0:.0f} s")
@@ -696,7 +860,7 @@ def main(argv=None) -> int:
             "graph_opt/tiling.py, onnx2mcu/ops/mcubert.py, runtime_c/o2m_mcubert.c). "
             "MCUBERT (Yang et al., ICCAD 2024) reports parameters 5.7× (BERT-tiny) and 3.0× "
             "(BERT-mini) smaller and execution memory 3.5× and 4.3× smaller.", ""]
-    body = [summary()] + [parts[k] for k in ("params", "minilm", "ram", "qemu") if k in parts]
+    body = [summary()] + [parts[k] for k in ("params", "minilm", "ram", "qemu", "int8") if k in parts]
     Path(args.out).write_text("\n".join(head) + "\n" + "\n\n".join(body) + "\n")
     log(f"wrote {args.out} in {time.time() - start:.0f} s")
     return 0

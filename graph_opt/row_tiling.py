@@ -47,6 +47,7 @@ ELEMENTWISE = frozenset({
     "QuantizeLinear", "DequantizeLinear"})
 LAYOUT = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
 LOOKUPS = frozenset({"ClusteredEmbedding", "ClusteredEmbeddingInt8"})  # onnx2mcu/ops/mcubert.py
+PROJECTIONS = frozenset({"BinaryMatMul", "XnorGemm", "AdderMatMul"})  # ops/binary.py, ops/adder.py
 MIN_ROWS = 8  # sequences shorter than this are not worth tiling
 
 
@@ -129,6 +130,28 @@ def _gather(g: Graph, node: Node, axes: dict) -> int | None:
     return _norm(int(node.attr("axis", 0)), len(_shape(g, data))) + axes[indices]
 
 
+def _projection_rows(g: Graph, node: Node, axes: dict) -> int | None:
+    """BinaryMatMul / XnorGemm / AdderMatMul: rows of x (any axis but the last) by a whole W."""
+    x = node.inputs[0]
+    if any(n in axes for n in node.inputs[1:] if n):
+        raise _NeedsWhole(next(n for n in node.inputs[1:] if n in axes))
+    if x not in axes or axes[x] == len(_shape(g, x)) - 1:
+        return None
+    return axes[x]
+
+
+def _pack_rows(g: Graph, node: Node, axes: dict) -> int | None:
+    """PackSigns moves its packed axis last: the row axis must not be it."""
+    x = node.inputs[0]
+    if x not in axes:
+        return None
+    rank = len(_shape(g, x))
+    packed, a = _norm(int(node.attr("axis", -1)), rank), axes[x]
+    if a == packed:
+        return None
+    return a if a < packed else a - 1
+
+
 def _layout(g: Graph, node: Node, axes: dict) -> int | None:
     x = node.inputs[0]
     if x not in axes:
@@ -167,6 +190,10 @@ def row_axis(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) -> int
     op = node.op_type
     if node.domain == DOMAIN and op in LOOKUPS:  # MCUBERT's compressed embeddings: rows by ids
         found = axes.get(node.inputs[0]) if not any(n in axes for n in node.inputs[1:] if n) else None
+    elif node.domain == DOMAIN and op in PROJECTIONS:  # binary / adder linear layers: x [.., K] by W
+        found = _projection_rows(g, node, axes)
+    elif node.domain == DOMAIN and op == "PackSigns":
+        found = _pack_rows(g, node, axes)
     elif node.domain not in ("", "ai.onnx"):
         return None
     elif op in ELEMENTWISE:
@@ -434,7 +461,9 @@ def rewrite(g: Graph, names=None) -> list[Node]:
     made: list[Node] = []
     taken: set[int] = set()
     for node in list(g.nodes):
-        if not any(n is node for n in g.nodes) or node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+        projection = (node.op_type == "MatMul" and node.domain in ("", "ai.onnx")) or \
+            (node.op_type in PROJECTIONS and node.domain == DOMAIN)
+        if not any(n is node for n in g.nodes) or not projection:
             continue
         a, b = node.inputs[:2]
         if not g.tensors[b].is_const or g.tensors[a].is_const:

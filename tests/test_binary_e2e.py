@@ -60,7 +60,10 @@ def run_c(project, mode: str) -> dict[str, np.ndarray]:
 
 
 def ops_of(graph) -> set[str]:
-    return {n.op_type for n in graph.nodes}
+    """The op types the graph runs, also inside TiledRows regions (onnx2mcu/ops/rows.py)."""
+    from onnx2mcu.ops.rows import inner_nodes
+
+    return {n.op_type for n, _, _ in inner_nodes(graph)}
 
 
 def sim_outputs(graph, inputs):
@@ -186,6 +189,8 @@ def test_binary_bert_tiny(tmp_path):
     assert binary["binary_layers"] == 12  # Q, K, V, attention out, FFN in/out x 2 layers
     assert binary["packed_weight_bytes"] * 32 == binary["float_weight_bytes"]
     assert "MatMul" in ops_of(result.graph)  # attention scores stay float
+    # row tiling takes the binarized layers too: every layer runs in TiledRows regions
+    assert sum(n.op_type == "TiledRows" for n in result.graph.nodes) >= 2
     expected = simulate(result.graph, result.schedule, inputs).outputs["hidden"]
     # lowering is exact: the unlowered graph simulates to the same bits
     unlowered = load(proto)

@@ -129,3 +129,24 @@ def test_generated_c_runs_the_tiles_bit_exact(bert_qdq, board, modes, tmp_path):
     plain = run(path, Options(stop_after="schedule", scheduler="greedy", tile="none", board=board))
     for name, value in simulate(plain.graph, plain.schedule, result.inputs).outputs.items():
         assert value.tobytes() == expected[name].tobytes(), name
+
+
+def test_binarized_bert_layers_are_tiled_too():
+    """A BERT whose linear layers are binarized (graph_opt/binarize.py: PackSigns, XnorGemm) is
+    row-tiled like the int8 one, the binary projections inside the regions; same bytes."""
+    pytest.importorskip("transformers")
+    import torch
+    from test_binary_e2e import binary_bert, layers
+
+    seq = 64
+    ids = torch.randint(0, 512, (1, seq), generator=torch.Generator().manual_seed(0))
+    proto = layers.export(binary_bert(seq), (ids,), None, form="standard", input_names=["input_ids"],
+                          output_names=["hidden"])
+    plain = run(proto, Options(stop_after="schedule", scheduler="file-order", tile="none"))
+    auto = run(proto, Options(stop_after="schedule", scheduler="file-order"))
+    regions = [n for n in auto.graph.nodes if n.op_type == ROWS]
+    inner = {i.op_type for n in regions for i in n.attrs[ROWS_ATTR].nodes}
+    assert len(regions) == 4 and {"XnorGemm", "PackSigns", "Softmax"} <= inner, inner
+    assert auto.schedule.peak_bytes < 0.5 * plain.schedule.peak_bytes
+    feed = {"input_ids": ids.numpy()}
+    assert _outputs(auto, feed) == _outputs(plain, feed)

@@ -235,10 +235,7 @@ def _reference(node: Node, inputs: list, p: RowPlan | None = None) -> list:
     chain = p.chain
     axes = dict(chain.axes)
     given = {n: v for n, v in zip(node.inputs, inputs) if n}
-    outs = {}
-    for name in node.outputs:
-        t = next(x for x in chain.tensors if x.name == name)
-        outs[name] = np.zeros(t.shape, dtype=t.dtype.numpy)
+    outs: dict[str, np.ndarray] = {}  # made from the first tile's values (packed BIT rows too)
     for t0, rows in p.tiles:
         sub = p.graph(rows)
         values = {}
@@ -257,6 +254,11 @@ def _reference(node: Node, inputs: list, p: RowPlan | None = None) -> list:
                 if name:
                     values[name] = value
         for name in node.outputs:
+            value = np.asarray(values[name])
+            if name not in outs:
+                shape = list(value.shape)
+                shape[axes[name]] = chain.extent
+                outs[name] = np.zeros(shape, dtype=value.dtype)
             index = [slice(None)] * outs[name].ndim
             index[axes[name]] = slice(t0, t0 + rows)
             outs[name][tuple(index)] = values[name]
@@ -325,6 +327,6 @@ def _check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-register(ROWS, _reference, domain=DOMAIN, dtypes=(ANY_SUPPORTED,), prepare=prepare_plan,
+register(ROWS, _reference, domain=DOMAIN, dtypes=(ANY_SUPPORTED | {DType.BIT},), prepare=prepare_plan,
          scratch_bytes=_scratch, macs=_macs, infer=_infer, check=_check, inplace_rule=_inplace,
          quantized="integer")
