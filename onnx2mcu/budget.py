@@ -52,8 +52,9 @@ FLOAT_LIBRARY_ALLOWANCE = 8 * 1024  # libm's erff/expf/tanhf... for float island
 def code_allowance(graph: Graph) -> int:
     """Flash besides the weights, estimated from the graph for budgets that must leave room for
     it (--weights-budget): CODE_ALLOWANCE, the harness's test inputs, the int8 kernels'
-    per-channel requantization tables (a multiplier and a shift per output channel), and libm
-    when a quantized model computes some nodes in float.  An estimate: the link is the proof."""
+    per-channel requantization tables (a multiplier and a shift per output channel), the weight
+    blob's alignment, and libm when a quantized model computes some nodes in float.  An
+    estimate: the link is the proof."""
     tables = 0
     float_ops = False
     for node in graph.nodes:
@@ -64,7 +65,8 @@ def code_allowance(graph: Graph) -> int:
         if any(graph.tensors[n].dtype is DType.FLOAT32 and not graph.tensors[n].is_const for n in names):
             float_ops = True
     quantized = any(t.quant is not None for t in graph.tensors.values())
-    return (CODE_ALLOWANCE + harness_bytes(graph) + tables
+    padding = 8 * sum(1 for _ in graph.constants())  # the weight blob aligns every constant (codegen/weights.py)
+    return (CODE_ALLOWANCE + harness_bytes(graph) + tables + padding
             + (FLOAT_LIBRARY_ALLOWANCE if quantized and float_ops else 0))
 
 

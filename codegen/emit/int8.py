@@ -80,6 +80,14 @@ def _emit_fc(node: Node, ctx) -> list[str]:
                   "filter_offset": fc.filter_offset, "requant": _requant(ctx, fc, p.mode)}
         name = ctx.declare("o2m_fully_connected_s8_params", c_struct(fields), "fc_s8")
         return [f"o2m_fully_connected_s8(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(bias)}, {ctx.ptr(y)});"]
+    name = ctx.declare("o2m_batch_matmul_s8_params", c_struct(batch_matmul_fields(node, ctx, p)), "matmul_s8")
+    return [f"o2m_batch_matmul_s8(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, NULL, {ctx.ptr(y)});"]
+
+
+def batch_matmul_fields(node: Node, ctx, p) -> dict:
+    """o2m_batch_matmul_s8_params of an int8 MatMul (the portable and the arm-dsp kernel's)."""
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    fc = p.fc
     sa, sb, sy = ctx.shape(a), ctx.shape(b), ctx.shape(y)
     m, k, n = sa[-2], sa[-1], sb[-1]
     batch = prod(sy[:-2])
@@ -95,10 +103,8 @@ def _emit_fc(node: Node, ctx) -> list[str]:
             strides.append(0)
         else:
             ctx.refuse(node, "int8 MatMul with partly broadcast batch dims")
-    fields = {"batch": batch, "m": m, "n": n, "k": k, "a_batch_stride": strides[0], "b_batch_stride": strides[1],
-              "a_offset": fc.input_offset, "b_offset": fc.filter_offset, "requant": _requant(ctx, fc, p.mode)}
-    name = ctx.declare("o2m_batch_matmul_s8_params", c_struct(fields), "matmul_s8")
-    return [f"o2m_batch_matmul_s8(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, NULL, {ctx.ptr(y)});"]
+    return {"batch": batch, "m": m, "n": n, "k": k, "a_batch_stride": strides[0], "b_batch_stride": strides[1],
+            "a_offset": fc.input_offset, "b_offset": fc.filter_offset, "requant": _requant(ctx, fc, p.mode)}
 
 
 # ----------------------------------------------------------------- Add / Sub / Mul

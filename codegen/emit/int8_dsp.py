@@ -1,5 +1,7 @@
-"""The "arm-dsp" int8 kernels (runtime_c/o2m_s8_conv_dsp.c): Conv (dense and depthwise) and
-fully connected Gemm for cores with the DSP extension (Cortex-M4/M7/M33/M55).
+"""The "arm-dsp" int8 kernels (runtime_c/o2m_s8_conv_dsp.c): Conv (dense and depthwise), fully
+connected Gemm, and MatMul (by a constant matrix: the fully connected kernel on its transposed
+weights; of two activations: the batched kernel) for cores with the DSP extension
+(Cortex-M4/M7/M33/M55).
 
 Selected before the portable kernels on boards whose `Board.kernels` lists "arm-dsp"
 (codegen/kernels.py), for the nodes `_applies` accepts; every other node keeps the portable
@@ -24,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnx2mcu.codegen.emit.conv import c_struct
+from onnx2mcu.codegen.emit.int8 import batch_matmul_fields
 from onnx2mcu.codegen.kernel_registry import register_kernel
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.int8 import inplace_conv_scratch, inplace_depthwise, int8_params
@@ -246,6 +249,57 @@ def _emit_fc(node: Node, ctx) -> list[str]:
     return [f"o2m_fully_connected_s8_dsp(&{name}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)});"]
 
 
+BMM_MAX_K = 512  # O2M_BMM_DSP_MAX_K (o2m_s8_conv_dsp.h)
+
+
+def _const_matrix(node: Node, graph: Graph) -> bool:
+    b = graph.tensors[node.inputs[1]]
+    return b.is_const and len(b.shape) == 2
+
+
+def _matmul_applies(node: Node, graph: Graph) -> str | None:
+    """A MatMul by a constant [K, N] matrix (a transformer's projections) is a fully connected
+    layer over all the rows of A: the FC kernel takes it with the weights transposed (symmetric
+    weights).  A MatMul of two activations (attention's Q K^T, P V) takes the batched kernel."""
+    p, why = _fixed_int8(node, graph)
+    if why:
+        return why
+    if not p.matmul:
+        return "not a MatMul"
+    if _const_matrix(node, graph):
+        return "asymmetric weights (filter zero point)" if p.fc.filter_offset != 0 else None
+    k = graph.tensors[node.inputs[0]].shape[-1]
+    return f"reduction of {k} (fast path: up to {BMM_MAX_K})" if k > BMM_MAX_K else None
+
+
+def _emit_matmul(node: Node, ctx) -> list[str]:
+    if _const_matrix(node, ctx.graph):
+        return _emit_matmul_fc(node, ctx)
+    fields = batch_matmul_fields(node, ctx, int8_params(node, ctx.graph))
+    name = ctx.declare("o2m_batch_matmul_s8_params", c_struct(fields), "matmul_s8")
+    ctx.need(S8_CONV_DSP)
+    ctx.include(HEADER)
+    return [f"o2m_batch_matmul_s8_dsp(&{name}, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
+            f"{ctx.ptr(node.outputs[0])});"]
+
+
+def _emit_matmul_fc(node: Node, ctx) -> list[str]:
+    fc = int8_params(node, ctx.graph).fc
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    k, n = ctx.shape(b)
+    weights = np.ascontiguousarray(np.asarray(ctx.tensor(b).data, dtype=np.int8).T)  # [N, K]: FC rows
+    # in the weight blob in place of the [K, N] ones where this node is their only reader
+    w_ptr = ctx.ptr(b) if ctx.relayout_const(b, node, weights) else \
+        ctx.int_array(weights.reshape(-1), "fc_weights", "int8_t")
+    folded = folded_bias(weights, np.zeros(n, np.int64), fc.input_offset)
+    fields = {"batch": ctx.numel(a) // k, "in_features": k, "out_features": n,
+              "bias": ctx.int_array(folded, "bias_folded"), "requant": requant_fields(ctx, fc)}
+    name = ctx.declare("o2m_fully_connected_s8_dsp_params", c_struct(fields), "fc_dsp")
+    ctx.need(S8_CONV_DSP)
+    ctx.include(HEADER)
+    return [f"o2m_fully_connected_s8_dsp(&{name}, {ctx.ptr(a)}, {w_ptr}, {ctx.ptr(y)});"]
+
+
 def col_bytes(k: int) -> int:
     """O2M_DSP_COL: one im2col column, rounded up to whole words."""
     return (k + 3) // 4 * 4
@@ -274,3 +328,5 @@ register_kernel("Conv", _emit_conv, dtypes=(DType.INT8,), backend=BACKEND, sourc
                 applies=conv_applies, scratch_bytes=_conv_scratch)
 register_kernel("Gemm", _emit_fc, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
                 applies=_fc_applies, scratch_bytes=lambda node, graph: 0)
+register_kernel("MatMul", _emit_matmul, dtypes=(DType.INT8,), backend=BACKEND, sources=(S8_CONV_DSP,),
+                applies=_matmul_applies, scratch_bytes=lambda node, graph: 0)
