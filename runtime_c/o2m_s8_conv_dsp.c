@@ -2385,3 +2385,115 @@ void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, cons
         }
     }
 }
+
+/* ----------------------------------------------------------------- batched MatMul of activations */
+/* One dot product of row a (its (a + a_offset) int16 pairs in `ap`, kp of them, and the odd
+ * last value) with column j of b [k, n]: the rows' tails and the columns' tails. */
+static int32_t o2m_bmm_dot(const int32_t *ap, int32_t kp, int32_t last, const int8_t *b, int32_t n,
+                           int32_t j, int32_t k)
+{
+    int32_t q, acc = 0;
+    for (q = 0; q < kp; ++q) {
+        acc = o2m_smlad(ap[q], o2m_pack16(b[(2 * q) * n + j], b[(2 * q + 1) * n + j]), acc);
+    }
+    if (k & 1) {
+        acc += last * b[(k - 1) * n + j];
+    }
+    return acc;
+}
+
+/* Four columns j..j+3 of b against one or two rows: per pair of k, a word of row k and one of
+ * row k+1 give the four columns' (b[k][c], b[k+1][c]) halves (SXTB16, then pairing the halves). */
+static void o2m_bmm_cols4(const int32_t *ap0, const int32_t *ap1, int32_t kp, const int8_t *b, int32_t n,
+                          int32_t *acc)
+{
+    int32_t q;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+    for (q = 0; q < kp; ++q) {
+        const uint32_t w0 = o2m_ld32(b + (2 * q) * n);
+        const uint32_t w1 = o2m_ld32(b + (2 * q + 1) * n);
+        const int32_t e0 = o2m_sxtb16(w0), e1 = o2m_sxtb16(w1);        /* columns 0 and 2 */
+        const int32_t o0 = o2m_sxtb16_r8(w0), o1 = o2m_sxtb16_r8(w1);  /* columns 1 and 3 */
+        const int32_t p0 = (int32_t)(((uint32_t)e0 & 0xFFFFu) | ((uint32_t)e1 << 16));
+        const int32_t p2 = (int32_t)(((uint32_t)e0 >> 16) | ((uint32_t)e1 & 0xFFFF0000u));
+        const int32_t p1 = (int32_t)(((uint32_t)o0 & 0xFFFFu) | ((uint32_t)o1 << 16));
+        const int32_t p3 = (int32_t)(((uint32_t)o0 >> 16) | ((uint32_t)o1 & 0xFFFF0000u));
+        const int32_t x0 = ap0[q];
+        a0 = o2m_smlad(x0, p0, a0);
+        a1 = o2m_smlad(x0, p1, a1);
+        a2 = o2m_smlad(x0, p2, a2);
+        a3 = o2m_smlad(x0, p3, a3);
+        if (ap1 != NULL) {
+            const int32_t x1 = ap1[q];
+            c0 = o2m_smlad(x1, p0, c0);
+            c1 = o2m_smlad(x1, p1, c1);
+            c2 = o2m_smlad(x1, p2, c2);
+            c3 = o2m_smlad(x1, p3, c3);
+        }
+    }
+    acc[0] += a0;
+    acc[1] += a1;
+    acc[2] += a2;
+    acc[3] += a3;
+    acc[4] += c0;
+    acc[5] += c1;
+    acc[6] += c2;
+    acc[7] += c3;
+}
+
+/* Row i of a as (a + a_offset) int16 pairs; returns the odd last value and sets *sum to the sum
+ * of (a + a_offset) over the row (b's offset then adds b_offset * sum to every dot product). */
+static int32_t o2m_bmm_pairs(const int8_t *row, int32_t k, int32_t offset, int32_t *ap, int32_t *sum)
+{
+    int32_t q, s = 0, last = 0;
+    for (q = 0; q < k / 2; ++q) {
+        const int32_t lo = row[2 * q] + offset, hi = row[2 * q + 1] + offset;
+        ap[q] = o2m_pack16(lo, hi);
+        s += lo + hi;
+    }
+    if (k & 1) {
+        last = row[k - 1] + offset;
+        s += last;
+    }
+    *sum = s;
+    return last;
+}
+
+void o2m_batch_matmul_s8_dsp(const o2m_batch_matmul_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y)
+{
+    const int32_t m = p->m, n = p->n, k = p->k, kp = p->k / 2;
+    int32_t ap[2][O2M_BMM_DSP_MAX_K / 2];
+    int32_t t, i, j, r;
+    for (t = 0; t < p->batch; ++t) {
+        const int8_t *at = a + (int64_t)t * p->a_batch_stride;
+        const int8_t *bt = b + (int64_t)t * p->b_batch_stride;
+        int8_t *yt = y + (int64_t)t * m * n;
+        for (i = 0; i < m; i += 2) {
+            const int32_t rows = i + 1 < m ? 2 : 1;
+            int32_t last[2] = {0, 0}, sum[2] = {0, 0};
+            for (r = 0; r < rows; ++r) {
+                last[r] = o2m_bmm_pairs(at + (i + r) * k, k, p->a_offset, ap[r], &sum[r]);
+            }
+            for (j = 0; j + 4 <= n; j += 4) {
+                int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                int32_t c;
+                o2m_bmm_cols4(ap[0], rows == 2 ? ap[1] : NULL, kp, bt + j, n, acc);
+                for (r = 0; r < rows; ++r) {
+                    for (c = 0; c < 4; ++c) {
+                        int32_t v = acc[4 * r + c] + p->b_offset * sum[r];
+                        if (k & 1) {
+                            v += last[r] * bt[(k - 1) * n + j + c];
+                        }
+                        yt[(i + r) * n + j + c] = o2m_s8_requant_channel(&p->requant, j + c, v);
+                    }
+                }
+            }
+            for (; j < n; ++j) {
+                for (r = 0; r < rows; ++r) {
+                    const int32_t v = o2m_bmm_dot(ap[r], kp, last[r], bt, n, j, k) + p->b_offset * sum[r];
+                    yt[(i + r) * n + j] = o2m_s8_requant_channel(&p->requant, j, v);
+                }
+            }
+        }
+    }
+}

@@ -21,6 +21,7 @@
 #define O2M_S8_CONV_DSP_H
 
 #include "o2m_s8_common.h"
+#include "o2m_s8_conv.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -137,6 +138,13 @@ void o2m_fully_connected_s8_dsp(const o2m_fully_connected_s8_dsp_params *p, cons
 #define O2M_DSP_CONV_SCRATCH(k) (6 * O2M_DSP_COL(k))
 /* The pointwise 4x2 tiles' optional scratch: two int32 operands per input channel pair. */
 #define O2M_DSP_PW_SCRATCH(c_in) (8 * ((c_in) / 2))
+
+/* int8 batched MatMul of two activations (attention's Q K^T and P V): the portable kernel's
+ * params and results (o2m_s8_conv.h, o2m_batch_matmul_s8 without bias), four columns of b by
+ * two rows of a per step, SMLAD over pairs of k; k at most O2M_BMM_DSP_MAX_K (the rows' int16
+ * pairs live on the stack: 2 * O2M_BMM_DSP_MAX_K bytes each). */
+#define O2M_BMM_DSP_MAX_K 512
+void o2m_batch_matmul_s8_dsp(const o2m_batch_matmul_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 
 #ifdef __cplusplus
 }

@@ -62,7 +62,7 @@ def make_case(rng, kind: str, pw_shape: tuple | None = None) -> dict:
     would overflow a naive add-half-then-shift); pw_shape = (n, c_in, c_out, h, w) fixes a
     pointwise case's geometry (a sixth item: every shift a right shift)."""
     while True:
-        if kind == "fc" or isinstance(kind, tuple):
+        if kind == "fc" or (isinstance(kind, tuple) and kind[0] == "fc"):
             if isinstance(kind, tuple):  # ("fc", k, n): a chosen shape
                 kind, k, n, batch = "fc", kind[1], kind[2], 1
             else:
@@ -76,6 +76,21 @@ def make_case(rng, kind: str, pw_shape: tuple | None = None) -> dict:
             p = R.FCParams(-zp_in, 0, zp_out, mult, shift, np.zeros(n, np.float32), lo, hi)
             return {"kind": kind, "x": x, "w": w, "bias": bias, "p": p,
                     "y": R.fully_connected(x, w, bias, p)}
+        if kind == "bmm" or (isinstance(kind, tuple) and kind[0] == "bmm"):
+            # MatMul of two activations [batch, m, k] x [batch, k, n], both zero points random
+            if isinstance(kind, tuple):
+                kind, batch, m, k, n = kind
+            else:
+                batch, m, k, n = (int(rng.integers(1, 3)), int(rng.integers(1, 8)), int(rng.integers(1, 80)),
+                                  int(rng.integers(1, 14)))
+            x = rng.integers(-128, 128, (batch, m, k)).astype(np.int8)
+            w = rng.integers(-128, 128, (batch, k, n)).astype(np.int8)
+            mult, shift = _requant(rng, n, bool(rng.integers(0, 2)))
+            zp_a, zp_b, zp_out = _zero_point(rng), _zero_point(rng), _zero_point(rng)
+            lo, hi = _act(rng, zp_out)
+            p = R.FCParams(-zp_a, -zp_b, zp_out, mult, shift, np.zeros(n, np.float32), lo, hi)
+            return {"kind": kind, "x": x, "w": w, "bias": np.zeros(1, np.int32), "p": p,
+                    "y": R.matmul(x, w, None, p)}
         depthwise = kind == "dw"
         c_in = int(rng.integers(1, 9)) if depthwise else int(rng.integers(1, 12))
         mult_ch = int(rng.integers(1, 3)) if depthwise else 1
@@ -172,7 +187,7 @@ def conv3_case(rng, c_in: int, c_out: int, h: int, wd: int, stride: tuple, pads:
 
 def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed)
-    drawn = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc", "c3") for _ in range(per_kind)]
+    drawn = [make_case(rng, kind) for kind in ("conv", "pw", "dw", "fc", "c3", "bmm") for _ in range(per_kind)]
     # input widths 1..9 at both strides, 1-pixel pads all round or right/bottom only (TF
     # SAME), odd and even channel counts; and a ResNet-8-like 16 -> 16 layer
     chosen = [conv3_case(rng, 3 + wd % 3, 3 + wd % 4, 4 + wd % 3, wd, (1 + wd % 2, sw),
@@ -182,12 +197,18 @@ def cases(seed: int = 14, per_kind: int = 14) -> list[dict]:
     rng = np.random.default_rng(seed + 1)
     return (drawn + [c for c in chosen if min(c["hw_out"]) >= 1]
             + [dw_shape_case(rng, *shape) for shape in DW_SHAPES]
-            + [make_case(rng, ("fc",) + shape) for shape in FC_SHAPES])
+            + [make_case(rng, ("fc",) + shape) for shape in FC_SHAPES]
+            + [make_case(rng, ("bmm",) + shape) for shape in BMM_SHAPES])
 
 
 # fully connected shapes for the Cortex-M kernel's forms: four rows per step (and 1-3 left),
 # four words per loop step, then one to three words, then one to three values
 FC_SHAPES = ((16, 4), (24, 4), (64, 8), (80, 5), (44, 7), (12, 6), (3, 9), (133, 11), (640, 4))
+
+
+# (batch, m, k, n) batched MatMul cases: attention's shapes (Q K^T of a 2-head tile, P V with
+# k = 128 and k = 512, the kernel's largest), odd m (one row left), odd k, n % 4 columns left
+BMM_SHAPES = ((2, 5, 64, 128), (2, 4, 128, 64), (1, 3, 512, 8), (1, 2, 7, 3), (3, 1, 1, 5), (1, 6, 33, 17))
 
 
 # (n, c_in, c_out, h, w) pointwise cases for the 4x2 tiles: planes 1, 2, 3, 5, 125 (odd:
@@ -218,11 +239,24 @@ def program(all_cases: list[dict]) -> str:
     for i, c in enumerate(all_cases):
         p = c["p"]
         decls += [_arr("int8_t", f"x{i}", c["x"]), _arr("int8_t", f"w{i}", c["w"]),
-                  _arr("int32_t", f"b{i}", c["bias"]), _arr("int32_t", f"m{i}", p.multipliers),
-                  _arr("int32_t", f"s{i}", p.shifts),
-                  _arr("int32_t", f"f{i}", folded_bias(c["w"], c["bias"], p.input_offset))]
+                  _arr("int32_t", f"m{i}", p.multipliers), _arr("int32_t", f"s{i}", p.shifts)]
+        if c["kind"] != "bmm":  # no bias: b is an activation
+            decls += [_arr("int32_t", f"b{i}", c["bias"]),
+                      _arr("int32_t", f"f{i}", folded_bias(c["w"], c["bias"], p.input_offset))]
         rq_port = f"{{m{i}, s{i}, NULL, 1, {p.output_offset}, {p.act_min}, {p.act_max}}}"
         rq_fast = f"{{m{i}, s{i}, 1, {p.output_offset}, {p.act_min}, {p.act_max}}}"
+        if c["kind"] == "bmm":
+            batch, m, k = c["x"].shape
+            n = c["w"].shape[2]
+            fields = f"{batch}, {m}, {n}, {k}, {m * k}, {k * n}, {p.input_offset}, {p.filter_offset}, {rq_port}"
+            body.append(f"""    {{
+        static const o2m_batch_matmul_s8_params bp = {{{fields}}};
+        o2m_batch_matmul_s8(&bp, x{i}, w{i}, NULL, y_ref);
+        o2m_batch_matmul_s8_dsp(&bp, x{i}, w{i}, y_fast);
+        mismatches[{i}] = count_diff(y_ref, y_fast, {c['y'].size});
+        o2m_out_s8("fast_{i}", y_fast, {c['y'].size}u);
+    }}""")
+            continue
         if c["kind"] == "fc":
             batch, k = c["x"].shape
             n = c["w"].shape[0]
@@ -329,7 +363,11 @@ def random_cases():
 def test_cases_cover_the_forms(random_cases):
     """The random cases really exercise what the kernels specialise (the test can only
     catch what it runs)."""
-    convs = [c for c in random_cases if c["kind"] != "fc"]
+    convs = [c for c in random_cases if c["kind"] not in ("fc", "bmm")]
+    bmm = [c for c in random_cases if c["kind"] == "bmm"]
+    assert {c["x"].shape[1] % 2 for c in bmm} == {0, 1} and {c["x"].shape[2] % 2 for c in bmm} == {0, 1}
+    assert {c["w"].shape[2] % 4 for c in bmm} == {0, 1, 2, 3} and max(c["x"].shape[2] for c in bmm) == 512
+    assert any(c["p"].input_offset and c["p"].filter_offset for c in bmm)
     assert {c["p"].stride for c in convs} >= {(1, 1), (2, 2), (1, 2), (2, 1)}
     assert any(c["p"].dilation != (1, 1) for c in convs)
     assert any(c["w"].shape[1] % 2 == 1 and c["w"].shape[1] > 1 for c in convs)
