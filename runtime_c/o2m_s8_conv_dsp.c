@@ -2402,34 +2402,55 @@ static int32_t o2m_bmm_dot(const int32_t *ap, int32_t kp, int32_t last, const in
     return acc;
 }
 
-/* Four columns j..j+3 of b against one or two rows: per pair of k, a word of row k and one of
- * row k+1 give the four columns' (b[k][c], b[k+1][c]) halves (SXTB16, then pairing the halves). */
-static void o2m_bmm_cols4(const int32_t *ap0, const int32_t *ap1, int32_t kp, const int8_t *b, int32_t n,
-                          int32_t *acc)
+/* The halves of two SXTB16 results paired: (lo of x, lo of y) and (hi of x, hi of y): PKHBT
+ * and PKHTB on v7E-M. */
+static inline int32_t o2m_pair_lo(int32_t x, int32_t y)
+{
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(x), "r"(y));
+    return r;
+#else
+    return (int32_t)(((uint32_t)x & 0xFFFFu) | ((uint32_t)y << 16));
+#endif
+}
+
+static inline int32_t o2m_pair_hi(int32_t x, int32_t y)
+{
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(y), "r"(x));
+    return r;
+#else
+    return (int32_t)(((uint32_t)x >> 16) | ((uint32_t)y & 0xFFFF0000u));
+#endif
+}
+
+/* Columns j..j+3 of b's rows 2q and 2q+1 as four (b[2q][c], b[2q+1][c]) SMLAD operands. */
+#define O2M_BMM_COLS4(bq, n)                                                      \
+    const uint32_t w0 = o2m_ld32(bq), w1 = o2m_ld32((bq) + (n));                  \
+    const int32_t e0 = o2m_sxtb16(w0), e1 = o2m_sxtb16(w1);                        \
+    const int32_t o0 = o2m_sxtb16_r8(w0), o1 = o2m_sxtb16_r8(w1);                  \
+    const int32_t p0 = o2m_pair_lo(e0, e1), p2 = o2m_pair_hi(e0, e1);             \
+    const int32_t p1 = o2m_pair_lo(o0, o1), p3 = o2m_pair_hi(o0, o1)
+
+/* Four columns of b (from b, stride n) against two rows of a (their int16 pairs ap0, ap1). */
+static O2M_DSP_NOINLINE void o2m_bmm_cols4x2(const int32_t *ap0, const int32_t *ap1, int32_t kp,
+                                             const int8_t *b, int32_t n, int32_t *acc)
 {
     int32_t q;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
     for (q = 0; q < kp; ++q) {
-        const uint32_t w0 = o2m_ld32(b + (2 * q) * n);
-        const uint32_t w1 = o2m_ld32(b + (2 * q + 1) * n);
-        const int32_t e0 = o2m_sxtb16(w0), e1 = o2m_sxtb16(w1);        /* columns 0 and 2 */
-        const int32_t o0 = o2m_sxtb16_r8(w0), o1 = o2m_sxtb16_r8(w1);  /* columns 1 and 3 */
-        const int32_t p0 = (int32_t)(((uint32_t)e0 & 0xFFFFu) | ((uint32_t)e1 << 16));
-        const int32_t p2 = (int32_t)(((uint32_t)e0 >> 16) | ((uint32_t)e1 & 0xFFFF0000u));
-        const int32_t p1 = (int32_t)(((uint32_t)o0 & 0xFFFFu) | ((uint32_t)o1 << 16));
-        const int32_t p3 = (int32_t)(((uint32_t)o0 >> 16) | ((uint32_t)o1 & 0xFFFF0000u));
-        const int32_t x0 = ap0[q];
+        O2M_BMM_COLS4(b + 2 * q * n, n);
+        const int32_t x0 = ap0[q], x1 = ap1[q];
         a0 = o2m_smlad(x0, p0, a0);
         a1 = o2m_smlad(x0, p1, a1);
         a2 = o2m_smlad(x0, p2, a2);
         a3 = o2m_smlad(x0, p3, a3);
-        if (ap1 != NULL) {
-            const int32_t x1 = ap1[q];
-            c0 = o2m_smlad(x1, p0, c0);
-            c1 = o2m_smlad(x1, p1, c1);
-            c2 = o2m_smlad(x1, p2, c2);
-            c3 = o2m_smlad(x1, p3, c3);
-        }
+        c0 = o2m_smlad(x1, p0, c0);
+        c1 = o2m_smlad(x1, p1, c1);
+        c2 = o2m_smlad(x1, p2, c2);
+        c3 = o2m_smlad(x1, p3, c3);
     }
     acc[0] += a0;
     acc[1] += a1;
@@ -2439,6 +2460,26 @@ static void o2m_bmm_cols4(const int32_t *ap0, const int32_t *ap1, int32_t kp, co
     acc[5] += c1;
     acc[6] += c2;
     acc[7] += c3;
+}
+
+/* The same for one row (an odd last row, or one-row tiles). */
+static O2M_DSP_NOINLINE void o2m_bmm_cols4x1(const int32_t *ap0, int32_t kp, const int8_t *b, int32_t n,
+                                             int32_t *acc)
+{
+    int32_t q;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (q = 0; q < kp; ++q) {
+        O2M_BMM_COLS4(b + 2 * q * n, n);
+        const int32_t x0 = ap0[q];
+        a0 = o2m_smlad(x0, p0, a0);
+        a1 = o2m_smlad(x0, p1, a1);
+        a2 = o2m_smlad(x0, p2, a2);
+        a3 = o2m_smlad(x0, p3, a3);
+    }
+    acc[0] += a0;
+    acc[1] += a1;
+    acc[2] += a2;
+    acc[3] += a3;
 }
 
 /* Row i of a as (a + a_offset) int16 pairs; returns the odd last value and sets *sum to the sum
@@ -2477,7 +2518,11 @@ void o2m_batch_matmul_s8_dsp(const o2m_batch_matmul_s8_params *p, const int8_t *
             for (j = 0; j + 4 <= n; j += 4) {
                 int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                 int32_t c;
-                o2m_bmm_cols4(ap[0], rows == 2 ? ap[1] : NULL, kp, bt + j, n, acc);
+                if (rows == 2) {
+                    o2m_bmm_cols4x2(ap[0], ap[1], kp, bt + j, n, acc);
+                } else {
+                    o2m_bmm_cols4x1(ap[0], kp, bt + j, n, acc);
+                }
                 for (r = 0; r < rows; ++r) {
                     for (c = 0; c < 4; ++c) {
                         int32_t v = acc[4 * r + c] + p->b_offset * sum[r];
