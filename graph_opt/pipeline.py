@@ -25,9 +25,11 @@ from onnx2mcu.graph_opt.float_islands import expand_float_islands  # noqa: E402 
 from onnx2mcu.graph_opt.int8_io import move_edge_quantization  # noqa: E402  (exact; opt-in: the C API)
 from onnx2mcu.graph_opt.pad_fold import fold_pads  # noqa: E402  (exact; float and int8)
 from onnx2mcu.graph_opt.quant_fuse import fuse_quantized  # noqa: E402  (exact)
+from onnx2mcu.graph_opt.table_fusion import fuse_tables  # noqa: E402  (exact: a chain's own values)
 
 # pad_fold after quantized_fusion: an int8 Conv runs on the integers only once its activation is fused
-PASSES += [("int8_io", move_edge_quantization), ("quantized_fusion", fuse_quantized), ("pad_fold", fold_pads), ("quantization", expand_float_islands)]
+PASSES += [("int8_io", move_edge_quantization), ("quantized_fusion", fuse_quantized), ("pad_fold", fold_pads), ("quantization", expand_float_islands),
+           ("table_fusion", fuse_tables)]
 # Report keys shown by `simulate` but kept out of the compiled report.json (whose bytes
 # tests/test_golden_c.py pins): the quantized/float node counts, and why passes did nothing
 # (the text report of compile and simulate prints those).

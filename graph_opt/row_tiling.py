@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ops.int8 import TABLE
 from onnx2mcu.ops.rows import DOMAIN, ROWS, ROWS_ATTR, RowChain
 from onnx2mcu.rewrite import GraphIndex, Rewriter, drop_unused_tensors
 
@@ -194,6 +195,8 @@ def row_axis(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) -> int
         found = _projection_rows(g, node, axes)
     elif node.domain == DOMAIN and op == "PackSigns":
         found = _pack_rows(g, node, axes)
+    elif node.domain == DOMAIN and op == TABLE:  # a fused elementwise chain (graph_opt/table_fusion.py)
+        found = axes.get(node.inputs[0])
     elif node.domain not in ("", "ai.onnx"):
         return None
     elif op in ELEMENTWISE:

@@ -497,15 +497,15 @@ def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None
     the quantized transformers' path); kept only where it lowers the file-order peak."""
     from onnx2mcu.graph_opt import row_tiling
 
-    before = (list(graph.nodes), dict(graph.tensors), [list(n.inputs) for n in graph.nodes])
+    before = (list(graph.nodes), dict(graph.tensors), [(list(n.inputs), list(n.outputs)) for n in graph.nodes])
     folded = row_tiling.fold_broadcast_expands(graph)
     sunk = row_tiling.sink_dequantize(graph, ctx.names)
     regions = row_tiling.rewrite(graph, ctx.names)
     floor = _peak(graph) if regions else untiled_peak
     if not regions or floor >= untiled_peak:
         graph.nodes, graph.tensors = before[0], before[1]
-        for node, inputs in zip(graph.nodes, before[2]):
-            node.inputs = inputs
+        for node, (inputs, outputs) in zip(graph.nodes, before[2]):
+            node.inputs, node.outputs = inputs, outputs
         ctx.report.skip("no attention or feed-forward block found")
         return None
     target, source = _target(graph, ctx.options, floor)

@@ -46,7 +46,9 @@ def harness_bytes(graph: Graph) -> int:
     return sum(graph.tensors[n].nbytes for n in graph.inputs)
 
 
-FLOAT_LIBRARY_ALLOWANCE = 8 * 1024  # libm's erff/expf/tanhf... for float islands of an int8 model
+# libm (erff, expf, tanhf...) and the float kernels of a quantized model's float islands (LayerNorm,
+# Softmax): BERT-mini links with ~48 KiB of code
+FLOAT_LIBRARY_ALLOWANCE = 16 * 1024
 
 
 def code_allowance(graph: Graph) -> int:

@@ -7,9 +7,11 @@ lookup tables become const tables in model.c.  Nothing here computes a scale.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from onnx2mcu.codegen.context import broadcast_strides, prod, simplify_strided
 from onnx2mcu.codegen.emit.conv import c_struct
-from onnx2mcu.codegen.kernel_registry import register_int8_kernel
+from onnx2mcu.codegen.kernel_registry import register_int8_kernel, register_kernel
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops import int8 as Q
 from onnx2mcu.ops.int8 import int8_params
@@ -155,6 +157,15 @@ def _f(value: float) -> str:
 
 
 # ----------------------------------------------------------------- unary ops (tables)
+def _emit_table(node: Node, ctx) -> list[str]:
+    """onnx2mcu.Int8Table: a fused elementwise chain's 256 entries (graph_opt/table_fusion.py)."""
+    x, y = node.inputs[0], node.outputs[0]
+    table = ctx.int_array(np.asarray(node.attrs["table"]).reshape(-1), "lut", ctype="int8_t")
+    _use(ctx, S8_ELEMENTWISE)
+    return [f"o2m_lut_s8({ctx.numel(y)}, {ctx.ptr(x)}, {table}, {ctx.ptr(y)});"]
+
+
+
 def _emit_lut(node: Node, ctx) -> list[str]:
     p: Q.LutInt8 = int8_params(node, ctx.graph)
     x, y = node.inputs[0], node.outputs[0]
@@ -265,3 +276,4 @@ def _register() -> None:
 
 
 _register()
+register_kernel(Q.TABLE, _emit_table, domain="onnx2mcu", dtypes=(DType.INT8,), sources=(S8_ELEMENTWISE,))

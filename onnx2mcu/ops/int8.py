@@ -27,7 +27,7 @@ from onnx2mcu.ops import int8_ref as R
 from onnx2mcu.ops._util import int_list, norm_axis
 from onnx2mcu.ops.conv import Window, WindowParams, prepare_window
 from onnx2mcu.ops.integer import INTEGER_PRODUCTS
-from onnx2mcu.ops.registry import QUANT_INTEGER, lookup, prepared, upgrade
+from onnx2mcu.ops.registry import QUANT, QUANT_INTEGER, lookup, prepared, register, upgrade
 
 ACT_ATTR = "o2m_fused_act"
 """Real-valued (low, high) bounds of an activation fused into the node's quantized output."""
@@ -578,6 +578,29 @@ def _lut_build(float_reference):
 
 def _lut_int8(node: Node, inputs: list, p: LutInt8) -> list:
     return [R.lut(inputs[0], p.table)]
+
+
+# ----------------------------------------------------------------- a fused chain as one table
+TABLE = "Int8Table"
+"""onnx2mcu.Int8Table(x) -> y: y = table[x + 128] (attribute `table`: 256 int8).  Made by
+graph_opt/table_fusion.py from a chain of elementwise nodes whose only activation input is x
+(GELU's Div/Erf float island and its int8 Add/Muls): the table is the chain's own reference on
+every int8 value, so it is exact by construction."""
+
+
+def _table(node: Node, inputs: list, p=None) -> list:
+    return [R.lut(np.asarray(inputs[0]), np.asarray(node.attrs["table"], dtype=np.int8).reshape(256))]
+
+
+def _table_check(node: Node, graph: Graph) -> str | None:
+    table = node.attrs.get("table")
+    if table is None or np.asarray(table).size != 256:
+        return "table must hold 256 int8 entries"
+    return None
+
+
+register(TABLE, _table, domain="onnx2mcu", dtypes=(QUANT,), inplace_inputs=(0,), quantized=QUANT_INTEGER,
+         check=_table_check, infer=lambda node, inputs: [(tuple(inputs[0].shape), DType.INT8)])
 
 
 # ----------------------------------------------------------------- attach them to the ops
