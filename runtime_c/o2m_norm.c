@@ -6,6 +6,37 @@
 #include "o2m_norm.h"
 
 /* Softmax (log_form = 0) or log-softmax (1) of one strided line of n values. */
+/* exp in float32 operations only, in a fixed order that the simulator repeats
+ * (onnx2mcu/ops/norm.py, softmax_exp): k = floor(x log2e + 0.5), r = (x - k ln2_hi) - k ln2_lo,
+ * a degree-6 polynomial of r, times 2^k (built from its exponent bits: exact, the result stays
+ * a normal float); 0 below -86.  About 2 ulp from the true exp, and the same bits everywhere,
+ * so an int8 model's Softmax float island quantizes to the simulator's integers. */
+static float softmax_exp(float x)
+{
+    float kf, r, p;
+    union {
+        uint32_t u;
+        float f;
+    } two_k;
+    if (x != x) {
+        return x;
+    }
+    if (x < -86.0f) {
+        return 0.0f;
+    }
+    kf = floorf(x * 1.44269504f + 0.5f);
+    r = (x - kf * 0.693145752f) - kf * 1.42860677e-6f;
+    p = 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    two_k.u = (uint32_t)((int32_t)kf + 127) << 23;
+    return p * two_k.f;
+}
+
 static void softmax_line(int32_t n, int32_t stride, const float *x, float *y, int32_t log_form)
 {
     float mx = -INFINITY;
@@ -28,7 +59,7 @@ static void softmax_line(int32_t n, int32_t stride, const float *x, float *y, in
     } else {
         float inv;
         for (k = 0; k < n; ++k) {
-            const float e = expf(x[(size_t)k * stride] - mx);
+            const float e = softmax_exp(x[(size_t)k * stride] - mx);
             y[(size_t)k * stride] = e;
             sum += e;
         }

@@ -45,16 +45,29 @@ def _trailing_axes(node: Node, x: np.ndarray) -> tuple[int, ...]:
 
 
 def _layer_norm(node: Node, inputs: list) -> list:
+    """What o2m_layernorm_f32 computes, operation for operation in float32 (sums in order, then
+    sqrtf and the divisions, all correctly rounded): the simulator equals the C bit for bit, so a
+    LayerNorm float island of an int8 model quantizes to the same integers on both."""
     x, scale, bias = inputs[0], inputs[1], input_or_none(inputs, 2)
     axes = _trailing_axes(node, x)
-    x64 = f64(x)
-    mean = x64.mean(axis=axes, keepdims=True)
-    var = ((x64 - mean) ** 2).mean(axis=axes, keepdims=True)
-    inv_std = 1.0 / np.sqrt(var + node.attr("epsilon", 1e-5))
-    y = (x64 - mean) * inv_std * f64(scale)
+    n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    rows = np.asarray(x, dtype=np.float32).reshape(-1, n)
+    total = np.zeros(rows.shape[0], dtype=np.float32)
+    for k in range(n):
+        total = total + rows[:, k]
+    mean = total / np.float32(n)
+    sq = np.zeros(rows.shape[0], dtype=np.float32)
+    for k in range(n):
+        d = rows[:, k] - mean
+        sq = sq + d * d
+    eps = np.float32(node.attr("epsilon", 1e-5))
+    inv_std = np.float32(1.0) / np.sqrt(sq / np.float32(n) + eps)
+    y = (rows - mean[:, None]) * inv_std[:, None]
+    y = y * np.asarray(scale, dtype=np.float32).reshape(1, n)
     if bias is not None:
-        y = y + f64(bias)
-    return [y.astype(x.dtype), mean.astype(np.float32), inv_std.astype(np.float32)]
+        y = y + np.asarray(bias, dtype=np.float32).reshape(1, n)
+    stat_shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
+    return [y.reshape(x.shape).astype(x.dtype), mean.reshape(stat_shape), inv_std.reshape(stat_shape)]
 
 
 def _rms_norm(node: Node, inputs: list) -> list:
@@ -164,8 +177,46 @@ def _log_softmax64(node: Node, x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
+# softmax_exp's constants, as runtime_c/o2m_norm.c spells them (the same decimal -> the same float)
+EXP_FLOOR = "-86.0"  # below: 0 (keeps every result a normal float: the scaling by 2^k is exact)
+EXP_LOG2E, EXP_LN2_HI, EXP_LN2_LO = "1.44269504", "0.693145752", "1.42860677e-6"
+EXP_POLY = ("1.38888889e-3", "8.33333333e-3", "4.16666667e-2", "1.66666667e-1", "0.5", "1.0", "1.0")
+
+
+def softmax_exp(x: np.ndarray) -> np.ndarray:
+    """exp in float32 operations only, in o2m_norm.c's order (softmax_exp): k = floor(x log2e +
+    0.5), r = (x - k ln2_hi) - k ln2_lo, a degree-6 polynomial of r, times 2^k; about 2 ulp from
+    the true exp.  Defined this way (not by the C library's expf) so that the simulator and the C
+    give the same bits, and an int8 model's Softmax float island the same integers."""
+    f = np.float32
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        kf = np.floor(x * f(EXP_LOG2E) + f(0.5))
+        r = (x - kf * f(EXP_LN2_HI)) - kf * f(EXP_LN2_LO)
+        p = np.full(x.shape, f(EXP_POLY[0]), dtype=np.float32)
+        for c in EXP_POLY[1:]:
+            p = p * r + f(c)
+        k = np.where(np.isfinite(kf), kf, 0).astype(np.int32)
+        y = (p * np.ldexp(f(1.0), k).astype(np.float32)).astype(np.float32)
+    y = np.where(x < f(EXP_FLOOR), f(0.0), y)
+    return np.where(np.isnan(x), x, y).astype(np.float32)
+
+
 def _softmax(node: Node, inputs: list) -> list:
-    return [np.exp(_log_softmax64(node, inputs[0])).astype(inputs[0].dtype)]
+    """What o2m_softmax_f32 computes, in float32: the row's max, softmax_exp of x - max, the sum
+    in order, one reciprocal, the products."""
+    x = np.asarray(inputs[0])
+    if x.dtype != np.float32:
+        return [np.exp(_log_softmax64(node, x)).astype(x.dtype)]
+    axis = norm_axis(node.attr("axis", -1), x.ndim)
+    rows = np.moveaxis(x, axis, -1)
+    e = softmax_exp(rows - rows.max(axis=-1, keepdims=True))
+    total = np.zeros(e.shape[:-1], dtype=np.float32)
+    for k in range(e.shape[-1]):
+        total = total + e[..., k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = e * (np.float32(1.0) / total)[..., None]
+    return [np.moveaxis(y.astype(np.float32), -1, axis)]
 
 
 def _log_softmax(node: Node, inputs: list) -> list:
