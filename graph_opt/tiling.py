@@ -497,6 +497,10 @@ def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None
     the quantized transformers' path); kept only where it lowers the file-order peak."""
     from onnx2mcu.graph_opt import row_tiling
 
+    budget_target, _ = _target(graph, ctx.options, untiled_peak)
+    if getattr(ctx.options, "ram_budget", None) is not None and untiled_peak <= budget_target:
+        ctx.report.skip(f"the untiled model's peak ({untiled_peak} B) already fits the RAM budget")
+        return None
     before = (list(graph.nodes), dict(graph.tensors), [(list(n.inputs), list(n.outputs)) for n in graph.nodes])
     folded = row_tiling.fold_broadcast_expands(graph)
     sunk = row_tiling.sink_dequantize(graph, ctx.names)

@@ -150,9 +150,10 @@ def test_run_on_bad_input_exits_2(tmp_path, capsys):
 
 @needs_host
 def test_check_with_a_wrong_kernel_exits_1_and_leaves_no_temp_folder(tmp_path):
-    """The host build's CFLAGS hook swaps expf for a wrong one (softmax goes flat)."""
-    wrong = tmp_path / "wrong_expf.h"
-    wrong.write_text("#include <math.h>\n#define expf(x) ((x) * 0.0f + 1.0f)\n")
+    """The host build's CFLAGS hook swaps floorf for a wrong one (softmax's exp loses its range
+    reduction: the probabilities go wrong)."""
+    wrong = tmp_path / "wrong_floorf.h"
+    wrong.write_text("#include <math.h>\n#define floorf(x) ((x) * 0.0f)\n")
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = _run_cli(["check", "--example", "cnn"], {EXTRA_CFLAGS_ENV: f"-include {wrong}"}, tmp)
