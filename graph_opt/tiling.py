@@ -497,20 +497,19 @@ def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None
     the quantized transformers' path); kept only where it lowers the file-order peak."""
     from onnx2mcu.graph_opt import row_tiling
 
-    budget_target, _ = _target(graph, ctx.options, untiled_peak)
-    if getattr(ctx.options, "ram_budget", None) is not None and untiled_peak <= budget_target:
-        ctx.report.skip(f"the untiled model's peak ({untiled_peak} B) already fits the RAM budget")
-        return None
     before = (list(graph.nodes), dict(graph.tensors), [(list(n.inputs), list(n.outputs)) for n in graph.nodes])
     folded = row_tiling.fold_broadcast_expands(graph)
     sunk = row_tiling.sink_dequantize(graph, ctx.names)
     regions = row_tiling.rewrite(graph, ctx.names)
     floor = _peak(graph) if regions else untiled_peak
-    if not regions or floor >= untiled_peak:
+    budget_target, _ = _target(graph, ctx.options, untiled_peak)
+    fits = getattr(ctx.options, "ram_budget", None) is not None and untiled_peak <= budget_target
+    if not regions or floor >= untiled_peak or fits:
         graph.nodes, graph.tensors = before[0], before[1]
         for node, (inputs, outputs) in zip(graph.nodes, before[2]):
             node.inputs, node.outputs = inputs, outputs
-        ctx.report.skip("no attention or feed-forward block found")
+        ctx.report.skip(f"the untiled model's peak ({untiled_peak} B) already fits the RAM budget" if regions and fits
+                        else "no attention or feed-forward block found")
         return None
     target, source = _target(graph, ctx.options, floor)
     aim = target if target >= floor else int(floor * (1.0 + TILE_SLACK))  # out of reach: least RAM

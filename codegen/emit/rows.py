@@ -14,10 +14,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from onnx2mcu.codegen.context import TENSOR, CContext, NotSupportedInC
+from onnx2mcu.codegen.context import C_NUMPY, TENSOR, UNION_MEMBER, CContext, NotSupportedInC
 from onnx2mcu.codegen.kernel_registry import BACKENDS, PORTABLE, _KERNELS, register_kernel, select_kernel
 from onnx2mcu.ir import Graph, Node
-from onnx2mcu.ops.rows import DOMAIN, ROWS, RowPlan, plan, tile_layout, whole_inputs
+from onnx2mcu.ops.rows import DOMAIN, ROWS, RowPlan, direct_inputs, plan, tile_layout, whole_inputs
 
 
 def _preference(backend: str) -> tuple[str, ...]:
@@ -37,7 +37,7 @@ def _selections(sub: Graph, preference) -> dict:
 
 def _layouts(node: Node, graph: Graph, preference) -> tuple[RowPlan, dict, dict]:
     p = plan(node, graph)
-    whole = set(whole_inputs(node, graph))
+    whole = set(whole_inputs(node, graph)) | set(direct_inputs(node, graph))
     support = {rows: _selections(sub, preference) for rows, sub in p.graphs.items()}
     layouts = {rows: tile_layout(sub, whole) for rows, sub in p.graphs.items()}
     return p, support, layouts
@@ -66,6 +66,13 @@ class _TileContext(CContext):
     of the model's context; a constant is re-laid only when the region is its only reader."""
     parent_graph: Graph | None = None
     region: Node | None = None
+    moving: dict | None = None  # tensor -> elements per row: read at row o2m_r0 of a direct input
+
+    def ptr(self, name: str, offset: int = 0) -> str:
+        base = super().ptr(name, offset)
+        if self.moving and name in self.moving:
+            return f"({base} + (size_t)o2m_r0 * {self.moving[name]}u)"
+        return base
 
     def relayout_const(self, name: str, node: Node, data: np.ndarray) -> bool:
         raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
@@ -83,15 +90,22 @@ class _TileContext(CContext):
 
 def _sub_context(ctx: CContext, node: Node, sub: Graph, layout, base: int) -> _TileContext:
     arena = {name: base + off for name, off in layout.offsets.items()}
+    direct = set(direct_inputs(node, ctx.graph))
+    chain = node.attrs["rows"]
+    moving = {}
     for name, outer in layout.outer.items():
         arena[name] = ctx.arena_offsets[outer]
-    for name in whole_inputs(node, ctx.graph):
+        if outer in direct:  # its rows where the arena holds them, from row o2m_r0 on
+            full = ctx.graph.tensors[outer]
+            unit = np.dtype(C_NUMPY[UNION_MEMBER[full.dtype]]).itemsize  # the pointer's element (BIT: words)
+            moving[name] = full.nbytes // int(full.shape[chain.axis(outer)]) // unit
+    for name in whole_inputs(node, ctx.graph) + sorted(direct):
         arena[name] = ctx.arena_offsets[name]
     scratch = {inner.name: base + layout.scratch.get(inner.name, 0) for inner in sub.nodes}
     tc = _TileContext(sub, arena, ctx.weight_offsets, scratch, prefix=ctx.prefix, ext_offsets=ctx.ext_offsets,
                       declarations=ctx.declarations, kernels=ctx.kernels, _counter=ctx._counter,
                       _interned=ctx._interned, relaid=ctx.relaid)
-    tc.parent_graph, tc.region = ctx.graph, node
+    tc.parent_graph, tc.region, tc.moving = ctx.graph, node, moving
     return tc
 
 
@@ -133,7 +147,8 @@ def _emit(preference):
         for rows, count, first in groups:
             sub = p.graph(rows)
             sub_ctx = _sub_context(ctx, node, sub, layouts[rows], base)
-            body = _copies(ctx, sub_ctx, p, p.chain.sliced, rows, gather=True)
+            direct = set(direct_inputs(node, ctx.graph))
+            body = _copies(ctx, sub_ctx, p, [n for n in p.chain.sliced if n not in direct], rows, gather=True)
             for inner in sub.nodes:
                 choice = support[rows][inner.name]
                 if isinstance(choice, str):

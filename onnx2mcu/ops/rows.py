@@ -135,7 +135,7 @@ class TileLayout:
     offsets: dict = field(default_factory=dict)  # tile tensor -> byte offset in the scratch
     scratch: dict = field(default_factory=dict)  # inner node -> byte offset of its scratch
     nbytes: int = 0
-    outer: dict = field(default_factory=dict)  # tile tensor -> the whole input whose bytes it is
+    outer: dict = field(default_factory=dict)  # tile tensor -> the whole or direct input whose bytes it is
 
 
 def _up(v: int) -> int:
@@ -210,9 +210,17 @@ def whole_inputs(node: Node, graph: Graph) -> list[str]:
     return [n for n in node.inputs if n and not graph.tensors[n].is_const and n not in chain.sliced]
 
 
+def direct_inputs(node: Node, graph: Graph) -> list[str]:
+    """Sliced activation inputs whose rows are contiguous: the inner nodes read a tile's rows where
+    the arena holds them (no copy in the scratch)."""
+    chain: RowChain = node.attrs[ROWS_ATTR]
+    return [n for n in chain.sliced if not graph.tensors[n].is_const
+            and row_bytes(graph.tensors[n], chain.axis(n)) is not None]
+
+
 def layouts(node: Node, graph: Graph, scratch_of=node_scratch_bytes) -> dict[int, TileLayout]:
     p = plan(node, graph)
-    whole = set(whole_inputs(node, graph))
+    whole = set(whole_inputs(node, graph)) | set(direct_inputs(node, graph))
     return {rows: tile_layout(sub, whole, scratch_of) for rows, sub in p.graphs.items()}
 
 
