@@ -692,8 +692,8 @@ def section_int8(folder: Path) -> str:
     lines = ["## 5. int8: BERT-tiny and BERT-mini quantized by quantize_static (QDQ)", "",
              "The transformers exports of section 1 with static [1, S] inputs, quantized by onnxruntime's "
              "`quantize_static` (int8 activations, symmetric per-channel int8 weights, 8 seeded calibration "
-             "inputs): MatMuls, bias Adds, residuals, GELU's Mul/Add on the int8 kernels; LayerNorm, Softmax "
-             "and GELU's Div/Erf as float islands.  Every build uses `--int8-io` (the hidden states leave "
+             "inputs): MatMuls, bias Adds, residuals on the int8 kernels; GELU and the NaN guard as one table "
+             "each (graph_opt/table_fusion.py); LayerNorm and Softmax as float islands.  Every build uses `--int8-io` (the hidden states leave "
              "as int8, as a firmware would keep them; both sides of each ratio the same).  Tiling is "
              "graph_opt/row_tiling.py: the embeddings, per layer the K/V projections, and per layer the "
              "query path with the FFN become TiledRows regions run tile by tile.", "",

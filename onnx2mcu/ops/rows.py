@@ -6,8 +6,9 @@ from the same row of its tiled inputs (a transformer layer's query path: project
 against the whole K, softmax, P x V, the output projection, residual, LayerNorm, the FFN...;
 with the int8 kernels and the float islands as they are), and replaces each region by one node
 of this op.  The node runs the region's own nodes, unchanged, on `tile` rows at a time: the
-tiled inputs' rows are gathered into the node's scratch, the inner nodes run on tile-sized
-tensors there, and the outputs' rows are scattered into the node's outputs.  Intermediates
+tiled inputs' rows are read where they are when contiguous (`direct_inputs`), else gathered into
+the node's scratch, the inner nodes run on tile-sized tensors there, and the outputs' rows are
+scattered into the node's outputs.  Intermediates
 never exist for the whole sequence: only their tiles, in the scratch.
 
 Exact by construction: every inner node is row-wise (the pass checks it op by op), so a row of
