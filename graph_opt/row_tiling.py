@@ -35,17 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnx2mcu.ir import DType, Graph, Node, Tensor
+from onnx2mcu.ir import Graph, Node
 from onnx2mcu.ops.int8 import TABLE
 from onnx2mcu.ops.rows import DOMAIN, ROWS, ROWS_ATTR, RowChain
-from onnx2mcu.rewrite import GraphIndex, Rewriter, drop_unused_tensors
+from onnx2mcu.ops._util import norm_axis
+from onnx2mcu.rewrite import ELEMENTWISE_OPS, GraphIndex, Rewriter, drop_unused_tensors
 
-ELEMENTWISE = frozenset({
-    "Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Relu", "Erf", "Tanh", "Sigmoid", "Gelu",
-    "Sqrt", "Exp", "Log", "Neg", "Abs", "Cast", "Clip", "IsNaN", "IsInf", "Not", "And", "Or", "Equal",
-    "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "LeakyRelu", "HardSigmoid", "HardSwish",
-    "Softplus", "Identity", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
-    "QuantizeLinear", "DequantizeLinear"})
 LAYOUT = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"})
 LOOKUPS = frozenset({"ClusteredEmbedding", "ClusteredEmbeddingInt8"})  # onnx2mcu/ops/mcubert.py
 PROJECTIONS = frozenset({"BinaryMatMul", "XnorGemm", "AdderMatMul"})  # ops/binary.py, ops/adder.py
@@ -58,10 +53,6 @@ class _NeedsWhole(Exception):
         self.tensor = tensor
 
 
-def _norm(axis: int, rank: int) -> int:
-    return axis + rank if axis < 0 else axis
-
-
 def _shape(g: Graph, name: str) -> tuple[int, ...]:
     return tuple(int(d) for d in g.tensors[name].shape)
 
@@ -69,7 +60,7 @@ def _shape(g: Graph, name: str) -> tuple[int, ...]:
 def _quant_ok(g: Graph, name: str, axis: int) -> bool:
     """A tiled tensor must not be quantized per axis along its rows."""
     q = g.tensors[name].quant
-    return q is None or q.axis is None or _norm(q.axis, len(g.tensors[name].shape)) != axis
+    return q is None or q.axis is None or norm_axis(q.axis, len(g.tensors[name].shape)) != axis
 
 
 def _elementwise(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) -> int | None:
@@ -97,7 +88,7 @@ def _elementwise(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) ->
         sliced[name] = ia  # a whole tensor with the rows (a constant too): read tile by tile
     if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.inputs) > 1:
         scale = g.tensors[node.inputs[1]]
-        if scale.numel > 1 and _norm(int(node.attr("axis", 1)), rank) == target:
+        if scale.numel > 1 and norm_axis(int(node.attr("axis", 1)), rank) == target:
             return None
     return target
 
@@ -128,7 +119,7 @@ def _gather(g: Graph, node: Node, axes: dict) -> int | None:
     data, indices = node.inputs[:2]
     if data in axes or indices not in axes:
         return None
-    return _norm(int(node.attr("axis", 0)), len(_shape(g, data))) + axes[indices]
+    return norm_axis(int(node.attr("axis", 0)), len(_shape(g, data))) + axes[indices]
 
 
 def _projection_rows(g: Graph, node: Node, axes: dict) -> int | None:
@@ -147,7 +138,7 @@ def _pack_rows(g: Graph, node: Node, axes: dict) -> int | None:
     if x not in axes:
         return None
     rank = len(_shape(g, x))
-    packed, a = _norm(int(node.attr("axis", -1)), rank), axes[x]
+    packed, a = norm_axis(int(node.attr("axis", -1)), rank), axes[x]
     if a == packed:
         return None
     return a if a < packed else a - 1
@@ -176,8 +167,8 @@ def _axis_reduced(node: Node, axes: dict, g: Graph) -> int | None:
     rank = len(_shape(g, x))
     a = axes[x]
     if node.op_type in ("Softmax", "LogSoftmax"):
-        return a if _norm(int(node.attr("axis", -1)), rank) != a else None
-    first = _norm(int(node.attr("axis", -1)), rank)  # LayerNormalization: axes first..rank-1
+        return a if norm_axis(int(node.attr("axis", -1)), rank) != a else None
+    first = norm_axis(int(node.attr("axis", -1)), rank)  # LayerNormalization: axes first..rank-1
     if a >= first or any(o for o in node.outputs[1:]):
         return None
     return a
@@ -199,7 +190,7 @@ def row_axis(g: Graph, node: Node, axes: dict, extent: int, sliced: dict) -> int
         found = axes.get(node.inputs[0])
     elif node.domain not in ("", "ai.onnx"):
         return None
-    elif op in ELEMENTWISE:
+    elif op in ELEMENTWISE_OPS:
         found = _elementwise(g, node, axes, extent, sliced)
     elif op == "MatMul":
         found = _matmul(g, node, axes)
@@ -363,7 +354,7 @@ def fold_broadcast_expands(g: Graph) -> int:
             continue
         ok = True
         for user in users:
-            if user.op_type not in ELEMENTWISE or user.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            if user.op_type not in ELEMENTWISE_OPS or user.op_type in ("QuantizeLinear", "DequantizeLinear"):
                 ok = False
                 break
             shapes = [_shape(g, x if i == y else i) for i in user.inputs if i]
@@ -484,6 +475,19 @@ def rewrite(g: Graph, names=None) -> list[Node]:
     return made
 
 
+def largest_fitting(lo: int, hi: int, fits) -> int | None:
+    """Largest v in [lo, hi] with fits(v) (fits monotone: true then false), or None."""
+    if hi < lo or not fits(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def set_tile(g: Graph, node: Node, tile: int) -> None:
     node.attrs[ROWS_ATTR] = node.attrs[ROWS_ATTR].with_tile(tile)
     g.prepared.pop(node.name, None)
@@ -499,15 +503,7 @@ def size_tiles(g: Graph, nodes: list[Node], target: int, peak) -> dict:
             set_tile(g, n, tile)
         return peak(g) <= target
 
-    lo, hi = 1, extent
-    if not fits(lo):
-        hi = lo
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
+    lo = largest_fitting(1, extent, fits) or 1
     for n in nodes:
         set_tile(g, n, lo)
     return {"regions": len(nodes), "rows": extent, "tile_rows": lo,

@@ -25,16 +25,11 @@ import numpy as np
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.int8 import TABLE
 from onnx2mcu.ops.registry import run_reference
-from onnx2mcu.rewrite import Rewriter, drop_unused_tensors
+from onnx2mcu.rewrite import ELEMENTWISE_OPS, Rewriter, drop_unused_tensors
 
 if TYPE_CHECKING:
     from onnx2mcu.graph_opt.context import PassContext
 
-ELEMENTWISE = frozenset({
-    "Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Relu", "Erf", "Tanh", "Sigmoid", "Gelu",
-    "Sqrt", "Exp", "Log", "Neg", "Abs", "Clip", "IsNaN", "IsInf", "Not", "Equal", "Less", "Greater",
-    "LeakyRelu", "HardSigmoid", "HardSwish", "Softplus", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
-    "QuantizeLinear", "DequantizeLinear", "Identity"})
 MIN_ELEMENTS = 256  # the probe holds every int8 value at least once
 
 
@@ -52,7 +47,7 @@ def _chain(graph: Graph, ix: Rewriter, x: str, taken: set[int]) -> tuple[list[No
     producer = ix.producer(x)
     start = 0 if producer is None else next(i for i, n in enumerate(graph.nodes) if n is producer) + 1
     for node in graph.nodes[start:]:
-        if id(node) in taken or node.domain not in ("", "ai.onnx") or node.op_type not in ELEMENTWISE:
+        if id(node) in taken or node.domain not in ("", "ai.onnx") or node.op_type not in ELEMENTWISE_OPS:
             continue
         data = [i for i in node.inputs if i and not graph.tensors[i].is_const]
         if not data or any(i not in made for i in data) or len([o for o in node.outputs if o]) != 1:

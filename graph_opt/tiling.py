@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnx2mcu.budget import MemoryBudget, io_bytes
+from onnx2mcu.graph_opt import row_tiling
+from onnx2mcu.graph_opt.row_tiling import largest_fitting
 from onnx2mcu.ir import DType, Graph, Node
 from onnx2mcu.ops.mcubert import DOMAIN, attention_dims, attention_kv_passes, attention_macs
 from onnx2mcu.rewrite import (FreshNames, Rewriter, bias_add, drop_unused_tensors, is_closed,
@@ -359,19 +361,6 @@ def _peak(graph: Graph) -> int:
     return profile(graph).peak_bytes
 
 
-def _largest(lo: int, hi: int, fits) -> int | None:
-    """Largest v in [lo, hi] with fits(v) (fits monotone: true then false), or None."""
-    if hi < lo or not fits(lo):
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int) -> dict:
     """Set the tile attributes of the new nodes: the fastest that keep the peak <= target."""
     def set_attention(tile_q: int, tile_k: int, cache: int) -> None:
@@ -395,7 +384,7 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
         def with_cache(tq: int) -> bool:
             set_attention(tq, seq, 1)
             return fits()
-        tq = _largest(1, seq, with_cache)
+        tq = largest_fitting(1, seq, with_cache)
         if tq is not None:
             chosen = (tq, seq, 1)
         else:
@@ -408,7 +397,7 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
             options = []
             tk = 1
             while True:
-                tq = _largest(1, seq, lambda v: recompute(v, tk))
+                tq = largest_fitting(1, seq, lambda v: recompute(v, tk))
                 if tq is not None:
                     d = attention_dims(attention[0], [graph.tensors[n].shape if n else None
                                                       for n in attention[0].inputs])
@@ -430,12 +419,12 @@ def size_tiles(graph: Graph, attention: list[Node], ffn: list[Node], target: int
         # the widest inner tile first (each inner tile is one more pass over the output),
         # on a few rows; then as many rows as fit
         few = min(rows, 4)
-        tf = _largest(1, inner, lambda v: f_fits(few, v))
+        tf = largest_fitting(1, inner, lambda v: f_fits(few, v))
         if tf is None:
-            tr = _largest(1, few, lambda v: f_fits(v, 1))
+            tr = largest_fitting(1, few, lambda v: f_fits(v, 1))
             ffn_chosen = (tr or 1, 1)
         else:
-            ffn_chosen = (_largest(few, rows, lambda v: f_fits(v, tf)) or few, tf)
+            ffn_chosen = (largest_fitting(few, rows, lambda v: f_fits(v, tf)) or few, tf)
         set_ffn(*ffn_chosen)
     report: dict = {}
     if attention:
@@ -495,8 +484,6 @@ def _target(graph: Graph, options, floor: int) -> tuple[int, str]:
 def _tile_rows(graph: Graph, ctx: PassContext, untiled_peak: int) -> dict | None:
     """No float attention/FFN pattern: tile the graph's own nodes by rows (graph_opt/row_tiling.py,
     the quantized transformers' path); kept only where it lowers the file-order peak."""
-    from onnx2mcu.graph_opt import row_tiling
-
     before = (list(graph.nodes), dict(graph.tensors), [(list(n.inputs), list(n.outputs)) for n in graph.nodes])
     folded = row_tiling.fold_broadcast_expands(graph)
     sunk = row_tiling.sink_dequantize(graph, ctx.names)

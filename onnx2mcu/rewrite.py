@@ -34,6 +34,15 @@ STANDARD_DOMAINS = ("", "ai.onnx")
 N = TypeVar("N")
 
 
+# Standard ops that apply elementwise (numpy broadcasting of their other inputs): what the row
+# tiling (graph_opt/row_tiling.py) and the table fusion (graph_opt/table_fusion.py) may take.
+ELEMENTWISE_OPS = frozenset({
+    "Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Relu", "Erf", "Tanh", "Sigmoid", "Gelu",
+    "Sqrt", "Exp", "Log", "Neg", "Abs", "Cast", "Clip", "IsNaN", "IsInf", "Not", "And", "Or", "Equal",
+    "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "LeakyRelu", "HardSigmoid", "HardSwish",
+    "Softplus", "Identity", "Reciprocal", "Floor", "Ceil", "Round", "Sign",
+    "QuantizeLinear", "DequantizeLinear"})
+
 def is_standard(node) -> bool:
     """Whether `node` is an op of the default ONNX domain (IR Node or NodeProto)."""
     return node.domain in STANDARD_DOMAINS
@@ -501,7 +510,7 @@ def same_layout(ix: GraphIndex, source: str, nodes: Sequence[Node], shape: Seque
     return got is not None and got.shape == want.shape and bool(np.array_equal(got, want))
 
 
-__all__ = ["FreshNames", "GraphIndex", "Rewriter", "other_input", "Projection", "Affine", "affine_consumer", "is_standard", "is_topological",
+__all__ = ["ELEMENTWISE_OPS", "FreshNames", "GraphIndex", "Rewriter", "other_input", "Projection", "Affine", "affine_consumer", "is_standard", "is_topological",
            "stable_topological_order", "live_nodes", "remove_dead", "drop_unused_tensors", "scalar",
            "channel_vector", "as_projection", "projection", "bias_add", "is_closed", "positions",
            "run_index_ops", "same_layout", "GraphError"]

@@ -10,14 +10,12 @@ is a second copy of the steps at its own size.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-
 import numpy as np
 
 from onnx2mcu.codegen.context import C_NUMPY, TENSOR, UNION_MEMBER, CContext, NotSupportedInC
 from onnx2mcu.codegen.kernel_registry import BACKENDS, PORTABLE, _KERNELS, register_kernel, select_kernel
 from onnx2mcu.ir import Graph, Node
-from onnx2mcu.ops.rows import DOMAIN, ROWS, RowPlan, direct_inputs, plan, tile_layout, whole_inputs
+from onnx2mcu.ops.rows import DOMAIN, ROWS, ROWS_ATTR, RowPlan, direct_inputs, plan, tile_layout, whole_inputs
 
 
 def _preference(backend: str) -> tuple[str, ...]:
@@ -91,7 +89,7 @@ class _TileContext(CContext):
 def _sub_context(ctx: CContext, node: Node, sub: Graph, layout, base: int) -> _TileContext:
     arena = {name: base + off for name, off in layout.offsets.items()}
     direct = set(direct_inputs(node, ctx.graph))
-    chain = node.attrs["rows"]
+    chain = node.attrs[ROWS_ATTR]
     moving = {}
     for name, outer in layout.outer.items():
         arena[name] = ctx.arena_offsets[outer]
